@@ -1,0 +1,130 @@
+"""Who may use each route: declared on the view, enforced before it runs, denied by default.
+
+Every view carries exactly one declaration:
+
+* ``@allow("teacher", "admin")`` - signed-in staff with one of these roles (or a staff API token
+  for ``/api/`` routes);
+* ``@public`` - anyone, for sign-in pages, health checks, the webhook (which checks its own
+  signature) and static files;
+* ``@family`` - a parent holding a valid family session (issued by the family link).
+
+A route without a declaration answers 403 to everybody, and a test walks the URL map so none can
+ship that way. Object-level checks (is this the teacher's course?) happen in the services.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from flask import Flask, current_app, g, redirect, request, url_for
+
+from .errors import Forbidden, Unauthorized, wants_json
+
+log = logging.getLogger(__name__)
+
+TEACHER = "teacher"
+LEAD = "safeguarding_lead"
+ADMIN = "admin"
+ROLES = (TEACHER, LEAD, ADMIN)
+ROLE_LABELS = {TEACHER: "Teacher", LEAD: "Safeguarding lead", ADMIN: "Admin"}
+STAFF = ROLES
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+@dataclass(frozen=True)
+class Rule:
+    kind: str  # "public" | "staff" | "family"
+    roles: tuple[str, ...] = ()
+
+    def describe(self) -> str:
+        return self.kind if self.kind != "staff" else "staff:" + ",".join(self.roles)
+
+
+def _declare(rule: Rule) -> Callable[[F], F]:
+    def decorator(view: F) -> F:
+        if getattr(view, "companion_access", None) is not None:
+            raise RuntimeError(f"{view.__name__} declares access twice")
+        view.companion_access = rule  # type: ignore[attr-defined]
+        return view
+
+    return decorator
+
+
+def allow(*roles: str) -> Callable[[F], F]:
+    unknown = set(roles) - set(ROLES)
+    if not roles or unknown:
+        raise ValueError(f"allow() needs roles from {ROLES}, got {roles}")
+    return _declare(Rule("staff", tuple(roles)))
+
+
+def public(view: F) -> F:
+    return _declare(Rule("public"))(view)
+
+
+def family(view: F) -> F:
+    return _declare(Rule("family"))(view)
+
+
+def rule_for(app: Flask, endpoint: str | None) -> Rule | None:
+    if endpoint is None:
+        return None
+    if endpoint == "static":
+        return Rule("public")
+    view = app.view_functions.get(endpoint)
+    return getattr(view, "companion_access", None)
+
+
+# Hooks the family package registers so this module does not import it.
+_family_loader: Callable[[], Any] | None = None
+
+
+def set_family_loader(loader: Callable[[], Any]) -> None:
+    global _family_loader
+    _family_loader = loader
+
+
+def current_user() -> Any:
+    """The signed-in staff user of this request, or None."""
+    return g.get("user")
+
+
+def init_app(app: Flask) -> None:
+    from .accounts import auth as accounts
+
+    @app.before_request
+    def _enforce_access() -> Any:
+        g.user = None
+        g.family = None
+        if request.endpoint is None:
+            return None  # 404/405 are answered by the error handlers
+        rule = rule_for(current_app, request.endpoint)
+        if rule is None:
+            log.error("route %s declares no access rule; denied", request.endpoint)
+            raise Forbidden("This page is not available.")
+        if rule.kind == "public":
+            # Pages such as sign-in still want to know who is signed in.
+            if not request.path.startswith("/api/"):
+                g.user = accounts.user_from_browser_session()
+            return None
+        if rule.kind == "family":
+            g.family = _family_loader() if _family_loader else None
+            if g.family is None:
+                raise Unauthorized("Please open the personal link from your email again.")
+            return None
+        if request.path.startswith("/api/"):
+            user = accounts.user_from_bearer_token()
+        else:
+            user = accounts.user_from_browser_session()
+        if user is None:
+            if wants_json():
+                raise Unauthorized("Sign in, or send a valid staff API token.")
+            return redirect(url_for("accounts.login", next=request.full_path.rstrip("?")))
+        g.user = user
+        if user.role not in rule.roles:
+            accounts.record_denied(user, request.method, request.path)
+            raise Forbidden("Your role does not allow this.")
+        return None

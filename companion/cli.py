@@ -1,0 +1,199 @@
+"""The `companion` command."""
+
+from __future__ import annotations
+
+import secrets
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+from flask import Flask
+
+from .config import ConfigError
+
+
+def _app() -> Flask:
+    from . import create_app
+
+    try:
+        return create_app()
+    except ConfigError as exc:
+        click.echo(f"companion cannot start: {exc}", err=True)
+        sys.exit(2)
+
+
+@click.group(help="companion: safe-by-default online classes for children over Zoom.")
+def main() -> None:
+    pass
+
+
+@main.command("init")
+@click.option("--instance", type=click.Path(path_type=Path), default=None)
+def init_command(instance: Path | None) -> None:
+    """Create the instance folder and a config file with a fresh secret key (once)."""
+    from . import ROOT
+
+    folder = (
+        instance
+        or Path(__import__("os").environ.get("COMPANION_INSTANCE_PATH") or ROOT / "instance")
+    ).resolve()
+    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    path = folder / "companion.toml"
+    if path.exists():
+        click.echo(f"{path.name} exists; leaving it as it is.")
+        return
+    path.write_text(
+        "# companion instance settings; environment variables COMPANION_* override these.\n"
+        f'secret_key = "{secrets.token_urlsafe(48)}"\n',
+        encoding="utf-8",
+    )
+    path.chmod(0o600)
+    click.echo(f"Wrote {path.name} with a new secret key.")
+
+
+@main.command("secret")
+def secret_command() -> None:
+    """Print a new random secret key."""
+    click.echo(secrets.token_urlsafe(48))
+
+
+@main.command("serve")
+@click.option("--host", default=None, help="Default: COMPANION_HOST.")
+@click.option("--port", type=int, default=None, help="Default: COMPANION_PORT.")
+@click.option("--threads", type=int, default=8)
+def serve_command(host: str | None, port: int | None, threads: int) -> None:
+    """Serve the web app with a production WSGI server (waitress)."""
+    import waitress
+
+    app = _app()
+    host = host or app.config["HOST"]
+    port = port or app.config["PORT"]
+    click.echo(f"companion on http://{host}:{port} (Zoom: {app.config['ZOOM_MODE']})")
+    waitress.serve(app, host=host, port=port, threads=threads, ident="companion")
+
+
+@main.group("db")
+def db_group() -> None:
+    """Database schema."""
+
+
+@db_group.command("upgrade")
+@click.argument("revision", default="head")
+def db_upgrade(revision: str) -> None:
+    """Apply migrations up to REVISION (default: the newest)."""
+    from . import migrate
+
+    app = _app()
+    migrate.upgrade(app.config["DATABASE_URL"], revision)
+    click.echo("Database is up to date.")
+
+
+@db_group.command("downgrade")
+@click.argument("revision")
+def db_downgrade(revision: str) -> None:
+    """Undo migrations down to REVISION."""
+    from . import migrate
+
+    app = _app()
+    migrate.downgrade(app.config["DATABASE_URL"], revision)
+
+
+@main.group("user")
+def user_group() -> None:
+    """Staff accounts."""
+
+
+@user_group.command("create")
+@click.argument("email")
+@click.option("--name", required=True)
+@click.option("--role", required=True, type=click.Choice(["teacher", "safeguarding_lead", "admin"]))
+@click.option("--password", prompt=True, hide_input=True, confirmation_prompt=True)
+@click.option("--organisation-id", type=int, default=None)
+def user_create(
+    email: str, name: str, role: str, password: str, organisation_id: int | None
+) -> None:
+    """Create a staff member with a password."""
+    from .accounts import services
+    from .db import job_session
+    from .errors import CompanionError
+    from .orgs import services as orgs
+
+    app = _app()
+    try:
+        with job_session(app) as session:
+            org = orgs.get(session, organisation_id) if organisation_id else orgs.first(session)
+            if org is None:
+                raise click.ClickException("There is no organisation yet; run `companion demo`.")
+            user = services.create_user(
+                session,
+                organisation_id=org.id,
+                email=email,
+                name=name,
+                role=role,
+                password=password,
+            )
+            click.echo(f"Created {user.email} ({role}).")
+    except CompanionError as exc:
+        raise click.ClickException(exc.message) from None
+
+
+@main.group("token")
+def token_group() -> None:
+    """Staff API tokens."""
+
+
+@token_group.command("create")
+@click.argument("email")
+@click.option("--name", default="command line")
+def token_create(email: str, name: str) -> None:
+    """Create an API token for EMAIL and print it once."""
+    from .accounts import services
+    from .db import job_session
+    from .errors import CompanionError
+
+    app = _app()
+    try:
+        with job_session(app) as session:
+            user = services.find_user_by_email(session, email)
+            if user is None:
+                raise click.ClickException(f"No staff account for {email}.")
+            raw = services.create_token(session, user=user, name=name)
+    except CompanionError as exc:
+        raise click.ClickException(exc.message) from None
+    click.echo(raw)
+
+
+@main.command("demo")
+@click.option("--force", is_flag=True, help="Add demo data even if the database has some.")
+def demo_command(force: bool) -> None:
+    """Create demo data when the database is new, and print the passwords once."""
+    from . import demo
+    from .db import job_session
+
+    app = _app()
+    with job_session(app) as session:
+        created = demo.create(session, app.config, force=force)
+    if not created:
+        click.echo("The database already has data; no demo data added.")
+        return
+    click.echo("Demo data created. Sign in at " + app.config["BASE_URL"] + "/login with:")
+    for person in created:
+        click.echo(f"  {person['role']:<18} {person['email']:<34} {person['password']}")
+    click.echo("These passwords are shown only now.")
+
+
+@main.command("routes")
+def routes_command() -> None:
+    """List every route with who may use it."""
+    from .access import rule_for
+
+    app = _app()
+    for rule in sorted(app.url_map.iter_rules(), key=lambda r: r.rule):
+        access: Any = rule_for(app, rule.endpoint)
+        methods = ",".join(sorted(rule.methods - {"HEAD", "OPTIONS"}))
+        click.echo(f"{rule.rule:<50} {methods:<12} {access.describe() if access else 'NONE'}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,303 @@
+"""Configuration: one table of settings, layered defaults -> instance file -> environment.
+
+Every setting is named ``COMPANION_<NAME>`` in the environment and ``<name>`` (lower case) in the
+instance file ``instance/companion.toml``. ``load()`` coerces and validates all of them at once and
+raises :class:`ConfigError` naming every problem, so a misconfigured service never starts.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+import zoneinfo
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+ENV_PREFIX = "COMPANION_"
+
+
+class ConfigError(Exception):
+    """The configuration cannot be used; ``problems`` lists each reason."""
+
+    def __init__(self, problems: list[str]):
+        self.problems = problems
+        super().__init__("invalid configuration:\n" + "\n".join(f"  - {p}" for p in problems))
+
+
+def _int_range(low: int, high: int) -> Callable[[str], int]:
+    def coerce(raw: str) -> int:
+        try:
+            value = int(str(raw).strip())
+        except ValueError:
+            raise ValueError(f"must be a whole number, got {raw!r}") from None
+        if not low <= value <= high:
+            raise ValueError(f"must be between {low} and {high}, got {value}")
+        return value
+
+    return coerce
+
+
+def _bool(raw: str | bool) -> bool:
+    if isinstance(raw, bool):
+        return raw
+    text = str(raw).strip().lower()
+    if text in {"1", "true", "yes", "on"}:
+        return True
+    if text in {"0", "false", "no", "off"}:
+        return False
+    raise ValueError(f"must be true or false, got {raw!r}")
+
+
+def _url(raw: str) -> str:
+    text = str(raw).strip()
+    parsed = urlparse(text)
+    if parsed.scheme not in {"http", "https"} or not parsed.netloc:
+        raise ValueError(f"must be an http(s) URL, got {raw!r}")
+    return text.rstrip("/")
+
+
+def _database_url(raw: str) -> str:
+    text = str(raw).strip()
+    scheme = text.split(":", 1)[0]
+    if not (scheme.startswith("sqlite") or scheme.startswith("postgresql")):
+        raise ValueError("must be a sqlite:/// or postgresql:// URL")
+    if scheme == "postgresql" or scheme == "postgres":
+        # psycopg 3 is the driver we ship; the bare scheme would look for psycopg2.
+        text = "postgresql+psycopg" + text[len(scheme) :]
+    return text
+
+
+def _secret(raw: str) -> str:
+    text = str(raw)
+    if len(text) < 32:
+        raise ValueError("must be at least 32 characters (generate one with `companion secret`)")
+    return text
+
+
+def _timezone(raw: str) -> str:
+    try:
+        zoneinfo.ZoneInfo(str(raw))
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"is not a known time zone: {raw!r}") from None
+    return str(raw)
+
+
+def _choice(*options: str) -> Callable[[str], str]:
+    def coerce(raw: str) -> str:
+        text = str(raw).strip().lower()
+        if text not in options:
+            raise ValueError(f"must be one of {', '.join(options)}, got {raw!r}")
+        return text
+
+    return coerce
+
+
+def _text(raw: str) -> str:
+    return str(raw).strip()
+
+
+def _email(raw: str) -> str:
+    text = str(raw).strip()
+    if "@" not in text or text.startswith("@") or text.endswith("@"):
+        raise ValueError(f"must be an email address, got {raw!r}")
+    return text
+
+
+@dataclass(frozen=True)
+class Setting:
+    name: str
+    coerce: Callable[[Any], Any]
+    default: Any
+    doc: str
+    secret: bool = False
+
+    @property
+    def env(self) -> str:
+        return ENV_PREFIX + self.name
+
+
+# The README's configuration table is checked against this list by a test.
+SETTINGS: tuple[Setting, ...] = (
+    Setting("SECRET_KEY", _secret, None, "Signs session cookies and CSRF tokens. Required.", True),
+    Setting(
+        "DATABASE_URL",
+        _database_url,
+        None,
+        "SQLAlchemy URL. Default: SQLite file `companion.db` in the instance folder.",
+    ),
+    Setting("HOST", _text, "127.0.0.1", "Address `companion serve` binds to."),
+    Setting("PORT", _int_range(1, 65535), 5000, "Port `companion serve` listens on."),
+    Setting(
+        "BASE_URL",
+        _url,
+        None,
+        "Public address used in emailed links. Default: `http://HOST:PORT`.",
+    ),
+    Setting(
+        "SESSION_IDLE_MINUTES",
+        _int_range(1, 24 * 60),
+        30,
+        "Staff session ends after this long without a request.",
+    ),
+    Setting(
+        "SESSION_ABSOLUTE_HOURS",
+        _int_range(1, 24 * 14),
+        12,
+        "Staff session ends this long after sign-in, whatever the activity.",
+    ),
+    Setting(
+        "LOGIN_MAX_FAILURES",
+        _int_range(1, 100),
+        5,
+        "Failed sign-ins for one email (or 4x this from one address) before throttling.",
+    ),
+    Setting(
+        "LOGIN_WINDOW_MINUTES",
+        _int_range(1, 24 * 60),
+        15,
+        "Window in which failed sign-ins are counted, and how long throttling lasts.",
+    ),
+    Setting("INVITE_TTL_HOURS", _int_range(1, 24 * 30), 72, "How long an invite link is valid."),
+    Setting(
+        "SECURE_COOKIES",
+        _bool,
+        None,
+        "Mark cookies Secure. Default: on when BASE_URL is https.",
+    ),
+    Setting("MAIL_FROM", _email, "companion@example.org", "Sender address of every message."),
+    Setting("SMTP_HOST", _text, "", "SMTP server. Empty: mail stays in the database outbox."),
+    Setting("SMTP_PORT", _int_range(1, 65535), 587, "SMTP port."),
+    Setting("SMTP_USERNAME", _text, "", "SMTP user name (optional)."),
+    Setting("SMTP_PASSWORD", str, "", "SMTP password (optional).", True),
+    Setting(
+        "SMTP_SECURITY",
+        _choice("starttls", "tls", "none"),
+        "starttls",
+        "`starttls`, `tls` (implicit TLS) or `none` (loopback test servers only).",
+    ),
+    Setting("ZOOM_ACCOUNT_ID", _text, "", "Zoom Server-to-Server OAuth account id."),
+    Setting("ZOOM_CLIENT_ID", _text, "", "Zoom Server-to-Server OAuth client id."),
+    Setting("ZOOM_CLIENT_SECRET", str, "", "Zoom Server-to-Server OAuth client secret.", True),
+    Setting("ZOOM_API_URL", _url, "https://api.zoom.us/v2", "Zoom REST API base URL."),
+    Setting("ZOOM_OAUTH_URL", _url, "https://zoom.us/oauth/token", "Zoom OAuth token URL."),
+    Setting(
+        "ZOOM_WEBHOOK_SECRET",
+        str,
+        "",
+        "Secret token of the Zoom webhook subscription (sandbox: generated).",
+        True,
+    ),
+    Setting("ZOOM_USER_ID", _text, "me", "Zoom user who hosts course meetings."),
+    Setting(
+        "ZOOM_TIMEOUT_SECONDS",
+        _int_range(1, 300),
+        15,
+        "Timeout of every request to Zoom.",
+    ),
+    Setting(
+        "SANDBOX_URL",
+        _url,
+        "http://127.0.0.1:5001",
+        "Where the built-in Zoom sandbox listens when Zoom credentials are not set.",
+    ),
+    Setting(
+        "STORAGE_DIR",
+        _text,
+        None,
+        "Folder of encrypted recordings. Default: `recordings/` in the instance folder.",
+    ),
+    Setting(
+        "DEFAULT_TIMEZONE",
+        _timezone,
+        "Europe/London",
+        "Time zone of a new organisation and of demo data.",
+    ),
+    Setting("LOG_LEVEL", _choice("debug", "info", "warning", "error"), "info", "Log level."),
+)
+
+SETTINGS_BY_NAME = {s.name: s for s in SETTINGS}
+
+
+def read_instance_file(path: Path) -> dict[str, Any]:
+    """Read ``companion.toml`` from the instance folder; a missing file is an empty layer."""
+    if not path.exists():
+        return {}
+    try:
+        with path.open("rb") as fh:
+            data = tomllib.load(fh)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError([f"{path.name}: not valid TOML ({exc})"]) from None
+    unknown = [k for k in data if k.upper() not in SETTINGS_BY_NAME]
+    if unknown:
+        raise ConfigError([f"{path.name}: unknown setting {k!r}" for k in unknown])
+    return {k.upper(): v for k, v in data.items()}
+
+
+def load(
+    instance_path: Path,
+    environ: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Return validated settings, layering defaults, the instance file, environment, overrides."""
+    environ = os.environ if environ is None else environ
+    raw: dict[str, Any] = {s.name: s.default for s in SETTINGS}
+    raw.update(read_instance_file(instance_path / "companion.toml"))
+    for s in SETTINGS:
+        if s.env in environ:
+            raw[s.name] = environ[s.env]
+    extra: dict[str, Any] = {}
+    for key, value in (overrides or {}).items():
+        if key in SETTINGS_BY_NAME:
+            raw[key] = value
+        else:
+            extra[key] = value
+
+    problems: list[str] = []
+    values: dict[str, Any] = {}
+    for s in SETTINGS:
+        value = raw[s.name]
+        if isinstance(value, str) and value == "" and s.default != "":
+            # An empty variable means "not set", so the default applies.
+            value = s.default
+        if value is None:
+            values[s.name] = None
+            continue
+        try:
+            values[s.name] = s.coerce(value)
+        except (ValueError, TypeError) as exc:
+            problems.append(f"{s.env} {exc}")
+
+    if values.get("SECRET_KEY") is None and not problems_mention(problems, "SECRET_KEY"):
+        problems.append(
+            f"{ENV_PREFIX}SECRET_KEY is required (set it, or run `make run` which writes one "
+            "to the instance folder)"
+        )
+    zoom = [values.get(n) for n in ("ZOOM_ACCOUNT_ID", "ZOOM_CLIENT_ID", "ZOOM_CLIENT_SECRET")]
+    if any(zoom) and not all(zoom):
+        problems.append(
+            "Zoom credentials are incomplete: set all of COMPANION_ZOOM_ACCOUNT_ID, "
+            "COMPANION_ZOOM_CLIENT_ID and COMPANION_ZOOM_CLIENT_SECRET, or none for the sandbox"
+        )
+    if all(zoom) and not values.get("ZOOM_WEBHOOK_SECRET"):
+        problems.append("COMPANION_ZOOM_WEBHOOK_SECRET is required with real Zoom credentials")
+    if problems:
+        raise ConfigError(problems)
+
+    if values["DATABASE_URL"] is None:
+        values["DATABASE_URL"] = f"sqlite:///{instance_path / 'companion.db'}"
+    if values["STORAGE_DIR"] is None:
+        values["STORAGE_DIR"] = str(instance_path / "recordings")
+    if values["BASE_URL"] is None:
+        values["BASE_URL"] = f"http://{values['HOST']}:{values['PORT']}"
+    if values["SECURE_COOKIES"] is None:
+        values["SECURE_COOKIES"] = values["BASE_URL"].startswith("https://")
+    values["ZOOM_MODE"] = "zoom" if all(zoom) else "sandbox"
+    values.update(extra)
+    return values
+
+
+def problems_mention(problems: list[str], name: str) -> bool:
+    return any(ENV_PREFIX + name in p for p in problems)

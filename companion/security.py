@@ -1,0 +1,59 @@
+"""CSRF on every form, and the security headers every response carries."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Flask, g, request
+from flask_wtf.csrf import CSRFError, CSRFProtect
+
+from .errors import CompanionError
+
+csrf = CSRFProtect()
+
+# No inline script or style anywhere, and nothing loaded from another origin: the product works
+# offline and an injected <script> has nowhere to run.
+CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "media-src 'self' blob:; font-src 'self'; connect-src 'self'; object-src 'none'; "
+    "base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+)
+
+
+class CsrfFailed(CompanionError):
+    code = "csrf"
+    status = 400
+
+
+def init_app(app: Flask) -> None:
+    csrf.init_app(app)
+
+    @app.errorhandler(CSRFError)
+    def _csrf_error(exc: CSRFError) -> Any:
+        # Reuse the domain error page so the message is the same everywhere.
+        raise CsrfFailed(
+            "This form has expired or was not sent from companion. Reload the page and try again."
+        )
+
+    @app.after_request
+    def _headers(response: Any) -> Any:
+        h = response.headers
+        h.setdefault("Content-Security-Policy", CSP)
+        h.setdefault("X-Content-Type-Options", "nosniff")
+        h.setdefault("X-Frame-Options", "DENY")
+        h.setdefault("Referrer-Policy", "same-origin")
+        h.setdefault("Cross-Origin-Opener-Policy", "same-origin")
+        h.setdefault("Permissions-Policy", "camera=(), microphone=(), geolocation=()")
+        if g.get("family") is not None or request.path.startswith("/f/"):
+            # Family pages carry personal links; never leak the URL to another site.
+            h["Referrer-Policy"] = "no-referrer"
+        if (
+            g.get("user") is not None
+            or g.get("family") is not None
+            or request.path.startswith("/api/")
+        ):
+            h["Cache-Control"] = "no-store"
+            h["Pragma"] = "no-cache"
+        if request.is_secure or app.config["BASE_URL"].startswith("https://"):
+            h.setdefault("Strict-Transport-Security", "max-age=63072000; includeSubDomains")
+        return response

@@ -1,0 +1,58 @@
+"""The home page and the health check."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, Flask, current_app, jsonify, redirect, render_template, url_for
+from sqlalchemy import text
+
+from .access import ROLE_LABELS, current_user, public
+from .db import get_session
+
+bp = Blueprint("web", __name__)
+
+
+def init_app(app: Flask) -> None:
+    @app.context_processor
+    def _globals() -> dict[str, Any]:
+        return {
+            "current_user": current_user(),
+            "role_labels": ROLE_LABELS,
+            "zoom_mode": current_app.config["ZOOM_MODE"],
+        }
+
+
+def describe_database(url: str) -> str:
+    return "postgresql" if url.startswith("postgresql") else "sqlite"
+
+
+@bp.get("/")
+@public
+def home() -> Any:
+    user = current_user()
+    if user is None:
+        return redirect(url_for("accounts.login"))
+    return render_template("home.html", user=user)
+
+
+@bp.get("/healthz")
+@public
+def healthz() -> Any:
+    """Liveness and what the service is wired to; never a secret or a URL with credentials."""
+    cfg = current_app.config
+    try:
+        get_session().execute(text("select 1"))
+        database_ok = True
+    except Exception:  # report, don't crash: this is what a monitor polls
+        database_ok = False
+    body = {
+        "status": "ok" if database_ok else "degraded",
+        "database": describe_database(cfg["DATABASE_URL"]),
+        "database_ok": database_ok,
+        "zoom": cfg["ZOOM_MODE"],
+        "zoom_sandbox": cfg["ZOOM_MODE"] == "sandbox",
+        "mail": "smtp" if cfg["SMTP_HOST"] else "outbox",
+        "storage": "local-encrypted",
+    }
+    return jsonify(body), 200 if database_ok else 503
