@@ -58,6 +58,7 @@ def create_app(
     from . import access, db, errors, security, web
     from .accounts import views as accounts_views
     from .api import views as api_views
+    from .audit import views as audit_views
     from .mail import views as mail_views
     from .orgs import views as orgs_views
 
@@ -72,4 +73,5 @@ def create_app(
     app.register_blueprint(orgs_views.bp)
     app.register_blueprint(mail_views.bp)
     app.register_blueprint(api_views.bp)
+    app.register_blueprint(audit_views.bp)
     return app

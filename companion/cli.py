@@ -195,5 +195,29 @@ def routes_command() -> None:
         click.echo(f"{rule.rule:<50} {methods:<12} {access.describe() if access else 'NONE'}")
 
 
+@main.group("audit")
+def audit_group() -> None:
+    """The audit trail."""
+
+
+@audit_group.command("verify")
+def audit_verify() -> None:
+    """Check the hash chain; name every edited, deleted or reordered row. Exit 1 if any."""
+    from .audit import services
+    from .db import job_session
+
+    app = _app()
+    with job_session(app) as session:
+        problems = list(services.verify(session))
+        head = services.head_id(session)
+    if not problems:
+        click.echo(f"Audit trail intact: {head} event(s) verified.")
+        return
+    for p in problems:
+        click.echo(f"row {p.event_id}: {p.problem}", err=True)
+    click.echo(f"Audit trail BROKEN: {len(problems)} problem(s).", err=True)
+    sys.exit(1)
+
+
 if __name__ == "__main__":
     main()

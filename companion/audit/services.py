@@ -139,3 +139,8 @@ def verify(session: Session, batch: int = 1000) -> Iterator[ChainProblem]:
     head = session.get(AuditHead, 1)
     if head is not None and (head.last_id != last_id or head.last_hash != prev_hash):
         yield ChainProblem(head.last_id, "the newest rows were removed")
+
+
+def head_id(session: Session) -> int:
+    head = session.get(AuditHead, 1)
+    return head.last_id if head else 0

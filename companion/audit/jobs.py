@@ -1,0 +1,46 @@
+"""Daily check of the audit chain; a break is reported to the organisation's admins and lead."""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Flask
+from sqlalchemy import select
+
+from .. import mail
+from ..access import ADMIN, LEAD
+from ..accounts.models import User
+from ..db import job_session
+from . import services
+
+log = logging.getLogger(__name__)
+
+
+def verify_chain(app: Flask) -> int:
+    """Verify the whole chain; returns the number of problems found (0 when intact)."""
+    with job_session(app) as session:
+        problems = list(services.verify(session))
+        if not problems:
+            log.info("audit chain verified: intact")
+            return 0
+        summary = "\n".join(f"- row {p.event_id}: {p.problem}" for p in problems[:50])
+        log.error("audit chain broken: %d problem(s)", len(problems))
+        people = session.scalars(
+            select(User).where(User.role.in_((ADMIN, LEAD)), User.active.is_(True))
+        ).all()
+        with app.app_context():
+            for person in people:
+                mail.send(
+                    session,
+                    to_address=person.email,
+                    to_name=person.name,
+                    organisation_id=person.organisation_id,
+                    kind="audit_chain_broken",
+                    subject="companion: the audit trail has been altered",
+                    body=(
+                        "The daily check of companion's audit trail found rows that were edited, "
+                        "deleted or reordered after they were written:\n\n"
+                        f"{summary}\n\nRun `companion audit verify` for the full list.\n"
+                    ),
+                )
+        return len(problems)

@@ -1,0 +1,65 @@
+"""Searching the audit trail (read-only)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from sqlalchemy import Select, or_, select
+from sqlalchemy.orm import Session
+
+from .models import AuditEvent
+
+
+@dataclass(frozen=True)
+class AuditFilter:
+    organisation_id: int
+    person: str = ""
+    kind: str = ""
+    course_id: int | None = None
+    family_id: int | None = None
+    since: dt.datetime | None = None
+    until: dt.datetime | None = None
+
+
+def _query(f: AuditFilter) -> Select[tuple[AuditEvent]]:
+    q = select(AuditEvent).where(
+        or_(AuditEvent.organisation_id == f.organisation_id, AuditEvent.organisation_id.is_(None))
+    )
+    if f.person:
+        like = f"%{f.person.strip().lower()}%"
+        q = q.where(AuditEvent.actor.ilike(like))
+    if f.kind:
+        q = q.where(AuditEvent.kind.startswith(f.kind.strip()))
+    if f.course_id is not None:
+        q = q.where(AuditEvent.course_id == f.course_id)
+    if f.family_id is not None:
+        q = q.where(AuditEvent.family_id == f.family_id)
+    if f.since is not None:
+        q = q.where(AuditEvent.at >= f.since)
+    if f.until is not None:
+        q = q.where(AuditEvent.at < f.until)
+    return q
+
+
+def search(session: Session, f: AuditFilter, *, limit: int = 200) -> list[AuditEvent]:
+    return list(session.scalars(_query(f).order_by(AuditEvent.id.desc()).limit(limit)))
+
+
+def iter_all(session: Session, f: AuditFilter, *, batch: int = 1000) -> Iterator[AuditEvent]:
+    """Every matching row in id order, fetched in batches so a huge range is never loaded whole."""
+    last_id = 0
+    while True:
+        rows = session.scalars(
+            _query(f).where(AuditEvent.id > last_id).order_by(AuditEvent.id).limit(batch)
+        ).all()
+        if not rows:
+            return
+        yield from rows
+        last_id = rows[-1].id
+        session.expunge_all()
+
+
+def kinds(session: Session) -> list[str]:
+    return sorted(session.scalars(select(AuditEvent.kind).distinct()))
