@@ -99,6 +99,15 @@ def _text(raw: str) -> str:
     return str(raw).strip()
 
 
+def _readable_file(raw: str) -> str:
+    text = str(raw).strip()
+    if not text:
+        return ""
+    if not os.access(text, os.R_OK) or not Path(text).is_file():
+        raise ValueError(f"must be a readable file, got {raw!r}")
+    return text
+
+
 def _email(raw: str) -> str:
     text = str(raw).strip()
     if "@" not in text or text.startswith("@") or text.endswith("@"):
@@ -177,6 +186,13 @@ SETTINGS: tuple[Setting, ...] = (
         _choice("starttls", "tls", "none"),
         "starttls",
         "`starttls`, `tls` (implicit TLS) or `none` (loopback test servers only).",
+    ),
+    Setting(
+        "SMTP_CA_FILE",
+        _readable_file,
+        "",
+        "PEM file of CA certificates the SMTP server's certificate must chain to. "
+        "Default: the system's trusted CAs.",
     ),
     Setting("ZOOM_ACCOUNT_ID", _text, "", "Zoom Server-to-Server OAuth account id."),
     Setting("ZOOM_CLIENT_ID", _text, "", "Zoom Server-to-Server OAuth client id."),
