@@ -26,9 +26,27 @@ NAMING_CONVENTION = {
 }
 
 
+class Clock:
+    """The service's clock. ``offset`` stays zero in production; tests move time forward with it
+    (timeouts, throttling, expiry) without patching every module that imported ``utcnow``."""
+
+    def __init__(self) -> None:
+        self.offset = dt.timedelta(0)
+
+    def now(self) -> dt.datetime:
+        return dt.datetime.now(dt.UTC) + self.offset
+
+    def advance(self, delta: dt.timedelta | None = None, **kwargs: float) -> dt.datetime:
+        self.offset += delta if delta is not None else dt.timedelta(**kwargs)
+        return self.now()
+
+
+clock = Clock()
+
+
 def utcnow() -> dt.datetime:
     """Now, timezone-aware in UTC; the only clock the services read unless one is passed in."""
-    return dt.datetime.now(dt.UTC)
+    return clock.now()
 
 
 class UTCDateTime(TypeDecorator[dt.datetime]):
@@ -107,8 +125,11 @@ def init_app(app: Flask) -> None:
         # The request boundary owns the transaction: success commits, any error rolls back,
         # except what a view marked to keep (a failed sign-in is still counted).
         session = g.get("db_session")
+        # Popped, not read: an app context can outlive one request (tests, CLI) and the mark
+        # belongs to this request only.
+        keep = g.pop("keep_changes", False)
         if session is not None:
-            if response.status_code < 400 or g.get("keep_changes"):
+            if response.status_code < 400 or keep:
                 session.commit()
             else:
                 session.rollback()

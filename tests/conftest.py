@@ -14,13 +14,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from flask import Flask
+from flask import Flask, request_started
 from flask.testing import FlaskClient
 from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session
 
 from companion import create_app, migrate
-from companion.db import make_engine
+from companion.db import Clock, make_engine
+from companion.db import clock as db_clock
 
 from . import factories
 
@@ -131,8 +132,28 @@ def app(
 ) -> Iterator[Flask]:
     application = make_app(database_url, instance_dir, **app_config)
     application.extensions["companion.sessions"] = RollbackProvider(db_session)
-    with application.app_context():
-        yield application
+
+    def _commit_test_setup(_sender: Any, **_extra: Any) -> None:
+        # What the test built before this request counts as committed, as it would be in real
+        # life; otherwise a request that fails and rolls back would undo the test's own setup.
+        db_session.commit()
+
+    request_started.connect(_commit_test_setup, application, weak=False)
+    try:
+        with application.app_context():
+            yield application
+    finally:
+        request_started.disconnect(_commit_test_setup, application)
+
+
+@pytest.fixture
+def clock() -> Iterator[Clock]:
+    """The service's clock; ``clock.advance(minutes=31)`` moves every ``utcnow()`` forward."""
+    saved = db_clock.offset
+    try:
+        yield db_clock
+    finally:
+        db_clock.offset = saved
 
 
 @pytest.fixture
@@ -207,3 +228,225 @@ def ci_requires(what: str) -> None:
     if os.environ.get("CI") == "true":
         pytest.fail(f"{what} is required in CI but is not available")
     pytest.skip(f"{what} is not available on this machine (make test installs it)")
+
+
+# --- Test infrastructure: free ports, Stoplight Prism, Chromium, a live server -------------------
+# (`make test` installs Prism with npm and Chromium from Debian; see scripts/ and the Makefile.)
+
+CHROMIUM_ARGS = [
+    "--no-sandbox",  # CI runs as root, where Chromium's sandbox cannot start
+    "--disable-gpu",
+    # The machine has no network; without these Chromium keeps trying to reach Google's hosts.
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
+]
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_for_port(port: int, *, timeout: float, process: Any = None, what: str = "server") -> None:
+    """Wait until something accepts connections on 127.0.0.1:port (fail early if it died)."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise RuntimeError(f"{what} exited with code {process.returncode} before it was ready")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1):
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError(f"{what} did not listen on port {port} within {timeout:.0f} s")
+
+
+@pytest.fixture(scope="session")
+def zoom_spec_path() -> Path:
+    """Zoom's OpenAPI spec (patched), from the shared folder beside the repository."""
+    from companion import ROOT
+
+    path = Path(
+        os.environ.get("COMPANION_TEST_ZOOM_SPEC")
+        or ROOT.parent / "shared" / "zoom" / "zoom-openapi.patched.json"
+    )
+    if not path.is_file():
+        ci_requires(f"Zoom's OpenAPI spec at {path}")
+    return path
+
+
+# Prism needs about 2 s to load the 2 MB spec on this machine; allow for a slow CI machine.
+PRISM_START_TIMEOUT = 120.0
+
+
+@pytest.fixture(scope="session")
+def prism_url(zoom_spec_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """Base URL of Stoplight Prism mocking Zoom's API (no /v2 prefix: Prism ignores it).
+
+    Uses COMPANION_TEST_PRISM_URL when set, else starts node_modules/.bin/prism for the session.
+    Requests need `Authorization: Bearer <anything>`; an invalid request comes back with an
+    `sl-violations` header naming each problem.
+    """
+    import signal
+    import subprocess
+
+    from companion import ROOT
+
+    given = os.environ.get("COMPANION_TEST_PRISM_URL")
+    if given:
+        yield given.rstrip("/")
+        return
+    prism = ROOT / "node_modules" / ".bin" / "prism"
+    if not prism.exists():
+        ci_requires("Stoplight Prism (`npm ci` installs it into node_modules)")
+    port = free_port()
+    log_path = tmp_path_factory.mktemp("prism") / "prism.log"
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [str(prism), "mock", "-h", "127.0.0.1", "-p", str(port), str(zoom_spec_path)],
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        try:
+            wait_for_port(port, timeout=PRISM_START_TIMEOUT, process=process, what="Prism")
+        except RuntimeError as exc:
+            tail = log_path.read_text(errors="replace")[-2000:]
+            raise RuntimeError(f"{exc}\n--- prism log ---\n{tail}") from None
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGTERM)
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+
+
+@pytest.fixture(scope="session")
+def chromium_path() -> str:
+    """Debian's Chromium (Playwright's own browser download is never used)."""
+    import shutil
+
+    path = os.environ.get("COMPANION_TEST_CHROMIUM") or shutil.which("chromium")
+    if not path and Path("/usr/bin/chromium").exists():
+        path = "/usr/bin/chromium"
+    if not path:
+        ci_requires("Debian chromium")
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        ci_requires("Playwright for Python")
+    return str(path)
+
+
+@pytest.fixture(scope="session")
+def chromium_launch_options(chromium_path: str) -> dict[str, Any]:
+    """Keyword arguments for `playwright.chromium.launch(**chromium_launch_options)`."""
+    return {"executable_path": chromium_path, "headless": True, "args": list(CHROMIUM_ARGS)}
+
+
+class LiveServer(str):
+    """The base URL of a running companion (it is a str), plus what tests need to use it.
+
+    ``app`` is the served Flask app, ``database_url`` its database, ``passwords`` maps each demo
+    account's email (admin@, teacher@, lead@example.org) to its password (``factories.PASSWORD``).
+    """
+
+    app: Flask
+    database_url: str
+    passwords: dict[str, str]
+
+
+def _placeholder_wsgi(environ: Any, start_response: Any) -> list[bytes]:
+    start_response("503 Service Unavailable", [("Content-Type", "text/plain")])
+    return [b"starting"]
+
+
+class WsgiServer:
+    """A WSGI app served by werkzeug in a thread on a free loopback port."""
+
+    def __init__(self, app: Any = None):
+        import threading
+
+        from werkzeug.serving import make_server
+
+        # Bind first so the URL is known before the app is built (it goes into BASE_URL).
+        self.server = make_server("127.0.0.1", 0, app or _placeholder_wsgi, threaded=True)
+        self.url = f"http://127.0.0.1:{self.server.server_port}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def start(self, app: Any = None) -> str:
+        if app is not None:
+            self.server.app = app
+        self.thread.start()
+        return self.url
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(timeout=10)
+
+
+def _live_database_url(folder: Path) -> str:
+    """A fresh database of its own: SQLite file, or a new database on the suite's PostgreSQL."""
+    from sqlalchemy.engine import make_url
+
+    suite_url = os.environ.get("COMPANION_TEST_DATABASE_URL", "")
+    if not suite_url.startswith("postgres"):
+        return f"sqlite:///{folder / 'live.db'}"
+    url = make_url(suite_url).set(drivername="postgresql+psycopg")
+    name = f"{url.database}_live"
+    admin = make_engine(url.render_as_string(hide_password=False))
+    with admin.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    admin.dispose()
+    return url.set(database=name).render_as_string(hide_password=False)
+
+
+@pytest.fixture(scope="session")
+def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    """companion served over real HTTP for browser tests, with the demo organisation and staff.
+
+    Session-wide and committed for real (not rolled back): tests should create their own data
+    with unique names rather than expect an empty database.
+    """
+    from companion import demo
+    from companion.accounts.models import User
+
+    folder = tmp_path_factory.mktemp("live")
+    url = _live_database_url(folder)
+    engine = make_engine(url)
+    with engine.begin() as conn:
+        migrate.upgrade(url, connection=conn)
+
+    server = WsgiServer()
+    application = make_app(url, folder, TESTING=False, BASE_URL=server.url)
+    passwords: dict[str, str] = {}
+    with application.app_context(), Session(engine) as session, session.begin():
+        for person in demo.create(session, application.config):
+            passwords[person["email"]] = factories.PASSWORD
+        # One known password everywhere in the suite (demo passwords are random).
+        for user in session.query(User).filter(User.email.in_(list(passwords))):
+            user.password_hash = factories.password_hash()
+
+    live = LiveServer(server.start(application))
+    live.app = application
+    live.database_url = url
+    live.passwords = passwords
+    try:
+        yield live
+    finally:
+        server.stop()
+        engine.dispose()
