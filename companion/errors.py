@@ -89,20 +89,25 @@ def error_response(status: int, code: str, message: str, **extra: Any) -> Respon
     return resp
 
 
+def domain_error_response(exc: CompanionError) -> Response:
+    """The response for a domain error: JSON under /api/, the error page elsewhere."""
+    field = getattr(exc, "field", None)
+    if wants_json():
+        resp = error_response(exc.status, exc.code, exc.message, field=field)
+    else:
+        resp = Response(
+            render_template("error.html", status=exc.status, message=exc.message),
+            status=exc.status,
+        )
+    if isinstance(exc, Throttled):
+        resp.headers["Retry-After"] = str(exc.retry_after)
+    return resp
+
+
 def init_app(app: Flask) -> None:
     @app.errorhandler(CompanionError)
     def _domain_error(exc: CompanionError) -> Any:
-        field = getattr(exc, "field", None)
-        if wants_json():
-            resp = error_response(exc.status, exc.code, exc.message, field=field)
-        else:
-            resp = Response(
-                render_template("error.html", status=exc.status, message=exc.message),
-                status=exc.status,
-            )
-        if isinstance(exc, Throttled):
-            resp.headers["Retry-After"] = str(exc.retry_after)
-        return resp
+        return domain_error_response(exc)
 
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException) -> Any:

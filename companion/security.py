@@ -7,7 +7,7 @@ from typing import Any
 from flask import Flask, g, request
 from flask_wtf.csrf import CSRFError, CSRFProtect
 
-from .errors import CompanionError
+from .errors import CompanionError, domain_error_response
 
 csrf = CSRFProtect()
 
@@ -30,9 +30,13 @@ def init_app(app: Flask) -> None:
 
     @app.errorhandler(CSRFError)
     def _csrf_error(exc: CSRFError) -> Any:
-        # Reuse the domain error page so the message is the same everywhere.
-        raise CsrfFailed(
-            "This form has expired or was not sent from companion. Reload the page and try again."
+        # Reuse the domain error page so the message is the same everywhere. Returned, not
+        # raised: an exception raised inside an error handler becomes a 500.
+        return domain_error_response(
+            CsrfFailed(
+                "This form has expired or was not sent from companion. "
+                "Reload the page and try again."
+            )
         )
 
     @app.after_request
