@@ -62,7 +62,7 @@ def _url(raw: str) -> str:
 def _database_url(raw: str) -> str:
     text = str(raw).strip()
     scheme = text.split(":", 1)[0]
-    if not (scheme.startswith("sqlite") or scheme.startswith("postgresql")):
+    if not (scheme.startswith("sqlite") or scheme.startswith("postgres")):
         raise ValueError("must be a sqlite:/// or postgresql:// URL")
     if scheme == "postgresql" or scheme == "postgres":
         # psycopg 3 is the driver we ship; the bare scheme would look for psycopg2.
@@ -80,7 +80,8 @@ def _secret(raw: str) -> str:
 def _timezone(raw: str) -> str:
     try:
         zoneinfo.ZoneInfo(str(raw))
-    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError, OSError):
+        # OSError: a folder of the zone database such as "Europe" is not a zone.
         raise ValueError(f"is not a known time zone: {raw!r}") from None
     return str(raw)
 
@@ -237,19 +238,30 @@ SETTINGS: tuple[Setting, ...] = (
 SETTINGS_BY_NAME = {s.name: s for s in SETTINGS}
 
 
-def read_instance_file(path: Path) -> dict[str, Any]:
-    """Read ``companion.toml`` from the instance folder; a missing file is an empty layer."""
-    if not path.exists():
-        return {}
-    try:
-        with path.open("rb") as fh:
-            data = tomllib.load(fh)
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError([f"{path.name}: not valid TOML ({exc})"]) from None
-    unknown = [k for k in data if k.upper() not in SETTINGS_BY_NAME]
-    if unknown:
-        raise ConfigError([f"{path.name}: unknown setting {k!r}" for k in unknown])
-    return {k.upper(): v for k, v in data.items()}
+def read_instance_file(path: Path, problems: list[str] | None = None) -> dict[str, Any]:
+    """Read ``companion.toml`` from the instance folder; a missing file is an empty layer.
+
+    With ``problems``, each problem is appended there and the usable settings are still
+    returned (so one message can name every problem); without it, problems raise ConfigError.
+    """
+    found: list[str] = []
+    data: dict[str, Any] = {}
+    if path.exists():
+        try:
+            with path.open("rb") as fh:
+                data = tomllib.load(fh)
+        except tomllib.TOMLDecodeError as exc:
+            found.append(f"{path.name}: not valid TOML ({exc})")
+        except OSError as exc:
+            found.append(f"{path.name}: cannot be read ({exc.strerror or exc})")
+    found += [
+        f"{path.name}: unknown setting {k!r}" for k in data if k.upper() not in SETTINGS_BY_NAME
+    ]
+    if found and problems is None:
+        raise ConfigError(found)
+    if problems is not None:
+        problems.extend(found)
+    return {k.upper(): v for k, v in data.items() if k.upper() in SETTINGS_BY_NAME}
 
 
 def load(
@@ -260,7 +272,9 @@ def load(
     """Return validated settings, layering defaults, the instance file, environment, overrides."""
     environ = os.environ if environ is None else environ
     raw: dict[str, Any] = {s.name: s.default for s in SETTINGS}
-    raw.update(read_instance_file(instance_path / "companion.toml"))
+    # Every layer adds to one list, so that one message names every problem.
+    problems: list[str] = []
+    raw.update(read_instance_file(instance_path / "companion.toml", problems))
     for s in SETTINGS:
         if s.env in environ:
             raw[s.name] = environ[s.env]
@@ -271,7 +285,6 @@ def load(
         else:
             extra[key] = value
 
-    problems: list[str] = []
     values: dict[str, Any] = {}
     for s in SETTINGS:
         value = raw[s.name]

@@ -39,7 +39,8 @@ def first(session: Session) -> Organisation | None:
 def check_timezone(name: str) -> str:
     try:
         zoneinfo.ZoneInfo(name)
-    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError, OSError):
+        # OSError: a folder of the zone database such as "Europe" is not a zone.
         raise ValidationError(f"{name!r} is not a known time zone.", field="timezone") from None
     return name
 
