@@ -183,7 +183,12 @@ def throttle_wait(
         failures = list(
             session.scalars(
                 select(LoginAttempt.at).where(
-                    column == value, LoginAttempt.at > since, LoginAttempt.succeeded.is_(False)
+                    column == value,
+                    LoginAttempt.at > since,
+                    LoginAttempt.succeeded.is_(False),
+                    # A refused attempt checked no password, so it does not prolong the wait;
+                    # otherwise Retry-After would be wrong and a flood would lock a person out.
+                    LoginAttempt.reason != "throttled",
                 )
             )
         )
@@ -355,6 +360,11 @@ def issue_invitation(
     session: Session, user: User, *, actor: User, now: dt.datetime, ttl: dt.timedelta
 ) -> str:
     """A fresh invite link for ``user``; earlier unused links stop working."""
+    # An invite link sets a password, so it must not become a way to take over an account.
+    if not user.active:
+        raise Conflict(f"{user.email} is deactivated; reactivate the account first.")
+    if user.password_hash is not None:
+        raise Conflict(f"{user.email} has already set a password; no invitation is needed.")
     session.execute(
         update(Invitation)
         .where(Invitation.user_id == user.id, Invitation.used_at.is_(None))

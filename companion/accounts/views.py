@@ -48,6 +48,7 @@ def form_failed(form: Any, exc: CompanionError) -> None:
 def login() -> Any:
     form = LoginForm()
     status = 200
+    headers: dict[str, str] = {}
     if form.validate_on_submit():
         try:
             user = services.sign_in(
@@ -62,13 +63,16 @@ def login() -> Any:
             # The failed attempt is kept: it counts towards throttling and is on the record.
             keep_changes()
             form_failed(form, exc)
-            status = 429 if isinstance(exc, Throttled) else 401
+            status = 401
+            if isinstance(exc, Throttled):
+                status = 429
+                headers["Retry-After"] = str(exc.retry_after)
         else:
             auth.begin_browser_session(user)
             return redirect(_safe_next(request.args.get("next")))
     elif request.method == "POST":
         status = 400
-    return render_template("accounts/login.html", form=form), status
+    return render_template("accounts/login.html", form=form), status, headers
 
 
 @bp.post("/logout")
