@@ -219,5 +219,45 @@ def audit_verify() -> None:
     sys.exit(1)
 
 
+@main.command("worker")
+@click.option("--once", is_flag=True, help="Run every job once, then exit (for cron and tests).")
+@click.option("--job", "jobs", multiple=True, metavar="NAME", help="Run only this job, once.")
+@click.option(
+    "--wait",
+    type=float,
+    default=10.0,
+    show_default=True,
+    help="With --once/--job: seconds to wait for a running worker's lease before giving up.",
+)
+@click.option("--poll", type=float, default=5.0, show_default=True, hidden=True)
+def worker_command(once: bool, jobs: tuple[str, ...], wait: float, poll: float) -> None:
+    """Run the scheduled jobs; only one worker runs them at a time, the others wait."""
+    import logging
+
+    from flask.cli import ScriptInfo
+
+    from .worker import LeaseBusy, Worker, quiet_scheduler_logs
+
+    # `app.test_cli_runner()` passes the app under test; a real run builds it from config.
+    info = click.get_current_context().find_object(ScriptInfo)
+    app = info.load_app() if info is not None else _app()
+    level = logging.getLevelName(app.config["LOG_LEVEL"].upper())
+    worker = Worker(app, poll_seconds=poll)
+    with quiet_scheduler_logs(level):
+        if once or jobs:
+            try:
+                ok = worker.run_once(jobs or None, wait_seconds=wait)
+            except KeyError as exc:
+                raise click.BadParameter(str(exc.args[0]), param_hint="--job") from None
+            except LeaseBusy as exc:
+                click.echo(f"companion worker: {exc}", err=True)
+                sys.exit(75)  # EX_TEMPFAIL: try again later
+            for name, record in worker.status.snapshot().items():
+                outcome = record["last_error"] or f"ok ({record['last_result']!r})"
+                click.echo(f"{name}: {outcome}")
+            sys.exit(0 if ok else 1)
+        worker.run_until_signalled()
+
+
 if __name__ == "__main__":
     main()
