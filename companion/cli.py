@@ -73,6 +73,15 @@ def serve_command(host: str | None, port: int | None, threads: int) -> None:
     waitress.serve(app, host=host, port=port, threads=threads, ident="companion")
 
 
+@main.command("run")
+def run_command() -> None:
+    """Serve companion with everything it needs (the Zoom sandbox and worker when present)."""
+    from . import runner
+
+    app = _app()
+    sys.exit(runner.main(app.config, main))
+
+
 @main.group("db")
 def db_group() -> None:
     """Database schema."""
