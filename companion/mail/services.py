@@ -54,7 +54,8 @@ def queue(
 
 def backoff(attempts: int) -> dt.timedelta:
     """Wait before the next try: 1, 2, 4 ... minutes, never more than an hour."""
-    return min(dt.timedelta(minutes=2 ** max(0, attempts - 1)), MAX_BACKOFF)
+    # The exponent is bounded so that a message failing for weeks cannot overflow timedelta.
+    return min(dt.timedelta(minutes=2 ** min(max(0, attempts - 1), 16)), MAX_BACKOFF)
 
 
 def build_message(msg: OutboxMessage, sender: str) -> EmailMessage:
