@@ -227,6 +227,20 @@ SETTINGS: tuple[Setting, ...] = (
         "Folder of encrypted recordings. Default: `recordings/` in the instance folder.",
     ),
     Setting(
+        "KEK",
+        str,
+        "",
+        "Key-encryption key(s) of recordings: `kek_id:base64key[,kek_id2:base64key2]`, the first "
+        "wraps new file keys. Or use KEK_FILE.",
+        True,
+    ),
+    Setting(
+        "KEK_FILE",
+        _text,
+        "",
+        "File with the same key lines, one per line; must be readable only by its owner.",
+    ),
+    Setting(
         "DEFAULT_TIMEZONE",
         _timezone,
         "Europe/London",
