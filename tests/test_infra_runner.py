@@ -176,7 +176,11 @@ def test_make_run_steps_serve_healthz_and_stop_on_ctrl_c(tmp_path: Path) -> None
         start_new_session=True,
     )
     try:
-        wait_for_port(port, timeout=60, process=proc, what="companion run")
+        try:
+            wait_for_port(port, timeout=60, process=proc, what="companion run")
+        except RuntimeError as exc:
+            os.killpg(proc.pid, signal.SIGKILL)
+            pytest.fail(f"{exc}\n{proc.communicate()[0]}")
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=10) as r:
             health = json.load(r)
         assert health["status"] == "ok"
