@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from flask import Flask, request_started
+from flask import Flask, g, request_started
 from flask.testing import FlaskClient
 from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session
@@ -137,6 +137,10 @@ def app(
         # What the test built before this request counts as committed, as it would be in real
         # life; otherwise a request that fails and rolls back would undo the test's own setup.
         db_session.commit()
+        # Requests share the test's app context, so give each one an empty `g` as in production
+        # (otherwise e.g. one client's CSRF token or keep_changes mark leaks into the next).
+        for name in list(g):
+            g.pop(name)
 
     request_started.connect(_commit_test_setup, application, weak=False)
     try:
