@@ -2,6 +2,7 @@
 
 from .accounts.models import ApiToken, Invitation, LoginAttempt, StaffSession, User
 from .audit.models import AuditEvent, AuditHead
+from .courses.models import ClassSession, Course
 from .db import Base
 from .mail.models import OutboxMessage
 from .orgs.models import Organisation
@@ -11,6 +12,8 @@ __all__ = [
     "AuditEvent",
     "AuditHead",
     "Base",
+    "ClassSession",
+    "Course",
     "Invitation",
     "LoginAttempt",
     "Organisation",

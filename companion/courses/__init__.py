@@ -1,0 +1,1 @@
+"""Courses: weekly classes run as one Zoom meeting each, with the safety settings enforced."""

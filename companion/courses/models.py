@@ -1,0 +1,159 @@
+"""Courses (one recurring Zoom meeting each) and their classes (the meeting's occurrences)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from typing import Any
+
+from sqlalchemy import BigInteger, CheckConstraint, Date, ForeignKey, Index, String, Text, Time
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from ..accounts.models import User
+from ..db import Base, created_at, utcnow
+from ..orgs.models import Organisation
+
+# "pending": saved, not (yet) in Zoom: Zoom was down, slow or rate limiting; a job retries it.
+# "failed": Zoom refused the meeting; a person must change something and try again.
+ZOOM_STATES = ("pending", "created", "failed", "cancelled", "closed")
+ZOOM_STATE_LABELS = {
+    "pending": "Pending in Zoom",
+    "created": "In Zoom",
+    "failed": "Zoom refused it",
+    "cancelled": "Cancelled",
+    "closed": "Finished and closed in Zoom",
+}
+SAFETY_STATES = ("unverified", "safe", "not_safe")
+SAFETY_LABELS = {"unverified": "Not verified yet", "safe": "Safe", "not_safe": "Not safe"}
+CLASS_STATUSES = ("scheduled", "moved", "cancelled")
+
+
+def _in(values: tuple[str, ...]) -> str:
+    return ", ".join(f"'{v}'" for v in values)
+
+
+class Course(Base):
+    """A course: weekly classes at a fixed local time, run as one type-8 Zoom meeting.
+
+    The series fields describe the meeting as it is now defined in Zoom; after a change of the
+    whole series they describe the new series (earlier classes stay as they were).
+    """
+
+    __tablename__ = "courses"
+    __table_args__ = (
+        CheckConstraint(f"zoom_state in ({_in(ZOOM_STATES)})", name="zoom_state_known"),
+        CheckConstraint(f"safety_state in ({_in(SAFETY_STATES)})", name="safety_state_known"),
+        CheckConstraint("duration_minutes between 1 and 1440", name="duration_range"),
+        CheckConstraint("(class_count is null) <> (end_date is null)", name="count_or_end_date"),
+        CheckConstraint("class_count is null or class_count between 1 and 60", name="count_range"),
+        CheckConstraint("length(title) > 0", name="title_not_empty"),
+        Index("ix_courses_zoom_state_next_attempt", "zoom_state", "zoom_next_attempt_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    organisation_id: Mapped[int] = mapped_column(ForeignKey("organisations.id"), index=True)
+    teacher_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    title: Mapped[str] = mapped_column(String(200))
+    timezone: Mapped[str] = mapped_column(String(64))
+    first_date: Mapped[dt.date] = mapped_column(Date)
+    # Weekday keys in week order, comma separated: "mon,thu".
+    weekdays: Mapped[str] = mapped_column(String(40))
+    start_time: Mapped[dt.time] = mapped_column(Time)
+    duration_minutes: Mapped[int]
+    class_count: Mapped[int | None]
+    end_date: Mapped[dt.date | None] = mapped_column(Date)
+    # End of the last class that still takes place; drives the checks and closing the meeting.
+    ends_at: Mapped[dt.datetime | None]
+
+    # Zoom. The host is the Zoom user the meeting was created under.
+    zoom_user_id: Mapped[str] = mapped_column(String(128))
+    zoom_meeting_id: Mapped[int | None] = mapped_column(BigInteger, unique=True)
+    zoom_state: Mapped[str] = mapped_column(String(16), default="pending")
+    zoom_error: Mapped[str] = mapped_column(String(500), default="")
+    zoom_attempts: Mapped[int] = mapped_column(default=0)
+    zoom_next_attempt_at: Mapped[dt.datetime | None]
+    # A job that is creating this meeting right now holds it until this time.
+    zoom_claimed_until: Mapped[dt.datetime | None]
+    # Written into the meeting's agenda so a retried create can find a meeting it already made.
+    companion_ref: Mapped[str] = mapped_column(String(40), unique=True)
+    join_url: Mapped[str] = mapped_column(String(1000), default="")
+    registration_url: Mapped[str] = mapped_column(String(1000), default="")
+
+    # The meeting passcode, encrypted (see courses.crypto); read it with services.passcode_of().
+    passcode_encrypted: Mapped[str] = mapped_column(String(255))
+    passcode_set_at: Mapped[dt.datetime]
+    # Semicolon-separated alternative hosts asked of Zoom (the safeguarding lead, when on).
+    alternative_hosts: Mapped[str] = mapped_column(String(500), default="")
+
+    safety_state: Mapped[str] = mapped_column(String(16), default="unverified")
+    # JSON list of {"setting", "expected", "actual"}: what Zoom did not apply.
+    safety_problems: Mapped[str] = mapped_column(Text, default="[]")
+    last_verified_at: Mapped[dt.datetime | None]
+    # The failing settings people were last told about, so a check does not mail them hourly.
+    safety_alerted: Mapped[str] = mapped_column(String(500), default="")
+
+    created_at: Mapped[created_at]
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    cancelled_at: Mapped[dt.datetime | None]
+    closed_at: Mapped[dt.datetime | None]
+
+    organisation: Mapped[Organisation] = relationship()
+    teacher: Mapped[User] = relationship()
+    classes: Mapped[list[ClassSession]] = relationship(
+        back_populates="course", order_by="ClassSession.starts_at"
+    )
+
+    @property
+    def weekday_list(self) -> tuple[str, ...]:
+        return tuple(d for d in self.weekdays.split(",") if d)
+
+    @property
+    def problems(self) -> list[dict[str, Any]]:
+        try:
+            data = json.loads(self.safety_problems or "[]")
+        except ValueError:
+            return []
+        return data if isinstance(data, list) else []
+
+    @property
+    def is_open(self) -> bool:
+        return self.zoom_state in ("pending", "created", "failed")
+
+    def __repr__(self) -> str:
+        return f"<Course {self.id} {self.zoom_state}/{self.safety_state}>"
+
+
+class ClassSession(Base):
+    """One class of a course: one occurrence of the course's Zoom meeting."""
+
+    __tablename__ = "class_sessions"
+    __table_args__ = (
+        CheckConstraint(f"status in ({_in(CLASS_STATUSES)})", name="status_known"),
+        CheckConstraint("duration_minutes between 1 and 1440", name="duration_range"),
+        Index("ix_class_sessions_course_starts", "course_id", "starts_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    course_id: Mapped[int] = mapped_column(ForeignKey("courses.id"))
+    # Zoom's occurrence id; None until Zoom has the meeting.
+    occurrence_id: Mapped[str | None] = mapped_column(String(32))
+    starts_at: Mapped[dt.datetime]
+    duration_minutes: Mapped[int]
+    status: Mapped[str] = mapped_column(String(16), default="scheduled")
+    # Where a moved class was first planned.
+    original_starts_at: Mapped[dt.datetime | None]
+    cancelled_at: Mapped[dt.datetime | None]
+    created_at: Mapped[created_at]
+
+    course: Mapped[Course] = relationship(back_populates="classes")
+
+    @property
+    def ends_at(self) -> dt.datetime:
+        return self.starts_at + dt.timedelta(minutes=self.duration_minutes)
+
+    @property
+    def takes_place(self) -> bool:
+        return self.status != "cancelled"
+
+    def __repr__(self) -> str:
+        return f"<ClassSession {self.id} {self.starts_at:%Y-%m-%d %H:%M} {self.status}>"
