@@ -1,0 +1,74 @@
+"""Zoom: the API client (and, in ``sandbox/``, a stand-in for Zoom used when none is configured).
+
+Import from here; the modules behind it are implementation detail::
+
+    from companion.zoom import ZoomNotFound, client_from_config
+
+    zoom = client_from_config(current_app.config)
+    meeting = zoom.get_meeting(meeting_id)
+"""
+
+# The sandbox's fixed Server-to-Server credentials. The sandbox accepts exactly these and
+# client_from_config() uses them in sandbox mode; they protect nothing and are not secrets.
+SANDBOX_ACCOUNT_ID = "sandbox-account"
+SANDBOX_CLIENT_ID = "sandbox-client"
+SANDBOX_CLIENT_SECRET = "sandbox-secret"  # noqa: S105
+
+from .auth import AccessToken, FileTokenCache, TokenCache  # noqa: E402
+from .budget import (  # noqa: E402
+    HEAVY,
+    LIGHT,
+    MEDIUM,
+    PLAN_RATES,
+    RESOURCE_INTENSIVE,
+    RequestBudget,
+)
+from .client import (  # noqa: E402
+    API_URL,
+    OAUTH_URL,
+    ZoomClient,
+    clear_shared_state,
+    client_from_config,
+    recording_windows,
+)
+from .errors import (  # noqa: E402
+    ZoomAuthError,
+    ZoomConflict,
+    ZoomConnectionError,
+    ZoomError,
+    ZoomForbidden,
+    ZoomNotFound,
+    ZoomRateLimited,
+    ZoomServerError,
+    ZoomValidationError,
+)
+
+__all__ = [
+    "API_URL",
+    "HEAVY",
+    "LIGHT",
+    "MEDIUM",
+    "OAUTH_URL",
+    "PLAN_RATES",
+    "RESOURCE_INTENSIVE",
+    "SANDBOX_ACCOUNT_ID",
+    "SANDBOX_CLIENT_ID",
+    "SANDBOX_CLIENT_SECRET",
+    "AccessToken",
+    "FileTokenCache",
+    "RequestBudget",
+    "TokenCache",
+    "ZoomAuthError",
+    "ZoomClient",
+    "ZoomConflict",
+    "ZoomConnectionError",
+    "ZoomError",
+    "ZoomForbidden",
+    "ZoomNotFound",
+    "ZoomRateLimited",
+    "ZoomServerError",
+    "ZoomValidationError",
+    "clear_shared_state",
+    "client_from_config",
+    "recording_windows",
+]
