@@ -561,6 +561,8 @@ class ZoomClient:
         token: str | None = None,
     ) -> requests.Response:
         """Send one request with auth, budget, timeout and retries; return a 2xx response."""
+        # A recording download is a media file, not the API's JSON.
+        accept = "*/*" if stream else "application/json"
         attempt = 0
         stale: str | None = None
         refreshed = False
@@ -585,7 +587,7 @@ class ZoomClient:
                     params=params or None,
                     json=json,
                     auth=_BearerAuth(bearer),
-                    headers={"Accept": "application/json", "User-Agent": USER_AGENT},
+                    headers={"Accept": accept, "User-Agent": USER_AGENT},
                     timeout=self.timeout,
                     stream=stream,
                     allow_redirects=True,

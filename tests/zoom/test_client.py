@@ -550,6 +550,7 @@ def test_open_download_follows_a_redirect_with_the_token_in_the_header_only(rsps
     for call in downloads:
         assert "tok-1" not in call.request.url
         assert call.request.req_kwargs["stream"] is True
+        assert call.request.headers["Accept"] == "*/*"
         assert call.request.req_kwargs["timeout"] == 15
     assert client.calls["download"] == 1
 
