@@ -1,12 +1,14 @@
 from __future__ import annotations
 
 from flask_wtf import FlaskForm
-from wtforms import EmailField, PasswordField, SelectField, StringField
+from wtforms import EmailField, PasswordField, SelectChoice, SelectField, StringField
 from wtforms.validators import DataRequired, EqualTo, Length
 
 from ..access import ROLE_LABELS
 
-ROLE_CHOICES = list(ROLE_LABELS.items())
+# SelectChoice, not (value, label) tuples: WTForms 3.3 deprecates tuples (3.4 removes them).
+ROLE_CHOICES = [SelectChoice(value, label) for value, label in ROLE_LABELS.items()]
+UNKNOWN_ROLE = "Choose one of the listed roles: " + ", ".join(ROLE_LABELS.values()) + "."
 
 
 class LoginForm(FlaskForm):
@@ -25,11 +27,21 @@ class SetPasswordForm(FlaskForm):
 class InviteForm(FlaskForm):
     name = StringField("Name", validators=[DataRequired(), Length(max=200)])
     email = EmailField("Email", validators=[DataRequired(), Length(max=254)])
-    role = SelectField("Role", choices=ROLE_CHOICES, validators=[DataRequired()])
+    role = SelectField(
+        "Role",
+        choices=ROLE_CHOICES,
+        validators=[DataRequired()],
+        invalid_choice_message=UNKNOWN_ROLE,
+    )
 
 
 class RoleForm(FlaskForm):
-    role = SelectField("Role", choices=ROLE_CHOICES, validators=[DataRequired()])
+    role = SelectField(
+        "Role",
+        choices=ROLE_CHOICES,
+        validators=[DataRequired()],
+        invalid_choice_message=UNKNOWN_ROLE,
+    )
 
 
 class ActionForm(FlaskForm):

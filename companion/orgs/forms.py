@@ -1,7 +1,14 @@
 from __future__ import annotations
 
 from flask_wtf import FlaskForm
-from wtforms import BooleanField, EmailField, IntegerField, SelectField, StringField
+from wtforms import (
+    BooleanField,
+    EmailField,
+    IntegerField,
+    SelectChoice,
+    SelectField,
+    StringField,
+)
 from wtforms.validators import DataRequired, Email, Length, NumberRange, Optional
 
 
@@ -28,5 +35,8 @@ class OrganisationForm(FlaskForm):
     )
     child_name_style = SelectField(
         "Children are named by",
-        choices=[("initial", "First name and surname initial"), ("full", "First name and surname")],
+        choices=[
+            SelectChoice("initial", "First name and surname initial"),
+            SelectChoice("full", "First name and surname"),
+        ],
     )
