@@ -1,0 +1,576 @@
+"""The courses service against a fake Zoom: create, verify, repair, change, close, faults."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+from sqlalchemy import func, select
+
+from companion.audit.models import AuditEvent
+from companion.audit.services import verify as verify_chain
+from companion.courses import services
+from companion.courses.models import ClassSession, Course
+from companion.errors import Conflict, Forbidden, NotFound, ValidationError
+from companion.mail.models import OutboxMessage
+from companion.zoom.errors import (
+    ZoomConnectionError,
+    ZoomRateLimited,
+    ZoomServerError,
+    ZoomValidationError,
+)
+
+from .. import factories
+from .conftest import NOW, make_course, series
+
+pytestmark = pytest.mark.usefixtures("app")
+
+
+def audit_kinds(session, course_id=None):
+    query = select(AuditEvent.kind).order_by(AuditEvent.id)
+    if course_id is not None:
+        query = query.where(AuditEvent.course_id == course_id)
+    return list(session.scalars(query))
+
+
+def outbox(session):
+    return list(session.scalars(select(OutboxMessage).order_by(OutboxMessage.id)))
+
+
+def course_count(session):
+    return session.scalar(select(func.count()).select_from(Course))
+
+
+# --- create ---------------------------------------------------------------------------------
+
+
+def test_create_makes_one_verified_meeting_for_the_whole_course(db_session, zoom, teacher):
+    course = make_course(db_session, zoom, teacher)
+
+    assert dict(zoom.calls) == {"create_meeting": 1, "get_meeting": 1}
+    assert course.zoom_state == "created"
+    assert course.safety_state == "safe"
+    assert course.last_verified_at == NOW
+    assert services.course_is_safe(course)
+    meeting = zoom.meetings[course.zoom_meeting_id]
+    assert meeting["type"] == 8
+    assert f"[companion:{course.companion_ref}]" in meeting["agenda"]
+    assert meeting["recurrence"] == {
+        "type": 2,
+        "repeat_interval": 1,
+        "weekly_days": "2",
+        "end_times": 10,
+    }
+    assert meeting["settings"]["waiting_room"] is True
+    assert meeting["settings"]["approval_type"] == 1
+    # Ten classes, each linked to its Zoom occurrence; the clock change in between is handled.
+    classes = services.class_sessions(course)
+    assert len(classes) == 10
+    assert [c.occurrence_id for c in classes] == [
+        o["occurrence_id"] for o in meeting["occurrences"]
+    ]
+    assert {services.local_time(course, c.starts_at).hour for c in classes} == {17}
+    assert course.ends_at == classes[-1].ends_at
+    assert course.join_url.endswith(str(course.zoom_meeting_id))
+
+
+def test_the_passcode_is_stored_encrypted_and_matches_zoom(db_session, zoom, teacher):
+    course = make_course(db_session, zoom, teacher)
+    passcode = services.passcode_of(course)
+    assert zoom.meetings[course.zoom_meeting_id]["password"] == passcode
+    assert passcode not in course.passcode_encrypted
+    details = " ".join(db_session.scalars(select(AuditEvent.detail)))
+    assert passcode not in details
+
+
+def test_the_start_link_is_never_kept(db_session, zoom, teacher):
+    course = make_course(db_session, zoom, teacher)
+    url = services.start_link(db_session, zoom, actor=teacher, course_id=course.id, now=NOW)
+    assert url.startswith("https://zoom.example/s/")
+    db_session.flush()
+    for column in Course.__table__.columns:
+        assert "zak=" not in str(getattr(course, column.key) or "")
+    assert "zak=" not in " ".join(db_session.scalars(select(AuditEvent.detail)))
+    assert "course.start_link_issued" in audit_kinds(db_session, course.id)
+
+
+def test_lead_becomes_alternative_host_when_the_organisation_says_so(
+    db_session, zoom, org, teacher
+):
+    org.lead_as_alternative_host = True
+    org.safeguarding_contact_email = "Lead@Example.org"
+    course = make_course(db_session, zoom, teacher)
+    settings = zoom.meetings[course.zoom_meeting_id]["settings"]
+    assert settings["alternative_hosts"] == "lead@example.org"
+    assert course.safety_state == "safe"
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {"class_count": None, "end_date": dt.date(2026, 3, 1)},
+        {"class_count": 0},
+        {"duration_minutes": 1441},
+        {"first_date": dt.date(2026, 3, 29), "weekdays": ("sun",), "start_time": dt.time(1, 30)},
+        {"weekdays": ("mon", "someday")},
+        {"weekdays": ()},
+    ],
+)
+def test_bad_input_is_refused_before_zoom_is_called(db_session, zoom, teacher, overrides):
+    with pytest.raises(ValidationError):
+        make_course(db_session, zoom, teacher, **overrides)
+    assert zoom.total_calls == 0
+    assert course_count(db_session) == 0
+
+
+def test_an_empty_title_is_refused(db_session, zoom, teacher):
+    with pytest.raises(ValidationError) as err:
+        make_course(db_session, zoom, teacher, title="   ")
+    assert err.value.field == "title"
+    assert zoom.total_calls == 0
+
+
+# --- Zoom down, slow, rate limiting: pending, retried, never twice ---------------------------
+
+
+@pytest.mark.parametrize(
+    "failure",
+    [
+        ZoomConnectionError("Read timed out"),
+        ZoomServerError("Internal error", http_status=502),
+        ZoomRateLimited("Too many requests", http_status=429, retry_after=30),
+    ],
+    ids=["down", "server-error", "rate-limited"],
+)
+def test_zoom_unavailable_keeps_the_course_pending_and_the_job_creates_it_once(
+    db_session, zoom, teacher, failure
+):
+    zoom.fail("create_meeting", failure)
+    outcome = services.create_course(
+        db_session, zoom, actor=teacher, title="Art club", series=series(), now=NOW
+    )
+    course = outcome.course
+    assert course.zoom_state == "pending"
+    assert isinstance(outcome.zoom_problem, services.ZoomUnavailable)
+    assert "pending in Zoom" in outcome.zoom_problem.message
+    assert course.zoom_attempts == 1
+    assert course.zoom_next_attempt_at > NOW
+    assert not services.course_is_safe(course)
+    assert len(services.class_sessions(course)) == 10  # the plan is there to see
+    if isinstance(failure, ZoomRateLimited):
+        assert course.zoom_next_attempt_at == NOW + dt.timedelta(seconds=30)
+
+    later = NOW + dt.timedelta(hours=1)
+    assert services.due_for_create(db_session, later) == [course.id]
+    assert services.claim_for_create(db_session, course.id, later)
+    assert not services.claim_for_create(db_session, course.id, later)  # one worker at a time
+    assert services.push_pending(db_session, zoom, course_id=course.id, now=later) == "created"
+    # The retry looked for a meeting it might have made before creating one.
+    assert zoom.calls["iter_meetings"] == 1
+    assert zoom.calls["create_meeting"] == 2
+    assert len(zoom.meetings) == 1
+    assert course.safety_state == "safe"
+    assert services.due_for_create(db_session, later) == []
+
+
+def test_a_create_whose_answer_was_lost_is_found_not_made_again(db_session, zoom, teacher):
+    # Zoom made the meeting, but the answer never arrived (a timeout on the way back).
+    zoom.fail("create_meeting", ZoomConnectionError("Read timed out"), after=True)
+    course = make_course(db_session, zoom, teacher)
+    assert course.zoom_state == "pending"
+    assert len(zoom.meetings) == 1
+
+    later = NOW + dt.timedelta(minutes=5)
+    services.push_pending(db_session, zoom, course_id=course.id, now=later)
+    assert course.zoom_state == "created"
+    assert zoom.calls["create_meeting"] == 1  # never created twice
+    assert len(zoom.meetings) == 1
+    assert course.zoom_meeting_id == next(iter(zoom.meetings))
+    assert course.safety_state == "safe"
+    assert "course.zoom_created" in audit_kinds(db_session, course.id)
+
+
+def test_a_lookup_that_fails_leaves_the_course_pending(db_session, zoom, teacher):
+    zoom.fail("create_meeting", ZoomConnectionError("refused"))
+    course = make_course(db_session, zoom, teacher)
+    zoom.fail("iter_meetings", ZoomServerError("down", http_status=503))
+    later = NOW + dt.timedelta(minutes=5)
+    services.push_pending(db_session, zoom, course_id=course.id, now=later)
+    assert course.zoom_state == "pending"
+    assert zoom.calls["create_meeting"] == 1
+
+
+def test_classes_that_passed_while_pending_are_not_sent_to_zoom(db_session, zoom, teacher):
+    zoom.fail("create_meeting", ZoomConnectionError("refused"))
+    course = make_course(db_session, zoom, teacher)
+    # Zoom comes back after the first two classes.
+    later = dt.datetime(2026, 3, 17, 12, 0, tzinfo=dt.UTC)
+    zoom.now = lambda: later
+    services.push_pending(db_session, zoom, course_id=course.id, now=later)
+    assert course.zoom_state == "created"
+    meeting = zoom.meetings[course.zoom_meeting_id]
+    assert meeting["recurrence"]["end_times"] == 8
+    assert meeting["start_time"] == "2026-03-23T17:00:00"
+    statuses = [c.status for c in services.class_sessions(course)]
+    assert statuses == ["cancelled"] * 2 + ["scheduled"] * 8
+    assert course.safety_state == "safe"
+
+
+def test_zoom_refusing_the_meeting_marks_the_course_failed(db_session, zoom, teacher):
+    zoom.fail(
+        "create_meeting",
+        ZoomValidationError("Invalid alternative host", http_status=400, zoom_code=1115),
+    )
+    outcome = services.create_course(
+        db_session, zoom, actor=teacher, title="Art club", series=series(), now=NOW
+    )
+    assert outcome.course.zoom_state == "failed"
+    assert "Invalid alternative host" in outcome.course.zoom_error
+    assert isinstance(outcome.zoom_problem, services.ZoomRefused)
+    assert services.due_for_create(db_session, NOW + dt.timedelta(days=1)) == []
+    # After a fix, trying again creates it.
+    retried = services.retry_create(
+        db_session, zoom, actor=teacher, course_id=outcome.course.id, now=NOW
+    )
+    assert retried.zoom_problem is None
+    assert outcome.course.zoom_state == "created"
+
+
+def test_read_back_failing_leaves_the_course_unverified(db_session, zoom, teacher):
+    zoom.fail("get_meeting", ZoomConnectionError("timeout"))
+    course = make_course(db_session, zoom, teacher)
+    assert course.zoom_state == "created"
+    assert course.safety_state == "unverified"
+    assert not services.course_is_safe(course)
+    # The occurrences from the create answer still link the classes.
+    assert all(c.occurrence_id for c in course.classes)
+    services.check_course(db_session, zoom, course, now=NOW)
+    assert course.safety_state == "safe"
+
+
+# --- verified, not assumed -------------------------------------------------------------------
+
+
+def test_a_setting_zoom_overrides_marks_the_course_not_safe_and_tells_people(
+    db_session, zoom, org, teacher, lead
+):
+    other_lead = factories.user(
+        db_session, org, role="safeguarding_lead", email="lead2@example.org"
+    )
+    zoom.locks["waiting_room"] = False  # an account admin locked the waiting room off
+    course = make_course(db_session, zoom, teacher)
+
+    assert course.zoom_state == "created"
+    assert course.safety_state == "not_safe"
+    assert not services.course_is_safe(course)
+    (problem,) = services.problem_list(course)
+    assert problem.setting == "waiting_room"
+    assert problem.describe() == "waiting room is off in Zoom (must be on)"
+    messages = outbox(db_session)
+    assert sorted(m.to_address for m in messages) == sorted(
+        [teacher.email, lead.email, other_lead.email]
+    )
+    assert all(m.subject == "Not safe: Art club" for m in messages)
+    assert "waiting room is off in Zoom" in messages[0].body_text
+    assert services.passcode_of(course) not in messages[0].body_text
+    assert "course.safety_changed" in audit_kinds(db_session, course.id)
+    panel = {row.key: row for row in services.safety_panel(course)}
+    assert panel["waiting_room"].ok is False
+    assert panel["passcode"].ok is True
+
+
+def test_drift_is_put_back_with_one_patch(db_session, zoom, teacher, lead):
+    course = make_course(db_session, zoom, teacher)
+    zoom.drift(course.zoom_meeting_id, waiting_room=False, auto_recording="none")
+    zoom.calls.clear()
+
+    problems = services.check_course(db_session, zoom, course, now=NOW + dt.timedelta(hours=1))
+    assert problems == []
+    assert dict(zoom.calls) == {"get_meeting": 2, "update_meeting": 1}
+    assert zoom.meetings[course.zoom_meeting_id]["settings"]["waiting_room"] is True
+    assert course.safety_state == "safe"
+    assert "course.drift_repaired" in audit_kinds(db_session, course.id)
+    assert outbox(db_session) == []  # fixed before anybody needed to know
+
+
+def test_drift_that_cannot_be_fixed_raises_the_alarm_once(db_session, zoom, teacher, lead):
+    course = make_course(db_session, zoom, teacher)
+    zoom.locks["auto_recording"] = "local"
+    zoom.drift(course.zoom_meeting_id, auto_recording="local")
+
+    services.check_course(db_session, zoom, course, now=NOW + dt.timedelta(hours=1))
+    assert course.safety_state == "not_safe"
+    assert [p.setting for p in services.problem_list(course)] == ["auto_recording"]
+    assert len(outbox(db_session)) == 2  # teacher and lead, one message each
+
+    services.check_course(db_session, zoom, course, now=NOW + dt.timedelta(hours=2))
+    assert len(outbox(db_session)) == 2  # the same problem is not mailed every hour
+
+    # Once the lock is lifted the next check puts it back and says so.
+    zoom.locks.clear()
+    services.check_course(db_session, zoom, course, now=NOW + dt.timedelta(hours=3))
+    assert course.safety_state == "safe"
+    assert [m.subject for m in outbox(db_session)][-2:] == ["Safe again: Art club"] * 2
+
+
+def test_a_changed_passcode_in_zoom_is_put_back(db_session, zoom, teacher):
+    course = make_course(db_session, zoom, teacher)
+    zoom.meetings[course.zoom_meeting_id]["password"] = "123456"
+    services.check_course(db_session, zoom, course, now=NOW)
+    assert zoom.meetings[course.zoom_meeting_id]["password"] == services.passcode_of(course)
+    assert course.safety_state == "safe"
+
+
+def test_a_class_moved_in_zoom_is_moved_back(db_session, zoom, teacher):
+    course = make_course(db_session, zoom, teacher)
+    occ = zoom.meetings[course.zoom_meeting_id]["occurrences"][3]
+    occ["start_time"] = "2026-03-30T18:00:00Z"
+    services.check_course(db_session, zoom, course, now=NOW)
+    assert occ["start_time"] == "2026-03-30T16:00:00Z"  # 17:00 BST
+    assert course.safety_state == "safe"
+
+
+def test_a_meeting_deleted_in_zoom_is_not_safe(db_session, zoom, teacher, lead):
+    course = make_course(db_session, zoom, teacher)
+    del zoom.meetings[course.zoom_meeting_id]
+    services.check_course(db_session, zoom, course, now=NOW)
+    assert course.safety_state == "not_safe"
+    assert services.problem_list(course)[0].setting == "meeting"
+    assert len(outbox(db_session)) == 2
+
+
+def test_check_when_zoom_is_down_changes_nothing(db_session, zoom, teacher):
+    course = make_course(db_session, zoom, teacher)
+    zoom.fail("get_meeting", ZoomConnectionError("down"))
+    with pytest.raises(services.ZoomUnavailable):
+        services.check_course(db_session, zoom, course, now=NOW + dt.timedelta(hours=1))
+    assert course.safety_state == "safe"
+    assert course.last_verified_at == NOW
+
+
+# --- changes ---------------------------------------------------------------------------------
+
+
+def test_move_one_class(db_session, zoom, teacher):
+    course = make_course(db_session, zoom, teacher)
+    cls = services.class_sessions(course)[2]
+    zoom.calls.clear()
+    services.move_class(
+        db_session,
+        zoom,
+        actor=teacher,
+        course_id=course.id,
+        class_id=cls.id,
+        day=dt.date(2026, 3, 24),
+        at=dt.time(16, 30),
+        now=NOW,
+    )
+    assert dict(zoom.calls) == {"update_meeting": 1, "get_meeting": 1}
+    assert cls.status == "moved"
+    assert cls.starts_at == dt.datetime(2026, 3, 24, 16, 30, tzinfo=dt.UTC)
+    assert cls.original_starts_at == dt.datetime(2026, 3, 23, 17, 0, tzinfo=dt.UTC)
+    occ = zoom.meetings[course.zoom_meeting_id]["occurrences"][2]
+    assert occ["start_time"] == "2026-03-24T16:30:00Z"
+    assert course.safety_state == "safe"
+    assert "course.class_moved" in audit_kinds(db_session, course.id)
+
+
+def test_move_refuses_overlaps_the_past_and_skipped_times(db_session, zoom, teacher):
+    course = make_course(db_session, zoom, teacher)
+    cls = services.class_sessions(course)[2]
+    zoom.calls.clear()
+
+    def move(day, at):
+        services.move_class(
+            db_session,
+            zoom,
+            actor=teacher,
+            course_id=course.id,
+            class_id=cls.id,
+            day=day,
+            at=at,
+            now=NOW,
+        )
+
+    with pytest.raises(ValidationError, match="overlaps the class on Monday 16 March"):
+        move(dt.date(2026, 3, 16), dt.time(17, 30))
+    with pytest.raises(ValidationError, match="future"):
+        move(dt.date(2026, 3, 1), dt.time(17, 0))
+    with pytest.raises(ValidationError, match="does not exist"):
+        move(dt.date(2026, 3, 29), dt.time(1, 15))
+    assert zoom.total_calls == 0
+
+
+def test_cancel_one_class(db_session, zoom, teacher):
+    course = make_course(db_session, zoom, teacher)
+    last = services.class_sessions(course)[-1]
+    services.cancel_class(
+        db_session, zoom, actor=teacher, course_id=course.id, class_id=last.id, now=NOW
+    )
+    assert last.status == "cancelled"
+    occ = zoom.meetings[course.zoom_meeting_id]["occurrences"][-1]
+    assert occ["status"] == "deleted"
+    assert course.safety_state == "safe"
+    assert course.ends_at == services.class_sessions(course)[-2].ends_at
+    with pytest.raises(Conflict):
+        services.cancel_class(
+            db_session, zoom, actor=teacher, course_id=course.id, class_id=last.id, now=NOW
+        )
+
+
+def test_change_the_whole_series_from_a_later_date(db_session, zoom, teacher):
+    course = make_course(db_session, zoom, teacher)
+    rows = services.class_sessions(course)
+    later = dt.datetime(2026, 3, 17, 9, 0, tzinfo=dt.UTC)  # two classes are history
+    zoom.now = lambda: later
+    zoom.calls.clear()
+    outcome = services.update_course(
+        db_session,
+        zoom,
+        actor=teacher,
+        course_id=course.id,
+        now=later,
+        series=series(first_date=dt.date(2026, 3, 23), start_time=dt.time(17, 30), class_count=6),
+    )
+    assert outcome.zoom_problem is None
+    assert dict(zoom.calls) == {"update_meeting": 1, "get_meeting": 1}
+    classes = services.class_sessions(course)
+    assert classes[:2] == rows[:2]  # history kept as it was
+    assert [c.status for c in classes] == ["scheduled"] * 8 + ["cancelled"] * 2
+    assert classes[2] is rows[2]  # same day, same class, new time
+    assert services.local_time(course, classes[2].starts_at).strftime("%H:%M") == "17:30"
+    assert all(c.occurrence_id for c in classes[2:8])
+    assert course.safety_state == "safe"
+    assert course.start_time == dt.time(17, 30) and course.class_count == 6
+
+
+def test_change_only_the_title(db_session, zoom, teacher):
+    course = make_course(db_session, zoom, teacher)
+    zoom.calls.clear()
+    services.update_course(
+        db_session, zoom, actor=teacher, course_id=course.id, now=NOW, title="Painting"
+    )
+    assert zoom.meetings[course.zoom_meeting_id]["topic"] == "Painting"
+    assert dict(zoom.calls) == {"update_meeting": 1, "get_meeting": 1}
+
+
+def test_a_change_zoom_cannot_take_changes_nothing(db_session, zoom, teacher):
+    course = make_course(db_session, zoom, teacher)
+    zoom.fail("update_meeting", ZoomConnectionError("down"))
+    with pytest.raises(services.ZoomUnavailable, match="Nothing was changed"):
+        services.update_course(
+            db_session, zoom, actor=teacher, course_id=course.id, now=NOW, title="Painting"
+        )
+    assert course.title == "Art club"
+
+
+def test_rotate_the_passcode(db_session, zoom, teacher, lead):
+    course = make_course(db_session, zoom, teacher)
+    old = services.passcode_of(course)
+    services.rotate_passcode(db_session, zoom, actor=lead, course_id=course.id, now=NOW)
+    new = services.passcode_of(course)
+    assert new != old
+    assert zoom.meetings[course.zoom_meeting_id]["password"] == new
+    assert course.safety_state == "safe"
+    assert "course.passcode_rotated" in audit_kinds(db_session, course.id)
+
+
+def test_cancel_the_course_deletes_the_meeting(db_session, zoom, teacher):
+    course = make_course(db_session, zoom, teacher)
+    services.cancel_course(db_session, zoom, actor=teacher, course_id=course.id, now=NOW)
+    assert course.zoom_state == "cancelled"
+    assert zoom.meetings == {}
+    assert all(c.status == "cancelled" for c in course.classes)
+    assert not services.course_is_safe(course)
+    with pytest.raises(Conflict):
+        services.rotate_passcode(db_session, zoom, actor=teacher, course_id=course.id, now=NOW)
+
+
+def test_cancel_a_pending_course_removes_a_meeting_an_attempt_made(db_session, zoom, teacher):
+    zoom.fail("create_meeting", ZoomConnectionError("timeout"), after=True)
+    course = make_course(db_session, zoom, teacher)
+    assert len(zoom.meetings) == 1
+    services.cancel_course(db_session, zoom, actor=teacher, course_id=course.id, now=NOW)
+    assert zoom.meetings == {}
+    assert course.zoom_state == "cancelled"
+    assert services.due_for_create(db_session, NOW + dt.timedelta(days=1)) == []
+
+
+def test_close_after_the_last_class(db_session, zoom, teacher):
+    course = make_course(db_session, zoom, teacher, class_count=2)
+    end = course.ends_at
+    assert services.finished(db_session, end) == []
+    after = end + services.CLOSE_GRACE
+    assert services.finished(db_session, after) == [course.id]
+    assert services.close_course(db_session, zoom, course_id=course.id, now=after) == "closed"
+    assert zoom.meetings == {}
+    assert course.closed_at == after
+    assert "course.closed" in audit_kinds(db_session, course.id)
+    # Running it again does nothing.
+    assert services.close_course(db_session, zoom, course_id=course.id, now=after) == "gone"
+    assert services.finished(db_session, after) == []
+
+
+def test_start_link_needs_a_safe_meeting(db_session, zoom, teacher, lead):
+    course = make_course(db_session, zoom, teacher)
+    zoom.locks["join_before_host"] = True
+    zoom.drift(course.zoom_meeting_id, join_before_host=True)
+    with pytest.raises(services.NotSafeToStart, match="join before host is on"):
+        services.start_link(db_session, zoom, actor=teacher, course_id=course.id, now=NOW)
+    assert course.safety_state == "not_safe"
+
+
+def test_a_drifted_meeting_is_repaired_before_starting(db_session, zoom, teacher):
+    course = make_course(db_session, zoom, teacher)
+    zoom.drift(course.zoom_meeting_id, waiting_room=False)
+    url = services.start_link(db_session, zoom, actor=teacher, course_id=course.id, now=NOW)
+    assert url.startswith("https://")
+    assert zoom.meetings[course.zoom_meeting_id]["settings"]["waiting_room"] is True
+
+
+# --- who may see and change ------------------------------------------------------------------
+
+
+def test_teachers_see_only_their_own_courses(db_session, zoom, org, teacher, lead, admin):
+    mine = make_course(db_session, zoom, teacher)
+    other_teacher = factories.user(db_session, org, role="teacher")
+    theirs = make_course(db_session, zoom, other_teacher, title="Drums")
+    other_org = factories.organisation(db_session)
+    stranger = factories.user(db_session, other_org, role="admin")
+
+    assert services.list_courses(db_session, teacher) == [mine]
+    with pytest.raises(NotFound):
+        services.get_course(db_session, teacher, theirs.id)
+    assert {c.id for c in services.list_courses(db_session, lead)} == {mine.id, theirs.id}
+    assert {c.id for c in services.list_courses(db_session, admin)} == {mine.id, theirs.id}
+    assert services.list_courses(db_session, stranger) == []
+    with pytest.raises(NotFound):
+        services.get_course(db_session, stranger, mine.id)
+    with pytest.raises(NotFound):
+        services.cancel_course(db_session, zoom, actor=teacher, course_id=theirs.id, now=NOW)
+    with pytest.raises(Forbidden):
+        services.cancel_course(db_session, zoom, actor=lead, course_id=mine.id, now=NOW)
+    with pytest.raises(Forbidden):
+        services.start_link(db_session, zoom, actor=admin, course_id=mine.id, now=NOW)
+
+
+def test_an_admin_schedules_for_a_teacher(db_session, zoom, org, admin, teacher):
+    with pytest.raises(ValidationError) as err:
+        services.create_course(db_session, zoom, actor=admin, title="X", series=series(), now=NOW)
+    assert err.value.field == "teacher_id"
+    outcome = services.create_course(
+        db_session, zoom, actor=admin, title="X", series=series(), now=NOW, teacher_id=teacher.id
+    )
+    assert outcome.course.teacher_id == teacher.id
+    with pytest.raises(ValidationError):
+        services.create_course(
+            db_session, zoom, actor=admin, title="X", series=series(), now=NOW, teacher_id=admin.id
+        )
+
+
+def test_the_audit_chain_stays_intact(db_session, zoom, teacher, lead):
+    course = make_course(db_session, zoom, teacher)
+    services.rotate_passcode(db_session, zoom, actor=teacher, course_id=course.id, now=NOW)
+    services.cancel_course(db_session, zoom, actor=teacher, course_id=course.id, now=NOW)
+    assert list(verify_chain(db_session)) == []
+    assert db_session.scalar(select(func.count()).select_from(ClassSession)) == 10
