@@ -12,6 +12,7 @@ is called.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import zoneinfo
 from collections.abc import Iterable, Mapping, Sequence
@@ -132,7 +133,8 @@ def parse_weekdays(value: str | Iterable[Any] | None) -> tuple[str, ...]:
 
 def zoom_weekly_days(weekdays: Sequence[str]) -> str:
     """Zoom's ``weekly_days``: ``"1"`` is Sunday ... ``"7"`` Saturday, comma separated."""
-    return ",".join(str((WEEKDAYS.index(d) + 1) % 7 + 1) for d in parse_weekdays(list(weekdays)))
+    numbers = sorted((WEEKDAYS.index(d) + 1) % 7 + 1 for d in parse_weekdays(list(weekdays)))
+    return ",".join(str(n) for n in numbers)
 
 
 def describe_days(weekdays: Sequence[str]) -> str:
@@ -174,6 +176,7 @@ def compute(series: Series, *, now: dt.datetime | None = None) -> Schedule:
             field="duration_minutes",
         )
     weekdays = parse_weekdays(list(series.weekdays))
+    series = dataclasses.replace(series, weekdays=weekdays)
     if WEEKDAYS[series.first_date.weekday()] not in weekdays:
         raise ValidationError(
             f"The first class is on {series.first_date:%A %-d %B %Y}, but the course meets on "
