@@ -268,5 +268,14 @@ def worker_command(once: bool, jobs: tuple[str, ...], wait: float, poll: float) 
         worker.run_until_signalled()
 
 
+def _add_sandbox_commands() -> None:
+    from .zoom.sandbox.cli import sandbox_group
+
+    main.add_command(sandbox_group)
+
+
+_add_sandbox_commands()
+
+
 if __name__ == "__main__":
     main()
