@@ -252,7 +252,8 @@ def _listen(scheduler: BaseScheduler, status: JobStatus) -> None:
                 event.scheduled_run_time.isoformat(),
             )
         elif event.code == EVENT_JOB_MAX_INSTANCES and isinstance(event, JobSubmissionEvent):
-            log.warning("job %s skipped a run: the previous run is still going", event.job_id)
+            # Normal under load (a long mail batch); the next run picks up where it left off.
+            log.info("job %s skipped a run: the previous run is still going", event.job_id)
         elif event.code == EVENT_JOB_ERROR and isinstance(event, JobExecutionEvent):
             # APScheduler's own logger has already written the traceback.
             rec = status.records.get(event.job_id)

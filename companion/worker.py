@@ -85,6 +85,13 @@ class FileLease:
         self._fd = fd
         return True
 
+    def holder(self) -> str:
+        """Who holds the lease, as the holder wrote it into the file (best effort)."""
+        try:
+            return self.path.read_text(encoding="utf-8", errors="replace").strip()[:200]
+        except OSError:
+            return ""
+
     def still_held(self) -> bool:
         if self._fd is None:
             return False
@@ -142,6 +149,26 @@ class PostgresLease:
             return False
         self._conn = conn
         return True
+
+    def holder(self) -> str:
+        """The server process holding the lock and where it connects from (best effort)."""
+        try:
+            with self._engine.connect() as conn:
+                row = conn.execute(
+                    text(
+                        "SELECT a.pid, a.client_addr, a.backend_start FROM pg_locks l "
+                        "JOIN pg_stat_activity a ON a.pid = l.pid "
+                        "WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1 "
+                        "AND l.classid = :hi AND l.objid = :lo"
+                    ),
+                    {"hi": self.key >> 32, "lo": self.key & 0xFFFFFFFF},
+                ).first()
+        except Exception:
+            return ""
+        if row is None:
+            return ""
+        since = row.backend_start.isoformat(timespec="seconds") if row.backend_start else "?"
+        return f"backend pid {row.pid} from {row.client_addr or 'local socket'} since {since}"
 
     def still_held(self) -> bool:
         if self._conn is None:
@@ -207,7 +234,13 @@ def wait_for_lease(
         if timeout is not None and now - started >= timeout:
             return False
         if last_logged is None or now - last_logged >= log_every_seconds:
-            log.info("%s (%s); waiting to take over", WAITING_MESSAGE, lease.description)
+            holder = getattr(lease, "holder", lambda: "")()
+            log.info(
+                "%s (%s%s); waiting to take over",
+                WAITING_MESSAGE,
+                lease.description,
+                f", held by {holder}" if holder else "",
+            )
             last_logged = now
         wait = poll_seconds if timeout is None else min(poll_seconds, timeout - (now - started))
         stop.wait(max(wait, 0.01))

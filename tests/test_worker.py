@@ -159,7 +159,9 @@ def test_postgres_lease_is_exclusive_and_taken_over_after_release(database_url: 
         assert first.try_acquire()
         assert not second.try_acquire()
         assert first.still_held()
+        assert second.holder().startswith("backend pid ")
         first.release()
+        assert second.holder() == ""
         assert second.try_acquire()
         assert not first.try_acquire()
     finally:
@@ -217,6 +219,7 @@ def test_waiting_for_the_lease_logs_and_takes_over(
     assert wait_for_lease(waiter, threading.Event(), poll_seconds=0.05, timeout=5)
 
     assert "another worker holds the scheduler lease" in caplog.text
+    assert f"held by pid {os.getpid()} since" in caplog.text
     assert "taking over" in caplog.text
     waiter.release()
 
