@@ -564,6 +564,7 @@ class Sandbox:
             "pre_schedule": False,
             "status": "waiting",
             "live_instance": None,
+            "seq": self.store.bump("meeting_seq"),
         }
         try:
             self._schedule(doc, body.get("start_time"))
@@ -772,10 +773,11 @@ class Sandbox:
         offset = decode_page(next_page_token, "meetings:" + kind)
         now = self.now_dt()
         items = []
-        for row in self.store.query(
-            "SELECT doc FROM meetings WHERE deleted_at IS NULL ORDER BY created_at, id"
-        ):
-            doc = loads(row["doc"])
+        docs = [
+            loads(row["doc"])
+            for row in self.store.query("SELECT doc FROM meetings WHERE deleted_at IS NULL")
+        ]
+        for doc in sorted(docs, key=lambda d: (d["created_at"], d.get("seq", 0))):
             starts = [
                 schedule.parse_utc(o["start_time"], "start_time")
                 for o in (doc["occurrences"] or [{"start_time": doc["start_time"]}])
