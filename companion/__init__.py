@@ -59,6 +59,8 @@ def create_app(
     from .accounts import views as accounts_views
     from .api import views as api_views
     from .audit import views as audit_views
+    from .courses import api as courses_api
+    from .courses import views as courses_views
     from .mail import views as mail_views
     from .orgs import views as orgs_views
 
@@ -74,4 +76,6 @@ def create_app(
     app.register_blueprint(mail_views.bp)
     app.register_blueprint(api_views.bp)
     app.register_blueprint(audit_views.bp)
+    app.register_blueprint(courses_views.bp)
+    app.register_blueprint(courses_api.bp)
     return app

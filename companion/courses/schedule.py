@@ -206,10 +206,14 @@ def compute(series: Series, *, now: dt.datetime | None = None) -> Schedule:
             )
         if (series.end_date - series.first_date).days > MAX_SERIES_DAYS:
             raise ValidationError("A course can run for at most two years.", field="end_date")
-    if now is not None and (series.first_date - now.astimezone(tz).date()).days > MAX_DAYS_AHEAD:
-        raise ValidationError(
-            "The first class is more than a year away; check the year.", field="first_date"
-        )
+    if now is not None:
+        days_ahead = (series.first_date - now.astimezone(tz).date()).days
+        if days_ahead > MAX_DAYS_AHEAD:
+            raise ValidationError(
+                "The first class is more than a year away; check the year.", field="first_date"
+            )
+        if days_ahead < -1:
+            raise ValidationError("The first class must be in the future.", field="first_date")
 
     wanted = {WEEKDAYS.index(d) for d in weekdays}
     classes: list[PlannedClass] = []

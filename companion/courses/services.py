@@ -41,7 +41,7 @@ from ..errors import (
     NotFound,
     ValidationError,
 )
-from ..zoom.errors import (
+from ..zoom import (
     ZoomAuthError,
     ZoomConnectionError,
     ZoomError,
@@ -198,8 +198,13 @@ def list_courses(session: Session, user: User, *, open_only: bool = False) -> li
     return list(session.scalars(query.order_by(Course.first_date.desc(), Course.id.desc())))
 
 
+MAX_ID = 2**31 - 1
+
+
 def get_course(session: Session, user: User, course_id: int) -> Course:
     """The course if the user may see it; otherwise "not found", so ids reveal nothing."""
+    if not 0 < course_id <= MAX_ID:
+        raise NotFound("No such course.")
     course = session.scalars(_visible(user).where(Course.id == course_id)).first()
     if course is None:
         raise NotFound("No such course.")
@@ -252,7 +257,7 @@ def _teacher_for(session: Session, actor: User, teacher_id: int | None) -> User:
         raise Forbidden("Only teachers and admins schedule courses.")
     if teacher_id is None:
         raise ValidationError("Choose the teacher of this course.", field="teacher_id")
-    teacher = session.get(User, teacher_id)
+    teacher = session.get(User, teacher_id) if 0 < teacher_id <= MAX_ID else None
     if (
         teacher is None
         or teacher.organisation_id != actor.organisation_id
@@ -294,6 +299,25 @@ def series_of(course: Course) -> sched.Series:
         timezone=course.timezone,
         class_count=course.class_count,
         end_date=course.end_date,
+    )
+
+
+def edit_defaults(course: Course, now: dt.datetime) -> sched.Series:
+    """The series as an edit starts from: from the next class on, once the course has started
+    (a change of the whole series can only reach classes still to come)."""
+    series = series_of(course)
+    upcoming = [c for c in class_sessions(course) if c.takes_place and c.starts_at > now]
+    started = any(c.starts_at <= now for c in course.classes)
+    if not started or not upcoming:
+        return series
+    return sched.Series(
+        first_date=local_time(course, upcoming[0].starts_at).date(),
+        weekdays=series.weekdays,
+        start_time=series.start_time,
+        duration_minutes=series.duration_minutes,
+        timezone=series.timezone,
+        class_count=None if series.end_date else len(upcoming),
+        end_date=series.end_date,
     )
 
 
@@ -922,6 +946,9 @@ def move_class(
     if cls.starts_at <= now:
         raise Conflict("This class has already started; it can no longer be moved.")
     duration = _check_duration(duration_minutes or cls.duration_minutes)
+    today = local_time(course, now).date()
+    if not today - dt.timedelta(days=1) <= day <= today + dt.timedelta(days=sched.MAX_DAYS_AHEAD):
+        raise ValidationError("Move the class to a date within the next year.", field="date")
     starts = sched.local_day_and_time(day, at, course.timezone)
     if starts <= now:
         raise ValidationError("Move the class to a time in the future.", field="start_time")

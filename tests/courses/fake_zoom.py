@@ -17,7 +17,7 @@ from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from companion.zoom.errors import ZoomNotFound, ZoomValidationError
+from companion.zoom import ZoomNotFound, ZoomValidationError
 
 DEFAULT_SETTINGS: dict[str, Any] = {
     "host_video": False,

@@ -13,7 +13,7 @@ from companion.courses import services
 from companion.courses.models import ClassSession, Course
 from companion.errors import Conflict, Forbidden, NotFound, ValidationError
 from companion.mail.models import OutboxMessage
-from companion.zoom.errors import (
+from companion.zoom import (
     ZoomConnectionError,
     ZoomRateLimited,
     ZoomServerError,

@@ -1,0 +1,28 @@
+"""The app's one Zoom client, built from its configuration on first use.
+
+Tests (and the benchmark) put their own client in ``app.extensions[EXTENSION_KEY]``.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from flask import Flask, current_app
+
+EXTENSION_KEY = "companion.zoom_client"
+_lock = threading.Lock()
+
+
+def zoom_for(app: Flask | None = None) -> Any:
+    app = app or current_app._get_current_object()  # type: ignore[attr-defined]
+    client = app.extensions.get(EXTENSION_KEY)
+    if client is None:
+        with _lock:
+            client = app.extensions.get(EXTENSION_KEY)
+            if client is None:
+                from ..zoom import client_from_config
+
+                client = client_from_config(app.config)
+                app.extensions[EXTENSION_KEY] = client
+    return client
