@@ -85,6 +85,22 @@ JOBS: tuple[JobSpec, ...] = (
         every(seconds=30),
         run_at_start=True,
     ),
+    # Courses Zoom could not take yet; each is claimed, and a retry looks before it creates.
+    JobSpec(
+        "retry_pending_courses",
+        "companion.courses.jobs:retry_pending",
+        every(minutes=1),
+        run_at_start=True,
+    ),
+    # Delete the meeting of finished courses so their old links die.
+    JobSpec("close_finished_courses", "companion.courses.jobs:close_finished", every(minutes=15)),
+    # One GET per upcoming course; repairs drift and raises the alarm when it cannot.
+    JobSpec(
+        "course_drift_check",
+        "companion.courses.jobs:drift_check",
+        every(hours=1),
+        run_at_start=True,
+    ),
     JobSpec("verify_audit_chain", "companion.audit.jobs:verify_chain", cron(hour=2, minute=30)),
 )
 

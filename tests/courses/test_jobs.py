@@ -1,0 +1,82 @@
+"""The courses jobs: retry pending creates, drift check, close finished courses."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from sqlalchemy import select
+
+from companion.courses import jobs, services
+from companion.mail.models import OutboxMessage
+from companion.zoom import ZoomConnectionError, ZoomRateLimited
+
+from .conftest import NOW, make_course
+
+
+def test_retry_pending_creates_each_course_once(app_with_zoom, db_session, zoom, teacher):
+    zoom.fail("create_meeting", ZoomConnectionError("down"), times=2)
+    first = make_course(db_session, zoom, teacher)
+    second = make_course(db_session, zoom, teacher, title="Drums")
+    assert first.zoom_state == second.zoom_state == "pending"
+
+    # Not due yet: nothing happens.
+    assert jobs.retry_pending(app_with_zoom, now=NOW) == {}
+    later = NOW + dt.timedelta(hours=1)
+    assert jobs.retry_pending(app_with_zoom, now=later) == {"created": 2}
+    assert first.zoom_state == second.zoom_state == "created"
+    assert len(zoom.meetings) == 2
+    assert zoom.calls["create_meeting"] == 4  # two failed, two made: none twice
+    # Running it again finds nothing to do.
+    assert jobs.retry_pending(app_with_zoom, now=later) == {}
+    assert jobs.retry_pending(app_with_zoom, [first.id], now=later) == {"skipped": 1}
+
+
+def test_retry_pending_keeps_waiting_while_zoom_rate_limits(
+    app_with_zoom, db_session, zoom, teacher
+):
+    zoom.fail("create_meeting", ZoomConnectionError("down"))
+    course = make_course(db_session, zoom, teacher)
+    zoom.fail(
+        "create_meeting", ZoomRateLimited("daily", http_status=429, retry_after=3600, daily=True)
+    )
+    later = NOW + dt.timedelta(hours=1)
+    assert jobs.retry_pending(app_with_zoom, now=later) == {"pending": 1}
+    assert course.zoom_next_attempt_at == later + dt.timedelta(hours=1)
+    assert "rate limiting" in course.zoom_error
+    assert course.zoom_claimed_until is None
+
+
+def test_drift_check_reads_each_course_once(app_with_zoom, db_session, zoom, teacher, lead):
+    courses = [make_course(db_session, zoom, teacher, title=f"Course {i}") for i in range(3)]
+    zoom.drift(courses[1].zoom_meeting_id, mute_upon_entry=False)
+    del zoom.meetings[courses[2].zoom_meeting_id]  # deleted in Zoom's portal: cannot be fixed
+    zoom.calls.clear()
+
+    result = jobs.drift_check(app_with_zoom, now=NOW + dt.timedelta(hours=1))
+    assert result == {"safe": 2, "not_safe": 1}
+    # One GET per course; a PATCH and a second GET only where something drifted.
+    assert dict(zoom.calls) == {"get_meeting": 4, "update_meeting": 1}
+    assert [c.safety_state for c in courses] == ["safe", "safe", "not_safe"]
+    alarms = db_session.scalars(
+        select(OutboxMessage).where(OutboxMessage.kind == "course.not_safe")
+    )
+    assert sorted(m.to_address for m in alarms) == sorted([teacher.email, lead.email])
+
+
+def test_drift_check_survives_zoom_being_down(app_with_zoom, db_session, zoom, teacher):
+    course = make_course(db_session, zoom, teacher)
+    zoom.fail("get_meeting", ZoomConnectionError("down"))
+    assert jobs.drift_check(app_with_zoom, now=NOW) == {"unreachable": 1}
+    assert course.safety_state == "safe"
+
+
+def test_close_finished_deletes_old_meetings(app_with_zoom, db_session, zoom, teacher):
+    short = make_course(db_session, zoom, teacher, class_count=1)
+    long = make_course(db_session, zoom, teacher, class_count=10)
+    after_short = short.ends_at + services.CLOSE_GRACE
+    assert jobs.close_finished(app_with_zoom, now=after_short) == {"closed": 1}
+    assert short.zoom_state == "closed" and long.zoom_state == "created"
+    assert set(zoom.meetings) == {long.zoom_meeting_id}
+    assert jobs.close_finished(app_with_zoom, now=after_short) == {}
+    # Drift checks leave closed courses alone.
+    assert jobs.drift_check(app_with_zoom, now=after_short) == {"safe": 1}
