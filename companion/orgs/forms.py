@@ -9,7 +9,7 @@ from wtforms import (
     SelectField,
     StringField,
 )
-from wtforms.validators import DataRequired, Email, Length, NumberRange, Optional
+from wtforms.validators import DataRequired, InputRequired, Length, NumberRange, Optional
 
 
 class OrganisationForm(FlaskForm):
@@ -19,14 +19,18 @@ class OrganisationForm(FlaskForm):
         "Safeguarding lead's name (shown to parents)", validators=[Optional(), Length(max=200)]
     )
     safeguarding_contact_email = EmailField(
-        "Safeguarding lead's email", validators=[Optional(), Email(), Length(max=254)]
+        # Checked by the service: wtforms' Email() needs the email_validator package.
+        "Safeguarding lead's email",
+        validators=[Optional(), Length(max=254)],
     )
     safeguarding_contact_phone = StringField(
         "Safeguarding lead's phone", validators=[Optional(), Length(max=50)]
     )
     lead_as_alternative_host = BooleanField("Make the safeguarding lead alternative host")
     recording_retention_days = IntegerField(
-        "Keep recordings for (days)", validators=[DataRequired(), NumberRange(1, 3650)]
+        # InputRequired, not DataRequired: 0 is falsy, and "required" would hide the real problem.
+        "Keep recordings for (days)",
+        validators=[InputRequired(), NumberRange(1, 3650)],
     )
     audio_only_cutoff_minutes = IntegerField(
         "Audio-only requests close this many minutes before a class",

@@ -8,6 +8,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from ..accounts.services import EMAIL_RE
 from ..audit.services import record as audit
 from ..errors import NotFound, ValidationError
 from .models import Organisation
@@ -67,6 +68,14 @@ def update(session: Session, *, actor: Any, organisation_id: int, **values: Any)
             raise ValidationError("The name must be 1 to 200 characters.", field="name")
     if "timezone" in values:
         check_timezone(values["timezone"])
+    if values.get("safeguarding_contact_email"):
+        email = str(values["safeguarding_contact_email"]).strip().lower()
+        if len(email) > 254 or not EMAIL_RE.match(email):
+            raise ValidationError(
+                f"{values['safeguarding_contact_email']!r} is not a valid email address.",
+                field="safeguarding_contact_email",
+            )
+        values["safeguarding_contact_email"] = email
     if (
         "recording_retention_days" in values
         and not 1 <= int(values["recording_retention_days"]) <= 3650
