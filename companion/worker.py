@@ -225,15 +225,30 @@ def wait_for_lease(
     """Take the lease, polling while another worker holds it; False if stopped or timed out."""
     started = time.monotonic()
     last_logged: float | None = None
+    last_failure: str | None = None
     while not stop.is_set():
-        if lease.try_acquire():
-            if last_logged is not None:
-                log.info("the other worker is gone; taking over the scheduler")
-            return True
+        try:
+            acquired = lease.try_acquire()
+        except Exception as exc:
+            # The database may be restarting; a worker that exits here would leave no scheduler
+            # at all, so it keeps trying (and says so once per distinct error).
+            if str(exc) != last_failure:
+                log.warning(
+                    "cannot take the scheduler lease (%s): %s; retrying", lease.description, exc
+                )
+                last_failure = str(exc)
+        else:
+            if acquired:
+                if last_logged is not None:
+                    log.info("the other worker is gone; taking over the scheduler")
+                elif last_failure is not None:
+                    log.info("the scheduler lease is reachable again; taking it")
+                return True
+            last_failure = None
         now = time.monotonic()
         if timeout is not None and now - started >= timeout:
             return False
-        if last_logged is None or now - last_logged >= log_every_seconds:
+        if last_failure is None and (last_logged is None or now - last_logged >= log_every_seconds):
             holder = getattr(lease, "holder", lambda: "")()
             log.info(
                 "%s (%s%s); waiting to take over",

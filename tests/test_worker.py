@@ -224,6 +224,35 @@ def test_waiting_for_the_lease_logs_and_takes_over(
     waiter.release()
 
 
+class UnreachableLease:
+    """A lease whose database is down for the first few attempts."""
+
+    description = "test lease"
+
+    def __init__(self, failures: int):
+        self.failures = failures
+
+    def try_acquire(self) -> bool:
+        if self.failures:
+            self.failures -= 1
+            raise ConnectionError("connection refused")
+        return True
+
+    def still_held(self) -> bool:
+        return True
+
+    def release(self) -> None:
+        pass
+
+
+def test_an_unreachable_database_is_retried_not_fatal(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="companion.worker")
+    lease = UnreachableLease(failures=3)
+    assert wait_for_lease(lease, threading.Event(), poll_seconds=0.01, timeout=5)
+    assert caplog.text.count("cannot take the scheduler lease") == 1  # said once, not per try
+    assert "reachable again" in caplog.text
+
+
 def test_waiting_gives_up_after_the_timeout(tmp_path: Path) -> None:
     holder, waiter = FileLease(tmp_path / "lock"), FileLease(tmp_path / "lock")
     assert holder.try_acquire()
