@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import io
+import threading
 import tracemalloc
 import uuid
 
@@ -153,6 +155,7 @@ def test_writer_memory_stays_near_one_segment_whatever_the_stream_length() -> No
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
+    # The pending segment and two output buffers for the helper thread, nothing per MiB.
     assert peak < 4 * (1 << 20), peak
 
 
@@ -432,3 +435,71 @@ def test_unwrap_refusals_look_like_a_corrupted_recording() -> None:
 def test_invalid_key_ids(kek_id: str) -> None:
     with pytest.raises(ValueError, match="key id"):
         crypto.wrap_dek(KEK, kek_id, FILE_ID, DEK)
+
+
+# -- Writes on a helper thread (production segment size) -------------------------------------
+
+MIB = 1 << 20
+
+
+def writer_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name == "recording-writer"]
+
+
+@pytest.mark.parametrize("size", [0, 1, MIB, 3 * MIB + 7])
+def test_background_writes_give_the_same_blob(size: int) -> None:
+    plaintext = data(size)
+    blobs = []
+    for background in (False, True):
+        out = io.BytesIO()
+        writer = EncryptingWriter(
+            out, DEK, FILE_ID, RECORDING_ID, nonce_prefix=PREFIX, background_io=background
+        )
+        for i in range(0, size, 300_000):
+            writer.write(plaintext[i : i + 300_000])
+        stats = writer.close()
+        assert stats.ciphertext_bytes == len(out.getvalue())
+        blobs.append(out.getvalue())
+    assert blobs[0] == blobs[1]
+    assert crypto.decrypt_bytes(blobs[1], DEK, FILE_ID, RECORDING_ID) == plaintext
+    assert writer_threads() == []
+
+
+class FailingDest(io.BytesIO):
+    def __init__(self, fail_at: int) -> None:
+        super().__init__()
+        self.calls = 0
+        self.fail_at = fail_at
+
+    def write(self, chunk) -> int:
+        self.calls += 1
+        if self.calls >= self.fail_at:
+            raise OSError(28, "No space left on device")
+        return super().write(chunk)
+
+
+@pytest.mark.parametrize("fail_at", [2, 3, 5])
+def test_a_background_write_error_reaches_the_caller(fail_at: int) -> None:
+    writer = EncryptingWriter(FailingDest(fail_at), DEK, FILE_ID, RECORDING_ID)
+    with pytest.raises(OSError, match="No space left"):
+        for _ in range(6):
+            writer.write(data(MIB))
+        writer.close()
+    writer.abort()
+    assert writer_threads() == []
+
+
+def test_abort_and_a_dropped_writer_end_the_helper_thread() -> None:
+    writer = EncryptingWriter(io.BytesIO(), DEK, FILE_ID, RECORDING_ID)
+    writer.write(data(3 * MIB))
+    assert len(writer_threads()) == 1
+    writer.abort()
+    assert writer_threads() == []
+
+    dropped = EncryptingWriter(io.BytesIO(), DEK, FILE_ID, RECORDING_ID)
+    dropped.write(data(3 * MIB))
+    (thread,) = writer_threads()
+    del dropped
+    gc.collect()
+    thread.join(timeout=5)
+    assert not thread.is_alive()

@@ -299,3 +299,17 @@ def test_root_that_cannot_be_created(tmp_path: Path) -> None:
     blocker.write_bytes(b"")
     with pytest.raises(StorageError, match="could not create the recordings folder"):
         LocalEncryptedStorage(blocker / "recordings")
+
+
+def test_full_disk_with_production_segments(
+    store: LocalEncryptedStorage, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    mib = 1 << 20
+    monkeypatch.setattr(storage.os, "write", enospc_after(3 * mib, os.write))
+    with pytest.raises(StorageError) as info, store.open_writer(KEY) as blob:
+        writer = crypto.EncryptingWriter(blob, DEK, FILE_ID, RECORDING_ID)  # 1 MiB, helper thread
+        with writer:
+            for _ in range(8):
+                writer.write(os.urandom(mib))
+    assert info.value.code == "disk_full"
+    assert names(store) == []
