@@ -274,7 +274,8 @@ class EncryptingWriter:
     With production-sized segments the writes to ``dest`` happen on a helper thread, so the disk
     works while the next segment is hashed and encrypted (``background_io=False`` turns this
     off); ``dest`` must then not be used by anyone else until :meth:`close` or :meth:`abort`
-    returns. An error from ``dest`` is raised by a later ``write`` or by ``close``.
+    returns, so call one of them before the storage syncs and closes ``dest``. An error from
+    ``dest`` is raised by a later ``write`` or by ``close``.
 
     ``nonce_prefix`` exists only to make the committed test vectors reproducible; production
     code leaves it out and gets a random one.

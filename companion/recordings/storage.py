@@ -118,6 +118,8 @@ class _GuardedFile:
         return self._fd
 
     def read(self, size: int = -1, /) -> bytes:
+        if self._fd < 0:
+            raise ValueError(f"read from blob {self._key} after it was closed")
         try:
             if size is None or size < 0:
                 parts = []
@@ -135,6 +137,9 @@ class _GuardedFile:
             raise _error(self._action, self._key, exc) from exc
 
     def write(self, data: bytes | bytearray | memoryview, /) -> int:
+        if self._fd < 0:
+            # The descriptor number may already belong to another file: never write through it.
+            raise ValueError(f"write to blob {self._key} after it was closed")
         view = memoryview(data)
         total = len(view)
         try:

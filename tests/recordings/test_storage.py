@@ -313,3 +313,14 @@ def test_full_disk_with_production_segments(
                 writer.write(os.urandom(mib))
     assert info.value.code == "disk_full"
     assert names(store) == []
+
+
+def test_no_io_through_a_closed_blob_file(store: LocalEncryptedStorage) -> None:
+    with store.open_writer(KEY) as blob:
+        blob.write(b"data")
+    with pytest.raises(ValueError, match="after it was closed"):
+        blob.write(b"late")
+    reader = store.open_reader(KEY)
+    reader.close()
+    with pytest.raises(ValueError, match="after it was closed"):
+        reader.read(1)
