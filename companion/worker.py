@@ -176,8 +176,8 @@ class PostgresLease:
         try:
             # A session lock lives exactly as long as its session; a live session means held.
             self._conn.execute(text("SELECT 1"))
-        except Exception:
-            log.exception("the scheduler lease connection failed")
+        except Exception as exc:
+            log.error("the scheduler lease connection failed: %s", str(exc).splitlines()[0])
             self._close()
             return False
         return True
