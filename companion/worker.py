@@ -177,7 +177,8 @@ class PostgresLease:
             # A session lock lives exactly as long as its session; a live session means held.
             self._conn.execute(text("SELECT 1"))
         except Exception as exc:
-            log.error("the scheduler lease connection failed: %s", str(exc).splitlines()[0])
+            first_line = (str(exc).splitlines() or [repr(exc)])[0]
+            log.error("the scheduler lease connection failed: %s", first_line)
             self._close()
             return False
         return True
