@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from flask.testing import FlaskClient
 
-from companion.zoom.sandbox import DeliveryWorker, Sandbox, create_sandbox_app
+from companion.zoom.sandbox import HOST_USER_ID, DeliveryWorker, Sandbox, create_sandbox_app
 from companion.zoom.sandbox.delivery import deliver_due, deliveries, validate_endpoint
 from companion.zoom.webhooks import WebhookRejected, dedupe_key, verify
 
@@ -98,7 +98,7 @@ def test_a_class_sends_signed_events_in_order(hooked: Any, clock: FakeClock) -> 
     assert obj == {
         "id": str(meeting["id"]),
         "uuid": summary["uuid"],
-        "host_id": meeting["host_id"],
+        "host_id": HOST_USER_ID,
         "topic": meeting["topic"],
         "type": 8,
         "start_time": "2027-10-07T15:58:00Z",  # the teacher opens two minutes early
@@ -111,7 +111,7 @@ def test_a_class_sends_signed_events_in_order(hooked: Any, clock: FakeClock) -> 
 
     host_joined = events[1]["payload"]["object"]["participant"]
     assert host_joined["user_name"] == "Ms Teacher"
-    assert host_joined["id"] == meeting["host_id"]
+    assert host_joined["id"] == HOST_USER_ID
     assert "registrant_id" not in host_joined
 
     waiting = [

@@ -639,10 +639,15 @@ class Sandbox:
                 body["duration"] = occurrence["duration"]
             elif upcoming:
                 body["start_time"] = upcoming[0]["start_time"]
-        if created and settings.get("approval_type") in (0, 1):
-            body["registration_url"] = (
-                f"{self.public_url}/meeting/register/{doc['registration_token']}"
-            )
+        if created:
+            if settings.get("approval_type") in (0, 1):
+                body["registration_url"] = (
+                    f"{self.public_url}/meeting/register/{doc['registration_token']}"
+                )
+            # Zoom's spec documents no uuid, host_id or status in the create answer: leaving
+            # them out keeps companion from depending on fields the contract does not promise.
+            for key in ("uuid", "host_id", "status"):
+                body.pop(key)
         return body
 
     def _start_url(self, doc: dict[str, Any]) -> str:
@@ -1119,6 +1124,9 @@ class Sandbox:
             "share_url": f"{self.public_url}/rec/share/{instance['share_token']}",
             "recording_files": [self.public_file(f) for f in files],
         }
+        if api:
+            # In the webhook payload, not in the API's documented answer.
+            del body["timezone"], body["share_url"]
         return body
 
     def get_recordings(
