@@ -1,0 +1,281 @@
+"""The courses service with the real Zoom client against the Zoom sandbox over loopback HTTP.
+
+The sandbox computes occurrences, applies account locks and answers with Zoom's status codes on
+its own, so these tests check that companion's schedule and settings match an independent
+implementation of Zoom, DST included, and that faults never lead to a second meeting.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+import zoneinfo
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from flask import Flask
+
+from companion.courses import jobs, services
+from companion.courses import schedule as sched
+from companion.courses.zoomclient import EXTENSION_KEY
+from companion.zoom import client_from_config
+from companion.zoom.sandbox import create_sandbox_app
+
+from ..conftest import WsgiServer
+
+
+class SandboxZoom:
+    """The sandbox app on a loopback port, its state object, and a real client pointed at it."""
+
+    def __init__(self, store: str):
+        self.server = WsgiServer()
+        self.app = create_sandbox_app(
+            store,
+            webhook_url=None,
+            webhook_secret="sandbox-webhook-secret-for-tests-0123456789",
+            public_url=self.server.url,
+        )
+        self.state = self.app.extensions["zoom_sandbox"]
+        self.server.start(self.app)
+        self.client = client_from_config(
+            {"ZOOM_MODE": "sandbox", "SANDBOX_URL": self.server.url, "ZOOM_TIMEOUT_SECONDS": 2},
+            max_retries=1,
+            retry_base=0.01,
+            retry_cap=0.05,
+        )
+
+    def meetings(self) -> list[dict[str, Any]]:
+        return list(self.client.iter_meetings("me"))
+
+    def close(self) -> None:
+        self.client.close()
+        self.server.stop()
+        self.state.close()
+
+
+@pytest.fixture
+def sandbox(tmp_path: Any, app: Flask) -> Iterator[SandboxZoom]:
+    zoom = SandboxZoom(str(tmp_path / "sandbox.sqlite3"))
+    app.extensions[EXTENSION_KEY] = zoom.client
+    yield zoom
+    zoom.close()
+
+
+def now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def next_clock_change(tz: str) -> dt.date:
+    """The first day (within a year) on which the zone's UTC offset changes."""
+    zone = zoneinfo.ZoneInfo(tz)
+    day = now().date() + dt.timedelta(days=14)
+    noon = dt.datetime.combine(day, dt.time(12), zone)
+    for _ in range(370):
+        following = noon + dt.timedelta(days=1)
+        nxt = dt.datetime.combine(following.date(), dt.time(12), zone)
+        if nxt.utcoffset() != noon.utcoffset():
+            return nxt.date()
+        noon = nxt
+    raise AssertionError("no clock change within a year")
+
+
+def series_over_clock_change(tz: str, **overrides: Any) -> sched.Series:
+    change = next_clock_change(tz)
+    first = change - dt.timedelta(days=14)
+    while first.weekday() != 1:  # a Tuesday
+        first -= dt.timedelta(days=1)
+    values: dict[str, Any] = {
+        "first_date": first,
+        "weekdays": ("tue", "sat"),
+        "start_time": dt.time(17, 0),
+        "duration_minutes": 45,
+        "timezone": tz,
+        "class_count": 8,
+    }
+    values.update(overrides)
+    return sched.Series(**values)
+
+
+def create(session: Any, sandbox: SandboxZoom, actor: Any, **overrides: Any) -> Any:
+    tz = overrides.pop("timezone", "Europe/London")
+    return services.create_course(
+        session,
+        sandbox.client,
+        actor=actor,
+        title=overrides.pop("title", "Cello ensemble"),
+        series=series_over_clock_change(tz, **overrides),
+        now=now(),
+    )
+
+
+@pytest.mark.parametrize("tz", ["Europe/London", "America/New_York", "Australia/Sydney"])
+def test_schedule_matches_zooms_occurrences_across_the_clock_change(
+    db_session, sandbox, teacher, tz
+):
+    outcome = create(db_session, sandbox, teacher, timezone=tz)
+    course = outcome.course
+    assert outcome.zoom_problem is None
+    assert course.zoom_state == "created"
+    assert course.safety_state == "safe", course.problems
+    # One create costs a handful of calls, not one per class.
+    calls = dict(sandbox.client.calls)
+    assert calls == {"oauth_token": 1, "create_meeting": 1, "get_meeting": 1}
+    meeting = sandbox.client.get_meeting(course.zoom_meeting_id)
+    zoom_starts = [o["start_time"] for o in meeting["occurrences"]]
+    ours = [c.starts_at.strftime("%Y-%m-%dT%H:%M:%SZ") for c in services.class_sessions(course)]
+    assert zoom_starts == ours
+    local_hours = {services.local_time(course, c.starts_at).hour for c in course.classes}
+    assert local_hours == {17}
+    utc_hours = {c.starts_at.hour for c in course.classes}
+    assert len(utc_hours) == 2  # the clock change moved the UTC time, not the local one
+    assert [c.occurrence_id for c in services.class_sessions(course)] == [
+        o["occurrence_id"] for o in meeting["occurrences"]
+    ]
+
+
+def test_an_account_lock_makes_the_course_not_safe(db_session, sandbox, teacher, lead):
+    sandbox.state.set_locks({"waiting_room": False, "auto_recording": "local"})
+    course = create(db_session, sandbox, teacher).course
+    assert course.zoom_state == "created"
+    assert course.safety_state == "not_safe"
+    assert {p.setting for p in services.problem_list(course)} == {"waiting_room", "auto_recording"}
+    assert not services.course_is_safe(course)
+
+    # The drift check tries to put it back, cannot, and keeps it not safe.
+    assert jobs.drift_check(_app(), [course.id]) == {"not_safe": 1}
+    assert course.safety_state == "not_safe"
+
+
+def _app() -> Flask:
+    from flask import current_app
+
+    return current_app._get_current_object()  # type: ignore[attr-defined]
+
+
+def test_drift_in_zoom_is_put_back_by_the_check(db_session, sandbox, teacher):
+    course = create(db_session, sandbox, teacher).course
+    sandbox.state.tamper_settings(
+        course.zoom_meeting_id,
+        {"waiting_room": False, "join_before_host": True, "approval_type": 0},
+    )
+    sandbox.client.calls.clear()
+    assert jobs.drift_check(_app(), now=now()) == {"safe": 1}
+    assert dict(sandbox.client.calls) == {"get_meeting": 2, "update_meeting": 1}
+    settings = sandbox.client.get_meeting(course.zoom_meeting_id)["settings"]
+    assert settings["waiting_room"] is True and settings["approval_type"] == 1
+    assert course.safety_state == "safe"
+
+
+@pytest.mark.parametrize(
+    "fault",
+    [
+        {"status": 503},
+        {"status": 429, "retry_after": "30"},
+        {"status": 500},
+    ],
+    ids=["down", "rate-limited", "server-error"],
+)
+def test_zoom_failing_keeps_the_course_pending_then_the_job_creates_it_once(
+    db_session, sandbox, teacher, fault
+):
+    sandbox.state.add_fault({"path": "/v2/users/*/meetings", "method": "POST", **fault})
+    outcome = create(db_session, sandbox, teacher)
+    course = outcome.course
+    assert course.zoom_state == "pending"
+    assert isinstance(outcome.zoom_problem, services.ZoomUnavailable)
+    assert sandbox.meetings() == []
+
+    assert jobs.retry_pending(_app(), [course.id], now=now()) == {"created": 1}
+    assert course.zoom_state == "created" and course.safety_state == "safe"
+    assert len(sandbox.meetings()) == 1
+
+
+def test_a_slow_zoom_that_made_the_meeting_is_not_asked_twice(db_session, sandbox, teacher):
+    # Zoom answers after the client gave up: the meeting exists, companion does not know it.
+    sandbox.state.add_fault({"path": "/v2/users/*/meetings", "method": "POST", "delay": 3})
+    course = create(db_session, sandbox, teacher).course
+    assert course.zoom_state == "pending"
+    deadline = time.monotonic() + 10
+    while not sandbox.meetings() and time.monotonic() < deadline:
+        time.sleep(0.1)  # the slow request finishes on Zoom's side
+    assert len(sandbox.meetings()) == 1
+
+    assert jobs.retry_pending(_app(), [course.id], now=now()) == {"created": 1}
+    meetings = sandbox.meetings()
+    assert len(meetings) == 1
+    assert course.zoom_meeting_id == meetings[0]["id"]
+    assert course.safety_state == "safe"
+
+
+def test_every_change_against_the_sandbox(db_session, sandbox, teacher):
+    course = create(db_session, sandbox, teacher).course
+    classes = services.class_sessions(course)
+    t = now()
+
+    # Move one class to the next day, an hour later.
+    local = services.local_time(course, classes[2].starts_at)
+    services.move_class(
+        db_session,
+        sandbox.client,
+        actor=teacher,
+        course_id=course.id,
+        class_id=classes[2].id,
+        day=local.date() + dt.timedelta(days=1),
+        at=dt.time(18, 0),
+        now=t,
+    )
+    assert course.safety_state == "safe", course.problems
+
+    # Cancel another.
+    services.cancel_class(
+        db_session,
+        sandbox.client,
+        actor=teacher,
+        course_id=course.id,
+        class_id=classes[3].id,
+        now=t,
+    )
+    assert course.safety_state == "safe", course.problems
+    meeting = sandbox.client.get_meeting(course.zoom_meeting_id)
+    by_id = {o["occurrence_id"]: o for o in meeting["occurrences"]}
+    assert by_id[classes[3].occurrence_id]["status"] == "deleted"
+
+    # Rotate the passcode.
+    services.rotate_passcode(db_session, sandbox.client, actor=teacher, course_id=course.id, now=t)
+    assert sandbox.client.get_meeting(course.zoom_meeting_id)["password"] == services.passcode_of(
+        course
+    )
+    assert course.safety_state == "safe"
+
+    # Change the whole series: later start, fewer classes.
+    new = series_over_clock_change("Europe/London", start_time=dt.time(17, 30), class_count=5)
+    services.update_course(
+        db_session, sandbox.client, actor=teacher, course_id=course.id, now=t, series=new
+    )
+    assert course.safety_state == "safe", course.problems
+    live = [c for c in services.class_sessions(course) if c.takes_place]
+    assert len(live) == 5
+    zoom_starts = [
+        o["start_time"]
+        for o in sandbox.client.get_meeting(course.zoom_meeting_id)["occurrences"]
+        if o["status"] == "available"
+    ]
+    assert zoom_starts == [c.starts_at.strftime("%Y-%m-%dT%H:%M:%SZ") for c in live]
+
+    # A fresh start link each time, never kept.
+    url = services.start_link(db_session, sandbox.client, actor=teacher, course_id=course.id, now=t)
+    assert url.startswith(sandbox.server.url + "/s/")
+    assert "zak=" in url
+
+    # Cancel the course: the meeting is gone from Zoom.
+    services.cancel_course(db_session, sandbox.client, actor=teacher, course_id=course.id, now=t)
+    assert sandbox.meetings() == []
+
+
+def test_close_after_the_last_class_kills_the_meeting(db_session, sandbox, teacher):
+    course = create(db_session, sandbox, teacher, class_count=2).course
+    later = course.ends_at + services.CLOSE_GRACE
+    assert jobs.close_finished(_app(), now=later) == {"closed": 1}
+    assert course.zoom_state == "closed"
+    assert sandbox.meetings() == []
