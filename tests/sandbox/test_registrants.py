@@ -191,3 +191,34 @@ def test_public_pages_do_not_hand_out_links(api: Api, zoom_client: FlaskClient) 
     join = urlparse(meeting["join_url"])
     assert zoom_client.get(f"{join.path}?{join.query}").status_code == 403
     assert zoom_client.get(f"/w/{meeting['id']}?tk=guessed").status_code == 403
+
+
+def test_concurrent_requests_over_http_lose_nothing(sandbox_app: Any, api: Api, live: Any) -> None:
+    import threading
+
+    import requests
+
+    base = live(sandbox_app)
+    meeting = api.create_meeting()
+    headers = {"Authorization": f"Bearer {api.token}"}
+    statuses: list[int] = []
+
+    def add(n: int) -> None:
+        with requests.Session() as http:
+            r = http.post(
+                f"{base}/v2/meetings/{meeting['id']}/registrants",
+                json={"email": f"c{n}@example.org", "first_name": f"C{n}", "auto_approve": True},
+                headers=headers,
+                timeout=30,
+            )
+            statuses.append(r.status_code)
+
+    threads = [threading.Thread(target=add, args=(n,)) for n in range(16)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert statuses == [201] * 16
+    listed = api.get(f"/v2/meetings/{meeting['id']}/registrants?page_size=300").get_json()
+    assert listed["total_records"] == 16
+    assert len({r["join_url"] for r in listed["registrants"]}) == 16

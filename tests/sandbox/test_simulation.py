@@ -171,8 +171,13 @@ def test_participants_default_to_approved_registrants(hooked: Any) -> None:
     ).get_json()["registrant_id"]
     summary = sandbox.simulate_class(meeting["id"], meeting["occurrences"][0]["occurrence_id"])
     assert [p["registrant_id"] for p in summary["participants"]] == [one, two]
+    before = len(deliveries(sandbox))
     with pytest.raises(Exception, match="not approved"):
-        sandbox.simulate_class(meeting["id"], participants=[pending])
+        sandbox.simulate_class(meeting["id"], participants=["Guest", pending])
+    # Nothing half-done: no events, no instance, the meeting is not live.
+    assert len(deliveries(sandbox)) == before
+    assert api.get(f"/v2/meetings/{meeting['id']}").get_json()["status"] == "waiting"
+    assert len(sandbox.state()["instances"]) == 1
 
 
 def test_retries_after_5_20_60_minutes_each_freshly_signed(hooked: Any, clock: FakeClock) -> None:
@@ -388,3 +393,20 @@ def test_background_worker_delivers_with_short_delays(
         worker.stop()
         worker.join(5)
         sandbox.close()
+
+
+def test_a_simulation_that_fails_half_way_leaves_nothing(hooked: Any, monkeypatch: Any) -> None:
+    from companion.zoom.sandbox import simulate
+
+    sandbox, api, _ = hooked
+    meeting = api.create_meeting()
+
+    def broken(*args: Any, **kwargs: Any) -> None:
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(simulate, "_complete_recording", broken)
+    with pytest.raises(RuntimeError):
+        sandbox.simulate_class(meeting["id"], participants=["Guest"])
+    assert deliveries(sandbox) == []
+    assert sandbox.state()["instances"] == []
+    assert api.get(f"/v2/meetings/{meeting['id']}").get_json()["status"] == "waiting"

@@ -11,6 +11,7 @@ import base64
 import copy
 import datetime as dt
 import fnmatch
+import functools
 import hashlib
 import hmac
 import json
@@ -122,6 +123,18 @@ DEFAULT_SETTINGS: dict[str, Any] = {
     "allow_host_control_participant_mute_state": False,
     "disable_participant_video": False,
 }
+
+
+def _atomic(method: Callable[..., Any]) -> Callable[..., Any]:
+    """Run a Sandbox method as one transaction: concurrent requests cannot interleave their
+    read-modify-write, and an error leaves nothing half-done."""
+
+    @functools.wraps(method)
+    def wrapper(self: Sandbox, *args: Any, **kwargs: Any) -> Any:
+        with self.store.transaction():
+            return method(self, *args, **kwargs)
+
+    return wrapper
 
 
 def _token(nbytes: int = 24) -> str:
@@ -325,6 +338,7 @@ class Sandbox:
     def locks(self) -> dict[str, Any]:
         return dict(self.store.get_meta("locks", {}))
 
+    @_atomic
     def set_locks(self, changes: dict[str, Any]) -> dict[str, Any]:
         """Lock account-level settings: Zoom then applies these values whatever is asked.
 
@@ -411,6 +425,7 @@ class Sandbox:
                 return spec
         return None
 
+    @_atomic
     def tamper_settings(self, meeting_id: int, settings: dict[str, Any]) -> dict[str, Any]:
         """Change a meeting's settings as a person in Zoom's web portal would: no API rules."""
         if not isinstance(settings, dict):
@@ -533,6 +548,7 @@ class Sandbox:
             doc["recurrence"] = None
             doc["start_time"] = schedule.zoom_time(start)
 
+    @_atomic
     def create_meeting(self, user_id: str, body: Any) -> dict[str, Any]:
         self.check_user(user_id)
         errors = validation.check_meeting(body, creating=True)
@@ -668,6 +684,7 @@ class Sandbox:
             doc, occurrence_id=occurrence_id or None, show_previous=show_previous
         )
 
+    @_atomic
     def update_meeting(
         self, meeting_id: Any, body: Any, *, occurrence_id: str | None = None
     ) -> None:
@@ -738,6 +755,7 @@ class Sandbox:
         doc["occurrences"].sort(key=lambda o: o["start_time"])
         self._save_meeting(doc)
 
+    @_atomic
     def delete_meeting(self, meeting_id: Any, *, occurrence_id: str | None = None) -> None:
         doc = self._meeting(meeting_id)
         if occurrence_id:
@@ -749,6 +767,7 @@ class Sandbox:
             "UPDATE meetings SET deleted_at = ? WHERE id = ?", (self.now(), doc["id"])
         )
 
+    @_atomic
     def meeting_status(self, meeting_id: Any, body: Any) -> None:
         if not isinstance(body, dict) or body.get("action") not in ("end", "recover"):
             raise validation_failed([("action", "Invalid field: end or recover.")])
@@ -834,6 +853,7 @@ class Sandbox:
     def _registrant_join_url(self, doc: dict[str, Any], tk: str) -> str:
         return f"{self.public_url}/w/{doc['id']}?tk={tk}"
 
+    @_atomic
     def add_registrant(
         self, meeting_id: Any, body: Any, *, occurrence_ids: str | None = None
     ) -> dict[str, Any]:
@@ -993,6 +1013,7 @@ class Sandbox:
         doc = self._meeting(meeting_id)
         return self._registrant_view(doc, self._registrant(doc, registrant_id))
 
+    @_atomic
     def registrant_status(
         self, meeting_id: Any, body: Any, *, occurrence_id: str | None = None
     ) -> None:
@@ -1038,6 +1059,7 @@ class Sandbox:
                     (new_status, dumps(reg), reg["id"]),
                 )
 
+    @_atomic
     def delete_registrant(
         self, meeting_id: Any, registrant_id: str, *, occurrence_id: str | None = None
     ) -> None:
@@ -1129,6 +1151,7 @@ class Sandbox:
             del body["timezone"], body["share_url"]
         return body
 
+    @_atomic
     def get_recordings(
         self, ref: str, *, include_fields: str | None = None, ttl: str | None = None
     ) -> dict[str, Any]:
@@ -1224,6 +1247,7 @@ class Sandbox:
                         (dumps(doc), file_id),
                     )
 
+    @_atomic
     def delete_recordings(self, ref: str, *, action: str | None) -> None:
         instance = self._instance_for(ref)
         self._check_completed(instance)
@@ -1232,6 +1256,7 @@ class Sandbox:
             raise no_recording()
         self._remove_files([f["id"] for f in files], action or "trash")
 
+    @_atomic
     def delete_recording_file(self, ref: str, recording_id: str, *, action: str | None) -> None:
         instance = self._instance_for(ref)
         self._check_completed(instance)

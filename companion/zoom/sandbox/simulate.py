@@ -22,8 +22,10 @@ meeting's status is ``started``) until ``PUT /meetings/{id}/status {"action": "e
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import secrets
 import uuid as uuidlib
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from . import media, schedule
@@ -192,6 +194,18 @@ def _save_instance(sandbox: Sandbox, instance: dict[str, Any]) -> None:
     )
 
 
+def _in_transaction(func: Callable[..., dict[str, Any]]) -> Callable[..., dict[str, Any]]:
+    """All or nothing: a simulation that fails half-way leaves no events or state behind."""
+
+    @functools.wraps(func)
+    def wrapper(sandbox: Sandbox, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        with sandbox.store.transaction():
+            return func(sandbox, *args, **kwargs)
+
+    return wrapper
+
+
+@_in_transaction
 def simulate_class(
     sandbox: Sandbox,
     meeting_id: Any,
@@ -329,6 +343,7 @@ def simulate_class(
     )
 
 
+@_in_transaction
 def end_instance(
     sandbox: Sandbox,
     instance_uuid: str,
