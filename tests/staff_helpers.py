@@ -4,6 +4,7 @@ look at what was recorded."""
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import quote
 
 from flask import Flask
 from flask.testing import FlaskClient
@@ -29,7 +30,7 @@ def sign_in(
     next_path: str | None = None,
 ) -> Any:
     token = csrf_from(client.get("/login").get_data(as_text=True))
-    path = "/login" if next_path is None else f"/login?next={next_path}"
+    path = "/login" if next_path is None else f"/login?next={quote(next_path, safe='/')}"
     return client.post(
         path,
         data={"email": email, "password": password, "csrf_token": token},

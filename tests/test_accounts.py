@@ -158,6 +158,9 @@ def test_empty_form_is_refused_without_recording_an_attempt(
         ("https://evil.example/phish", "/"),
         ("//evil.example/phish", "/"),
         ("javascript:alert(1)", "/"),
+        ("/\\evil.example/phish", "/"),
+        ("/\t/evil.example", "/"),
+        ("/staff?tab=1", "/staff?tab=1"),
     ],
 )
 def test_next_only_goes_to_this_site(

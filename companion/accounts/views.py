@@ -29,7 +29,15 @@ def _safe_next(target: str | None) -> str:
     if not target:
         return url_for("web.home")
     parts = urlsplit(target)
-    if parts.scheme or parts.netloc or not target.startswith("/") or target.startswith("//"):
+    if (
+        parts.scheme
+        or parts.netloc
+        or not target.startswith("/")
+        or target.startswith("//")
+        # Browsers read "/\evil.example" as "//evil.example"; control characters are stripped.
+        or "\\" in target
+        or any(ord(c) < 32 or ord(c) == 127 for c in target)
+    ):
         return url_for("web.home")
     return target
 
