@@ -130,7 +130,7 @@ def test_signed_headers_roundtrip_with_fresh_timestamp() -> None:
     verify(SECRET, later, BODY, now=1700000301)
 
 
-@given(st.binary(max_size=512), st.integers(min_value=0, max_value=2**40))
+@given(st.binary(max_size=512), st.integers(min_value=0, max_value=10**11))
 def test_any_body_roundtrips_and_any_flipped_byte_fails(body: bytes, now: int) -> None:
     hdrs = signed_headers(SECRET, body, now=now)
     verify(SECRET, hdrs, body, now=now)
