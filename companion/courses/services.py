@@ -484,9 +484,20 @@ def _find_existing(zoom: Any, course: Course) -> int | None:
 
 
 def _try_create(
-    session: Session, zoom: Any, course: Course, *, now: dt.datetime, actor: User | None
+    session: Session,
+    zoom: Any,
+    course: Course,
+    *,
+    now: dt.datetime,
+    actor: User | None,
+    claimed: bool = False,
 ) -> CompanionError | None:
-    """One attempt to get the course's meeting into Zoom; never makes a second meeting."""
+    """One attempt to get the course's meeting into Zoom; never makes a second meeting.
+
+    ``claimed`` says the caller (the job) already holds the course's claim.
+    """
+    if not claimed and not claim_for_create(session, course.id, now):
+        return Conflict("companion is putting this course into Zoom right now; reload shortly.")
     plan = _zoom_plan(course, now)
     if plan is None:
         course.zoom_state = "failed"
@@ -502,11 +513,15 @@ def _try_create(
             meeting_id = _find_existing(zoom, course)
         course.zoom_attempts += 1
         session.flush()
+        body = _create_body(course, plan, expected)
         if meeting_id is None:
-            created = zoom.create_meeting(course.zoom_user_id, _create_body(course, plan, expected))
+            created = zoom.create_meeting(course.zoom_user_id, body)
             meeting_id = int(created["id"])
         else:
+            # The course may have changed since that attempt: make the meeting what it is now.
             log.info("course %s: adopting meeting found from an earlier attempt", course.id)
+            del body["agenda"]
+            zoom.update_meeting(meeting_id, body)
     except TRANSIENT as exc:
         return _postpone(course, exc, now)
     except ZoomError as exc:
@@ -590,20 +605,21 @@ def due_for_create(session: Session, now: dt.datetime, limit: int = 100) -> list
 
 
 def claim_for_create(session: Session, course_id: int, now: dt.datetime) -> bool:
-    """Take a pending course for one attempt; False when another worker has it or it is done.
+    """Take a pending (or refused) course for one attempt; False when someone else has it.
 
-    The caller commits the claim before calling Zoom, so two workers never create the same
-    course at once.
+    The job commits its claim before calling Zoom. A request claims inside its own transaction:
+    the row stays locked until it commits, so a job run at the same moment waits and then finds
+    the claim. Either way two attempts never run at once, and a second one looks first.
     """
     result = session.execute(
         update(Course)
         .where(
             Course.id == course_id,
-            Course.zoom_state == "pending",
+            Course.zoom_state.in_(("pending", "failed")),
             or_(Course.zoom_claimed_until.is_(None), Course.zoom_claimed_until < now),
         )
         .values(zoom_claimed_until=now + CLAIM_FOR)
-        .execution_options(synchronize_session=False)
+        .execution_options(synchronize_session="fetch")
     )
     return bool(result.rowcount)
 
@@ -614,7 +630,7 @@ def push_pending(session: Session, zoom: Any, *, course_id: int, now: dt.datetim
     if course is None or course.zoom_state != "pending":
         return "gone"
     session.refresh(course)
-    _try_create(session, zoom, course, now=now, actor=None)
+    _try_create(session, zoom, course, now=now, actor=None, claimed=True)
     return course.zoom_state
 
 

@@ -574,3 +574,51 @@ def test_the_audit_chain_stays_intact(db_session, zoom, teacher, lead):
     services.cancel_course(db_session, zoom, actor=teacher, course_id=course.id, now=NOW)
     assert list(verify_chain(db_session)) == []
     assert db_session.scalar(select(func.count()).select_from(ClassSession)) == 10
+
+
+def test_a_retry_while_the_job_holds_the_course_does_not_call_zoom(db_session, zoom, teacher):
+    zoom.fail("create_meeting", ZoomConnectionError("down"))
+    course = make_course(db_session, zoom, teacher)
+    later = NOW + dt.timedelta(minutes=5)
+    assert services.claim_for_create(db_session, course.id, later)  # the job has it
+    zoom.calls.clear()
+    outcome = services.retry_create(db_session, zoom, actor=teacher, course_id=course.id, now=later)
+    assert isinstance(outcome.zoom_problem, Conflict)
+    assert zoom.total_calls == 0
+    assert course.zoom_state == "pending"
+
+
+def test_an_adopted_meeting_is_brought_up_to_date(db_session, zoom, teacher):
+    # The lost create made a meeting; then the teacher changed the time before the retry.
+    zoom.fail("create_meeting", ZoomConnectionError("timeout"), after=True)
+    course = make_course(db_session, zoom, teacher)
+    zoom.fail("update_meeting", ZoomConnectionError("down"))  # nothing reaches Zoom yet
+    outcome = services.update_course(
+        db_session,
+        zoom,
+        actor=teacher,
+        course_id=course.id,
+        now=NOW,
+        series=series(start_time=dt.time(18, 0)),
+    )
+    assert course.zoom_state == "pending" and outcome.zoom_problem is not None
+    services.push_pending(db_session, zoom, course_id=course.id, now=NOW + dt.timedelta(hours=1))
+    assert course.zoom_state == "created"
+    assert zoom.calls["create_meeting"] == 1
+    assert zoom.meetings[course.zoom_meeting_id]["start_time"] == "2026-03-09T18:00:00"
+    assert course.safety_state == "safe"
+
+
+def test_passcodes_and_start_links_never_reach_the_log(db_session, zoom, teacher, lead, caplog):
+    caplog.set_level("DEBUG")
+    zoom.fail("create_meeting", ZoomConnectionError("timeout"), after=True)
+    course = make_course(db_session, zoom, teacher)
+    services.push_pending(db_session, zoom, course_id=course.id, now=NOW + dt.timedelta(hours=1))
+    first = services.passcode_of(course)
+    services.rotate_passcode(db_session, zoom, actor=teacher, course_id=course.id, now=NOW)
+    zoom.drift(course.zoom_meeting_id, waiting_room=False)
+    services.check_course(db_session, zoom, course, now=NOW)
+    url = services.start_link(db_session, zoom, actor=teacher, course_id=course.id, now=NOW)
+    logged = caplog.text + " ".join(str(r.args) for r in caplog.records)
+    for secret in (first, services.passcode_of(course), url, "zak="):
+        assert secret not in logged
