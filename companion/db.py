@@ -94,7 +94,10 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
 
         @event.listens_for(engine, "begin")
         def _sqlite_begin(conn: Any) -> None:
-            conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.info.get("immediate") else "BEGIN")
+            # IMMEDIATE takes the write lock up front, so concurrent requests queue on the busy
+            # timeout. A deferred BEGIN reads first and then fails at once with "database is
+            # locked" when another writer committed in between (most concurrent sign-ins did).
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
 
         return engine
     kwargs.setdefault("pool_pre_ping", True)

@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import threading
+from pathlib import Path
+
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy.orm import Session
 
+from companion import migrate
 from companion.accounts.models import User
-from companion.db import Clock
+from companion.audit.services import verify
+from companion.db import Clock, job_session
 
 from . import factories
+from .conftest import make_app
 from .staff_helpers import (
     attempts,
     audit_events,
@@ -259,3 +265,33 @@ class TestPerAddressThrottle:
 
         # The same person from another address is not held up by someone else's guessing.
         assert sign_in(client, teacher.email, ip="10.2.2.2").status_code == 302
+
+
+def test_concurrent_sign_ins_on_sqlite_all_get_an_answer(tmp_path: Path) -> None:
+    """`make run` serves SQLite from several threads; concurrent writers must queue, not fail."""
+    url = f"sqlite:///{tmp_path / 'busy.db'}"
+    migrate.upgrade(url)
+    app = make_app(url, tmp_path)
+    with job_session(app) as session:
+        org = factories.organisation(session)
+        for n in range(6):
+            factories.user(session, org, email=f"busy{n}@example.org")
+    statuses: list[int] = []
+
+    def person(n: int) -> None:
+        client = app.test_client()
+        for attempt in range(2):
+            ok = attempt % 2 == 0
+            password = factories.PASSWORD if ok else "wrong password here"
+            response = sign_in(client, f"busy{n}@example.org", password, ip=f"10.3.{n}.{attempt}")
+            statuses.append(response.status_code)
+
+    threads = [threading.Thread(target=person, args=(n,)) for n in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert sorted(statuses) == [302] * 6 + [401] * 6
+    with job_session(app) as session:
+        assert list(verify(session)) == [], "the audit chain stayed intact"
