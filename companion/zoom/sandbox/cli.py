@@ -82,7 +82,16 @@ def serve_command(
         f"webhooks to {url or 'nowhere'}; state in {store}"
     )
     try:
-        waitress.serve(app, host=host, port=port, threads=threads, ident="zoom-sandbox")
+        waitress.serve(
+            app,
+            host=host,
+            port=port,
+            threads=threads,
+            ident="zoom-sandbox",
+            # Recording downloads stream 1 MiB pieces; waitress's default spills anything over
+            # 1 MB of pending output to a temporary file, which halves a large download's speed.
+            outbuf_overflow=64 * 1024 * 1024,
+        )
     finally:
         worker.stop()
 
