@@ -296,7 +296,10 @@ def _action(course_id: int, run: Any, done: str) -> Any:
             raise
         flash(exc.message, "error")
     else:
-        flash(message or done)
+        if isinstance(message, tuple):
+            flash(*message)
+        else:
+            flash(message or done)
     return redirect(url_for("courses.detail", course_id=course_id))
 
 
@@ -356,13 +359,14 @@ def rotate_passcode(course_id: int) -> Any:
 @bp.post("/<int:course_id>/verify")
 @allow(*STAFF)
 def verify(course_id: int) -> Any:
-    def run() -> str:
+    def run() -> tuple[str, str]:
         problems = services.verify_now(
             get_session(), zoom_for(), actor=current_user(), course_id=course_id, now=utcnow()
         )
         if problems:
-            return "Checked: the course is NOT safe. " + "; ".join(p.describe() for p in problems)
-        return "Checked: every safety setting is on in Zoom."
+            reasons = "; ".join(p.describe() for p in problems)
+            return f"Checked: the course is NOT safe: {reasons}.", "error"
+        return "Checked: every safety setting is on in Zoom.", "message"
 
     return _action(course_id, run, "")
 
