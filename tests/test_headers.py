@@ -12,6 +12,8 @@ from flask.testing import FlaskClient
 from companion import ROOT
 from companion.accounts.models import User
 
+from . import factories
+from .conftest import csrf_from
 from .staff_helpers import sign_in
 
 HTTPS = "https://classes.example.org"
@@ -69,9 +71,6 @@ class TestBehindHttps:
         self, app: Flask, client: FlaskClient, admin: User
     ) -> None:
         assert app.config["SECURE_COOKIES"] is True
-        client.get("/login", base_url=HTTPS)
-        from .conftest import csrf_from
-
         token = csrf_from(client.get("/login", base_url=HTTPS).get_data(as_text=True))
         response = client.post(
             "/login",
@@ -108,3 +107,15 @@ def test_templates_have_no_inline_script_or_style(template: Any) -> None:
     for pattern in (INLINE_SCRIPT, INLINE_STYLE, INLINE_HANDLER, JS_URL):
         match = pattern.search(source)
         assert match is None, f"{template}: {match.group(0) if match else ''!r} breaks the CSP"
+
+
+POST_FORM = re.compile(r"<form\b[^>]*method=\"post\"[^>]*>(.*?)</form>", re.I | re.S)
+
+
+@pytest.mark.parametrize(
+    "template", sorted(p.relative_to(ROOT) for p in (ROOT / "templates").rglob("*.html"))
+)
+def test_every_post_form_carries_a_csrf_token(template: Any) -> None:
+    source = (ROOT / template).read_text(encoding="utf-8")
+    for body in POST_FORM.findall(source):
+        assert "hidden_tag()" in body or "csrf_token()" in body, f"{template}: form without CSRF"
