@@ -77,7 +77,7 @@ class TestBehindHttps:
             base_url=HTTPS,
             data={
                 "email": admin.email,
-                "password": "correct horse battery 42",
+                "password": factories.PASSWORD,
                 "csrf_token": token,
             },
             headers={"Referer": HTTPS + "/login"},
