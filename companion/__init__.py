@@ -31,6 +31,8 @@ def create_app(
     if instance_path is None:
         instance_path = os.environ.get("COMPANION_INSTANCE_PATH") or ROOT / "instance"
     instance = Path(instance_path).resolve()
+    # The default database and key files live here; it holds secrets, so only the owner reads it.
+    instance.mkdir(parents=True, exist_ok=True, mode=0o700)
     settings = config_module.load(instance, environ=environ, overrides=test_config)
 
     app = Flask(

@@ -23,7 +23,28 @@ def _app() -> Flask:
         sys.exit(2)
 
 
-@click.group(help="companion: safe-by-default online classes for children over Zoom.")
+class CompanionGroup(click.Group):
+    """Turns a database that is missing, unreachable or not migrated into one clear line."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        from sqlalchemy.exc import OperationalError, ProgrammingError
+
+        try:
+            return super().invoke(ctx)
+        except (OperationalError, ProgrammingError) as exc:
+            reason = str(exc.orig).splitlines()[0] if exc.orig else str(exc).splitlines()[0]
+            click.echo(
+                f"companion: the database is not ready ({reason}). Check "
+                "COMPANION_DATABASE_URL and run `companion db upgrade`.",
+                err=True,
+            )
+            sys.exit(2)
+
+
+@click.group(
+    cls=CompanionGroup,
+    help="companion: safe-by-default online classes for children over Zoom.",
+)
 def main() -> None:
     pass
 

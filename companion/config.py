@@ -64,7 +64,7 @@ def _database_url(raw: str) -> str:
     scheme = text.split(":", 1)[0]
     if not (scheme.startswith("sqlite") or scheme.startswith("postgres")):
         raise ValueError("must be a sqlite:/// or postgresql:// URL")
-    if scheme == "postgresql" or scheme == "postgres":
+    if scheme in ("postgresql", "postgres", "postgresql+psycopg2"):
         # psycopg 3 is the driver we ship; the bare scheme would look for psycopg2.
         text = "postgresql+psycopg" + text[len(scheme) :]
     return text

@@ -55,6 +55,7 @@ def init_app(app: Flask) -> None:
             g.get("user") is not None
             or g.get("family") is not None
             or request.path.startswith("/api/")
+            or response.status_code >= 400
         ):
             h["Cache-Control"] = "no-store"
             h["Pragma"] = "no-cache"

@@ -7,13 +7,9 @@ from typing import Any
 from flask import Blueprint, jsonify, request
 
 from ..access import STAFF, allow, current_user, public
-from ..errors import CompanionError
+from ..errors import CompanionError, ValidationError
 from ..security import csrf
 from . import openapi
-
-bp = Blueprint("api", __name__, url_prefix="/api/v1")
-# Bearer tokens are not sent automatically by browsers, so CSRF does not apply here.
-csrf.exempt(bp)
 
 
 class UnsupportedMediaType(CompanionError):
@@ -21,20 +17,31 @@ class UnsupportedMediaType(CompanionError):
     status = 415
 
 
-@bp.before_request
-def _require_json_body() -> None:
-    if request.method in ("POST", "PUT", "PATCH") and not request.is_json:
+def require_json_body() -> None:
+    """Anything sent to the API must be JSON; actions without a body (cancel, verify) send none."""
+    sent = bool(request.content_length) or bool(request.headers.get("Content-Type"))
+    if request.method in ("POST", "PUT", "PATCH") and sent and not request.is_json:
         raise UnsupportedMediaType("Send the body as JSON with Content-Type: application/json.")
 
 
-def json_body() -> dict[str, Any]:
-    """The request's JSON object, or a clear 400."""
-    from ..errors import ValidationError
+def api_blueprint(name: str, import_name: str) -> Blueprint:
+    """A blueprint under /api/v1: bearer tokens (so no CSRF), JSON bodies only."""
+    blueprint = Blueprint(name, import_name, url_prefix="/api/v1")
+    # Bearer tokens are not sent automatically by browsers, so CSRF does not apply here.
+    csrf.exempt(blueprint)
+    blueprint.before_request(require_json_body)
+    return blueprint
 
+
+def json_body() -> dict[str, Any]:
+    """The request's JSON object, or a clear 422."""
     data = request.get_json(silent=True)
     if not isinstance(data, dict):
         raise ValidationError("The body must be a JSON object.", code="bad_json")
     return data
+
+
+bp = api_blueprint("api", __name__)
 
 
 def user_json(user: Any) -> dict[str, Any]:

@@ -10,41 +10,21 @@ import datetime as dt
 from collections.abc import Mapping
 from typing import Any
 
-from flask import Blueprint, current_app, jsonify, request
+from flask import current_app, jsonify
 
 from ..access import ADMIN, STAFF, TEACHER, allow, current_user
 from ..api import openapi
 from ..api.openapi import error_responses
+from ..api.views import api_blueprint, json_body
 from ..db import get_session, keep_changes, utcnow
 from ..errors import CompanionError, ValidationError, error_response
-from ..security import csrf
 from . import schedule as sched
 from . import services
 from .models import ZOOM_STATE_LABELS, ClassSession, Course
 from .zoomclient import zoom_for
 
-bp = Blueprint("courses_api", __name__, url_prefix="/api/v1")
-csrf.exempt(bp)
-
-
-class UnsupportedMediaType(CompanionError):
-    code = "unsupported_media_type"
-    status = 415
-
-
-@bp.before_request
-def _require_json_body() -> None:
-    # Actions without a body (cancel, verify) may send none; anything sent must be JSON.
-    sent = bool(request.content_length) or bool(request.headers.get("Content-Type"))
-    if request.method in ("POST", "PUT", "PATCH") and sent and not request.is_json:
-        raise UnsupportedMediaType("Send the body as JSON with Content-Type: application/json.")
-
-
-def _body() -> dict[str, Any]:
-    data = request.get_json(silent=True)
-    if not isinstance(data, dict):
-        raise ValidationError("The body must be a JSON object.", code="bad_json")
-    return data
+bp = api_blueprint("courses_api", __name__)
+_body = json_body
 
 
 # --- JSON out ---------------------------------------------------------------------------------
