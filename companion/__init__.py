@@ -63,6 +63,9 @@ def create_app(
     from .audit import views as audit_views
     from .courses import api as courses_api
     from .courses import views as courses_views
+    from .families import api as families_api
+    from .families import family_views
+    from .families import views as families_views
     from .mail import views as mail_views
     from .orgs import views as orgs_views
 
@@ -71,6 +74,7 @@ def create_app(
     security.init_app(app)
     access.init_app(app)
     web.init_app(app)
+    family_views.init_app(app)
 
     app.register_blueprint(web.bp)
     app.register_blueprint(accounts_views.bp)
@@ -80,4 +84,8 @@ def create_app(
     app.register_blueprint(audit_views.bp)
     app.register_blueprint(courses_views.bp)
     app.register_blueprint(courses_api.bp)
+    app.register_blueprint(families_views.bp)
+    app.register_blueprint(families_views.agreement_bp)
+    app.register_blueprint(family_views.bp)
+    app.register_blueprint(families_api.bp)
     return app

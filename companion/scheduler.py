@@ -92,6 +92,17 @@ JOBS: tuple[JobSpec, ...] = (
         every(minutes=1),
         run_at_start=True,
     ),
+    # Families Zoom could not register (or cancel) yet; a retry looks before it adds.
+    JobSpec(
+        "sync_family_registrants",
+        "companion.families.jobs:sync_zoom",
+        every(minutes=1),
+        run_at_start=True,
+    ),
+    # Family links owed to parents, sent once the course is safe and the family registered.
+    JobSpec("send_owed_family_links", "companion.families.jobs:send_owed_links", every(minutes=5)),
+    # The teacher's admit list by email, once per class, about two hours before it.
+    JobSpec("class_summaries", "companion.families.jobs:class_summaries", every(minutes=10)),
     # Delete the meeting of finished courses so their old links die.
     JobSpec("close_finished_courses", "companion.courses.jobs:close_finished", every(minutes=15)),
     # One GET per upcoming course; repairs drift and raises the alarm when it cannot.

@@ -1,0 +1,1 @@
+"""Families: enrolment, personal family links, the e-safety agreement, audio-only requests."""

@@ -1,0 +1,666 @@
+"""Families in the JSON API (/api/v1): the same operations as the staff pages.
+
+Bearer tokens only (no cookies), so CSRF does not apply. An enrolment is saved even when Zoom
+is down: the answer is 201 with ``zoom.state`` "pending" and the reason in ``warnings``; a job
+registers the family later. Links are never returned: they go to each parent by email only.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from flask import Blueprint, jsonify, request
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from ..access import ADMIN, STAFF, TEACHER, allow, current_user
+from ..api import openapi
+from ..api.openapi import error_responses
+from ..courses import services as courses
+from ..courses.models import ClassSession
+from ..courses.zoomclient import zoom_for
+from ..db import get_session, utcnow
+from ..errors import CompanionError, ValidationError
+from ..security import csrf
+from . import agreement, services
+from .models import ZOOM_STATE_LABELS, AgreementAcceptance, AgreementVersion, Family
+
+bp = Blueprint("families_api", __name__, url_prefix="/api/v1")
+csrf.exempt(bp)
+
+
+class UnsupportedMediaType(CompanionError):
+    code = "unsupported_media_type"
+    status = 415
+
+
+@bp.before_request
+def _require_json_body() -> None:
+    # Actions without a body (withdraw, resend) may send none; anything sent must be JSON.
+    sent = bool(request.content_length) or bool(request.headers.get("Content-Type"))
+    if request.method in ("POST", "PUT", "PATCH") and sent and not request.is_json:
+        raise UnsupportedMediaType("Send the body as JSON with Content-Type: application/json.")
+
+
+def _body() -> dict[str, Any]:
+    data = request.get_json(silent=True)
+    if not isinstance(data, dict):
+        raise ValidationError("The body must be a JSON object.", code="bad_json")
+    return data
+
+
+def _time(at: dt.datetime | None) -> str | None:
+    return at.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ") if at else None
+
+
+# --- JSON out ----------------------------------------------------------------------------------
+
+
+def _latest_acceptances(session: Session, family: Family) -> dict[int, tuple[int, dt.datetime]]:
+    found: dict[int, tuple[int, dt.datetime]] = {}
+    for acceptance, version in session.execute(
+        select(AgreementAcceptance, AgreementVersion)
+        .join(AgreementVersion, AgreementVersion.id == AgreementAcceptance.agreement_id)
+        .where(AgreementAcceptance.family_id == family.id)
+        .order_by(AgreementVersion.version)
+    ):
+        found[acceptance.contact_id] = (version.version, acceptance.accepted_at)
+    return found
+
+
+def family_json(session: Session, family: Family, now: dt.datetime) -> dict[str, Any]:
+    current = agreement.current(session, family.organisation, now=now)
+    accepted = _latest_acceptances(session, family)
+    contacts = []
+    for contact in family.contacts:
+        link = services.link_state(session, contact, now)
+        version, at = accepted.get(contact.id, (None, None))
+        contacts.append(
+            {
+                "id": contact.id,
+                "position": contact.position,
+                "name": contact.name,
+                "email": contact.email,
+                "link": {
+                    "state": link.state,
+                    "label": link.label,
+                    "sent_at": _time(link.sent_at),
+                    "last_used_at": _time(link.last_used_at),
+                },
+                "agreement": {
+                    "accepted_version": version,
+                    "accepted_at": _time(at),
+                    "current": version == current.version,
+                },
+            }
+        )
+    return {
+        "id": family.id,
+        "course_id": family.course_id,
+        "child": {
+            "first_name": family.child_first_name,
+            "last_name": family.child_last_name,
+            "display_name": services.display_name(family),
+            "zoom_name": services.zoom_name(family),
+        },
+        "status": family.status,
+        "enrolled_at": _time(family.created_at),
+        "withdrawn_at": _time(family.withdrawn_at),
+        "zoom": {
+            "state": family.zoom_state,
+            "label": ZOOM_STATE_LABELS[family.zoom_state],
+            "registrant_id": family.zoom_registrant_id,
+            "error": family.zoom_error or None,
+            "next_attempt_at": _time(family.zoom_next_attempt_at),
+        },
+        "agreement_version": current.version,
+        "contacts": contacts,
+    }
+
+
+def _class_ref(cls: ClassSession) -> dict[str, Any]:
+    course = cls.course
+    return {
+        "id": cls.id,
+        "course_id": course.id,
+        "starts_at": _time(cls.starts_at),
+        "local_start": courses.local_time(course, cls.starts_at).isoformat(),
+        "duration_minutes": cls.duration_minutes,
+        "status": cls.status,
+    }
+
+
+# --- JSON in -----------------------------------------------------------------------------------
+
+
+def _string(data: dict[str, Any], name: str, label: str) -> str:
+    value = data.get(name)
+    if not isinstance(value, str):
+        raise ValidationError(f"Give {label} as a string.", field=name)
+    return value
+
+
+def _contacts(data: dict[str, Any]) -> list[services.ContactInput | None]:
+    given = data.get("contacts")
+    if not isinstance(given, list) or not given:
+        raise ValidationError(
+            "Give contacts as a list of one or two {name, email} objects.", field="contacts"
+        )
+    if len(given) > services.MAX_CONTACTS:
+        raise ValidationError(
+            f"A family has at most {services.MAX_CONTACTS} parent/carer contacts.",
+            field="contacts",
+        )
+    people: list[services.ContactInput | None] = []
+    for index, item in enumerate(given, start=1):
+        if not isinstance(item, dict) or set(item) - {"name", "email"}:
+            raise ValidationError(
+                f"Contact {index} must be an object with a name and an email.", field="contacts"
+            )
+        name, email = item.get("name"), item.get("email")
+        if not isinstance(name, str) or not isinstance(email, str):
+            raise ValidationError(
+                f"Contact {index} needs a name and an email, both strings.", field="contacts"
+            )
+        people.append(services.ContactInput(name, email))
+    return people
+
+
+# --- routes ------------------------------------------------------------------------------------
+
+
+@bp.get("/courses/<int:course_id>/families")
+@allow(*STAFF)
+def list_families(course_id: int) -> Any:
+    session = get_session()
+    now = utcnow()
+    families = services.list_families(session, current_user(), course_id)
+    return jsonify({"families": [family_json(session, f, now) for f in families]})
+
+
+@bp.post("/courses/<int:course_id>/families")
+@allow(TEACHER, ADMIN)
+def enrol(course_id: int) -> Any:
+    session = get_session()
+    data = _body()
+    unknown = sorted(set(data) - {"child_first_name", "child_last_name", "contacts"})
+    if unknown:
+        raise ValidationError(f"Unknown field(s): {', '.join(unknown)}.", field=unknown[0])
+    now = utcnow()
+    outcome = services.enrol(
+        session,
+        zoom_for(),
+        actor=current_user(),
+        course_id=course_id,
+        child_first_name=_string(data, "child_first_name", "the child's first name"),
+        child_last_name=_string(data, "child_last_name", "the child's surname (or initial)"),
+        contacts=_contacts(data),
+        now=now,
+    )
+    body = family_json(session, outcome.family, now)
+    body["warnings"] = [outcome.zoom_problem.message] if outcome.zoom_problem else []
+    return jsonify(body), 201
+
+
+@bp.get("/courses/<int:course_id>/families/<int:family_id>")
+@allow(*STAFF)
+def get_family(course_id: int, family_id: int) -> Any:
+    session = get_session()
+    family = services.get_family(session, current_user(), course_id, family_id)
+    return jsonify(family_json(session, family, utcnow()))
+
+
+@bp.post("/courses/<int:course_id>/families/<int:family_id>/withdraw")
+@allow(TEACHER, ADMIN)
+def withdraw(course_id: int, family_id: int) -> Any:
+    session = get_session()
+    now = utcnow()
+    outcome = services.withdraw(
+        session,
+        zoom_for(),
+        actor=current_user(),
+        course_id=course_id,
+        family_id=family_id,
+        now=now,
+    )
+    body = family_json(session, outcome.family, now)
+    body["warnings"] = [outcome.zoom_problem.message] if outcome.zoom_problem else []
+    return jsonify(body)
+
+
+def _link_answer(session: Session, family_id: int, contact_id: int, result: str) -> Any:
+    family = session.get(Family, family_id)
+    assert family is not None
+    return jsonify({"result": result, "family": family_json(session, family, utcnow())})
+
+
+@bp.post("/courses/<int:course_id>/families/<int:family_id>/contacts/<int:contact_id>/resend-link")
+@allow(*STAFF)
+def resend_link(course_id: int, family_id: int, contact_id: int) -> Any:
+    session = get_session()
+    result = services.resend_link(
+        session,
+        actor=current_user(),
+        course_id=course_id,
+        family_id=family_id,
+        contact_id=contact_id,
+        now=utcnow(),
+    )
+    return _link_answer(session, family_id, contact_id, result)
+
+
+@bp.post("/courses/<int:course_id>/families/<int:family_id>/contacts/<int:contact_id>/revoke-link")
+@allow(*STAFF)
+def revoke_link(course_id: int, family_id: int, contact_id: int) -> Any:
+    session = get_session()
+    services.revoke_link(
+        session,
+        actor=current_user(),
+        course_id=course_id,
+        family_id=family_id,
+        contact_id=contact_id,
+        now=utcnow(),
+    )
+    return _link_answer(session, family_id, contact_id, "revoked")
+
+
+@bp.get("/courses/<int:course_id>/classes/<int:class_id>/audio-only")
+@allow(*STAFF)
+def class_audio_only(course_id: int, class_id: int) -> Any:
+    session = get_session()
+    cls = services.get_class_for(session, current_user(), course_id, class_id)
+    now = utcnow()
+    rows = services.admit_list(session, cls, now=now)
+    events = services.audio_only_events_for_class(session, cls)
+    return jsonify(
+        {
+            "class": _class_ref(cls),
+            "cutoff_at": _time(services.cutoff_of(cls.course.organisation, cls)),
+            "families": [
+                {
+                    "family_id": row.family.id,
+                    "child_name": row.child_name,
+                    "zoom_name": row.zoom_name,
+                    "audio_only": row.audio_only,
+                    "registered_in_zoom": row.registered,
+                    "agreement_accepted": row.agreement_accepted,
+                }
+                for row in rows
+            ],
+            "events": [
+                {
+                    "id": event.id,
+                    "family_id": event.family_id,
+                    "contact_id": event.contact_id,
+                    "action": event.action,
+                    "scope": event.scope,
+                    "class_id": event.class_id,
+                    "at": _time(event.at),
+                }
+                for event in events
+            ],
+        }
+    )
+
+
+# --- the OpenAPI fragment ---------------------------------------------------------------------
+
+_ID = {"type": "integer", "minimum": 1, "maximum": services.MAX_ID}
+_TIME = {"type": "string", "format": "date-time"}
+_NULLABLE_TIME = {"type": "string", "format": "date-time", "nullable": True}
+
+SCHEMAS: dict[str, Any] = {
+    "FamilyContact": {
+        "type": "object",
+        "required": ["id", "position", "name", "email", "link", "agreement"],
+        "properties": {
+            "id": {"type": "integer"},
+            "position": {"type": "integer", "enum": [1, 2]},
+            "name": {"type": "string"},
+            "email": {"type": "string"},
+            "link": {
+                "type": "object",
+                "required": ["state", "label", "sent_at", "last_used_at"],
+                "description": "The parent's personal family link (never returned itself).",
+                "properties": {
+                    "state": {
+                        "type": "string",
+                        "enum": ["active", "queued", "revoked", "none"],
+                        "description": "`queued`: owed, and sent automatically once the course "
+                        "is safe and Zoom has registered the family.",
+                    },
+                    "label": {"type": "string"},
+                    "sent_at": _NULLABLE_TIME,
+                    "last_used_at": _NULLABLE_TIME,
+                },
+            },
+            "agreement": {
+                "type": "object",
+                "required": ["accepted_version", "accepted_at", "current"],
+                "properties": {
+                    "accepted_version": {"type": "integer", "nullable": True},
+                    "accepted_at": _NULLABLE_TIME,
+                    "current": {
+                        "type": "boolean",
+                        "description": "This parent accepted the current version.",
+                    },
+                },
+            },
+        },
+    },
+    "Family": {
+        "type": "object",
+        "required": [
+            "id",
+            "course_id",
+            "child",
+            "status",
+            "enrolled_at",
+            "withdrawn_at",
+            "zoom",
+            "agreement_version",
+            "contacts",
+        ],
+        "properties": {
+            "id": {"type": "integer"},
+            "course_id": {"type": "integer"},
+            "child": {
+                "type": "object",
+                "required": ["first_name", "last_name", "display_name", "zoom_name"],
+                "properties": {
+                    "first_name": {"type": "string"},
+                    "last_name": {
+                        "type": "string",
+                        "description": "The surname, or only its initial when the "
+                        "organisation names children by initial.",
+                    },
+                    "display_name": {"type": "string"},
+                    "zoom_name": {
+                        "type": "string",
+                        "description": "The name the child has in Zoom's waiting room.",
+                    },
+                },
+            },
+            "status": {"type": "string", "enum": ["enrolled", "withdrawn"]},
+            "enrolled_at": _TIME,
+            "withdrawn_at": _NULLABLE_TIME,
+            "zoom": {
+                "type": "object",
+                "required": ["state", "label", "registrant_id", "error", "next_attempt_at"],
+                "properties": {
+                    "state": {
+                        "type": "string",
+                        "enum": ["pending", "registered", "failed", "cancelling", "cancelled"],
+                        "description": "`pending`: waiting for Zoom (retried automatically); "
+                        "`failed`: Zoom refused; `cancelling`: withdrawn, Zoom not confirmed "
+                        "yet (retried automatically).",
+                    },
+                    "label": {"type": "string"},
+                    "registrant_id": {"type": "string", "nullable": True},
+                    "error": {"type": "string", "nullable": True},
+                    "next_attempt_at": _NULLABLE_TIME,
+                },
+            },
+            "agreement_version": {
+                "type": "integer",
+                "description": "The current version of the e-safety agreement.",
+            },
+            "contacts": {
+                "type": "array",
+                "minItems": 1,
+                "maxItems": 2,
+                "items": {"$ref": "#/components/schemas/FamilyContact"},
+            },
+            "warnings": {"type": "array", "items": {"type": "string"}},
+        },
+    },
+    "FamilyEnrol": {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["child_first_name", "child_last_name", "contacts"],
+        "properties": {
+            "child_first_name": {"type": "string", "minLength": 1, "maxLength": 64},
+            "child_last_name": {
+                "type": "string",
+                "minLength": 1,
+                "maxLength": 64,
+                "description": "The surname; only its initial is kept when the organisation "
+                "names children by initial.",
+            },
+            "contacts": {
+                "type": "array",
+                "minItems": 1,
+                "maxItems": 2,
+                "items": {
+                    "type": "object",
+                    "additionalProperties": False,
+                    "required": ["name", "email"],
+                    "properties": {
+                        "name": {"type": "string", "minLength": 1, "maxLength": 200},
+                        "email": {"type": "string", "format": "email", "maxLength": 254},
+                    },
+                },
+            },
+        },
+    },
+    "LinkResult": {
+        "type": "object",
+        "required": ["result", "family"],
+        "properties": {
+            "result": {
+                "type": "string",
+                "enum": ["sent", "queued", "revoked"],
+                "description": "`queued`: the old link is dead; the new one is sent "
+                "automatically once the course is safe and the family registered in Zoom.",
+            },
+            "family": {"$ref": "#/components/schemas/Family"},
+        },
+    },
+    "ClassAudioOnly": {
+        "type": "object",
+        "required": ["class", "cutoff_at", "families", "events"],
+        "properties": {
+            "class": {
+                "type": "object",
+                "required": [
+                    "id",
+                    "course_id",
+                    "starts_at",
+                    "local_start",
+                    "duration_minutes",
+                    "status",
+                ],
+                "properties": {
+                    "id": {"type": "integer"},
+                    "course_id": {"type": "integer"},
+                    "starts_at": _TIME,
+                    "local_start": {"type": "string", "format": "date-time"},
+                    "duration_minutes": {"type": "integer"},
+                    "status": {"type": "string", "enum": ["scheduled", "moved", "cancelled"]},
+                },
+            },
+            "cutoff_at": {
+                "type": "string",
+                "format": "date-time",
+                "description": "Requests and withdrawals for this class close at this time.",
+            },
+            "families": {
+                "type": "array",
+                "description": "The children expected (the list to admit), audio-only flagged.",
+                "items": {
+                    "type": "object",
+                    "required": [
+                        "family_id",
+                        "child_name",
+                        "zoom_name",
+                        "audio_only",
+                        "registered_in_zoom",
+                        "agreement_accepted",
+                    ],
+                    "properties": {
+                        "family_id": {"type": "integer"},
+                        "child_name": {"type": "string"},
+                        "zoom_name": {"type": "string"},
+                        "audio_only": {"type": "boolean"},
+                        "registered_in_zoom": {"type": "boolean"},
+                        "agreement_accepted": {"type": "boolean"},
+                    },
+                },
+            },
+            "events": {
+                "type": "array",
+                "description": "Every request and withdrawal that concerns this class, oldest "
+                "first (`scope` `remaining`: made for all remaining classes).",
+                "items": {
+                    "type": "object",
+                    "required": [
+                        "id",
+                        "family_id",
+                        "contact_id",
+                        "action",
+                        "scope",
+                        "class_id",
+                        "at",
+                    ],
+                    "properties": {
+                        "id": {"type": "integer"},
+                        "family_id": {"type": "integer"},
+                        "contact_id": {"type": "integer"},
+                        "action": {"type": "string", "enum": ["request", "withdraw"]},
+                        "scope": {"type": "string", "enum": ["class", "remaining"]},
+                        "class_id": {"type": "integer", "nullable": True},
+                        "at": _TIME,
+                    },
+                },
+            },
+        },
+    },
+}
+
+
+def _ok(description: str, schema: str) -> dict[str, Any]:
+    return {
+        "description": description,
+        "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{schema}"}}},
+    }
+
+
+_COURSE_ID = {"name": "course_id", "in": "path", "required": True, "schema": _ID}
+_FAMILY_ID = {"name": "family_id", "in": "path", "required": True, "schema": _ID}
+_CONTACT_ID = {"name": "contact_id", "in": "path", "required": True, "schema": _ID}
+_CLASS_ID = {"name": "class_id", "in": "path", "required": True, "schema": _ID}
+_TAGS = ["families"]
+
+PATHS: dict[str, Any] = {
+    "/courses/{course_id}/families": {
+        "parameters": [_COURSE_ID],
+        "get": {
+            "operationId": "listFamilies",
+            "summary": "The families of a course (a teacher: only their own courses)",
+            "tags": _TAGS,
+            "responses": {
+                "200": {
+                    "description": "The families, enrolled first",
+                    "content": {
+                        "application/json": {
+                            "schema": {
+                                "type": "object",
+                                "required": ["families"],
+                                "properties": {
+                                    "families": {
+                                        "type": "array",
+                                        "items": {"$ref": "#/components/schemas/Family"},
+                                    }
+                                },
+                            }
+                        }
+                    },
+                },
+                **error_responses(401, 404),
+            },
+        },
+        "post": {
+            "operationId": "enrolFamily",
+            "summary": "Enrol a child with one or two parents/carers; registered in Zoom",
+            "description": "Bad input is refused with 422 (409 for a child already enrolled) "
+            "before anything is saved. When Zoom is down the family is still enrolled: 201 with "
+            "`zoom.state` `pending` and the reason in `warnings`. Each parent gets their own "
+            "link by email once the family is registered and the course is safe.",
+            "tags": _TAGS,
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "application/json": {"schema": {"$ref": "#/components/schemas/FamilyEnrol"}}
+                },
+            },
+            "responses": {
+                "201": _ok("Enrolled (see `zoom` for the registration)", "Family"),
+                **error_responses(400, 401, 403, 404, 409, 415, 422),
+            },
+        },
+    },
+    "/courses/{course_id}/families/{family_id}": {
+        "parameters": [_COURSE_ID, _FAMILY_ID],
+        "get": {
+            "operationId": "getFamily",
+            "summary": "One family, with its parents' link and agreement states",
+            "tags": _TAGS,
+            "responses": {"200": _ok("The family", "Family"), **error_responses(401, 404)},
+        },
+    },
+    "/courses/{course_id}/families/{family_id}/withdraw": {
+        "parameters": [_COURSE_ID, _FAMILY_ID],
+        "post": {
+            "operationId": "withdrawFamily",
+            "summary": "Withdraw a family: its Zoom registrant is cancelled, its links show so",
+            "description": "When Zoom does not answer the family is still withdrawn, with "
+            "`zoom.state` `cancelling` (retried automatically) and the reason in `warnings`.",
+            "tags": _TAGS,
+            "responses": {
+                "200": _ok("Withdrawn", "Family"),
+                **error_responses(401, 403, 404, 409, 415),
+            },
+        },
+    },
+    "/courses/{course_id}/families/{family_id}/contacts/{contact_id}/resend-link": {
+        "parameters": [_COURSE_ID, _FAMILY_ID, _CONTACT_ID],
+        "post": {
+            "operationId": "resendFamilyLink",
+            "summary": "Send one parent a new personal link; the old one stops working",
+            "tags": _TAGS,
+            "responses": {
+                "200": _ok("Sent, or queued until the course is safe", "LinkResult"),
+                **error_responses(401, 403, 404, 409, 415),
+            },
+        },
+    },
+    "/courses/{course_id}/families/{family_id}/contacts/{contact_id}/revoke-link": {
+        "parameters": [_COURSE_ID, _FAMILY_ID, _CONTACT_ID],
+        "post": {
+            "operationId": "revokeFamilyLink",
+            "summary": "Stop one parent's link (and sign out every browser it opened)",
+            "tags": _TAGS,
+            "responses": {
+                "200": _ok("Revoked", "LinkResult"),
+                **error_responses(401, 403, 404, 409, 415),
+            },
+        },
+    },
+    "/courses/{course_id}/classes/{class_id}/audio-only": {
+        "parameters": [_COURSE_ID, _CLASS_ID],
+        "get": {
+            "operationId": "listClassAudioOnly",
+            "summary": "The children expected in a class with audio-only flagged, and every "
+            "request and withdrawal for it",
+            "tags": _TAGS,
+            "responses": {
+                "200": _ok("The admit list and the requests", "ClassAudioOnly"),
+                **error_responses(401, 404),
+            },
+        },
+    },
+}
+
+openapi.EXTRA_PATHS.update(PATHS)
+openapi.EXTRA_SCHEMAS.update(SCHEMAS)

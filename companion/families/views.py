@@ -1,0 +1,492 @@
+"""Staff pages for families: enrol (one at a time or CSV), withdraw, links, the admit list, and
+the admin's e-safety agreement.
+
+URL map:
+
+    GET       /families/                                          courses and their families
+    GET       /courses/<id>/families                              one course's families
+    GET POST  /courses/<id>/families/new                          enrol a child
+    GET POST  /courses/<id>/families/import                       enrol from a CSV file
+    GET       /courses/<id>/families/import/template.csv          an empty file with the columns
+    GET       /courses/<id>/families/<fid>                        one family (links, records)
+    GET POST  /courses/<id>/families/<fid>/withdraw               withdraw (registrant cancelled)
+    POST      /courses/<id>/families/<fid>/retry                  try Zoom again now
+    POST      /courses/<id>/families/<fid>/contacts/<cid>/resend  new link, old one dies
+    POST      /courses/<id>/families/<fid>/contacts/<cid>/revoke  link dies, nothing new sent
+    GET       /courses/<id>/classes/<class_id>/admit              who to admit, audio-only flagged
+    GET POST  /admin/agreement/                                   the e-safety agreement (admin)
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, Response, flash, redirect, render_template, request, url_for
+from sqlalchemy import select
+from werkzeug.exceptions import RequestEntityTooLarge
+
+from ..access import ADMIN, STAFF, TEACHER, allow, current_user
+from ..accounts.forms import ActionForm
+from ..accounts.models import User
+from ..accounts.views import form_failed
+from ..courses import services as courses
+from ..courses.models import Course
+from ..courses.zoomclient import zoom_for
+from ..db import get_session, utcnow
+from ..errors import CompanionError
+from . import agreement, csv_import, services
+from .forms import AgreementForm, EnrolForm, ImportForm
+from .models import (
+    ZOOM_STATE_LABELS,
+    AgreementAcceptance,
+    AgreementVersion,
+    AudioOnlyEvent,
+    Family,
+    FamilyContact,
+)
+
+bp = Blueprint("families", __name__)
+agreement_bp = Blueprint("agreement", __name__, url_prefix="/admin/agreement")
+
+
+@bp.errorhandler(RequestEntityTooLarge)
+def _too_large(_exc: RequestEntityTooLarge) -> Any:
+    flash(
+        f"That file is far too large: a CSV of families is at most "
+        f"{csv_import.MAX_BYTES // 1024} KB. Nothing was imported.",
+        "error",
+    )
+    return redirect(request.path if request.path.endswith("/import") else url_for("web.home"))
+
+
+def _globals() -> dict[str, Any]:
+    return {
+        "zoom_labels": ZOOM_STATE_LABELS,
+        "display_name": services.display_name,
+        "local_time": courses.local_time,
+    }
+
+
+def _course(course_id: int) -> Course:
+    return services.get_course(get_session(), current_user(), course_id)
+
+
+@bp.get("/families/")
+@allow(*STAFF)
+def index() -> Any:
+    session = get_session()
+    user = current_user()
+    now = utcnow()
+    rows = []
+    for course in courses.list_courses(session, user):
+        families = services.families_of(session, course.id, enrolled_only=True)
+        upcoming = courses.upcoming_classes(course, now)
+        rows.append(
+            {
+                "course": course,
+                "families": len(families),
+                "waiting": sum(1 for f in families if f.zoom_state != "registered"),
+                "next_class": upcoming[0] if upcoming else None,
+            }
+        )
+    return render_template("families/index.html", rows=rows, **_globals())
+
+
+@bp.get("/courses/<int:course_id>/families")
+@allow(*STAFF)
+def course_families(course_id: int) -> Any:
+    session = get_session()
+    user = current_user()
+    course = _course(course_id)
+    now = utcnow()
+    families = services.families_of(session, course.id)
+    links = {
+        contact.id: services.link_state(session, contact, now)
+        for family in families
+        for contact in family.contacts
+    }
+    accepted = services.accepted_families(session, course.organisation, families, now=now)
+    classes = []
+    for cls in courses.class_sessions(course):
+        audio = services.audio_only_for_class(session, cls) if cls.ends_at > now else None
+        classes.append(
+            {
+                "cls": cls,
+                "start": courses.local_time(course, cls.starts_at),
+                "end": courses.local_time(course, cls.ends_at),
+                "expected": len(audio) if audio is not None else None,
+                "audio_only": sum(audio.values()) if audio is not None else None,
+            }
+        )
+    return render_template(
+        "families/course.html",
+        course=course,
+        families=families,
+        links=links,
+        accepted=accepted,
+        classes=classes,
+        can_change=services.may_change(user, course) and course.is_open,
+        is_safe=courses.course_is_safe(course),
+        **_globals(),
+    )
+
+
+def _enrol_form(course: Course) -> EnrolForm:
+    form = EnrolForm()
+    form.child_last_name.label.text = (
+        "First letter of the child's surname"
+        if course.organisation.child_name_style == "initial"
+        else "Child's surname"
+    )
+    return form
+
+
+@bp.route("/courses/<int:course_id>/families/new", methods=["GET", "POST"])
+@allow(TEACHER, ADMIN)
+def enrol(course_id: int) -> Any:
+    session = get_session()
+    course = _course(course_id)
+    form = _enrol_form(course)
+    status = 200
+    if form.validate_on_submit():
+        try:
+            outcome = services.enrol(
+                session,
+                zoom_for(),
+                actor=current_user(),
+                course_id=course.id,
+                child_first_name=form.child_first_name.data,
+                child_last_name=form.child_last_name.data,
+                contacts=[
+                    services.ContactInput(form.contact1_name.data, form.contact1_email.data),
+                    services.ContactInput(
+                        form.contact2_name.data or "", form.contact2_email.data or ""
+                    ),
+                ],
+                now=utcnow(),
+            )
+        except CompanionError as exc:
+            form_failed(form, exc)
+            status = 422 if exc.status < 500 else exc.status
+        else:
+            family = outcome.family
+            if outcome.zoom_problem is not None:
+                flash(outcome.zoom_problem.message, "error")
+            else:
+                flash(f"{services.display_name(family)} is enrolled. " + _links_said(family))
+            return redirect(url_for("families.course_families", course_id=course.id))
+    elif request.method == "POST":
+        status = 422
+    return render_template("families/enrol.html", form=form, course=course, **_globals()), status
+
+
+def _links_said(family: Family) -> str:
+    blocker = services.link_blocker(family, utcnow())
+    if blocker is None or not family.enrolled:
+        return "Each parent has been sent their personal link."
+    return f"Their personal links will be sent automatically: {blocker[0].lower()}{blocker[1:]}"
+
+
+@bp.route("/courses/<int:course_id>/families/import", methods=["GET", "POST"])
+@allow(TEACHER, ADMIN)
+def import_csv(course_id: int) -> Any:
+    course = _course(course_id)
+    form = ImportForm()
+    problems: list[csv_import.Problem] = []
+    status = 200
+    if form.validate_on_submit():
+        upload = form.file.data
+        # Read one byte more than allowed, so a larger file is recognised without reading it all.
+        data = upload.stream.read(csv_import.MAX_BYTES + 1)
+        try:
+            families = services.import_families(
+                get_session(), actor=current_user(), course_id=course.id, data=data, now=utcnow()
+            )
+        except services.ImportRejected as exc:
+            problems = exc.problems
+            form.form_errors.append(exc.message)
+            status = 422
+        except CompanionError as exc:
+            form_failed(form, exc)
+            status = 422 if exc.status < 500 else exc.status
+        else:
+            flash(
+                f"{len(families)} famil{'y' if len(families) == 1 else 'ies'} enrolled. companion "
+                "is registering them in Zoom now; each parent's link is sent as soon as that is "
+                "done and the course is safe."
+            )
+            return redirect(url_for("families.course_families", course_id=course.id))
+    elif request.method == "POST":
+        status = 422
+    return render_template(
+        "families/import.html",
+        form=form,
+        course=course,
+        problems=problems,
+        columns=csv_import.COLUMNS,
+        required=csv_import.REQUIRED,
+        max_rows=csv_import.MAX_ROWS,
+        max_kb=csv_import.MAX_BYTES // 1024,
+        **_globals(),
+    ), status
+
+
+@bp.get("/courses/<int:course_id>/families/import/template.csv")
+@allow(*STAFF)
+def import_template(course_id: int) -> Any:
+    _course(course_id)
+    body = ",".join(csv_import.COLUMNS) + "\r\n"
+    return Response(
+        body.encode("utf-8-sig"),
+        mimetype="text/csv",
+        headers={"Content-Disposition": 'attachment; filename="families.csv"'},
+    )
+
+
+@bp.get("/courses/<int:course_id>/families/<int:family_id>")
+@allow(*STAFF)
+def family_detail(course_id: int, family_id: int) -> Any:
+    session = get_session()
+    user = current_user()
+    family = services.get_family(session, user, course_id, family_id)
+    course = family.course
+    now = utcnow()
+    contacts = {c.id: c for c in family.contacts}
+    acceptances = list(
+        session.execute(
+            select(AgreementAcceptance, AgreementVersion)
+            .join(AgreementVersion, AgreementVersion.id == AgreementAcceptance.agreement_id)
+            .where(AgreementAcceptance.family_id == family.id)
+            .order_by(AgreementAcceptance.accepted_at.desc())
+        ).all()
+    )
+    events = list(
+        session.scalars(
+            select(AudioOnlyEvent)
+            .where(AudioOnlyEvent.family_id == family.id)
+            .order_by(AudioOnlyEvent.at.desc(), AudioOnlyEvent.id.desc())
+        )
+    )
+    people = {
+        u.id: u
+        for u in session.scalars(
+            select(User).where(User.id.in_([family.created_by_id, family.withdrawn_by_id]))
+        )
+    }
+    return render_template(
+        "families/detail.html",
+        course=course,
+        family=family,
+        contacts=contacts,
+        links={c.id: services.link_state(session, c, now) for c in family.contacts},
+        acceptances=acceptances,
+        events=events,
+        people=people,
+        current_version=agreement.current(session, course.organisation, now=now),
+        can_change=services.may_change(user, course),
+        can_manage_links=services.may_manage_links(user, course),
+        action_form=ActionForm(),
+        **_globals(),
+    )
+
+
+def _back(course_id: int, family_id: int) -> Any:
+    return redirect(url_for("families.family_detail", course_id=course_id, family_id=family_id))
+
+
+def _action(course_id: int, family_id: int, run: Any) -> Any:
+    """Run a one-button change; a domain error is flashed and the family page shown again."""
+    if not ActionForm().validate_on_submit():
+        flash("This form has expired. Reload the page and try again.", "error")
+        return _back(course_id, family_id)
+    try:
+        message, kind = run()
+    except CompanionError as exc:
+        if exc.status in (403, 404):
+            raise
+        flash(exc.message, "error")
+    else:
+        flash(message, kind)
+    return _back(course_id, family_id)
+
+
+@bp.route("/courses/<int:course_id>/families/<int:family_id>/withdraw", methods=["GET", "POST"])
+@allow(TEACHER, ADMIN)
+def withdraw(course_id: int, family_id: int) -> Any:
+    session = get_session()
+    family = services.get_family(session, current_user(), course_id, family_id)
+    if request.method == "GET":
+        return render_template(
+            "families/withdraw.html",
+            course=family.course,
+            family=family,
+            action_form=ActionForm(),
+            **_globals(),
+        )
+
+    def run() -> tuple[str, str]:
+        outcome = services.withdraw(
+            session,
+            zoom_for(),
+            actor=current_user(),
+            course_id=course_id,
+            family_id=family_id,
+            now=utcnow(),
+        )
+        name = services.display_name(outcome.family)
+        if outcome.zoom_problem is not None:
+            return (
+                f"{name} is withdrawn. Zoom has not confirmed the cancellation yet; companion "
+                "keeps trying, and the family page already shows no join link.",
+                "warning",
+            )
+        return f"{name} is withdrawn; their Zoom registration is cancelled.", "message"
+
+    return _action(course_id, family_id, run)
+
+
+@bp.post("/courses/<int:course_id>/families/<int:family_id>/retry")
+@allow(TEACHER, ADMIN)
+def retry(course_id: int, family_id: int) -> Any:
+    def run() -> tuple[str, str]:
+        outcome = services.retry_zoom(
+            get_session(),
+            zoom_for(),
+            actor=current_user(),
+            course_id=course_id,
+            family_id=family_id,
+            now=utcnow(),
+        )
+        if outcome.zoom_problem is not None:
+            raise outcome.zoom_problem
+        return "Zoom has the family as it should now.", "message"
+
+    return _action(course_id, family_id, run)
+
+
+@bp.post("/courses/<int:course_id>/families/<int:family_id>/contacts/<int:contact_id>/resend")
+@allow(*STAFF)
+def resend(course_id: int, family_id: int, contact_id: int) -> Any:
+    def run() -> tuple[str, str]:
+        result = services.resend_link(
+            get_session(),
+            actor=current_user(),
+            course_id=course_id,
+            family_id=family_id,
+            contact_id=contact_id,
+            now=utcnow(),
+        )
+        if result == "sent":
+            return "A new link was sent; the old one no longer works.", "message"
+        return (
+            "The old link no longer works. The new one will be sent automatically as soon as the "
+            "course is safe and Zoom has registered the family.",
+            "warning",
+        )
+
+    return _action(course_id, family_id, run)
+
+
+@bp.post("/courses/<int:course_id>/families/<int:family_id>/contacts/<int:contact_id>/revoke")
+@allow(*STAFF)
+def revoke(course_id: int, family_id: int, contact_id: int) -> Any:
+    def run() -> tuple[str, str]:
+        services.revoke_link(
+            get_session(),
+            actor=current_user(),
+            course_id=course_id,
+            family_id=family_id,
+            contact_id=contact_id,
+            now=utcnow(),
+        )
+        return (
+            "The link no longer works, and every browser it opened is signed out. Use "
+            "“Send a new link” to give this parent access again.",
+            "message",
+        )
+
+    return _action(course_id, family_id, run)
+
+
+@bp.get("/courses/<int:course_id>/classes/<int:class_id>/admit")
+@allow(*STAFF)
+def admit(course_id: int, class_id: int) -> Any:
+    session = get_session()
+    cls = services.get_class_for(session, current_user(), course_id, class_id)
+    course = cls.course
+    now = utcnow()
+    rows = services.admit_list(session, cls, now=now)
+    events = services.audio_only_events_for_class(session, cls)
+    names = {r.family.id: r.child_name for r in rows}
+    return render_template(
+        "families/admit.html",
+        course=course,
+        cls=cls,
+        start=courses.local_time(course, cls.starts_at),
+        end=courses.local_time(course, cls.ends_at),
+        cutoff=courses.local_time(course, services.cutoff_of(course.organisation, cls)),
+        rows=rows,
+        columns=services.ADMIT_COLUMNS,
+        events=events,
+        names=names,
+        contact_names={
+            c.id: c.name
+            for c in session.scalars(
+                select(FamilyContact).where(FamilyContact.id.in_({e.contact_id for e in events}))
+            )
+        },
+        now=now,
+        **_globals(),
+    )
+
+
+# --- the e-safety agreement (admin) ------------------------------------------------------------
+
+
+@agreement_bp.route("/", methods=["GET", "POST"])
+@allow(ADMIN)
+def edit_agreement() -> Any:
+    session = get_session()
+    user = current_user()
+    org = user.organisation
+    now = utcnow()
+    version = agreement.current(session, org, now=now)
+    form = AgreementForm()
+    if request.method == "GET":
+        form.body.data = version.body
+    status = 200
+    if form.validate_on_submit():
+        try:
+            new = agreement.publish(session, actor=user, body=form.body.data, now=now)
+        except CompanionError as exc:
+            form_failed(form, exc)
+            status = 422 if exc.status < 500 else exc.status
+        else:
+            flash(
+                f"Version {new.version} is published. Every parent is asked to accept it before "
+                "their family page shows the join link again."
+            )
+            return redirect(url_for("agreement.edit_agreement"))
+    elif request.method == "POST":
+        status = 422
+    lead_missing = [
+        label
+        for label, value in (
+            ("name", org.safeguarding_contact_name),
+            ("email or phone", org.safeguarding_contact_email or org.safeguarding_contact_phone),
+        )
+        if not (value or "").strip()
+    ]
+    stale = bool(
+        org.safeguarding_contact_email
+        and org.safeguarding_contact_email.lower() not in version.body.lower()
+    )
+    return render_template(
+        "families/agreement.html",
+        form=form,
+        version=version,
+        history=agreement.history(session, org.id),
+        lead_missing=lead_missing,
+        stale=stale,
+        default_text=agreement.default_text(org),
+    ), status

@@ -1,0 +1,53 @@
+"""Fixtures for the families tests: a fake Zoom with registrants, a course, families, parents.
+
+The service clock (``utcnow``) is set to NOW, so pages and services agree on the time.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from flask import Flask
+from sqlalchemy.orm import Session
+
+from companion.courses.zoomclient import EXTENSION_KEY
+from companion.db import Clock
+
+from ..courses.conftest import NOW
+from . import helpers
+from .fake_zoom import RegistrantZoom
+
+
+@pytest.fixture(autouse=True)
+def _at_now(clock: Clock) -> Iterator[None]:
+    clock.offset = NOW - dt.datetime.now(dt.UTC)
+    yield
+
+
+@pytest.fixture
+def now() -> dt.datetime:
+    return NOW
+
+
+@pytest.fixture
+def zoom(clock: Clock) -> RegistrantZoom:
+    return RegistrantZoom(now=clock.now)
+
+
+@pytest.fixture
+def app_with_zoom(app: Flask, zoom: RegistrantZoom) -> Flask:
+    app.extensions[EXTENSION_KEY] = zoom
+    return app
+
+
+@pytest.fixture
+def course(app_with_zoom: Flask, db_session: Session, zoom: RegistrantZoom, teacher: Any) -> Any:
+    return helpers.make_course(db_session, zoom, teacher)
+
+
+@pytest.fixture
+def family(db_session: Session, zoom: RegistrantZoom, teacher: Any, course: Any) -> Any:
+    return helpers.enrol(db_session, zoom, teacher, course)

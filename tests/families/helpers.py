@@ -1,0 +1,90 @@
+"""Build courses, families and family sessions for the tests; read what was mailed."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import secrets
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from companion.accounts.services import hash_token
+from companion.families import services
+from companion.families.models import Family, FamilyContact, FamilyLink, FamilySession
+from companion.mail.models import OutboxMessage
+
+from ..courses.conftest import NOW, make_course  # noqa: F401 - re-exported for the tests
+
+LINK_RE = re.compile(r"https?://[^\s/]+(/f/[A-Za-z0-9_-]{43})\b")
+
+
+def enrol(
+    session: Session,
+    zoom: Any,
+    actor: Any,
+    course: Any,
+    *,
+    first: str = "Amira",
+    last: str = "Khan",
+    contacts: Sequence[tuple[str, str]] = (("Rana Khan", "rana@example.net"),),
+    now: dt.datetime = NOW,
+) -> Family:
+    outcome = services.enrol(
+        session,
+        zoom,
+        actor=actor,
+        course_id=course.id,
+        child_first_name=first,
+        child_last_name=last,
+        contacts=[services.ContactInput(n, e) for n, e in contacts],
+        now=now,
+    )
+    return outcome.family
+
+
+def principal(
+    session: Session, contact: FamilyContact, now: dt.datetime = NOW
+) -> services.FamilyPrincipal:
+    """A family session for a parent without going through a browser."""
+    link = FamilyLink(
+        family_id=contact.family_id,
+        contact_id=contact.id,
+        token_hash=hash_token(secrets.token_urlsafe(32)),
+        created_at=now,
+    )
+    session.add(link)
+    session.flush()
+    row = FamilySession(
+        link_id=link.id,
+        family_id=contact.family_id,
+        contact_id=contact.id,
+        token_hash=hash_token(secrets.token_urlsafe(32)),
+        created_at=now,
+        last_seen_at=now,
+        expires_at=now + services.SESSION_IDLE,
+    )
+    session.add(row)
+    session.flush()
+    return services.FamilyPrincipal(row, contact.family, contact)
+
+
+def outbox(session: Session, kind: str | None = None) -> list[OutboxMessage]:
+    session.flush()
+    query = select(OutboxMessage).order_by(OutboxMessage.id)
+    if kind is not None:
+        query = query.where(OutboxMessage.kind == kind)
+    return list(session.scalars(query))
+
+
+def link_path(message: OutboxMessage) -> str:
+    """The /f/<token> path of the personal link in a family-link message."""
+    found = LINK_RE.findall(message.body_text)
+    assert len(found) == 1, message.body_text
+    return found[0]
+
+
+def links_to(session: Session, email: str) -> list[str]:
+    return [link_path(m) for m in outbox(session, "family.link") if m.to_address == email]

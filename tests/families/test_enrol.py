@@ -1,0 +1,273 @@
+"""Enrolment: each family one Zoom registrant, never two, kept when Zoom fails; withdrawal."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from sqlalchemy.orm import Session
+
+from companion.errors import Conflict, NotFound, ValidationError
+from companion.families import crypto, jobs, services
+from companion.families.models import Family
+from companion.zoom import ZoomConnectionError, ZoomRateLimited, ZoomServerError, ZoomValidationError
+
+from .. import factories
+from ..courses.conftest import NOW
+from . import helpers
+
+pytestmark = pytest.mark.usefixtures("app_with_zoom")
+
+
+def test_enrolment_makes_one_registrant_with_its_own_link(
+    db_session: Session, zoom: Any, course: Any, family: Family, app: Any
+) -> None:
+    meeting = course.zoom_meeting_id
+    (registrant,) = zoom.approved(meeting)
+    assert family.zoom_state == "registered"
+    assert family.zoom_registrant_id == registrant["id"]
+    # Zoom knows the child by name and the family by an address companion made, not a parent's.
+    assert (registrant["first_name"], registrant["last_name"]) == ("Amira", "K")
+    assert registrant["email"] == services.registrant_email(family)
+    assert "rana@example.net" not in str(zoom.requests)
+    body = dict(zoom.requests[[op for op, _ in zoom.requests].index("add_registrant")][1])
+    assert body["auto_approve"] is True
+    # The personal join link is stored, encrypted.
+    assert registrant["join_url"] not in family.join_url_encrypted
+    assert crypto.unseal(family.join_url_encrypted, app.config["SECRET_KEY"]) == registrant[
+        "join_url"
+    ]
+    assert services.family_for_registrant(db_session, registrant["id"]) is family
+
+
+def test_siblings_with_the_same_parent_get_two_registrants(
+    db_session: Session, zoom: Any, teacher: Any, course: Any, family: Family
+) -> None:
+    sibling = helpers.enrol(db_session, zoom, teacher, course, first="Yusuf")
+    regs = zoom.approved(course.zoom_meeting_id)
+    assert len(regs) == 2
+    assert regs[0]["join_url"] != regs[1]["join_url"]
+    assert sibling.zoom_registrant_id != family.zoom_registrant_id
+
+
+def test_full_surnames_when_the_organisation_chooses_them(
+    db_session: Session, zoom: Any, teacher: Any, org: Any
+) -> None:
+    org.child_name_style = "full"
+    course = helpers.make_course(db_session, zoom, teacher)
+    family = helpers.enrol(db_session, zoom, teacher, course, last="  Khan-Smith ")
+    assert family.child_last_name == "Khan-Smith"
+    assert services.display_name(family) == "Amira Khan-Smith"
+
+
+@pytest.mark.parametrize(
+    ("first", "last", "contacts", "field"),
+    [
+        ("", "K", [("Rana", "rana@example.net")], "child_first_name"),
+        ("Amira", "   ", [("Rana", "rana@example.net")], "child_last_name"),
+        ("Amira", "K", [("Rana", "rana@")], "contact1_email"),
+        ("Amira", "K", [("Rana", "rana example.net")], "contact1_email"),
+        ("Amira", "K", [("", "")], "contact1_name"),
+        ("Amira", "K", [("Rana", "")], "contact1_email"),
+        ("Amira", "K", [("Rana", "a@example.net"), ("Sam", "A@example.net")], "contact2_email"),
+        ("Amira", "K", [("Rana", "a@example.net"), ("", "b@example.net")], "contact2_name"),
+        ("A" * 65, "K", [("Rana", "rana@example.net")], "child_first_name"),
+        ("Ami\x00ra", "K", [("Rana", "rana@example.net")], "child_first_name"),
+        (
+            "Amira",
+            "K",
+            [("A", "a@example.net"), ("B", "b@example.net"), ("C", "c@example.net")],
+            "contacts",
+        ),
+    ],
+)
+def test_bad_input_is_refused_before_anything_is_saved(
+    db_session: Session,
+    zoom: Any,
+    teacher: Any,
+    course: Any,
+    first: str,
+    last: str,
+    contacts: list[tuple[str, str]],
+    field: str,
+) -> None:
+    calls = zoom.total_calls
+    with pytest.raises(ValidationError) as caught:
+        helpers.enrol(db_session, zoom, teacher, course, first=first, last=last, contacts=contacts)
+    assert caught.value.field == field
+    assert services.families_of(db_session, course.id) == []
+    assert zoom.total_calls == calls
+
+
+def test_a_child_already_enrolled_is_refused(
+    db_session: Session, zoom: Any, teacher: Any, course: Any, family: Family
+) -> None:
+    with pytest.raises(Conflict) as caught:
+        helpers.enrol(db_session, zoom, teacher, course, first="amira", last="k.")
+    assert "already enrolled" in caught.value.message
+    assert len(services.families_of(db_session, course.id)) == 1
+
+
+def test_teachers_enrol_only_on_their_own_courses(
+    db_session: Session, zoom: Any, org: Any, course: Any, lead: Any, admin: Any
+) -> None:
+    other = factories.user(db_session, org, role="teacher")
+    with pytest.raises(NotFound):
+        helpers.enrol(db_session, zoom, other, course)
+    with pytest.raises(services.Forbidden):
+        helpers.enrol(db_session, zoom, lead, course)
+    assert helpers.enrol(db_session, zoom, admin, course).zoom_state == "registered"
+
+
+def test_zoom_down_keeps_the_family_pending_and_the_job_registers_it_once(
+    app: Any, db_session: Session, zoom: Any, teacher: Any, course: Any
+) -> None:
+    # Zoom made the registrant but the answer was lost on the way back.
+    zoom.fail("add_registrant", ZoomServerError("bad gateway", http_status=502), after=True)
+    outcome = services.enrol(
+        db_session,
+        zoom,
+        actor=teacher,
+        course_id=course.id,
+        child_first_name="Amira",
+        child_last_name="K",
+        contacts=[services.ContactInput("Rana", "rana@example.net")],
+        now=NOW,
+    )
+    family = outcome.family
+    assert outcome.zoom_problem is not None
+    assert "pending" in outcome.zoom_problem.message
+    assert family.zoom_state == "pending"
+    assert family.zoom_next_attempt_at is not None
+    assert "try again automatically" in family.zoom_error
+    assert helpers.outbox(db_session, "family.link") == []
+
+    result = jobs.sync_zoom(app, now=family.zoom_next_attempt_at)
+    db_session.refresh(family)
+    assert result == {"registered": 1}
+    assert family.zoom_state == "registered"
+    # The retry looked first and adopted the registrant the lost attempt had made.
+    assert zoom.calls["add_registrant"] == 1
+    assert zoom.calls["iter_registrants"] >= 1
+    assert len(zoom.approved(course.zoom_meeting_id)) == 1
+    assert len(helpers.outbox(db_session, "family.link")) == 1
+
+
+def test_rate_limited_waits_as_long_as_zoom_says(
+    db_session: Session, zoom: Any, teacher: Any, course: Any
+) -> None:
+    zoom.fail("add_registrant", ZoomRateLimited("daily limit", retry_after=3600, daily=True))
+    family = helpers.enrol(db_session, zoom, teacher, course)
+    assert family.zoom_state == "pending"
+    assert (family.zoom_next_attempt_at - NOW).total_seconds() == 3600
+
+
+def test_zoom_refusing_marks_the_family_failed_and_a_person_can_retry(
+    db_session: Session, zoom: Any, teacher: Any, course: Any
+) -> None:
+    zoom.fail("add_registrant", ZoomValidationError("Invalid field.", http_status=400))
+    family = helpers.enrol(db_session, zoom, teacher, course)
+    assert family.zoom_state == "failed"
+    assert "Invalid field" in family.zoom_error
+    outcome = services.retry_zoom(
+        db_session, zoom, actor=teacher, course_id=course.id, family_id=family.id, now=NOW
+    )
+    assert outcome.zoom_problem is None
+    assert family.zoom_state == "registered"
+    assert len(zoom.approved(course.zoom_meeting_id)) == 1
+
+
+def test_a_course_not_in_zoom_yet_registers_its_families_once_it_is(
+    app: Any, db_session: Session, zoom: Any, teacher: Any
+) -> None:
+    zoom.fail("create_meeting", ZoomConnectionError("timeout"))
+    course = helpers.make_course(db_session, zoom, teacher)
+    assert course.zoom_state == "pending"
+    family = helpers.enrol(db_session, zoom, teacher, course)
+    assert family.zoom_state == "pending"
+    assert "Waiting for the course's meeting" in family.zoom_error
+    assert jobs.sync_zoom(app, now=NOW) == {}  # nothing due while the meeting is missing
+
+    from companion.courses import jobs as course_jobs
+
+    course_jobs.retry_pending(app, now=course.zoom_next_attempt_at)
+    db_session.refresh(course)
+    assert course.zoom_state == "created"
+    assert jobs.sync_zoom(app, now=NOW) == {"registered": 1}
+    db_session.refresh(family)
+    assert family.zoom_state == "registered"
+
+
+def test_withdrawal_cancels_the_registrant(
+    db_session: Session, zoom: Any, teacher: Any, course: Any, family: Family
+) -> None:
+    outcome = services.withdraw(
+        db_session, zoom, actor=teacher, course_id=course.id, family_id=family.id, now=NOW
+    )
+    assert outcome.zoom_problem is None
+    assert family.status == "withdrawn"
+    assert family.zoom_state == "cancelled"
+    assert family.join_url_encrypted == ""
+    assert zoom.approved(course.zoom_meeting_id) == []
+    (op, body) = [r for r in zoom.requests if r[0] == "update_registrant_status"][0]
+    assert body["action"] == "cancel"
+    assert body["registrants"] == [
+        {"id": family.zoom_registrant_id, "email": services.registrant_email(family)}
+    ]
+    with pytest.raises(Conflict):
+        services.withdraw(
+            db_session, zoom, actor=teacher, course_id=course.id, family_id=family.id, now=NOW
+        )
+
+
+def test_withdrawal_when_zoom_is_down_is_finished_by_the_job(
+    app: Any, db_session: Session, zoom: Any, teacher: Any, course: Any, family: Family
+) -> None:
+    zoom.fail("update_registrant_status", ZoomConnectionError("timeout"))
+    outcome = services.withdraw(
+        db_session, zoom, actor=teacher, course_id=course.id, family_id=family.id, now=NOW
+    )
+    assert outcome.zoom_problem is not None
+    assert family.status == "withdrawn"
+    assert family.zoom_state == "cancelling"
+    assert len(zoom.approved(course.zoom_meeting_id)) == 1
+
+    assert jobs.sync_zoom(app, now=family.zoom_next_attempt_at) == {"cancelled": 1}
+    db_session.refresh(family)
+    assert family.zoom_state == "cancelled"
+    assert zoom.approved(course.zoom_meeting_id) == []
+
+
+def test_withdrawing_a_family_zoom_never_had_calls_nobody(
+    db_session: Session, zoom: Any, teacher: Any
+) -> None:
+    zoom.fail("create_meeting", ZoomConnectionError("timeout"))
+    course = helpers.make_course(db_session, zoom, teacher)
+    family = helpers.enrol(db_session, zoom, teacher, course)
+    calls = zoom.total_calls
+    services.withdraw(
+        db_session, zoom, actor=teacher, course_id=course.id, family_id=family.id, now=NOW
+    )
+    assert family.zoom_state == "cancelled"
+    assert zoom.total_calls == calls
+
+
+def test_a_withdrawn_family_whose_pending_attempt_reached_zoom_is_cancelled_there(
+    app: Any, db_session: Session, zoom: Any, teacher: Any, course: Any
+) -> None:
+    zoom.fail("add_registrant", ZoomServerError("bad gateway", http_status=502), after=True)
+    family = helpers.enrol(db_session, zoom, teacher, course)
+    assert family.zoom_state == "pending"
+    services.withdraw(
+        db_session, zoom, actor=teacher, course_id=course.id, family_id=family.id, now=NOW
+    )
+    # The lost attempt's registrant was found by its address and cancelled.
+    assert family.zoom_state == "cancelled"
+    assert zoom.approved(course.zoom_meeting_id) == []
+
+
+def test_enrolment_closes_when_the_course_is_over(
+    db_session: Session, zoom: Any, teacher: Any, course: Any
+) -> None:
+    with pytest.raises(Conflict):
+        helpers.enrol(db_session, zoom, teacher, course, now=course.ends_at)
