@@ -88,4 +88,9 @@ def create_app(
     app.register_blueprint(families_views.agreement_bp)
     app.register_blueprint(family_views.bp)
     app.register_blueprint(families_api.bp)
+    from .accounts import twofactor_views
+    from .security_review import views as security_review_views
+
+    app.register_blueprint(twofactor_views.bp)
+    app.register_blueprint(security_review_views.bp)
     return app

@@ -109,7 +109,7 @@ def init_app(app: Flask) -> None:
             # Pages such as sign-in still want to know who is signed in.
             if not request.path.startswith("/api/"):
                 g.user = accounts.user_from_browser_session()
-            return None
+            return accounts.home_gate(request.endpoint)
         if rule.kind == "family":
             g.family = _family_loader() if _family_loader else None
             if g.family is None:
@@ -122,9 +122,14 @@ def init_app(app: Flask) -> None:
         if user is None:
             if wants_json():
                 raise Unauthorized("Sign in, or send a valid staff API token.")
+            if accounts.pending_user() is not None:
+                # Password given, code not yet: back to the code, nowhere else.
+                target = request.full_path.rstrip("?") if request.method == "GET" else None
+                return redirect(url_for("twofactor.verify", next=target))
             return redirect(url_for("accounts.login", next=request.full_path.rstrip("?")))
         g.user = user
         if user.role not in rule.roles:
             accounts.record_denied(user, request.method, request.path)
             raise Forbidden("Your role does not allow this.")
-        return None
+        # A lead or admin without two-factor may only set it up (or sign out).
+        return accounts.enrolment_gate(user, request.endpoint, api=request.path.startswith("/api/"))

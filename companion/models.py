@@ -1,6 +1,7 @@
 """Import every model so that the metadata (and Alembic) sees all tables."""
 
 from .accounts.models import ApiToken, Invitation, LoginAttempt, StaffSession, User
+from .accounts.twofactor_models import RecoveryCode, TotpUsedStep
 from .audit.models import AuditEvent, AuditHead
 from .courses.models import ClassSession, Course
 from .db import Base
@@ -16,6 +17,7 @@ from .families.models import (
 )
 from .mail.models import OutboxMessage
 from .orgs.models import Organisation
+from .security_review.models import SecurityReview
 
 __all__ = [
     "AgreementAcceptance",
@@ -36,6 +38,9 @@ __all__ = [
     "LoginAttempt",
     "Organisation",
     "OutboxMessage",
+    "RecoveryCode",
+    "SecurityReview",
     "StaffSession",
+    "TotpUsedStep",
     "User",
 ]

@@ -23,7 +23,7 @@ from companion import create_app, migrate
 from companion.db import Clock, make_engine
 from companion.db import clock as db_clock
 
-from . import factories
+from . import factories, twofactor_helpers
 
 SECRET = "test-secret-key-that-is-long-enough-0123456789"
 
@@ -212,9 +212,11 @@ class Browser:
 
     def login(self, email: str, password: str = factories.PASSWORD) -> Any:
         token = self.csrf("/login")
-        return self.client.post(
+        response = self.client.post(
             "/login", data={"email": email, "password": password, "csrf_token": token}
         )
+        # Leads and admins then enter a code from their (factory-enrolled) authenticator.
+        return twofactor_helpers.finish_sign_in(self.client, response, email)
 
     def post(self, path: str, data: dict[str, Any] | None = None, *, form_page: str = "/") -> Any:
         payload = dict(data or {})
@@ -365,11 +367,18 @@ class LiveServer(str):
 
     ``app`` is the served Flask app, ``database_url`` its database, ``passwords`` maps each demo
     account's email (admin@, teacher@, lead@example.org) to its password (``factories.PASSWORD``).
+
+    The admin and the lead have two-factor sign-in on with a known seed: after the password, the
+    browser is on the code page; fill the field labelled "Code from your app, or a recovery
+    code" with ``live_server.totp_code(email)`` (a fresh, not yet used code each call).
     """
 
     app: Flask
     database_url: str
     passwords: dict[str, str]
+
+    def totp_code(self, email: str) -> str:
+        return twofactor_helpers.fresh_code(self.app, email)
 
 
 def _placeholder_wsgi(environ: Any, start_response: Any) -> list[bytes]:
@@ -427,6 +436,7 @@ def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer
     with unique names rather than expect an empty database.
     """
     from companion import demo
+    from companion.accounts import twofactor
     from companion.accounts.models import User
 
     folder = tmp_path_factory.mktemp("live")
@@ -444,6 +454,12 @@ def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer
         # One known password everywhere in the suite (demo passwords are random).
         for user in session.query(User).filter(User.email.in_(list(passwords))):
             user.password_hash = factories.password_hash()
+            if user.role in twofactor.REQUIRED_ROLES:
+                # Leads and admins must use two-factor; a known seed lets tests enter codes.
+                for name, value in twofactor_helpers.enrolled_fields(
+                    secret_key=application.config["SECRET_KEY"]
+                ).items():
+                    setattr(user, name, value)
 
     live = LiveServer(server.start(application))
     live.app = application

@@ -17,6 +17,7 @@ from companion.audit.models import AuditEvent
 
 from . import factories
 from .conftest import csrf_from
+from .twofactor_helpers import finish_sign_in
 
 COOKIE = "companion_session"
 
@@ -31,11 +32,13 @@ def sign_in(
 ) -> Any:
     token = csrf_from(client.get("/login").get_data(as_text=True))
     path = "/login" if next_path is None else f"/login?next={quote(next_path, safe='/')}"
-    return client.post(
+    response = client.post(
         path,
         data={"email": email, "password": password, "csrf_token": token},
         environ_base={"REMOTE_ADDR": ip},
     )
+    # Leads and admins then enter a code from their (factory-enrolled) authenticator.
+    return finish_sign_in(client, response, email, environ_base={"REMOTE_ADDR": ip})
 
 
 def cookie_value(client: FlaskClient) -> str | None:

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any
 
-from flask import current_app, g, request, session
+from flask import current_app, g, redirect, request, session, url_for
+from sqlalchemy import select
 
 from ..audit.services import record as audit
 from ..db import get_session, keep_changes, utcnow
-from . import services
-from .models import User
+from ..errors import Forbidden
+from . import services, twofactor
+from .models import StaffSession, User
 
 SESSION_KEY = "sid"
 
@@ -39,12 +42,53 @@ def user_from_browser_session() -> User | None:
     raw = session.get(SESSION_KEY)
     if not raw or not isinstance(raw, str):
         return None
-    row = services.resolve_session(get_session(), raw, now=utcnow(), policy=session_policy())
+    now = utcnow()
+    row = services.resolve_session(get_session(), raw, now=now, policy=session_policy())
+    if row is not None and twofactor.needs_second_factor(row):
+        # Password checked, code not yet entered: this browser is nobody except on the code page.
+        if now - row.created_at > twofactor.PENDING_SIGN_IN_TTL:
+            services.end_session(get_session(), raw, now=now, reason="second_factor_timeout")
+            row = None
+        else:
+            g.pending_staff_session = row
+            return None
     if row is None:
         session.pop(SESSION_KEY, None)
         return None
     g.staff_session = row
     return row.user
+
+
+def pending_user() -> User | None:
+    """The person who passed the password step in this browser and must still enter a code."""
+    row = g.get("pending_staff_session")
+    return row.user if row is not None else None
+
+
+def enrolment_gate(user: User, endpoint: str, *, api: bool) -> Any:
+    """A lead or admin without two-factor reaches only enrolment and sign-out; API tokens of
+    such a person are refused until then (the token is no second factor of its own)."""
+    if not twofactor.must_enrol(user) or endpoint in twofactor.OPEN_BEFORE_ENROLMENT:
+        return None
+    if api:
+        raise Forbidden(
+            "Two-factor sign-in is required for your role: set it up in the browser first.",
+            code="two_factor_required",
+        )
+    target = request.full_path.rstrip("?") if request.method == "GET" else None
+    return redirect(url_for("twofactor.setup", next=target))
+
+
+def home_gate(endpoint: str | None) -> Any:
+    """The public home page sends a half-signed-in browser on to the step it has left."""
+    if endpoint != "web.home":
+        return None
+    if pending_user() is not None:
+        return redirect(url_for("twofactor.verify"))
+    user = g.get("user")
+    if user is not None and twofactor.must_enrol(user):
+        return redirect(url_for("twofactor.setup"))
+    return None
 
 
 def user_from_bearer_token() -> User | None:
@@ -62,20 +106,34 @@ def record_denied(user: User, method: str, path: str) -> None:
     keep_changes()
 
 
-def begin_browser_session(user: User) -> None:
-    """Sign the browser in with a fresh session id, so a planted cookie is never reused."""
+def begin_browser_session(user: User, *, second_factor_at: dt.datetime | None = None) -> None:
+    """Sign the browser in with a fresh session id, so a planted cookie is never reused.
+
+    ``second_factor_at`` is when a code was entered; after the password step alone it is None
+    and, for a person with two-factor on, the session counts only on the code page.
+    """
     old = session.get(SESSION_KEY)
     if isinstance(old, str):
         services.end_session(get_session(), old, now=utcnow(), reason="replaced")
     session.clear()
     session.permanent = True
-    session[SESSION_KEY] = services.start_session(
+    raw = services.start_session(
         get_session(),
         user,
         now=utcnow(),
         ip=client_ip(),
         user_agent=request.headers.get("User-Agent", ""),
     )
+    if second_factor_at is not None:
+        row = (
+            get_session()
+            .scalars(
+                select(StaffSession).where(StaffSession.token_hash == services.hash_token(raw))
+            )
+            .one()
+        )
+        row.second_factor_at = second_factor_at
+    session[SESSION_KEY] = raw
 
 
 def end_browser_session() -> None:

@@ -18,7 +18,7 @@ from .. import mail
 from ..access import ADMIN, STAFF, allow, current_user, public
 from ..db import get_session, keep_changes, utcnow
 from ..errors import CompanionError, Throttled
-from . import auth, services
+from . import auth, services, twofactor
 from .forms import ActionForm, InviteForm, LoginForm, RoleForm, SetPasswordForm, TokenForm
 
 bp = Blueprint("accounts", __name__)
@@ -77,7 +77,14 @@ def login() -> Any:
                 headers["Retry-After"] = str(exc.retry_after)
         else:
             auth.begin_browser_session(user)
-            return redirect(_safe_next(request.args.get("next")))
+            target = _safe_next(request.args.get("next"))
+            # With two-factor on, the session counts only once the code is entered; a lead or
+            # admin without it is sent to set it up and can do nothing else until then.
+            if twofactor.is_enabled(user):
+                return redirect(url_for("twofactor.verify", next=target))
+            if twofactor.must_enrol(user):
+                return redirect(url_for("twofactor.setup", next=target))
+            return redirect(target)
     elif request.method == "POST":
         status = 400
     return render_template("accounts/login.html", form=form), status, headers
