@@ -47,6 +47,7 @@ from companion.courses.models import Course
 from companion.courses.zoomclient import EXTENSION_KEY
 from companion.db import job_session, utcnow
 from companion.orgs.models import Organisation
+from companion.recordings.keys import generate_kek_line
 from companion.zoom import client_from_config
 from companion.zoom.sandbox import create_sandbox_app
 
@@ -109,6 +110,8 @@ def main(argv: list[str] | None = None) -> int:
         app = create_app(
             {
                 "SECRET_KEY": secrets.token_urlsafe(48),
+                # Recordings' key-encryption key (create_app refuses to start without one).
+                "KEK": generate_kek_line("kek-bench"),
                 "DATABASE_URL": db_url,
                 "SANDBOX_URL": sandbox_url,
                 "LOG_LEVEL": "error",

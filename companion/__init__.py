@@ -70,6 +70,10 @@ def create_app(
     from .orgs import views as orgs_views
 
     db.init_app(app)
+    # Recording keys: a missing, malformed or wrong key-encryption key stops the start here.
+    from .recordings import vault
+
+    vault.init_app(app)
     errors.init_app(app)
     security.init_app(app)
     access.init_app(app)
@@ -93,4 +97,10 @@ def create_app(
 
     app.register_blueprint(twofactor_views.bp)
     app.register_blueprint(security_review_views.bp)
+    from .recordings import views as recordings_views
+    from .webhooks import views as webhooks_views
+
+    app.register_blueprint(recordings_views.bp)
+    app.register_blueprint(recordings_views.concerns_bp)
+    app.register_blueprint(webhooks_views.bp)
     return app

@@ -63,14 +63,21 @@ def init_command(instance: Path | None) -> None:
     path = folder / "companion.toml"
     if path.exists():
         click.echo(f"{path.name} exists; leaving it as it is.")
-        return
-    path.write_text(
-        "# companion instance settings; environment variables COMPANION_* override these.\n"
-        f'secret_key = "{secrets.token_urlsafe(48)}"\n',
-        encoding="utf-8",
-    )
-    path.chmod(0o600)
-    click.echo(f"Wrote {path.name} with a new secret key.")
+    else:
+        path.write_text(
+            "# companion instance settings; environment variables COMPANION_* override these.\n"
+            f'secret_key = "{secrets.token_urlsafe(48)}"\n',
+            encoding="utf-8",
+        )
+        path.chmod(0o600)
+        click.echo(f"Wrote {path.name} with a new secret key.")
+    from .recordings.keyfile import ensure_instance_key
+
+    key_file = ensure_instance_key(folder, path, __import__("os").environ)
+    if key_file is not None:
+        click.echo(
+            f"Wrote {key_file.name} with a new recordings key (back it up) and set kek_file."
+        )
 
 
 @main.command("secret")
@@ -296,6 +303,15 @@ def _add_sandbox_commands() -> None:
 
 
 _add_sandbox_commands()
+
+
+def _add_keys_commands() -> None:
+    from .recordings.keys_cli import keys_group
+
+    main.add_command(keys_group)
+
+
+_add_keys_commands()
 
 
 if __name__ == "__main__":

@@ -209,6 +209,18 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting("ZOOM_USER_ID", _text, "me", "Zoom user who hosts course meetings."),
     Setting(
+        "WEBHOOK_TOLERANCE_SECONDS",
+        _int_range(30, 3600),
+        300,
+        "How far a Zoom webhook's signed timestamp may be from now before it is refused.",
+    ),
+    Setting(
+        "WEBHOOK_MAX_BYTES",
+        _int_range(1024, 10 * 1024 * 1024),
+        256 * 1024,
+        "Largest Zoom webhook body accepted; bigger ones are refused unread.",
+    ),
+    Setting(
         "ZOOM_TIMEOUT_SECONDS",
         _int_range(1, 300),
         15,

@@ -17,7 +17,16 @@ from .families.models import (
 )
 from .mail.models import OutboxMessage
 from .orgs.models import Organisation
+from .recordings.models import (
+    Concern,
+    Hold,
+    KekCheck,
+    Recording,
+    RecordingFile,
+    RecordingGrant,
+)
 from .security_review.models import SecurityReview
+from .webhooks.models import WebhookEvent
 
 __all__ = [
     "AgreementAcceptance",
@@ -29,18 +38,25 @@ __all__ = [
     "Base",
     "ClassSession",
     "ClassSummary",
+    "Concern",
     "Course",
     "Family",
     "FamilyContact",
     "FamilyLink",
     "FamilySession",
+    "Hold",
     "Invitation",
+    "KekCheck",
     "LoginAttempt",
     "Organisation",
     "OutboxMessage",
+    "Recording",
+    "RecordingFile",
+    "RecordingGrant",
     "RecoveryCode",
     "SecurityReview",
     "StaffSession",
     "TotpUsedStep",
     "User",
+    "WebhookEvent",
 ]

@@ -79,6 +79,21 @@ def cron(**fields: int | str) -> dict[str, Any]:
 
 # The schedule. Keep it sorted by how often the job runs.
 JOBS: tuple[JobSpec, ...] = (
+    # Zoom's webhooks, stored by /zoom/webhook, handled here (recording.completed -> ingest).
+    JobSpec(
+        "process_webhook_events",
+        "companion.webhooks.jobs:process_pending",
+        every(seconds=5),
+        run_at_start=True,
+    ),
+    # Copy, encrypt, verify, then delete from Zoom; retries failed copies when due. Its first run
+    # in a worker removes partial files and resumes downloads a killed worker left behind.
+    JobSpec(
+        "ingest_recordings",
+        "companion.recordings.jobs:ingest_pending",
+        every(seconds=5),
+        run_at_start=True,
+    ),
     JobSpec(
         "deliver_pending",
         "companion.mail.jobs:deliver_pending",
@@ -112,7 +127,27 @@ JOBS: tuple[JobSpec, ...] = (
         every(hours=1),
         run_at_start=True,
     ),
+    # Zoom answered 429/5xx when asked to delete its copy of a verified recording: try again.
+    JobSpec(
+        "delete_zoom_copies",
+        "companion.recordings.jobs:delete_from_zoom_pending",
+        every(minutes=1),
+    ),
+    # Recordings of course meetings whose webhook never came (Zoom gives up after 3 retries).
+    JobSpec(
+        "reconcile_recordings",
+        "companion.recordings.jobs:reconcile",
+        every(hours=1),
+        run_at_start=True,
+    ),
     JobSpec("verify_audit_chain", "companion.audit.jobs:verify_chain", cron(hour=2, minute=30)),
+    # Crypto-shred what is due; at start too, so a day the worker was down is caught up.
+    JobSpec(
+        "recordings_retention",
+        "companion.recordings.jobs:retention_sweep",
+        cron(hour=3, minute=15),
+        run_at_start=True,
+    ),
 )
 
 

@@ -26,6 +26,9 @@ from companion.db import clock as db_clock
 from . import factories, twofactor_helpers
 
 SECRET = "test-secret-key-that-is-long-enough-0123456789"
+# The recordings' key-encryption key of every test app (fixed: the suite's database remembers
+# its check value, and a different key would rightly stop the app from starting).
+TEST_KEK = "kek-test:" + "QkVLLXRlc3Qta2V5LW9mLXRoZS1zdWl0ZS0wMDAwMDA="
 
 
 def pytest_report_header(config: Any) -> str:
@@ -115,6 +118,7 @@ def make_app(database_url: str, instance_dir: Path, **overrides: Any) -> Flask:
         "DATABASE_URL": database_url,
         "TESTING": True,
         "STORAGE_DIR": str(instance_dir / "recordings"),
+        "KEK": TEST_KEK,
     }
     config.update(overrides)
     return create_app(config, instance_path=instance_dir, environ={})

@@ -12,6 +12,7 @@ from companion.cli import main
 from companion.config import SETTINGS, ConfigError, load
 
 SECRET = "a-secret-key-that-is-long-enough-for-the-check-0123"
+TEST_KEK = "kek-config-test:" + "a2VrLWNvbmZpZy10ZXN0LTAwMDAwMDAwMDAwMDAwMDA="
 
 
 def env(**values: str) -> dict[str, str]:
@@ -210,7 +211,7 @@ def test_create_app_refuses_to_start(tmp_path: Path) -> None:
 def test_create_app_reads_instance_folder_from_environment(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    write_toml(tmp_path, f'secret_key = "{SECRET}"\nport = 6123\n')
+    write_toml(tmp_path, f'secret_key = "{SECRET}"\nport = 6123\nkek = "{TEST_KEK}"\n')
     monkeypatch.setenv("COMPANION_INSTANCE_PATH", str(tmp_path))
     app = create_app(environ={})
     assert app.config["PORT"] == 6123

@@ -1,0 +1,813 @@
+"""Copy recordings out of Zoom: register, download, encrypt, verify, then delete Zoom's copy.
+
+One file at a time moves through its states (see ``models.py``), each step committed before the
+next starts, so a crash anywhere resumes from the last committed state:
+
+1. :func:`record_from_zoom` turns Zoom's description of a recording (a ``recording.completed``
+   event or the reconcile's listing) into a :class:`Recording` with one ``pending`` row per file.
+   A redelivered event or a file already known adds nothing. The class is found from the
+   meeting id and start time; a recording whose class is unknown is kept and flagged.
+2. :func:`process_file` claims a file, streams the download with the event's download token
+   (redirects followed by the client), encrypts it as it arrives into a temporary file that is
+   synced and renamed into place (``storage.open_writer``), so plaintext never reaches the disk.
+   An HTML page, a wrong content type or a size other than Zoom's ``file_size`` is a failure.
+3. The stored blob is decrypted again with the file key unwrapped from the database and its
+   SHA-256 compared with the one taken while receiving; only a match makes it ``verified``.
+4. Only a verified file is deleted from Zoom's cloud (to Zoom's trash). A 429 or 5xx leaves it
+   ``verified`` and it is tried again later.
+
+A failure leaves the file ``failed`` with a clear error and a retry time, Zoom's copy untouched,
+and nothing half-written on disk; it is logged and recorded in the audit trail.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import time
+import uuid
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import requests
+from flask import Flask
+from sqlalchemy import and_, or_, select, update
+from sqlalchemy.orm import Session
+
+from ..audit.services import record as audit
+from ..courses.models import ClassSession, Course
+from ..db import job_session, utcnow
+from ..errors import CompanionError, ValidationError
+from ..orgs.models import Organisation
+from ..zoom import ZoomAuthError, ZoomError, ZoomNotFound, ZoomRateLimited
+from . import concerns, crypto, vault
+from .keys import Keyring, WrappedDek
+from .models import Recording, RecordingFile
+from .storage import RecordingStorage
+
+log = logging.getLogger(__name__)
+
+CHUNK = 1 << 20
+PROGRESS_EVERY = 100 << 20
+CLAIM_FOR = dt.timedelta(hours=2)
+MAX_BACKOFF = dt.timedelta(hours=6)
+ZOOM_DELETE_CLAIM = dt.timedelta(minutes=10)
+DEFAULT_RETENTION_DAYS = 30
+# A recording belongs to the class whose time it starts in (the host may start a little early).
+MATCH_EARLY = dt.timedelta(minutes=60)
+MEDIA_TYPES = {"MP4": ("video/",), "M4A": ("audio/",)}
+BINARY = ("application/octet-stream", "binary/octet-stream")
+NEVER_A_RECORDING = ("text/html", "application/xhtml+xml")
+
+
+class IngestError(CompanionError):
+    """A download or check failed; the message says what, for the file's error column."""
+
+    code = "ingest_failed"
+    status = 502
+
+
+# --- 1. registering what Zoom has ----------------------------------------------------------------
+
+
+def parse_time(value: Any) -> dt.datetime | None:
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        moment = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=dt.UTC)
+    return moment.astimezone(dt.UTC)
+
+
+@dataclass(frozen=True)
+class FileDescription:
+    zoom_file_id: str
+    file_type: str
+    file_extension: str
+    recording_type: str
+    download_url: str
+    size: int | None
+    recording_start: dt.datetime | None
+    recording_end: dt.datetime | None
+
+
+def describe_files(obj: Mapping[str, Any]) -> list[FileDescription]:
+    """Every completed file of a recording, whatever its type (MP4, M4A, TRANSCRIPT, CHAT, ...)."""
+    found = []
+    items = [*(obj.get("recording_files") or []), *(obj.get("participant_audio_files") or [])]
+    for item in items:
+        if not isinstance(item, Mapping):
+            continue
+        file_id, url = item.get("id"), item.get("download_url")
+        if not isinstance(file_id, str) or not file_id or not isinstance(url, str) or not url:
+            log.warning("a recording file without id or download URL was skipped: %s", file_id)
+            continue
+        status = item.get("status")
+        if status not in (None, "", "completed"):
+            # Still processing at Zoom; the reconcile picks it up once it is complete.
+            log.info("recording file %s is %s at Zoom; taken later", file_id, status)
+            continue
+        size = item.get("file_size")
+        found.append(
+            FileDescription(
+                zoom_file_id=file_id[:128],
+                file_type=str(item.get("file_type") or "UNKNOWN").upper()[:32],
+                file_extension=str(item.get("file_extension") or "")[:16],
+                recording_type=str(item.get("recording_type") or "")[:64],
+                download_url=url[:2000],
+                size=int(size) if isinstance(size, int) and size >= 0 else None,
+                recording_start=parse_time(item.get("recording_start")),
+                recording_end=parse_time(item.get("recording_end")),
+            )
+        )
+    return found
+
+
+def match_class(
+    session: Session, meeting_id: int, started: dt.datetime
+) -> tuple[Course | None, ClassSession | None]:
+    """The course of the meeting and the class the recording started in, if known."""
+    course = session.scalars(select(Course).where(Course.zoom_meeting_id == meeting_id)).first()
+    if course is None:
+        return None, None
+    candidates = session.scalars(
+        select(ClassSession).where(
+            ClassSession.course_id == course.id,
+            ClassSession.starts_at >= started - dt.timedelta(days=1),
+            ClassSession.starts_at <= started + MATCH_EARLY,
+        )
+    ).all()
+    fitting = [
+        c
+        for c in candidates
+        if c.starts_at - MATCH_EARLY <= started <= c.ends_at + dt.timedelta(minutes=30)
+    ]
+    if not fitting:
+        return course, None
+    # A cancelled class cannot have been recorded unless it is the only candidate.
+    fitting.sort(key=lambda c: (not c.takes_place, abs((c.starts_at - started).total_seconds())))
+    return course, fitting[0]
+
+
+def _sole_organisation(session: Session) -> int | None:
+    ids = session.scalars(select(Organisation.id).order_by(Organisation.id).limit(2)).all()
+    return ids[0] if len(ids) == 1 else None
+
+
+def retention_days(session: Session, organisation_id: int | None) -> int:
+    if organisation_id is None:
+        return DEFAULT_RETENTION_DAYS
+    org = session.get(Organisation, organisation_id)
+    return org.recording_retention_days if org is not None else DEFAULT_RETENTION_DAYS
+
+
+@dataclass(frozen=True)
+class Registered:
+    recording: Recording
+    created: bool
+    new_files: int
+
+
+def record_from_zoom(
+    session: Session,
+    obj: Mapping[str, Any],
+    *,
+    download_token: str | None,
+    source: str,
+    now: dt.datetime,
+) -> Registered:
+    """Create (or complete) the recording Zoom describes; idempotent per meeting instance."""
+    zoom_uuid = obj.get("uuid")
+    if not isinstance(zoom_uuid, str) or not 0 < len(zoom_uuid) <= 128:
+        raise ValidationError("The recording has no meeting instance uuid.", field="uuid")
+    try:
+        meeting_id = int(obj.get("id"))  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise ValidationError("The recording has no meeting id.", field="id") from None
+    files = describe_files(obj)
+
+    recording = session.scalars(select(Recording).where(Recording.zoom_uuid == zoom_uuid)).first()
+    created = recording is None
+    if recording is None:
+        starts = [f.recording_start for f in files if f.recording_start]
+        ends = [f.recording_end for f in files if f.recording_end]
+        started = parse_time(obj.get("start_time")) or (min(starts) if starts else now)
+        duration = obj.get("duration") if isinstance(obj.get("duration"), int) else 0
+        ended = max(ends) if ends else started + dt.timedelta(minutes=max(0, duration))
+        course, cls = match_class(session, meeting_id, started)
+        org_id = course.organisation_id if course is not None else _sole_organisation(session)
+        recording = Recording(
+            organisation_id=org_id,
+            course_id=course.id if course else None,
+            class_session_id=cls.id if cls else None,
+            zoom_meeting_id=meeting_id,
+            zoom_uuid=zoom_uuid,
+            topic=str(obj.get("topic") or "")[:300],
+            started_at=started,
+            ended_at=ended,
+            duration_minutes=max(duration, round((ended - started).total_seconds() / 60)),
+            unmatched=cls is None,
+            source=source,
+            download_token=download_token,
+            state="active",
+            delete_after=ended + dt.timedelta(days=retention_days(session, org_id)),
+        )
+        session.add(recording)
+        session.flush()
+        # A concern raised before the recording arrived already holds it.
+        recording.on_hold = concerns.hold_in_force(session, recording)
+    elif download_token:
+        recording.download_token = download_token
+
+    if recording.state != "active":
+        log.info("recording %s is %s; nothing new is taken in", recording.id, recording.state)
+        return Registered(recording, created, 0)
+
+    ids = [f.zoom_file_id for f in files]
+    known = set(
+        session.scalars(
+            select(RecordingFile.zoom_file_id).where(RecordingFile.zoom_file_id.in_(ids))
+        )
+    )
+    added = []
+    for f in files:
+        if f.zoom_file_id in known:
+            continue
+        known.add(f.zoom_file_id)
+        row = RecordingFile(
+            id=uuid.uuid4(),
+            recording_id=recording.id,
+            zoom_file_id=f.zoom_file_id,
+            file_type=f.file_type,
+            file_extension=f.file_extension,
+            recording_type=f.recording_type,
+            download_url=f.download_url,
+            expected_size=f.size,
+            state="pending",
+            next_attempt_at=now,
+            created_at=now,
+        )
+        session.add(row)
+        added.append(row)
+    session.flush()
+    if created or added:
+        audit(
+            session,
+            "recording.received" if created else "recording.files_added",
+            organisation_id=recording.organisation_id,
+            subject=("recording", recording.id),
+            course_id=recording.course_id,
+            class_session_id=recording.class_session_id,
+            zoom_meeting_id=meeting_id,
+            unmatched=recording.unmatched,
+            on_hold=recording.on_hold,
+            source=source,
+            files=[{"id": str(r.id), "type": r.file_type, "size": r.expected_size} for r in added],
+        )
+    if created and recording.unmatched:
+        log.warning(
+            "recording %s of meeting %s matches no known class; kept and flagged",
+            recording.id,
+            meeting_id,
+        )
+    return Registered(recording, created, len(added))
+
+
+def accept_event(session: Session, document: Mapping[str, Any], *, now: dt.datetime) -> str:
+    """Handler of ``recording.completed`` (called by the webhook job)."""
+    payload = document.get("payload") or {}
+    obj = payload.get("object") if isinstance(payload, Mapping) else None
+    if not isinstance(obj, Mapping):
+        raise ValidationError("The recording event has no object.")
+    token = document.get("download_token")
+    record_from_zoom(
+        session,
+        obj,
+        download_token=token if isinstance(token, str) and token else None,
+        source="webhook",
+        now=now,
+    )
+    return "done"
+
+
+# --- 2. download, encrypt, store -----------------------------------------------------------------
+
+
+def blob_key(file_id: uuid.UUID) -> str:
+    # The same key for every attempt: a retry replaces a blob whose key was never committed.
+    return f"{file_id}.krec"
+
+
+def backoff(attempts: int) -> dt.timedelta:
+    """1, 2, 4 ... minutes after a failure, never more than six hours."""
+    return min(dt.timedelta(minutes=2 ** min(max(0, attempts - 1), 12)), MAX_BACKOFF)
+
+
+@dataclass(frozen=True)
+class Claim:
+    file_id: uuid.UUID
+    recording_id: uuid.UUID
+    zoom_uuid: str
+    zoom_file_id: str
+    file_type: str
+    download_url: str
+    expected_size: int | None
+    download_token: str | None
+    attempt: int
+
+
+def due_files(session: Session, now: dt.datetime, limit: int = 50) -> list[uuid.UUID]:
+    """Files to copy or verify now: due pending/failed ones, stored ones, abandoned claims."""
+    query = (
+        select(RecordingFile.id)
+        .join(Recording, Recording.id == RecordingFile.recording_id)
+        .where(
+            Recording.state == "active",
+            or_(
+                and_(
+                    RecordingFile.state.in_(("pending", "failed")),
+                    RecordingFile.next_attempt_at <= now,
+                ),
+                RecordingFile.state == "stored",
+                and_(RecordingFile.state == "downloading", RecordingFile.claimed_until < now),
+            ),
+        )
+        .order_by(RecordingFile.created_at)
+        .limit(limit)
+    )
+    return list(session.scalars(query))
+
+
+def claim_file(session: Session, file_id: uuid.UUID, now: dt.datetime) -> Claim | None:
+    """Take a file for downloading (committed by the caller before the download starts)."""
+    row = session.get(RecordingFile, file_id, with_for_update=True)
+    if row is None or row.recording.state != "active":
+        return None
+    due = row.state in ("pending", "failed") and (
+        row.next_attempt_at is not None and row.next_attempt_at <= now
+    )
+    abandoned = row.state == "downloading" and (
+        row.claimed_until is not None and row.claimed_until < now
+    )
+    if not (due or abandoned):
+        return None
+    row.state = "downloading"
+    row.attempts += 1
+    row.claimed_until = now + CLAIM_FOR
+    row.next_attempt_at = None
+    session.flush()
+    rec = row.recording
+    return Claim(
+        file_id=row.id,
+        recording_id=rec.id,
+        zoom_uuid=rec.zoom_uuid,
+        zoom_file_id=row.zoom_file_id,
+        file_type=row.file_type,
+        download_url=row.download_url,
+        expected_size=row.expected_size,
+        download_token=rec.download_token,
+        attempt=row.attempts,
+    )
+
+
+def content_type_ok(file_type: str, content_type: str) -> bool:
+    if content_type in NEVER_A_RECORDING:
+        return False
+    families = MEDIA_TYPES.get(file_type)
+    if families is None:
+        return True  # transcripts, chat, timelines: text or JSON, anything but a web page
+    return content_type in BINARY or content_type.startswith(families)
+
+
+def _looks_like_html(chunk: bytes) -> bool:
+    head = chunk[:64].lstrip().lower()
+    return head.startswith((b"<!doctype html", b"<html", b"<head", b"<body"))
+
+
+def open_download(zoom: Any, claim: Claim) -> requests.Response:
+    try:
+        return zoom.open_download(claim.download_url, download_token=claim.download_token)
+    except ZoomAuthError:
+        if claim.download_token is None:
+            raise
+        # The event's token lasts 24 hours; after that the app's own token still may download.
+        log.info(
+            "file %s: the event's download token was refused; using the API token", claim.file_id
+        )
+        return zoom.open_download(claim.download_url, download_token=None)
+
+
+def check_response(response: requests.Response, claim: Claim) -> None:
+    if response.status_code != 200:
+        raise IngestError(f"Zoom answered the download with HTTP {response.status_code}")
+    content_type = response.headers.get("Content-Type", "").split(";")[0].strip().lower()
+    if not content_type_ok(claim.file_type, content_type):
+        raise IngestError(
+            f"Zoom sent {content_type or 'no content type'} instead of the {claim.file_type} file"
+        )
+    declared = response.headers.get("Content-Length", "")
+    if (
+        claim.expected_size is not None
+        and declared.isdigit()
+        and int(declared) != claim.expected_size
+    ):
+        raise IngestError(
+            f"Zoom sent {int(declared)} bytes but said the file has {claim.expected_size}"
+        )
+
+
+@dataclass(frozen=True)
+class StoredBlob:
+    key: str
+    stats: crypto.WriteStats
+    wrapped: WrappedDek
+    seconds: float
+
+
+def download_and_store(
+    zoom: Any,
+    storage: RecordingStorage,
+    keyring: Keyring,
+    claim: Claim,
+    *,
+    progress_every: int | None = None,
+) -> StoredBlob:
+    """Stream one file from Zoom into an encrypted blob; nothing is left behind on failure."""
+    started = time.monotonic()
+    response = open_download(zoom, claim)
+    try:
+        check_response(response, claim)
+        key = blob_key(claim.file_id)
+        dek = crypto.new_file_key()
+        expected = claim.expected_size
+        received = 0
+        progress_every = progress_every or PROGRESS_EVERY
+        next_report = progress_every
+        with storage.open_writer(key) as blob:
+            writer = crypto.EncryptingWriter(blob, dek, claim.file_id, claim.recording_id)
+            try:
+                try:
+                    for chunk in response.iter_content(chunk_size=CHUNK):
+                        if not chunk:
+                            continue
+                        if (
+                            received == 0
+                            and claim.file_type in MEDIA_TYPES
+                            and _looks_like_html(chunk)
+                        ):
+                            raise IngestError("Zoom sent a web page instead of the file")
+                        writer.write(chunk)
+                        received += len(chunk)
+                        if expected is not None and received > expected:
+                            raise IngestError(
+                                f"Zoom sent more than the {expected} bytes it said the file has"
+                            )
+                        if received >= next_report:
+                            seconds = max(time.monotonic() - started, 1e-6)
+                            log.info(
+                                "file %s (%s): %d of %s MiB received, %.0f MB/s",
+                                claim.file_id,
+                                claim.file_type,
+                                received >> 20,
+                                (expected >> 20) if expected is not None else "?",
+                                received / seconds / 1e6,
+                            )
+                            next_report += progress_every
+                except requests.RequestException as exc:
+                    raise IngestError(
+                        f"the download was cut after {received} of "
+                        f"{expected if expected is not None else 'unknown'} bytes "
+                        f"({type(exc).__name__})"
+                    ) from exc
+                if expected is not None and received != expected:
+                    raise IngestError(
+                        f"the download ended after {received} bytes; "
+                        f"Zoom said the file has {expected}"
+                    )
+                stats = writer.close()
+            except BaseException:
+                writer.abort()
+                raise
+    finally:
+        response.close()
+    wrapped = keyring.wrap(claim.file_id, dek)
+    return StoredBlob(key, stats, wrapped, time.monotonic() - started)
+
+
+def mark_stored(
+    session: Session, claim: Claim, blob: StoredBlob, keyring: Keyring, now: dt.datetime
+) -> bool:
+    """Record the blob and its wrapped key; False if the file is no longer ours to store."""
+    row = session.get(RecordingFile, claim.file_id, with_for_update=True)
+    if (
+        row is None
+        or row.state != "downloading"
+        or row.attempts != claim.attempt
+        or row.recording.state != "active"
+    ):
+        return False
+    kek_id = vault.note_kek_use(session, keyring)
+    if kek_id != blob.wrapped.kek_id:  # pragma: no cover - the same keyring wrapped it
+        raise IngestError("the key-encryption key changed during the download")
+    row.state = "stored"
+    row.size = blob.stats.plaintext_bytes
+    row.sha256 = blob.stats.sha256
+    row.blob_key = blob.key
+    row.kek_id = blob.wrapped.kek_id
+    row.wrapped_dek = blob.wrapped.wrapped
+    row.stored_at = now
+    row.claimed_until = None
+    row.error = ""
+    session.flush()
+    return True
+
+
+def describe_error(exc: BaseException) -> str:
+    if isinstance(exc, CompanionError):
+        return exc.message
+    if isinstance(exc, ZoomError):
+        return f"Zoom: {exc}"
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+
+
+def mark_failed(
+    session: Session,
+    file_id: uuid.UUID,
+    exc: BaseException,
+    now: dt.datetime,
+    *,
+    attempt: int | None = None,
+    step: str = "download",
+) -> bool:
+    """The file failed: error, retry time, no key; logged and in the audit trail."""
+    row = session.get(RecordingFile, file_id, with_for_update=True)
+    if row is None or row.state not in ("downloading", "stored"):
+        return False
+    if attempt is not None and row.attempts != attempt:
+        return False
+    message = describe_error(exc)[:500]
+    row.state = "failed"
+    row.error = message
+    row.next_attempt_at = now + backoff(row.attempts)
+    row.claimed_until = None
+    row.wrapped_dek = None
+    row.kek_id = None
+    rec = row.recording
+    code = getattr(exc, "code", None) or type(exc).__name__
+    audit(
+        session,
+        "recording.ingest_failed",
+        organisation_id=rec.organisation_id,
+        subject=("recording_file", row.id),
+        course_id=rec.course_id,
+        recording_id=str(rec.id),
+        file_type=row.file_type,
+        step=step,
+        attempt=row.attempts,
+        code=str(code),
+        error=message,
+        next_attempt_at=row.next_attempt_at,
+    )
+    log.error(
+        "recording file %s (%s) failed at %s, attempt %d: %s; Zoom's copy is kept, next try %s",
+        row.id,
+        row.file_type,
+        step,
+        row.attempts,
+        message,
+        row.next_attempt_at.isoformat(timespec="seconds"),
+    )
+    session.flush()
+    return True
+
+
+# --- 3. verify -----------------------------------------------------------------------------------
+
+
+def verify_stored(app: Flask, file_id: uuid.UUID, storage: RecordingStorage) -> str:
+    """Decrypt the stored blob with the key from the database and compare it with what came in."""
+    with job_session(app) as session:
+        row = session.get(RecordingFile, file_id)
+        if row is None or row.state != "stored" or row.wrapped_dek is None:
+            return "skipped"
+        kek_id, wrapped, key = row.kek_id, bytes(row.wrapped_dek), row.blob_key
+        recording_id, size, sha256 = row.recording_id, row.size, row.sha256
+    assert kek_id is not None and key is not None
+    try:
+        dek = vault.unwrap(app, kek_id, file_id, wrapped)
+        reader = storage.open_reader(key)
+        try:
+            digest = crypto.digest_stream(reader, dek, file_id, recording_id)
+        finally:
+            reader.close()
+        if digest.size != size or digest.sha256 != sha256:
+            raise IngestError("the stored file does not match what was received")
+    except Exception as exc:
+        with job_session(app) as session:
+            failed = mark_failed(session, file_id, exc, utcnow(), step="verify")
+        if failed:
+            storage.delete(key)
+        return "failed"
+    with job_session(app) as session:
+        row = session.get(RecordingFile, file_id, with_for_update=True)
+        if row is None or row.state != "stored":
+            return "skipped"
+        now = utcnow()
+        row.state = "verified"
+        row.verified_at = now
+        row.next_attempt_at = now  # Zoom's copy may go now
+        row.error = ""
+        rec = row.recording
+        if all(f.state in ("verified", "zoom_deleted", "deleted") for f in rec.files):
+            rec.download_token = None  # nothing left to download with it
+        session.flush()
+    log.info("recording file %s verified (%s bytes, sha256 %s...)", file_id, size, sha256[:12])
+    return "verified"
+
+
+# --- 4. delete Zoom's copy -----------------------------------------------------------------------
+
+
+def zoom_delete_due(session: Session, now: dt.datetime, limit: int = 100) -> list[uuid.UUID]:
+    query = (
+        select(RecordingFile.id)
+        .where(
+            RecordingFile.state.in_(("verified", "deleted")),
+            RecordingFile.zoom_deleted_at.is_(None),
+            RecordingFile.next_attempt_at <= now,
+        )
+        .order_by(RecordingFile.next_attempt_at)
+        .limit(limit)
+    )
+    return list(session.scalars(query))
+
+
+def delete_from_zoom(app: Flask, zoom: Any, file_id: uuid.UUID) -> str:
+    """Trash one verified (or retention-deleted) file in Zoom; a Zoom failure is retried later."""
+    now = utcnow()
+    with job_session(app) as session:
+        row = session.get(RecordingFile, file_id, with_for_update=True)
+        if (
+            row is None
+            or row.state not in ("verified", "deleted")
+            or row.zoom_deleted_at is not None
+            or row.next_attempt_at is None
+            or row.next_attempt_at > now
+        ):
+            return "skipped"
+        zoom_uuid, zoom_file_id = row.recording.zoom_uuid, row.zoom_file_id
+        row.next_attempt_at = now + ZOOM_DELETE_CLAIM
+    outcome = "deleted"
+    try:
+        zoom.delete_recording_file(zoom_uuid, zoom_file_id, action="trash")
+    except ZoomNotFound:
+        outcome = "already_gone"
+    except ZoomError as exc:
+        with job_session(app) as session:
+            row = session.get(RecordingFile, file_id, with_for_update=True)
+            if row is None:
+                return "missing"
+            row.zoom_delete_attempts += 1
+            wait = backoff(row.zoom_delete_attempts)
+            if isinstance(exc, ZoomRateLimited) and exc.retry_after:
+                wait = max(wait, dt.timedelta(seconds=float(exc.retry_after)))
+            row.next_attempt_at = utcnow() + wait
+            row.error = f"deleting Zoom's copy failed, retried later: {describe_error(exc)}"[:500]
+        log.warning(
+            "recording file %s: Zoom did not delete its copy (%s); our copy is kept and "
+            "verified, retrying in %s",
+            file_id,
+            exc,
+            wait,
+        )
+        return "retry"
+    with job_session(app) as session:
+        row = session.get(RecordingFile, file_id, with_for_update=True)
+        if row is None:
+            return "missing"
+        now = utcnow()
+        row.zoom_deleted_at = now
+        row.next_attempt_at = None
+        row.error = ""
+        if row.state == "verified":
+            row.state = "zoom_deleted"
+        rec = row.recording
+        audit(
+            session,
+            "recording.zoom_copy_deleted",
+            organisation_id=rec.organisation_id,
+            subject=("recording_file", row.id),
+            course_id=rec.course_id,
+            recording_id=str(rec.id),
+            file_type=row.file_type,
+            zoom_answer=outcome,
+        )
+    return outcome
+
+
+# --- the whole path for one file -----------------------------------------------------------------
+
+
+def process_file(app: Flask, file_id: uuid.UUID, *, zoom: Any, storage: RecordingStorage) -> str:
+    """Move one file as far as it can go now: download -> store -> verify -> delete in Zoom."""
+    with job_session(app) as session:
+        row = session.get(RecordingFile, file_id)
+        state = row.state if row is not None else None
+        claim = None if state == "stored" else claim_file(session, file_id, utcnow())
+    if state != "stored":
+        if claim is None:
+            return "skipped"
+        keyring = vault.keyring_for(app)
+        try:
+            blob = download_and_store(zoom, storage, keyring, claim)
+        except Exception as exc:
+            with job_session(app) as session:
+                mark_failed(session, file_id, exc, utcnow(), attempt=claim.attempt)
+            return "failed"
+        with job_session(app) as session:
+            kept = mark_stored(session, claim, blob, keyring, utcnow())
+        if not kept:
+            # Retention deleted the recording meanwhile (or another attempt owns the file).
+            storage.delete(blob.key)
+            return "discarded"
+        log.info(
+            "recording file %s (%s) stored: %d bytes in %.1f s",
+            file_id,
+            claim.file_type,
+            blob.stats.plaintext_bytes,
+            blob.seconds,
+        )
+    outcome = verify_stored(app, file_id, storage)
+    if outcome != "verified":
+        return outcome
+    deleted = delete_from_zoom(app, zoom, file_id)
+    return "zoom_deleted" if deleted in ("deleted", "already_gone") else "verified"
+
+
+def recover_interrupted(app: Flask, storage: RecordingStorage) -> dict[str, int]:
+    """At worker start: remove partial blobs and give every interrupted download back.
+
+    Only the worker holding the scheduler lease downloads, so at its start nothing is really
+    downloading: every such row is a leftover of a worker that was killed.
+    """
+    removed = storage.cleanup_partials()
+    with job_session(app) as session:
+        now = utcnow()
+        result = session.execute(
+            update(RecordingFile)
+            .where(RecordingFile.state == "downloading")
+            .values(
+                state="pending",
+                claimed_until=None,
+                next_attempt_at=now,
+                error="interrupted when the worker stopped; copied again",
+            )
+        )
+        resumed = int(result.rowcount or 0)
+    if removed or resumed:
+        log.warning(
+            "recovered after an interrupted worker: %d partial file(s) removed, "
+            "%d download(s) resumed",
+            removed,
+            resumed,
+        )
+    return {"partials_removed": removed, "resumed": resumed}
+
+
+def known_meeting_ids(session: Session) -> set[int]:
+    return set(
+        session.scalars(select(Course.zoom_meeting_id).where(Course.zoom_meeting_id.is_not(None)))
+    )
+
+
+def reconcile_meetings(
+    app: Flask, meetings: Iterable[Mapping[str, Any]], *, known: set[int]
+) -> dict[str, int]:
+    """Register what Zoom lists for companion's meetings and companion does not have yet."""
+    result = {"recordings": 0, "files": 0, "ignored": 0}
+    for meeting in meetings:
+        try:
+            meeting_id = int(meeting.get("id"))  # type: ignore[arg-type]
+        except (TypeError, ValueError):
+            result["ignored"] += 1
+            continue
+        if meeting_id not in known:
+            result["ignored"] += 1  # not a course meeting: not ours to copy and delete
+            continue
+        with job_session(app) as session:
+            registered = record_from_zoom(
+                session, meeting, download_token=None, source="reconcile", now=utcnow()
+            )
+        if registered.created:
+            result["recordings"] += 1
+            log.warning(
+                "reconcile: recording %s of meeting %s had not arrived by webhook; taken now",
+                registered.recording.id,
+                meeting_id,
+            )
+        result["files"] += registered.new_files
+    return result
