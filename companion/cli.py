@@ -175,6 +175,26 @@ def user_create(
         raise click.ClickException(exc.message) from None
 
 
+@user_group.command("reset-two-factor")
+@click.argument("email")
+def user_reset_two_factor(email: str) -> None:
+    """Clear EMAIL's two-factor sign-in (a lost phone, no other admin to reset it)."""
+    from .accounts import twofactor
+    from .db import job_session, utcnow
+    from .errors import CompanionError
+
+    app = _app()
+    try:
+        with job_session(app) as session:
+            person = twofactor.reset_from_command_line(session, email, now=utcnow())
+            click.echo(
+                f"Two-factor sign-in of {person.email} is reset; they are signed out and set it "
+                "up again at their next sign-in."
+            )
+    except CompanionError as exc:
+        raise click.ClickException(exc.message) from None
+
+
 @main.group("token")
 def token_group() -> None:
     """Staff API tokens."""

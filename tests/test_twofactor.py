@@ -21,6 +21,7 @@ from companion.accounts.twofactor_views import (
     has_recent_second_factor,
     require_recent_second_factor,
 )
+from companion.audit.models import AuditEvent
 from companion.db import Clock, utcnow
 
 from . import factories
@@ -698,3 +699,41 @@ def test_set_up_page_shows_the_qr_code_without_breaking_the_csp(
             assert [m for m in console if "Content Security Policy" in m] == []
         finally:
             browser.close()
+
+
+def test_command_line_reset_for_a_locked_out_only_admin(tmp_path: Any) -> None:
+    from companion.config import SETTINGS
+    from companion.db import job_session
+
+    from .test_cli import Cli
+    from .twofactor_helpers import enrolled_fields
+
+    folder = tmp_path / "instance"
+    # Hermetic, as in test_cli: no setting leaks in from the surrounding environment.
+    env: dict[str, Any] = {s.env: None for s in SETTINGS}
+    env["COMPANION_INSTANCE_PATH"] = str(folder)
+    cli = Cli(folder, env)
+    cli("init")
+    cli("db", "upgrade")
+    cli("demo")
+    app = cli.app()
+    with app.app_context(), job_session(app) as session:
+        person = services.find_user_by_email(session, "admin@example.org")
+        assert person is not None
+        for name, value in enrolled_fields(secret_key=app.config["SECRET_KEY"]).items():
+            setattr(person, name, value)
+
+    result = cli("user", "reset-two-factor", "Admin@Example.org")
+
+    assert "Two-factor sign-in of admin@example.org is reset" in result.output
+    with app.app_context(), job_session(app) as session:
+        person = services.find_user_by_email(session, "admin@example.org")
+        assert person is not None and not twofactor.is_enabled(person)
+        events = list(
+            session.scalars(select(AuditEvent).where(AuditEvent.kind == "twofactor.reset"))
+        )
+        assert [e.actor for e in events] == ["command line"]
+    again = cli("user", "reset-two-factor", "admin@example.org", ok=False)
+    assert again.exit_code == 1 and "has not set up two-factor" in again.output
+    unknown = cli("user", "reset-two-factor", "nobody@example.org", ok=False)
+    assert unknown.exit_code == 1 and "No staff account for nobody@example.org" in unknown.output

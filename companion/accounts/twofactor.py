@@ -32,7 +32,15 @@ from sqlalchemy.orm import Session
 
 from ..access import ADMIN, LEAD
 from ..audit.services import record as audit
-from ..errors import CompanionError, Conflict, Forbidden, Throttled, Unauthorized, ValidationError
+from ..errors import (
+    CompanionError,
+    Conflict,
+    Forbidden,
+    NotFound,
+    Throttled,
+    Unauthorized,
+    ValidationError,
+)
 from . import services as accounts
 from .models import LoginAttempt, StaffSession, User
 from .twofactor_models import RecoveryCode, TotpUsedStep
@@ -315,6 +323,30 @@ def reset(session: Session, *, actor: User, user_id: int, now: dt.datetime) -> U
         subject=("user", person.id),
         role=person.role,
         required=is_required(person),
+    )
+    session.flush()
+    return person
+
+
+def reset_from_command_line(session: Session, email: str, *, now: dt.datetime) -> User:
+    """``companion user reset-two-factor``: for whoever runs the server, when the only admin has
+    lost both their phone and their recovery codes (there is no other admin to reset them)."""
+    person = accounts.find_user_by_email(session, email)
+    if person is None:
+        raise NotFound(f"No staff account for {email}.")
+    if not is_enabled(person) and not person.totp_secret_encrypted:
+        raise Conflict(f"{person.email} has not set up two-factor sign-in.")
+    _clear(session, person)
+    accounts.end_all_sessions(session, person.id, now=now, reason="two_factor_reset")
+    audit(
+        session,
+        "twofactor.reset",
+        actor_label="command line",
+        organisation_id=person.organisation_id,
+        subject=("user", person.id),
+        role=person.role,
+        required=is_required(person),
+        via="command line",
     )
     session.flush()
     return person
