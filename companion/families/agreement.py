@@ -109,7 +109,7 @@ def publish(session: Session, *, actor: User, body: str, now: dt.datetime) -> Ag
         raise ValidationError(f"Keep the agreement to {MAX_LENGTH:,} characters.", field="body")
     org = actor.organisation
     previous = current(session, org, now=now)
-    if previous.body == text:
+    if previous.body.replace("\r\n", "\n").strip() == text:
         raise Conflict(
             f"This is the text of version {previous.version} already; nothing was saved.",
             field="body",

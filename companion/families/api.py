@@ -170,23 +170,34 @@ def _contacts(data: dict[str, Any]) -> list[services.ContactInput | None]:
 # --- routes ------------------------------------------------------------------------------------
 
 
-@bp.get("/courses/<int:course_id>/families")
+def _course_id_arg() -> int:
+    raw = request.args.get("course_id", "")
+    if not raw.isdigit() or len(raw) > 12:
+        raise ValidationError("Give the course as ?course_id=<id>.", field="course_id")
+    return int(raw)
+
+
+@bp.get("/families")
 @allow(*STAFF)
-def list_families(course_id: int) -> Any:
+def list_families() -> Any:
     session = get_session()
     now = utcnow()
-    families = services.list_families(session, current_user(), course_id)
+    families = services.list_families(session, current_user(), _course_id_arg())
     return jsonify({"families": [family_json(session, f, now) for f in families]})
 
 
-@bp.post("/courses/<int:course_id>/families")
+@bp.post("/families")
 @allow(TEACHER, ADMIN)
-def enrol(course_id: int) -> Any:
+def enrol() -> Any:
     session = get_session()
     data = _body()
-    unknown = sorted(set(data) - {"child_first_name", "child_last_name", "contacts"})
+    fields = {"course_id", "child_first_name", "child_last_name", "contacts"}
+    unknown = sorted(set(data) - fields)
     if unknown:
         raise ValidationError(f"Unknown field(s): {', '.join(unknown)}.", field=unknown[0])
+    course_id = data.get("course_id")
+    if not isinstance(course_id, int) or isinstance(course_id, bool):
+        raise ValidationError("Give course_id, the course's id.", field="course_id")
     now = utcnow()
     outcome = services.enrol(
         session,
@@ -203,73 +214,67 @@ def enrol(course_id: int) -> Any:
     return jsonify(body), 201
 
 
-@bp.get("/courses/<int:course_id>/families/<int:family_id>")
+@bp.get("/families/<int:family_id>")
 @allow(*STAFF)
-def get_family(course_id: int, family_id: int) -> Any:
+def get_family(family_id: int) -> Any:
     session = get_session()
-    family = services.get_family(session, current_user(), course_id, family_id)
+    family = services.find_family(session, current_user(), family_id)
     return jsonify(family_json(session, family, utcnow()))
 
 
-@bp.post("/courses/<int:course_id>/families/<int:family_id>/withdraw")
+@bp.post("/families/<int:family_id>/withdraw")
 @allow(TEACHER, ADMIN)
-def withdraw(course_id: int, family_id: int) -> Any:
+def withdraw(family_id: int) -> Any:
     session = get_session()
+    user = current_user()
+    family = services.find_family(session, user, family_id)
     now = utcnow()
     outcome = services.withdraw(
-        session,
-        zoom_for(),
-        actor=current_user(),
-        course_id=course_id,
-        family_id=family_id,
-        now=now,
+        session, zoom_for(), actor=user, course_id=family.course_id, family_id=family.id, now=now
     )
     body = family_json(session, outcome.family, now)
     body["warnings"] = [outcome.zoom_problem.message] if outcome.zoom_problem else []
     return jsonify(body)
 
 
-def _link_answer(session: Session, family_id: int, contact_id: int, result: str) -> Any:
-    family = session.get(Family, family_id)
-    assert family is not None
-    return jsonify({"result": result, "family": family_json(session, family, utcnow())})
-
-
-@bp.post("/courses/<int:course_id>/families/<int:family_id>/contacts/<int:contact_id>/resend-link")
-@allow(*STAFF)
-def resend_link(course_id: int, family_id: int, contact_id: int) -> Any:
+def _link_change(family_id: int, contact_id: int, change: Any) -> Any:
     session = get_session()
-    result = services.resend_link(
+    user = current_user()
+    family = services.find_family(session, user, family_id)
+    now = utcnow()
+    result = change(
         session,
-        actor=current_user(),
-        course_id=course_id,
-        family_id=family_id,
+        actor=user,
+        course_id=family.course_id,
+        family_id=family.id,
         contact_id=contact_id,
-        now=utcnow(),
+        now=now,
     )
-    return _link_answer(session, family_id, contact_id, result)
-
-
-@bp.post("/courses/<int:course_id>/families/<int:family_id>/contacts/<int:contact_id>/revoke-link")
-@allow(*STAFF)
-def revoke_link(course_id: int, family_id: int, contact_id: int) -> Any:
-    session = get_session()
-    services.revoke_link(
-        session,
-        actor=current_user(),
-        course_id=course_id,
-        family_id=family_id,
-        contact_id=contact_id,
-        now=utcnow(),
+    return jsonify(
+        {
+            "result": result if isinstance(result, str) else "revoked",
+            "family": family_json(session, family, now),
+        }
     )
-    return _link_answer(session, family_id, contact_id, "revoked")
 
 
-@bp.get("/courses/<int:course_id>/classes/<int:class_id>/audio-only")
+@bp.post("/families/<int:family_id>/contacts/<int:contact_id>/resend-link")
 @allow(*STAFF)
-def class_audio_only(course_id: int, class_id: int) -> Any:
+def resend_link(family_id: int, contact_id: int) -> Any:
+    return _link_change(family_id, contact_id, services.resend_link)
+
+
+@bp.post("/families/<int:family_id>/contacts/<int:contact_id>/revoke-link")
+@allow(*STAFF)
+def revoke_link(family_id: int, contact_id: int) -> Any:
+    return _link_change(family_id, contact_id, services.revoke_link)
+
+
+@bp.get("/classes/<int:class_id>/audio-only")
+@allow(*STAFF)
+def class_audio_only(class_id: int) -> Any:
     session = get_session()
-    cls = services.get_class_for(session, current_user(), course_id, class_id)
+    cls = services.find_class(session, current_user(), class_id)
     now = utcnow()
     rows = services.admit_list(session, cls, now=now)
     events = services.audio_only_events_for_class(session, cls)
@@ -418,8 +423,9 @@ SCHEMAS: dict[str, Any] = {
     "FamilyEnrol": {
         "type": "object",
         "additionalProperties": False,
-        "required": ["child_first_name", "child_last_name", "contacts"],
+        "required": ["course_id", "child_first_name", "child_last_name", "contacts"],
         "properties": {
+            "course_id": {"type": "integer", "minimum": 1, "maximum": services.MAX_ID},
             "child_first_name": {"type": "string", "minLength": 1, "maxLength": 64},
             "child_last_name": {
                 "type": "string",
@@ -546,19 +552,20 @@ def _ok(description: str, schema: str) -> dict[str, Any]:
     }
 
 
-_COURSE_ID = {"name": "course_id", "in": "path", "required": True, "schema": _ID}
 _FAMILY_ID = {"name": "family_id", "in": "path", "required": True, "schema": _ID}
 _CONTACT_ID = {"name": "contact_id", "in": "path", "required": True, "schema": _ID}
 _CLASS_ID = {"name": "class_id", "in": "path", "required": True, "schema": _ID}
 _TAGS = ["families"]
 
 PATHS: dict[str, Any] = {
-    "/courses/{course_id}/families": {
-        "parameters": [_COURSE_ID],
+    "/families": {
         "get": {
             "operationId": "listFamilies",
             "summary": "The families of a course (a teacher: only their own courses)",
             "tags": _TAGS,
+            "parameters": [
+                {"name": "course_id", "in": "query", "required": True, "schema": _ID},
+            ],
             "responses": {
                 "200": {
                     "description": "The families, enrolled first",
@@ -577,7 +584,7 @@ PATHS: dict[str, Any] = {
                         }
                     },
                 },
-                **error_responses(401, 404),
+                **error_responses(401, 404, 422),
             },
         },
         "post": {
@@ -600,8 +607,8 @@ PATHS: dict[str, Any] = {
             },
         },
     },
-    "/courses/{course_id}/families/{family_id}": {
-        "parameters": [_COURSE_ID, _FAMILY_ID],
+    "/families/{family_id}": {
+        "parameters": [_FAMILY_ID],
         "get": {
             "operationId": "getFamily",
             "summary": "One family, with its parents' link and agreement states",
@@ -609,11 +616,11 @@ PATHS: dict[str, Any] = {
             "responses": {"200": _ok("The family", "Family"), **error_responses(401, 404)},
         },
     },
-    "/courses/{course_id}/families/{family_id}/withdraw": {
-        "parameters": [_COURSE_ID, _FAMILY_ID],
+    "/families/{family_id}/withdraw": {
+        "parameters": [_FAMILY_ID],
         "post": {
             "operationId": "withdrawFamily",
-            "summary": "Withdraw a family: its Zoom registrant is cancelled, its links show so",
+            "summary": "Withdraw a family: its Zoom registrant is cancelled, its page says so",
             "description": "When Zoom does not answer the family is still withdrawn, with "
             "`zoom.state` `cancelling` (retried automatically) and the reason in `warnings`.",
             "tags": _TAGS,
@@ -623,8 +630,8 @@ PATHS: dict[str, Any] = {
             },
         },
     },
-    "/courses/{course_id}/families/{family_id}/contacts/{contact_id}/resend-link": {
-        "parameters": [_COURSE_ID, _FAMILY_ID, _CONTACT_ID],
+    "/families/{family_id}/contacts/{contact_id}/resend-link": {
+        "parameters": [_FAMILY_ID, _CONTACT_ID],
         "post": {
             "operationId": "resendFamilyLink",
             "summary": "Send one parent a new personal link; the old one stops working",
@@ -635,8 +642,8 @@ PATHS: dict[str, Any] = {
             },
         },
     },
-    "/courses/{course_id}/families/{family_id}/contacts/{contact_id}/revoke-link": {
-        "parameters": [_COURSE_ID, _FAMILY_ID, _CONTACT_ID],
+    "/families/{family_id}/contacts/{contact_id}/revoke-link": {
+        "parameters": [_FAMILY_ID, _CONTACT_ID],
         "post": {
             "operationId": "revokeFamilyLink",
             "summary": "Stop one parent's link (and sign out every browser it opened)",
@@ -647,8 +654,8 @@ PATHS: dict[str, Any] = {
             },
         },
     },
-    "/courses/{course_id}/classes/{class_id}/audio-only": {
-        "parameters": [_COURSE_ID, _CLASS_ID],
+    "/classes/{class_id}/audio-only": {
+        "parameters": [_CLASS_ID],
         "get": {
             "operationId": "listClassAudioOnly",
             "summary": "The children expected in a class with audio-only flagged, and every "

@@ -271,6 +271,32 @@ def get_family(session: Session, user: User, course_id: int, family_id: int) -> 
     return family
 
 
+def find_family(session: Session, user: User, family_id: int) -> Family:
+    """A family by its id alone, if it is on a course the user may see; otherwise 404."""
+    family = session.get(Family, family_id) if 0 < family_id <= MAX_ID else None
+    if family is not None:
+        try:
+            get_course(session, user, family.course_id)
+        except NotFound:
+            family = None
+    if family is None:
+        raise NotFound("No such family.")
+    return family
+
+
+def find_class(session: Session, user: User, class_id: int) -> ClassSession:
+    """A class by its id alone, if its course is one the user may see; otherwise 404."""
+    cls = session.get(ClassSession, class_id) if 0 < class_id <= MAX_ID else None
+    if cls is not None:
+        try:
+            get_course(session, user, cls.course_id)
+        except NotFound:
+            cls = None
+    if cls is None:
+        raise NotFound("No such class.")
+    return cls
+
+
 def _contact_of(family: Family, contact_id: int) -> FamilyContact:
     for contact in family.contacts:
         if contact.id == contact_id:

@@ -10,7 +10,12 @@ from sqlalchemy.orm import Session
 from companion.errors import Conflict, NotFound, ValidationError
 from companion.families import crypto, jobs, services
 from companion.families.models import Family
-from companion.zoom import ZoomConnectionError, ZoomRateLimited, ZoomServerError, ZoomValidationError
+from companion.zoom import (
+    ZoomConnectionError,
+    ZoomRateLimited,
+    ZoomServerError,
+    ZoomValidationError,
+)
 
 from .. import factories
 from ..courses.conftest import NOW
@@ -34,9 +39,9 @@ def test_enrolment_makes_one_registrant_with_its_own_link(
     assert body["auto_approve"] is True
     # The personal join link is stored, encrypted.
     assert registrant["join_url"] not in family.join_url_encrypted
-    assert crypto.unseal(family.join_url_encrypted, app.config["SECRET_KEY"]) == registrant[
-        "join_url"
-    ]
+    assert (
+        crypto.unseal(family.join_url_encrypted, app.config["SECRET_KEY"]) == registrant["join_url"]
+    )
     assert services.family_for_registrant(db_session, registrant["id"]) is family
 
 

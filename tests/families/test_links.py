@@ -87,7 +87,9 @@ class TestBehindHttps:
     def app_config(self) -> dict[str, Any]:
         return {"BASE_URL": "https://classes.example.org"}
 
-    def test_the_cookie_is_secure(self, db_session: Session, client: FlaskClient, family: Any) -> None:
+    def test_the_cookie_is_secure(
+        self, db_session: Session, client: FlaskClient, family: Any
+    ) -> None:
         path = helpers.links_to(db_session, "rana@example.net")[0]
         message = helpers.outbox(db_session, "family.link")[0]
         assert f"https://classes.example.org{path}" in message.body_text

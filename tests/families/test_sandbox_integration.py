@@ -1,0 +1,148 @@
+"""Families with the real Zoom client against the Zoom sandbox over loopback HTTP: registrants,
+their personal links, faults and lost answers, withdrawal."""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import requests
+from flask import Flask
+from sqlalchemy.orm import Session
+
+from companion.courses import schedule as sched
+from companion.courses import services as courses
+from companion.courses.zoomclient import EXTENSION_KEY
+from companion.families import jobs, services
+
+from ..courses.test_sandbox_integration import SandboxZoom
+
+REAL_CLOCK = True
+
+
+@pytest.fixture
+def sandbox(tmp_path: Any, app: Flask) -> Iterator[SandboxZoom]:
+    zoom = SandboxZoom(str(tmp_path / "sandbox.sqlite3"))
+    app.extensions[EXTENSION_KEY] = zoom.client
+    yield zoom
+    zoom.close()
+
+
+def now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+@pytest.fixture
+def course(db_session: Session, sandbox: SandboxZoom, teacher: Any) -> Any:
+    start = now().date() + dt.timedelta(days=7)
+    outcome = courses.create_course(
+        db_session,
+        sandbox.client,
+        actor=teacher,
+        title="Cello ensemble",
+        series=sched.Series(
+            first_date=start,
+            weekdays=(sched.WEEKDAYS[start.weekday()],),
+            start_time=dt.time(17, 0),
+            duration_minutes=45,
+            timezone="Europe/London",
+            class_count=4,
+            end_date=None,
+        ),
+        now=now(),
+    )
+    assert outcome.course.safety_state == "safe", outcome.course.problems
+    return outcome.course
+
+
+def enrol(db_session: Session, sandbox: SandboxZoom, teacher: Any, course: Any, **kw: Any) -> Any:
+    return services.enrol(
+        db_session,
+        sandbox.client,
+        actor=teacher,
+        course_id=course.id,
+        child_first_name=kw.get("first", "Amira"),
+        child_last_name="Khan",
+        contacts=[services.ContactInput("Rana Khan", "rana@example.net")],
+        now=now(),
+    )
+
+
+def registrants(sandbox: SandboxZoom, course: Any, status: str = "approved") -> list[Any]:
+    return sandbox.state.registrants_of(course.zoom_meeting_id, status)
+
+
+def test_each_family_is_a_registrant_with_a_working_link(
+    db_session: Session, sandbox: SandboxZoom, teacher: Any, course: Any, app: Flask
+) -> None:
+    family = enrol(db_session, sandbox, teacher, course).family
+    sibling = enrol(db_session, sandbox, teacher, course, first="Yusuf").family
+    regs = registrants(sandbox, course)
+    assert [(r["first_name"], r["last_name"], r["email"]) for r in regs] == [
+        ("Amira", "K", services.registrant_email(family)),
+        ("Yusuf", "K", services.registrant_email(sibling)),
+    ]
+    assert family.zoom_registrant_id == regs[0]["id"]
+    page = services.family_page(db_session, _principal(db_session, family), now=now())
+    assert page.join_problem == "agreement"
+    from companion.families import crypto
+
+    url = crypto.unseal(family.join_url_encrypted, app.config["SECRET_KEY"])
+    assert url.startswith(f"{sandbox.server.url}/w/{course.zoom_meeting_id}?tk=")
+    assert requests.get(url, timeout=5).status_code == 200
+
+    services.withdraw(
+        db_session,
+        sandbox.client,
+        actor=teacher,
+        course_id=course.id,
+        family_id=family.id,
+        now=now(),
+    )
+    assert family.zoom_state == "cancelled"
+    assert [r["id"] for r in registrants(sandbox, course, "denied")] == [regs[0]["id"]]
+    assert requests.get(url, timeout=5).status_code == 403
+    assert services.family_for_registrant(db_session, regs[1]["id"]) is sibling
+
+
+def _principal(db_session: Session, family: Any) -> Any:
+    from .helpers import principal
+
+    return principal(db_session, family.contacts[0], now())
+
+
+@pytest.mark.parametrize("status", [500, 503, 429])
+def test_zoom_failing_keeps_the_family_pending_then_the_job_registers_it_once(
+    db_session: Session, sandbox: SandboxZoom, teacher: Any, course: Any, app: Flask, status: int
+) -> None:
+    sandbox.state.add_fault(
+        {"path": "/v2/meetings/*/registrants", "method": "POST", "status": status}
+    )
+    outcome = enrol(db_session, sandbox, teacher, course)
+    family = outcome.family
+    assert family.zoom_state == "pending"
+    assert outcome.zoom_problem is not None
+    assert registrants(sandbox, course) == []
+    assert jobs.sync_zoom(app, [family.id], now=now()) == {"registered": 1}
+    assert family.zoom_state == "registered"
+    assert len(registrants(sandbox, course)) == 1
+
+
+def test_a_slow_zoom_that_made_the_registrant_is_not_asked_twice(
+    db_session: Session, sandbox: SandboxZoom, teacher: Any, course: Any, app: Flask
+) -> None:
+    # Zoom answers after the client gave up: the registrant exists, companion does not know it.
+    sandbox.state.add_fault({"path": "/v2/meetings/*/registrants", "method": "POST", "delay": 3})
+    family = enrol(db_session, sandbox, teacher, course).family
+    assert family.zoom_state == "pending"
+    deadline = time.monotonic() + 10
+    while not registrants(sandbox, course) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert len(registrants(sandbox, course)) == 1
+    sandbox.client.calls.clear()
+    assert jobs.sync_zoom(app, [family.id], now=now()) == {"registered": 1}
+    assert sandbox.client.calls["add_registrant"] == 0
+    assert family.zoom_registrant_id == registrants(sandbox, course)[0]["id"]
