@@ -11,6 +11,7 @@ from sqlalchemy import select
 
 from companion.audit.models import AuditEvent
 from companion.recordings import crypto, ingest, vault
+from companion.recordings import jobs as recording_jobs
 from companion.recordings.models import KekCheck
 from companion.zoom.sandbox import media
 
@@ -160,3 +161,29 @@ def test_progress_is_logged_for_long_downloads(
     mp4 = file_of(vault.files(), "MP4")
     assert mp4.state == "zoom_deleted" and mp4.size == size
     assert mp4.sha256 == media.synthetic_sha256(size, mp4.zoom_file_id)
+
+
+def test_a_lost_webhook_is_made_good_by_the_reconcile(
+    vault: Vault, course_in_zoom: Any, app: Any, db_session: Any
+) -> None:
+    cls = course_in_zoom.classes[0]
+    # Zoom gave up on the webhook (or it never came): nothing is delivered.
+    summary = vault.run_class(course_in_zoom.zoom_meeting_id, cls.starts_at, deliver=False)
+    other = vault.meeting(class_start(-5))  # a meeting no course owns: not ours to take
+    vault.run_class(other, class_start(2), deliver=False)
+
+    assert recording_jobs.reconcile(app) == {"recordings": 1, "files": 2, "ignored": 1}
+    (rec,) = vault.recordings()
+    assert rec.source == "reconcile" and rec.zoom_uuid == summary["uuid"]
+    assert rec.class_session_id == cls.id and rec.download_token is None
+    # Downloaded with the app's own token (no event token), verified, then deleted from Zoom.
+    assert vault.ingest() == {"zoom_deleted": 2}
+    assert vault.zoom_files(rec.zoom_uuid) == []
+    # The webhook arriving late after all changes nothing.
+    from companion.zoom.sandbox import deliver_due
+
+    deliver_due(vault.sandbox, force=True)
+    vault.work()
+    assert len(vault.recordings()) == 2  # the other meeting's event is kept and flagged
+    assert [r.unmatched for r in vault.recordings() if r.course_id is None] == [True]
+    assert recording_jobs.reconcile(app) == {}  # Zoom has nothing left to give
