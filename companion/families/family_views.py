@@ -85,6 +85,16 @@ def _check_form_token() -> None:
         raise _FormExpired("This form has expired. Reload the page and try again.")
 
 
+@bp.after_request
+def _keep_cookie_with_session(response: Response) -> Response:
+    # The session lives on while it is used; the browser's cookie must not run out before it.
+    found = g.get("family")
+    if found is not None and found.extended and found.session_row.ended_at is None:
+        remaining = found.session_row.expires_at - utcnow()
+        _set_cookie(response, request.cookies.get(COOKIE, ""), int(remaining.total_seconds()))
+    return response
+
+
 class _FormExpired(CompanionError):
     code = "csrf"
     status = 400

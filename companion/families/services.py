@@ -1093,6 +1093,8 @@ class FamilyPrincipal:
     session_row: FamilySession
     family: Family
     contact: FamilyContact
+    # The session's expiry moved on with this request, so the cookie's should too.
+    extended: bool = False
 
     @property
     def organisation_id(self) -> int:
@@ -1194,11 +1196,13 @@ def resolve_session(session: Session, raw_sid: str, *, now: dt.datetime) -> Fami
     expires = link_expires_at(course)
     if expires is not None and expires <= now:
         return None
+    extended = False
     if now - row.last_seen_at >= SESSION_TOUCH:
         row.last_seen_at = now
         row.expires_at = _session_expiry(course, now)
+        extended = True
         session.flush()
-    return FamilyPrincipal(row, row.family, row.contact)
+    return FamilyPrincipal(row, row.family, row.contact, extended)
 
 
 def end_session(session: Session, principal: FamilyPrincipal, *, now: dt.datetime) -> None:

@@ -4,6 +4,7 @@ sent only for a safe course, re-sent or revoked by staff, refused clearly when d
 from __future__ import annotations
 
 import datetime as dt
+import re
 from typing import Any
 
 import pytest
@@ -303,3 +304,18 @@ def test_forget_this_device_ends_the_session(
     assert response.status_code == 200
     assert client.get("/f/").status_code == 401
     assert db_session.scalars(select(FamilySession)).one().ended_at is not None
+
+
+def test_a_session_in_use_lives_on_and_an_idle_one_ends(
+    db_session: Session, client: FlaskClient, clock: Any, family: Family
+) -> None:
+    client.get(helpers.links_to(db_session, "rana@example.net")[0])
+    clock.advance(days=20)
+    page = client.get("/f/")
+    assert page.status_code == 200
+    max_age = int(re.search(r"Max-Age=(\d+)", page.headers["Set-Cookie"]).group(1))
+    assert 29 * 86400 < max_age <= 30 * 86400
+    clock.advance(days=20)  # 40 days after the link was opened, 20 after its last use
+    assert client.get("/f/").status_code == 200
+    clock.advance(days=31)
+    assert client.get("/f/").status_code == 401
