@@ -665,7 +665,12 @@ def _try_cancel(
         return None
     if not claimed and not claim_for_zoom(session, family.id, now):
         family.zoom_state = "cancelling"
-        return None  # a job holds it; the next run of the job cancels
+        # A job is working on this family right now; its next run cancels the registrant.
+        return courses.ZoomUnavailable(
+            "companion is updating this family in Zoom right now; the cancellation follows "
+            "automatically within a few minutes.",
+            retry_after=60,
+        )
     family.zoom_state = "cancelling"
     meeting_id = course.zoom_meeting_id
     email = registrant_email(family)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 import pytest
@@ -276,3 +277,18 @@ def test_enrolment_closes_when_the_course_is_over(
 ) -> None:
     with pytest.raises(Conflict):
         helpers.enrol(db_session, zoom, teacher, course, now=course.ends_at)
+
+
+def test_withdrawing_a_family_a_job_is_working_on_leaves_the_cancel_to_the_job(
+    app: Any, db_session: Session, zoom: Any, teacher: Any, course: Any, family: Family
+) -> None:
+    assert services.claim_for_zoom(db_session, family.id, NOW)  # as a job run would
+    outcome = services.withdraw(
+        db_session, zoom, actor=teacher, course_id=course.id, family_id=family.id, now=NOW
+    )
+    assert outcome.zoom_problem is not None and "automatically" in outcome.zoom_problem.message
+    assert family.status == "withdrawn" and family.zoom_state == "cancelling"
+    assert len(zoom.approved(course.zoom_meeting_id)) == 1
+    later = NOW + services.CLAIM_FOR + dt.timedelta(seconds=1)
+    assert jobs.sync_zoom(app, now=later) == {"cancelled": 1}
+    assert zoom.approved(course.zoom_meeting_id) == []
