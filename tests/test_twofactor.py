@@ -544,6 +544,27 @@ def test_teacher_can_turn_it_off_and_a_lead_is_sent_back_to_set_up(
     assert len(audit_events(db_session, "twofactor.disabled")) == 2
 
 
+def test_turning_two_factor_on_or_off_signs_out_the_other_browsers(
+    app: Flask, browser: Any, db_session: Session, teacher: User
+) -> None:
+    from .staff_helpers import sign_in
+
+    elsewhere = app.test_client()
+    sign_in(elsewhere, teacher.email)
+    browser.login(teacher.email)
+    enrol_through_pages(browser.client)
+    # The other browser had only the password; it does not become a two-factor session.
+    assert location(elsewhere.get("/courses/")).startswith("/login")
+
+    half_way = app.test_client()
+    assert location(password_step(half_way, teacher.email)).startswith(CODE_PAGE)
+    post_form(browser.client, "/account/two-factor/disable", form_page="/account/two-factor")
+
+    # Waiting at the code step, it must not slip in now that no code is asked for.
+    assert location(half_way.get("/courses/")).startswith("/login")
+    assert browser.client.get("/courses/").status_code == 200
+
+
 # --- admin reset -----------------------------------------------------------------------------
 
 

@@ -26,7 +26,7 @@ import pyotp
 from cryptography.fernet import Fernet, InvalidToken
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -250,6 +250,8 @@ def confirm_enrolment(
     codes = _replace_recovery_codes(session, user, secret_key=secret_key, now=now)
     if staff_session is not None:
         staff_session.second_factor_at = now
+    # Other browsers signed in with the password alone do not carry over.
+    _end_other_sessions(session, user, keep=staff_session, now=now, reason="two_factor_enrolled")
     audit(session, "twofactor.enrolled", actor=user, subject=("user", user.id))
     session.flush()
     return codes
@@ -291,12 +293,27 @@ def _clear(session: Session, user: User) -> None:
     session.execute(delete(TotpUsedStep).where(TotpUsedStep.user_id == user.id))
 
 
-def disable(session: Session, user: User, *, now: dt.datetime) -> None:
+def _end_other_sessions(
+    session: Session, user: User, *, keep: StaffSession | None, now: dt.datetime, reason: str
+) -> None:
+    query = update(StaffSession).where(
+        StaffSession.user_id == user.id, StaffSession.ended_at.is_(None)
+    )
+    if keep is not None:
+        query = query.where(StaffSession.id != keep.id)
+    session.execute(query.values(ended_at=now, end_reason=reason))
+
+
+def disable(
+    session: Session, user: User, *, now: dt.datetime, staff_session: StaffSession | None = None
+) -> None:
     """Turn one's own two-factor off. A lead or admin is sent straight back to set-up, so for
-    them this is how to move to a new phone."""
+    them this is how to move to a new phone. Every other browser of theirs is signed out: one
+    waiting at the code step must not become signed in by the code step disappearing."""
     if not is_enabled(user) and not user.totp_secret_encrypted:
         return
     _clear(session, user)
+    _end_other_sessions(session, user, keep=staff_session, now=now, reason="two_factor_disabled")
     audit(session, "twofactor.disabled", actor=user, subject=("user", user.id))
     session.flush()
 

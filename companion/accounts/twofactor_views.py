@@ -255,7 +255,7 @@ def regenerate() -> Any:
 def disable() -> Any:
     if ActionForm().validate_on_submit():
         user = current_user()
-        twofactor.disable(get_session(), user, now=utcnow())
+        twofactor.disable(get_session(), user, now=utcnow(), staff_session=g.staff_session)
         if twofactor.is_required(user):
             flash("Set up two-factor sign-in again with your new authenticator app.")
             return redirect(url_for("twofactor.setup"))
