@@ -75,14 +75,18 @@ def init_app(app: Flask) -> None:
         return {"family_csrf_token": lambda: token}
 
 
-@bp.before_request
-def _check_form_token() -> None:
-    # Runs after the access check, so g.family is the caller's session (or the route is public).
+def check_form_token() -> None:
+    """Refuse a family-side POST without its session's form token. Runs for every route here;
+    another package's @family route (exempt from Flask-WTF like this blueprint) calls it."""
     if request.method != "POST" or g.get("family") is None:
         return
     given = request.form.get("csrf_token")
     if not services.check_form_token(g.family, current_app.config["SECRET_KEY"], given):
         raise _FormExpired("This form has expired. Reload the page and try again.")
+
+
+# Runs after the access check, so g.family is the caller's session (or the route is public).
+bp.before_request(check_form_token)
 
 
 @bp.after_request

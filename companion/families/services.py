@@ -1670,10 +1670,36 @@ class FamilyPage:
     join_problem: str
     remaining_open: int
     remaining_audio_only: int
+    # What other packages show in each class's row: (panel, {class_id: value}).
+    panels: list[tuple[ClassPanel, dict[int, Any]]] = field(default_factory=list)
 
     @property
     def shows_join_details(self) -> bool:
         return self.join_url is not None
+
+
+@dataclass(frozen=True)
+class ClassPanel:
+    """Something another package shows (and lets a parent do) in a class's row of the family
+    page, e.g. "an adult is in the room" for the class about to start.
+
+    ``values(session, principal, classes, now)`` returns {class_id: value} for the classes the
+    panel appears in; ``template`` is included there with ``row``, ``page`` and ``value`` (its
+    forms post to the package's own @family routes, carrying ``family_csrf_token()``; such a
+    route checks it with :func:`companion.families.family_views.check_form_token`).
+    """
+
+    key: str
+    template: str
+    values: Callable[[Session, FamilyPrincipal, list[ClassSession], dt.datetime], dict[int, Any]]
+
+
+FAMILY_CLASS_PANELS: list[ClassPanel] = []
+
+
+def register_family_class_panel(panel: ClassPanel) -> None:
+    if all(p.key != panel.key for p in FAMILY_CLASS_PANELS):
+        FAMILY_CLASS_PANELS.append(panel)
 
 
 def _join_url(session: Session, family: Family, zoom: Any) -> str | None:
@@ -1773,6 +1799,10 @@ def family_page(
         join_problem=join_problem,
         remaining_open=len(open_rows),
         remaining_audio_only=sum(1 for r in open_rows if r.audio_only),
+        panels=[
+            (panel, panel.values(session, principal, [r.cls for r in rows], now))
+            for panel in FAMILY_CLASS_PANELS
+        ],
     )
 
 
