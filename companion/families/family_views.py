@@ -40,7 +40,7 @@ from ..security import csrf
 from . import agreement, services
 
 bp = Blueprint("family", __name__, url_prefix="/f")
-# Family forms carry their own token (see _check_form_token); Flask-WTF's lives in the staff
+# Family forms carry their own token (see check_form_token); Flask-WTF's lives in the staff
 # session cookie, which the family side never sets.
 csrf.exempt(bp)
 

@@ -172,7 +172,9 @@ def contact_label(position: int) -> str:
 
 
 def clean_contacts(contacts: Sequence[ContactInput | None]) -> list[ContactInput]:
-    """One or two parents/carers, by position: the first is required, the second optional."""
+    """One or two parents/carers, by position: the first is required, the second optional.
+
+    Fields are named contact1_* and contact2_* (the API and the forms show them there)."""
     if len(contacts) > MAX_CONTACTS and any(
         c is not None and (c.name or c.email) for c in contacts[MAX_CONTACTS:]
     ):
@@ -1059,6 +1061,82 @@ def _audit_revoked(
         reason=reason,
         links=links,
     )
+
+
+def save_contact(
+    session: Session,
+    *,
+    actor: User,
+    course_id: int,
+    family_id: int,
+    position: int,
+    name: Any,
+    email: Any,
+    now: dt.datetime,
+) -> tuple[FamilyContact, str]:
+    """Correct a parent's name or address, or add the second parent/carer.
+
+    A new address gets a new link and the old link dies at once (a mistyped address may have
+    reached someone else). Returns the contact and "unchanged", "saved" or "link sent"/"link
+    queued".
+    """
+    course = _changeable(session, actor, course_id)
+    family = get_family(session, actor, course.id, family_id)
+    if not family.enrolled:
+        raise Conflict(f"{display_name(family)} is withdrawn; their contacts can no longer change.")
+    if position not in (1, 2):
+        raise NotFound("A family has a first and a second parent/carer only.")
+    existing = {c.position: c for c in family.contacts}
+    if position == 2 and 1 not in existing:  # pragma: no cover - every family has a first
+        raise Conflict("Add the first parent/carer first.")
+    try:
+        (person,) = clean_contacts([ContactInput(str(name or ""), str(email or ""))])
+    except ValidationError as exc:
+        # The form has one person's fields: "name" and "email".
+        raise ValidationError(exc.message, field=(exc.field or "").split("_")[-1]) from None
+    other = existing.get(2 if position == 1 else 1)
+    if other is not None and other.email == person.email:
+        raise ValidationError(
+            "The two parents/carers need different email addresses: each gets a personal link.",
+            field="email",
+        )
+    contact = existing.get(position)
+    if contact is not None and (contact.name, contact.email) == (person.name, person.email):
+        return contact, "unchanged"
+    new_address = contact is None or contact.email != person.email
+    if contact is None:
+        contact = FamilyContact(position=2, name=person.name, email=person.email, created_at=now)
+        family.contacts.append(contact)
+        session.flush()
+    else:
+        if new_address:
+            revoked = _revoke_links(session, contact, now, "revoked")
+            if revoked:
+                _audit_revoked(
+                    session, family, contact, actor, reason="address changed", links=revoked
+                )
+        contact.name, contact.email = person.name, person.email
+    audit(
+        session,
+        "family.contact_saved",
+        actor=actor,
+        organisation_id=family.organisation_id,
+        subject=("family_contact", contact.id),
+        course_id=family.course_id,
+        family_id=family.id,
+        position=position,
+        new_address=new_address,
+    )
+    if not new_address:
+        session.flush()
+        return contact, "saved"
+    contact.link_owed_since = now
+    session.flush()
+    if course_over(family.course, now):
+        contact.link_owed_since = None
+        return contact, "saved"
+    sent = deliver_owed_links(session, family, now=now, actor=actor)
+    return contact, "link sent" if sent else "link queued"
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ URL map:
     GET       /courses/<id>/families/<fid>                        one family (links, records)
     GET POST  /courses/<id>/families/<fid>/withdraw               withdraw (registrant cancelled)
     POST      /courses/<id>/families/<fid>/retry                  try Zoom again now
+    GET POST  /courses/<id>/families/<fid>/contacts/<n>/edit      correct (or add) a parent/carer
     POST      /courses/<id>/families/<fid>/contacts/<cid>/resend  new link, old one dies
     POST      /courses/<id>/families/<fid>/contacts/<cid>/revoke  link dies, nothing new sent
     GET       /courses/<id>/classes/<class_id>/admit              who to admit, audio-only flagged
@@ -35,7 +36,7 @@ from ..courses.zoomclient import zoom_for
 from ..db import get_session, utcnow
 from ..errors import CompanionError
 from . import agreement, csv_import, services
-from .forms import AgreementForm, EnrolForm, ImportForm
+from .forms import AgreementForm, ContactForm, EnrolForm, ImportForm
 from .models import (
     ZOOM_STATE_LABELS,
     AgreementAcceptance,
@@ -288,6 +289,59 @@ def family_detail(course_id: int, family_id: int) -> Any:
         action_form=ActionForm(),
         **_globals(),
     )
+
+
+@bp.route(
+    "/courses/<int:course_id>/families/<int:family_id>/contacts/<int:position>/edit",
+    methods=["GET", "POST"],
+)
+@allow(TEACHER, ADMIN)
+def edit_contact(course_id: int, family_id: int, position: int) -> Any:
+    session = get_session()
+    family = services.get_family(session, current_user(), course_id, family_id)
+    contact = next((c for c in family.contacts if c.position == position), None)
+    if position not in (1, 2) or (contact is None and position == 1):
+        raise services.NotFound("No such parent/carer in this family.")
+    form = ContactForm(obj=contact if request.method == "GET" else None)
+    status = 200
+    if form.validate_on_submit():
+        try:
+            _contact, result = services.save_contact(
+                session,
+                actor=current_user(),
+                course_id=course_id,
+                family_id=family.id,
+                position=position,
+                name=form.name.data,
+                email=form.email.data,
+                now=utcnow(),
+            )
+        except CompanionError as exc:
+            form_failed(form, exc)
+            status = 422 if exc.status < 500 else exc.status
+        else:
+            flash(
+                {
+                    "unchanged": "Nothing changed.",
+                    "saved": "Saved.",
+                    "link sent": "Saved, and a personal link was sent to the new address; the "
+                    "old link no longer works.",
+                    "link queued": "Saved. The old link no longer works; a new one is sent to the "
+                    "new address as soon as the course is safe and Zoom has registered the family.",
+                }[result]
+            )
+            return _back(course_id, family.id)
+    elif request.method == "POST":
+        status = 422
+    return render_template(
+        "families/contact.html",
+        form=form,
+        course=family.course,
+        family=family,
+        contact=contact,
+        position=position,
+        **_globals(),
+    ), status
 
 
 def _back(course_id: int, family_id: int) -> Any:
