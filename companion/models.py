@@ -5,6 +5,14 @@ from .accounts.twofactor_models import RecoveryCode, TotpUsedStep
 from .audit.models import AuditEvent, AuditHead
 from .courses.models import ClassSession, Course
 from .db import Base
+from .evidence.models import (
+    AdultConfirmation,
+    AttendanceEvent,
+    ClassWarning,
+    EvidencePack,
+    EvidenceSettings,
+    ZoomMeeting,
+)
 from .families.models import (
     AgreementAcceptance,
     AgreementVersion,
@@ -29,17 +37,22 @@ from .security_review.models import SecurityReview
 from .webhooks.models import WebhookEvent
 
 __all__ = [
+    "AdultConfirmation",
     "AgreementAcceptance",
     "AgreementVersion",
     "ApiToken",
+    "AttendanceEvent",
     "AudioOnlyEvent",
     "AuditEvent",
     "AuditHead",
     "Base",
     "ClassSession",
     "ClassSummary",
+    "ClassWarning",
     "Concern",
     "Course",
+    "EvidencePack",
+    "EvidenceSettings",
     "Family",
     "FamilyContact",
     "FamilyLink",
@@ -59,4 +72,5 @@ __all__ = [
     "TotpUsedStep",
     "User",
     "WebhookEvent",
+    "ZoomMeeting",
 ]
