@@ -98,9 +98,10 @@ def store(session: Session, document: dict[str, Any], body: bytes, *, now: dt.da
 
 
 def _handlers() -> dict[str, Handler]:
+    from ..evidence.handlers import HANDLERS as attendance
     from ..recordings import ingest
 
-    return {"recording.completed": ingest.accept_event}
+    return {"recording.completed": ingest.accept_event, **attendance}
 
 
 def due(session: Session, now: dt.datetime, limit: int = 100) -> list[int]:
