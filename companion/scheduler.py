@@ -107,6 +107,12 @@ JOBS: tuple[JobSpec, ...] = (
         every(minutes=1),
         run_at_start=True,
     ),
+    # Zoom answered 429/5xx when asked to delete its copy of a verified recording: try again.
+    JobSpec(
+        "delete_zoom_copies",
+        "companion.recordings.jobs:delete_from_zoom_pending",
+        every(minutes=1),
+    ),
     # Families Zoom could not register (or cancel) yet; a retry looks before it adds.
     JobSpec(
         "sync_family_registrants",
@@ -126,12 +132,6 @@ JOBS: tuple[JobSpec, ...] = (
         "companion.courses.jobs:drift_check",
         every(hours=1),
         run_at_start=True,
-    ),
-    # Zoom answered 429/5xx when asked to delete its copy of a verified recording: try again.
-    JobSpec(
-        "delete_zoom_copies",
-        "companion.recordings.jobs:delete_from_zoom_pending",
-        every(minutes=1),
     ),
     # Recordings of course meetings whose webhook never came (Zoom gives up after 3 retries).
     JobSpec(

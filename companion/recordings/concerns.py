@@ -15,7 +15,6 @@ import datetime as dt
 import re
 import uuid
 import zoneinfo
-from collections.abc import Iterable
 
 from flask import current_app
 from sqlalchemy import or_, select
@@ -388,7 +387,3 @@ def recordings_of_class(session: Session, class_session_id: int) -> list[Recordi
             .order_by(Recording.started_at)
         )
     )
-
-
-def describe_holds(holds: Iterable[Hold]) -> list[str]:
-    return [f"hold {h.id}: {'in force' if h.active else 'released'}" for h in holds]
