@@ -102,7 +102,8 @@ def test_a_worker_killed_mid_write_leaves_nothing_and_the_next_start_resumes(
         sandbox.simulate_class(meeting_id, start_at=start, recording_bytes=SIZE)
         deliver_due(sandbox, force=True)
         with app.app_context():
-            assert webhook_jobs.process_pending(app).get("done") == 1
+            handled = webhook_jobs.process_pending(app)
+            assert handled.get("done", 0) >= 1 and not handled.get("failed"), handled
 
         marker = tmp_path / "child-is-writing"
         env = {
