@@ -103,4 +103,7 @@ def create_app(
     app.register_blueprint(recordings_views.bp)
     app.register_blueprint(recordings_views.concerns_bp)
     app.register_blueprint(webhooks_views.bp)
+    from .evidence import views as evidence_views
+
+    evidence_views.init_app(app)
     return app

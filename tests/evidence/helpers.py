@@ -177,3 +177,76 @@ def feed(
 
 def class_of(course: Course, index: int = 0) -> ClassSession:
     return sorted(course.classes, key=lambda c: c.starts_at)[index]
+
+
+def family_cookie(session: Session, contact: FamilyContact, now: dt.datetime | None = None) -> str:
+    """A family session for a parent, as the cookie value a browser would hold."""
+    from companion.accounts.services import hash_token
+    from companion.families import services as family_services
+    from companion.families.models import FamilyLink, FamilySession
+
+    now = now or dt.datetime.now(dt.UTC)
+    link = FamilyLink(
+        family_id=contact.family_id,
+        contact_id=contact.id,
+        token_hash=hash_token(secrets.token_urlsafe(32)),
+        created_at=now,
+    )
+    session.add(link)
+    session.flush()
+    raw = secrets.token_urlsafe(32)
+    session.add(
+        FamilySession(
+            link_id=link.id,
+            family_id=contact.family_id,
+            contact_id=contact.id,
+            token_hash=hash_token(raw),
+            created_at=now,
+            last_seen_at=now,
+            expires_at=now + family_services.SESSION_IDLE,
+        )
+    )
+    session.flush()
+    return raw
+
+
+def recording(session: Session, cls: ClassSession, *, files: int = 2, **kw: Any) -> Any:
+    """A stored recording of a class (rows only; no blob)."""
+    import hashlib
+    import uuid
+
+    from companion.recordings.models import Recording, RecordingFile
+
+    rec = Recording(
+        organisation_id=cls.course.organisation_id,
+        course_id=cls.course_id,
+        class_session_id=cls.id,
+        zoom_meeting_id=cls.course.zoom_meeting_id or 1,
+        zoom_uuid=secrets.token_urlsafe(16),
+        started_at=cls.starts_at,
+        ended_at=cls.ends_at,
+        duration_minutes=cls.duration_minutes,
+        state="active",
+        delete_after=cls.ends_at + dt.timedelta(days=30),
+        **kw,
+    )
+    session.add(rec)
+    session.flush()
+    for i in range(files):
+        body = f"file {i} of {rec.id}".encode()
+        session.add(
+            RecordingFile(
+                id=uuid.uuid4(),
+                recording_id=rec.id,
+                zoom_file_id=secrets.token_hex(8),
+                file_type=("MP4", "M4A")[i % 2],
+                download_url="https://zoom.invalid/x",
+                size=len(body) * 1000,
+                sha256=hashlib.sha256(body).hexdigest(),
+                state="zoom_deleted",
+                created_at=cls.ends_at,
+            )
+        )
+    session.flush()
+    session.refresh(rec)
+    return rec
