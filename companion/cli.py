@@ -334,5 +334,14 @@ def _add_keys_commands() -> None:
 _add_keys_commands()
 
 
+def _add_evidence_commands() -> None:
+    from .evidence.cli import evidence_group
+
+    main.add_command(evidence_group)
+
+
+_add_evidence_commands()
+
+
 if __name__ == "__main__":
     main()

@@ -94,6 +94,12 @@ JOBS: tuple[JobSpec, ...] = (
         every(seconds=5),
         run_at_start=True,
     ),
+    # Running classes: a child alone with one adult (or a class past its slot) between events.
+    JobSpec(
+        "evidence_watch_live_meetings",
+        "companion.evidence.jobs:watch_live_meetings",
+        every(seconds=30),
+    ),
     JobSpec(
         "deliver_pending",
         "companion.mail.jobs:deliver_pending",

@@ -48,6 +48,7 @@ from ..errors import Forbidden, ValidationError
 from ..orgs.models import Organisation
 from ..recordings import crypto, vault
 from ..recordings.models import FILE_STATE_LABELS, RecordingFile
+from ..recordings.views import human_size
 from . import services
 from .models import EVENT_LABELS, EvidencePack
 
@@ -250,6 +251,7 @@ def build_pack(
         key_id=key_id(public),
         labels=EVENT_LABELS,
         state_labels=FILE_STATE_LABELS,
+        human_size=human_size,
     ).encode("utf-8")
     manifest: dict[str, Any] = {
         "format": FORMAT,
