@@ -52,7 +52,8 @@ def create_app(
         PERMANENT_SESSION_LIFETIME=dt.timedelta(hours=app.config["SESSION_ABSOLUTE_HOURS"]),
         WTF_CSRF_TIME_LIMIT=None,  # the CSRF token lives as long as the server-side session
         WTF_CSRF_SSL_STRICT=secure,
-        MAX_CONTENT_LENGTH=app.config.get("MAX_CONTENT_LENGTH", 5 * 1024 * 1024),
+        # Flask's own default is "no limit"; uploads (CSV) and webhooks are small.
+        MAX_CONTENT_LENGTH=settings.get("MAX_CONTENT_LENGTH") or 5 * 1024 * 1024,
         JSON_SORT_KEYS=False,
     )
     logging.basicConfig(level=app.config["LOG_LEVEL"].upper())

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import re
 from collections.abc import Callable
 from email.message import EmailMessage
 from email.utils import formataddr, make_msgid
@@ -97,14 +98,26 @@ def deliver(
     except Exception as exc:  # any transport failure is retried, whatever its type
         msg.last_error = f"{type(exc).__name__}: {exc}"[:500]
         msg.next_attempt_at = now + backoff(msg.attempts)
-        log.warning("mail %s to recipient %s failed (attempt %s)", msg.id, msg.id, msg.attempts)
+        log.warning("mail %s failed (attempt %s)", msg.id, msg.attempts)
         session.flush()
         return False
     msg.status = "sent"
     msg.sent_at = now
     msg.last_error = ""
+    # Once delivered, the outbox need not keep a working personal link: anyone who can read
+    # the outbox (or a database backup) could otherwise use it.
+    msg.body_text = redact_links(msg.body_text)
     session.flush()
     return True
+
+
+# Personal links carry their secret as the last path segment: /f/<token>, /invite/<token>.
+_PERSONAL_LINK = re.compile(r"(/(?:f|invite)/)[A-Za-z0-9_-]{20,}")
+
+
+def redact_links(text: str) -> str:
+    """The text with the secret part of every personal link replaced."""
+    return _PERSONAL_LINK.sub(r"\1[link removed after sending]", text)
 
 
 def list_outbox(session: Session, organisation_id: int, limit: int = 200) -> list[OutboxMessage]:

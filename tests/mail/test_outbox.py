@@ -91,3 +91,24 @@ def test_signed_out_visitors_are_sent_to_sign_in(app: Flask, db_session: Session
         response = client.get(path)
         assert response.status_code in (302, 401)
         assert "Open https://companion.example" not in response.get_data(as_text=True)
+
+
+def test_sent_message_keeps_no_working_personal_link(db_session):
+    from companion.db import utcnow
+    from companion.mail import services as mail_services
+
+    token = "A" * 43
+    msg = mail_services.queue(
+        db_session,
+        to_address="parent@example.org",
+        subject="Your link",
+        body=f"Open https://school.example/f/{token} to see the class.\n",
+        kind="family.link",
+        now=utcnow(),
+        smtp_enabled=True,
+    )
+    sent = []
+    assert mail_services.deliver(db_session, msg, sent.append, sender="c@example.org", now=utcnow())
+    assert token in sent[0].get_content()
+    assert token not in msg.body_text
+    assert "/f/[link removed after sending]" in msg.body_text
