@@ -41,6 +41,7 @@ from wtforms import SelectChoice
 
 from ..access import LEAD, TEACHER, allow, current_user
 from ..accounts.auth import client_ip
+from ..accounts.twofactor_views import require_recent_second_factor
 from ..accounts.views import form_failed
 from ..courses import services as courses
 from ..db import get_session, keep_changes, utcnow
@@ -128,6 +129,7 @@ def index() -> Any:
 
 @bp.get("/<uuid:recording_id>")
 @allow(LEAD)
+@require_recent_second_factor()
 def detail(recording_id: uuid.UUID) -> Any:
     rec = services.get_recording(get_session(), current_user(), recording_id)
     return _detail_page(rec, AccessForm(), ReasonForm(), None)
@@ -157,6 +159,7 @@ def _holds(hold: Any, rec: Recording) -> bool:
 
 @bp.post("/<uuid:recording_id>/files/<uuid:file_id>/access")
 @allow(LEAD)
+@require_recent_second_factor()
 def access(recording_id: uuid.UUID, file_id: uuid.UUID) -> Any:
     session = get_session()
     user = current_user()

@@ -232,3 +232,31 @@ def test_a_tampered_blob_is_not_served(
     assert response.status_code == 500
     assert VIDEO[:64] not in response.data
     assert "corrupted or tampered" in response.get_data(as_text=True)
+
+
+def test_retrieval_needs_a_fresh_second_factor(
+    browser: Browser, lead: Any, recording: Recording, clock: Any, app: Any
+) -> None:
+    from ..twofactor_helpers import fresh_code
+
+    browser.login(lead.email)
+    clock.advance(minutes=6)
+    page = browser.client.get(f"/recordings/{recording.id}")
+    assert page.status_code == 302
+    assert page.headers["Location"].startswith("/account/two-factor/confirm")
+    f = file_of(list(recording.files), "MP4")
+    refused = browser.client.post(
+        f"/recordings/{recording.id}/files/{f.id}/access", data={"reason": REASON}
+    )
+    assert refused.status_code in (302, 400)
+    assert "/recordings/open/" not in refused.headers.get("Location", "")
+    confirm = page.headers["Location"]
+    token = re.search(
+        r'name="csrf_token" (?:type="hidden" )?value="([^"]+)"',
+        browser.client.get(confirm).get_data(as_text=True),
+    ).group(1)
+    back = browser.client.post(
+        confirm, data={"code": fresh_code(app, lead.email), "csrf_token": token}
+    )
+    assert back.headers["Location"] == f"/recordings/{recording.id}"
+    assert "/recordings/open/" in stream_url(open_file(browser, recording, "MP4"))
