@@ -147,6 +147,8 @@ JOBS: tuple[JobSpec, ...] = (
         run_at_start=True,
     ),
     JobSpec("verify_audit_chain", "companion.audit.jobs:verify_chain", cron(hour=2, minute=30)),
+    # Handled webhook bodies (download tokens, participants' names) are not kept beyond a month.
+    JobSpec("prune_webhook_events", "companion.webhooks.jobs:prune_processed", cron(hour=3)),
     # Crypto-shred what is due; at start too, so a day the worker was down is caught up.
     JobSpec(
         "recordings_retention",

@@ -37,3 +37,17 @@ def process_pending(app: Flask, *, now: dt.datetime | None = None) -> dict[str, 
                 with job_session(app) as session:
                     result[services.failed(session, event_id, message, now=now)] += 1
     return dict(result)
+
+
+# Zoom's last retry comes 85 minutes after the first delivery; a month is far beyond it, and the
+# raw bodies hold download tokens and participants' names that need not be kept longer.
+KEEP_PROCESSED = dt.timedelta(days=30)
+
+
+def prune_processed(app: Flask, *, now: dt.datetime | None = None) -> int:
+    """Delete handled events older than a month; returns how many were removed."""
+    with app.app_context(), job_session(app) as session:
+        removed = services.prune(session, before=(now or utcnow()) - KEEP_PROCESSED)
+    if removed:
+        log.info("pruned %d processed webhook event(s)", removed)
+    return removed

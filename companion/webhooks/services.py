@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -179,3 +179,15 @@ def failed(session: Session, event_id: int, error: str, *, now: dt.datetime) -> 
         event.next_attempt_at = now + backoff(event.attempts)
     session.flush()
     return event.status
+
+
+def prune(session: Session, *, before: dt.datetime) -> int:
+    """Delete events that were handled before ``before``; pending or failed ones are kept."""
+    result = session.execute(
+        delete(WebhookEvent).where(
+            WebhookEvent.status == "done",
+            WebhookEvent.processed_at.is_not(None),
+            WebhookEvent.processed_at < before,
+        )
+    )
+    return result.rowcount or 0

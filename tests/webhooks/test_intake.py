@@ -314,3 +314,41 @@ def test_a_delivery_that_loses_the_race_for_the_key_is_a_duplicate_not_an_error(
     second = services.store(db_session, document, body, now=now)
     assert second.duplicate and second.event.id == first.event.id
     assert second.event.redeliveries == 1
+
+
+def test_handled_events_are_pruned_after_a_month(app, db_session):
+    import datetime as dt
+
+    from companion.db import utcnow
+    from companion.webhooks import jobs
+    from companion.webhooks.models import WebhookEvent
+
+    now = utcnow()
+    old = WebhookEvent(
+        dedupe_key="old",
+        event="meeting.ended",
+        body=b"{}",
+        received_at=now,
+        status="done",
+        processed_at=now - dt.timedelta(days=31),
+    )
+    recent = WebhookEvent(
+        dedupe_key="recent",
+        event="meeting.ended",
+        body=b"{}",
+        received_at=now,
+        status="done",
+        processed_at=now - dt.timedelta(days=2),
+    )
+    failing = WebhookEvent(
+        dedupe_key="failing",
+        event="recording.completed",
+        body=b"{}",
+        received_at=now - dt.timedelta(days=40),
+        status="failed",
+    )
+    db_session.add_all([old, recent, failing])
+    db_session.flush()
+    assert jobs.prune_processed(app, now=now) == 1
+    keys = {e.dedupe_key for e in db_session.query(WebhookEvent).all()}
+    assert {"recent", "failing"} <= keys and "old" not in keys
