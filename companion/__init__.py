@@ -107,4 +107,9 @@ def create_app(
     from .evidence import views as evidence_views
 
     evidence_views.init_app(app)
+    from .safeguarding import denials
+    from .safeguarding import views as safeguarding_views
+
+    app.register_blueprint(safeguarding_views.bp)
+    denials.init_app(app)
     return app

@@ -430,6 +430,7 @@ def evaluate(
     settings = settings_for(session, meeting.organisation_id)
     touched: list[ClassWarning] = []
     created: list[ClassWarning] = []
+    retracted: list[ClassWarning] = []
     by_key = {p.key: p for p in people(events)}
     grace = dt.timedelta(minutes=settings.alone_grace_minutes)
     horizon = now if live else meeting.last_event_at
@@ -475,6 +476,7 @@ def evaluate(
             if not any(w is m for m in matched) and w.status != "retracted":
                 w.status = "retracted"
                 touched.append(w)
+                retracted.append(w)
 
     cls = meeting.class_session
     if cls is not None and cls.takes_place:
@@ -510,6 +512,17 @@ def evaluate(
     session.flush()
     for warning in created:
         _tell(session, meeting, warning, now=now)
+    for warning in retracted:
+        # The lead was told; the trail says the later events showed otherwise.
+        audit(
+            session,
+            f"evidence.{warning.kind}_retracted",
+            organisation_id=meeting.organisation_id,
+            subject=("class_warning", warning.id),
+            course_id=meeting.course_id,
+            class_session_id=meeting.class_session_id,
+            notified=warning.notified_at is not None,
+        )
     return touched
 
 

@@ -272,6 +272,10 @@ def test_a_late_event_that_shows_a_second_child_retracts_the_warning(
     )
     (warning,) = _warnings(db_session)
     assert warning.status == "retracted"  # kept, never deleted
+    retracted = db_session.scalars(
+        select(AuditEvent).where(AuditEvent.kind == "evidence.one_child_alone_retracted")
+    ).all()
+    assert len(retracted) == 1 and '"notified": true' in retracted[0].detail
     assert json.loads(warning.detail)["children"]
 
 
