@@ -33,6 +33,7 @@ from .recordings.models import (
     RecordingFile,
     RecordingGrant,
 )
+from .safeguarding.models import ConcernNote, ConcernOutcome, Disclosure, FamilyNotice
 from .security_review.models import SecurityReview
 from .webhooks.models import WebhookEvent
 
@@ -50,11 +51,15 @@ __all__ = [
     "ClassSummary",
     "ClassWarning",
     "Concern",
+    "ConcernNote",
+    "ConcernOutcome",
+    "Disclosure",
     "Course",
     "EvidencePack",
     "EvidenceSettings",
     "Family",
     "FamilyContact",
+    "FamilyNotice",
     "FamilyLink",
     "FamilySession",
     "Hold",

@@ -19,6 +19,8 @@ class AuditFilter:
     kind: str = ""
     course_id: int | None = None
     family_id: int | None = None
+    # A child's name resolves to the families (one per course enrolment) with that child.
+    family_ids: tuple[int, ...] | None = None
     since: dt.datetime | None = None
     until: dt.datetime | None = None
 
@@ -36,6 +38,8 @@ def _query(f: AuditFilter) -> Select[tuple[AuditEvent]]:
         q = q.where(AuditEvent.course_id == f.course_id)
     if f.family_id is not None:
         q = q.where(AuditEvent.family_id == f.family_id)
+    if f.family_ids is not None:
+        q = q.where(AuditEvent.family_id.in_(f.family_ids or (-1,)))
     if f.since is not None:
         q = q.where(AuditEvent.at >= f.since)
     if f.until is not None:
@@ -59,6 +63,20 @@ def iter_all(session: Session, f: AuditFilter, *, batch: int = 1000) -> Iterator
         yield from rows
         last_id = rows[-1].id
         session.expunge_all()
+
+
+def families_of_child(session: Session, organisation_id: int, name: str) -> tuple[int, ...]:
+    """The families whose child's name contains every word given ("amira", "Amira Khan")."""
+    from ..families.models import Family
+
+    words = [w.lower() for w in name.split() if w][:4]
+    if not words:
+        return ()
+    q = select(Family.id).where(Family.organisation_id == organisation_id)
+    for word in words:
+        like = f"%{word}%"
+        q = q.where(or_(Family.child_first_name.ilike(like), Family.child_last_name.ilike(like)))
+    return tuple(session.scalars(q.order_by(Family.id).limit(500)))
 
 
 def kinds(session: Session) -> list[str]:

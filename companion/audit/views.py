@@ -50,8 +50,13 @@ def _parse_filter() -> queries.AuditFilter:
         until += dt.timedelta(days=1)  # "until" is inclusive of that whole day
     if since and until and until <= since:
         raise ValidationError("The end date is before the start date.", field="until")
+    child = (args.get("child") or "").strip()[:130]
+    family_ids = (
+        queries.families_of_child(get_session(), user.organisation_id, child) if child else None
+    )
     return queries.AuditFilter(
         organisation_id=user.organisation_id,
+        family_ids=family_ids,
         person=(args.get("person") or "")[:254],
         kind=(args.get("kind") or "")[:64],
         course_id=number("course_id"),

@@ -1,0 +1,61 @@
+"""Refused access to an object is on the audit trail, whoever was refused and wherever.
+
+The access layer records a staff member refused by role (``accounts.record_denied``). A refusal
+one step later, in a service, is the interesting case for safeguarding: a teacher trying another
+course's class, a parent trying another family's class, a lead with somebody else's recording
+grant. Services answer those with 403 or "not found" (404, so ids reveal nothing); this hook
+records every such answer given to a signed-in caller, after undoing whatever the refused request
+had half-done, so only the refusal itself is kept.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Flask, g, request
+
+from ..accounts.auth import client_ip
+from ..audit.services import record as audit
+from ..db import get_session
+
+DENIED_STATUSES = (403, 404)
+
+
+def _record(response: Any) -> Any:
+    if response.status_code not in DENIED_STATUSES or request.endpoint in (None, "static"):
+        return response
+    if g.get("keep_changes"):
+        return response  # the view already recorded its refusal (and keeps it)
+    user = g.get("user")
+    who = g.get("family")
+    if user is None and who is None:
+        return response  # anonymous callers are answered by sign-in, not by the objects
+    session = get_session()
+    session.rollback()
+    detail: dict[str, Any] = {
+        "method": request.method,
+        "path": request.path[:300],
+        "status": response.status_code,
+        "endpoint": request.endpoint,
+    }
+    if user is not None:
+        audit(session, "access.denied", actor=user, ip=client_ip(), **detail)
+    else:
+        family = who.family
+        audit(
+            session,
+            "access.denied",
+            actor_label=f"parent (contact {who.contact.id})",
+            organisation_id=family.organisation_id,
+            subject=("family_contact", who.contact.id),
+            family_id=family.id,
+            ip=client_ip(),
+            **detail,
+        )
+    g.keep_changes = True
+    return response
+
+
+def init_app(app: Flask) -> None:
+    # Registered after the database's own hook, so it runs before the commit-or-roll-back.
+    app.after_request(_record)
