@@ -273,14 +273,21 @@ def get_family(session: Session, user: User, course_id: int, family_id: int) -> 
     return family
 
 
+def _on_visible_course(session: Session, user: User, model: Any, object_id: int) -> Any:
+    """The object (with a ``course_id``) if its course is one the user may see, else None."""
+    obj = session.get(model, object_id) if 0 < object_id <= MAX_ID else None
+    if obj is None:
+        return None
+    try:
+        get_course(session, user, obj.course_id)
+    except NotFound:
+        return None
+    return obj
+
+
 def find_family(session: Session, user: User, family_id: int) -> Family:
     """A family by its id alone, if it is on a course the user may see; otherwise 404."""
-    family = session.get(Family, family_id) if 0 < family_id <= MAX_ID else None
-    if family is not None:
-        try:
-            get_course(session, user, family.course_id)
-        except NotFound:
-            family = None
+    family = _on_visible_course(session, user, Family, family_id)
     if family is None:
         raise NotFound("No such family.")
     return family
@@ -288,12 +295,7 @@ def find_family(session: Session, user: User, family_id: int) -> Family:
 
 def find_class(session: Session, user: User, class_id: int) -> ClassSession:
     """A class by its id alone, if its course is one the user may see; otherwise 404."""
-    cls = session.get(ClassSession, class_id) if 0 < class_id <= MAX_ID else None
-    if cls is not None:
-        try:
-            get_course(session, user, cls.course_id)
-        except NotFound:
-            cls = None
+    cls = _on_visible_course(session, user, ClassSession, class_id)
     if cls is None:
         raise NotFound("No such class.")
     return cls
