@@ -478,3 +478,17 @@ def test_matrix(app: Flask, db_session: Session, world: w.World, caller_name: st
             if leaked and not (kind == "public" and rule.rule == "/static/<path:filename>"):
                 wrong.append(f"{caller_name}: {method} {path} showed {leaked}")
     assert wrong == []
+
+
+def test_a_new_route_cannot_escape_the_table(app: Flask) -> None:
+    from companion.access import allow
+
+    app.add_url_rule(
+        "/brand-new/<int:course_id>",
+        endpoint="brand_new",
+        view_func=allow("admin")(lambda course_id: ""),
+    )
+    missing = [key(m, r) for m, r, _ in routes(app) if key(m, r) not in EXPECT]
+    assert missing == ["GET /brand-new/<int:course_id>"]
+    with pytest.raises(AssertionError, match="GET /brand-new/<int:course_id>"):
+        test_every_route_has_its_expected_answers(app)
