@@ -59,57 +59,55 @@ def create_app(
     logging.basicConfig(level=app.config["LOG_LEVEL"].upper())
 
     from . import access, db, errors, security, web
+    from .accounts import twofactor_views
     from .accounts import views as accounts_views
     from .api import views as api_views
     from .audit import views as audit_views
     from .courses import api as courses_api
     from .courses import views as courses_views
+    from .evidence import views as evidence_views
     from .families import api as families_api
     from .families import family_views
     from .families import views as families_views
     from .mail import views as mail_views
     from .orgs import views as orgs_views
+    from .recordings import vault
+    from .recordings import views as recordings_views
+    from .safeguarding import denials
+    from .safeguarding import views as safeguarding_views
+    from .security_review import views as security_review_views
+    from .webhooks import views as webhooks_views
 
     db.init_app(app)
     # Recording keys: a missing, malformed or wrong key-encryption key stops the start here.
-    from .recordings import vault
-
     vault.init_app(app)
     errors.init_app(app)
     security.init_app(app)
     access.init_app(app)
     web.init_app(app)
     family_views.init_app(app)
-
-    app.register_blueprint(web.bp)
-    app.register_blueprint(accounts_views.bp)
-    app.register_blueprint(orgs_views.bp)
-    app.register_blueprint(mail_views.bp)
-    app.register_blueprint(api_views.bp)
-    app.register_blueprint(audit_views.bp)
-    app.register_blueprint(courses_views.bp)
-    app.register_blueprint(courses_api.bp)
-    app.register_blueprint(families_views.bp)
-    app.register_blueprint(families_views.agreement_bp)
-    app.register_blueprint(family_views.bp)
-    app.register_blueprint(families_api.bp)
-    from .accounts import twofactor_views
-    from .security_review import views as security_review_views
-
-    app.register_blueprint(twofactor_views.bp)
-    app.register_blueprint(security_review_views.bp)
-    from .recordings import views as recordings_views
-    from .webhooks import views as webhooks_views
-
-    app.register_blueprint(recordings_views.bp)
-    app.register_blueprint(recordings_views.concerns_bp)
-    app.register_blueprint(webhooks_views.bp)
-    from .evidence import views as evidence_views
-
     evidence_views.init_app(app)
-    from .safeguarding import denials
-    from .safeguarding import views as safeguarding_views
-
-    app.register_blueprint(safeguarding_views.bp)
     denials.init_app(app)
+
+    for blueprint in (
+        web.bp,
+        accounts_views.bp,
+        twofactor_views.bp,
+        orgs_views.bp,
+        mail_views.bp,
+        api_views.bp,
+        audit_views.bp,
+        security_review_views.bp,
+        courses_views.bp,
+        courses_api.bp,
+        families_views.bp,
+        families_views.agreement_bp,
+        family_views.bp,
+        families_api.bp,
+        recordings_views.bp,
+        recordings_views.concerns_bp,
+        webhooks_views.bp,
+        safeguarding_views.bp,
+    ):
+        app.register_blueprint(blueprint)
     return app
