@@ -1183,11 +1183,8 @@ def update_course(
     return Outcome(course, warnings)
 
 
-def cancel_course(
-    session: Session, zoom: Any, *, actor: User, course_id: int, now: dt.datetime
-) -> Course:
-    """Cancel the course: its meeting is deleted in Zoom, so no link of it works any more."""
-    course = _changeable(session, actor, course_id)
+def _delete_in_zoom(zoom: Any, course: Course, doing: str) -> None:
+    """Delete the course's meeting so none of its links works; already gone is fine."""
     try:
         if course.zoom_state == "created":
             zoom.delete_meeting(course.zoom_meeting_id)
@@ -1199,7 +1196,15 @@ def cancel_course(
     except ZoomNotFound:
         pass
     except ZoomError as exc:
-        raise _zoom_failure(exc, "cancelling the course") from None
+        raise _zoom_failure(exc, doing) from None
+
+
+def cancel_course(
+    session: Session, zoom: Any, *, actor: User, course_id: int, now: dt.datetime
+) -> Course:
+    """Cancel the course: its meeting is deleted in Zoom, so no link of it works any more."""
+    course = _changeable(session, actor, course_id)
+    _delete_in_zoom(zoom, course, "cancelling the course")
     course.zoom_state = "cancelled"
     course.cancelled_at = now
     course.zoom_next_attempt_at = None
@@ -1351,17 +1356,7 @@ def close_course(session: Session, zoom: Any, *, course_id: int, now: dt.datetim
         return "gone"
     if course.ends_at is None or course.ends_at > now - CLOSE_GRACE:
         return course.zoom_state
-    try:
-        if course.zoom_state == "created":
-            zoom.delete_meeting(course.zoom_meeting_id)
-        elif course.zoom_attempts > 0:
-            found = _find_existing(zoom, course)
-            if found is not None:
-                zoom.delete_meeting(found)
-    except ZoomNotFound:
-        pass
-    except ZoomError as exc:
-        raise _zoom_failure(exc, "closing the course") from None
+    _delete_in_zoom(zoom, course, "closing the course")
     course.zoom_state = "closed"
     course.closed_at = now
     course.zoom_next_attempt_at = None
