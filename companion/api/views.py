@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 from flask import Blueprint, jsonify, request
@@ -42,6 +43,11 @@ def json_body() -> dict[str, Any]:
 
 
 bp = api_blueprint("api", __name__)
+
+
+def json_time(at: dt.datetime | None) -> str | None:
+    """A UTC time as the API writes it everywhere: 2026-01-07T16:00:00Z."""
+    return at.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ") if at else None
 
 
 def user_json(user: Any) -> dict[str, Any]:

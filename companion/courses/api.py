@@ -16,6 +16,7 @@ from ..access import ADMIN, STAFF, TEACHER, allow, current_user
 from ..api import openapi
 from ..api.openapi import error_responses
 from ..api.views import api_blueprint, json_body
+from ..api.views import json_time as _time
 from ..db import get_session, keep_changes, utcnow
 from ..errors import CompanionError, ValidationError, error_response
 from . import schedule as sched
@@ -28,10 +29,6 @@ _body = json_body
 
 
 # --- JSON out ---------------------------------------------------------------------------------
-
-
-def _time(at: dt.datetime | None) -> str | None:
-    return at.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ") if at else None
 
 
 def class_json(course: Course, cls: ClassSession) -> dict[str, Any]:

@@ -10,48 +10,25 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from flask import Blueprint, jsonify, request
+from flask import jsonify, request
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from ..access import ADMIN, STAFF, TEACHER, allow, current_user
 from ..api import openapi
 from ..api.openapi import error_responses
-from ..courses import services as courses
+from ..api.views import api_blueprint, json_body
+from ..api.views import json_time as _time
+from ..courses.api import class_json
 from ..courses.models import ClassSession
 from ..courses.zoomclient import zoom_for
 from ..db import get_session, utcnow
-from ..errors import CompanionError, ValidationError
-from ..security import csrf
+from ..errors import ValidationError
 from . import agreement, services
 from .models import ZOOM_STATE_LABELS, AgreementAcceptance, AgreementVersion, Family
 
-bp = Blueprint("families_api", __name__, url_prefix="/api/v1")
-csrf.exempt(bp)
-
-
-class UnsupportedMediaType(CompanionError):
-    code = "unsupported_media_type"
-    status = 415
-
-
-@bp.before_request
-def _require_json_body() -> None:
-    # Actions without a body (withdraw, resend) may send none; anything sent must be JSON.
-    sent = bool(request.content_length) or bool(request.headers.get("Content-Type"))
-    if request.method in ("POST", "PUT", "PATCH") and sent and not request.is_json:
-        raise UnsupportedMediaType("Send the body as JSON with Content-Type: application/json.")
-
-
-def _body() -> dict[str, Any]:
-    data = request.get_json(silent=True)
-    if not isinstance(data, dict):
-        raise ValidationError("The body must be a JSON object.", code="bad_json")
-    return data
-
-
-def _time(at: dt.datetime | None) -> str | None:
-    return at.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ") if at else None
+bp = api_blueprint("families_api", __name__)
+_body = json_body
 
 
 # --- JSON out ----------------------------------------------------------------------------------
@@ -120,15 +97,7 @@ def family_json(session: Session, family: Family, now: dt.datetime) -> dict[str,
 
 
 def _class_ref(cls: ClassSession) -> dict[str, Any]:
-    course = cls.course
-    return {
-        "id": cls.id,
-        "course_id": course.id,
-        "starts_at": _time(cls.starts_at),
-        "local_start": courses.local_time(course, cls.starts_at).isoformat(),
-        "duration_minutes": cls.duration_minutes,
-        "status": cls.status,
-    }
+    return class_json(cls.course, cls)
 
 
 # --- JSON in -----------------------------------------------------------------------------------
@@ -467,25 +436,7 @@ SCHEMAS: dict[str, Any] = {
         "type": "object",
         "required": ["class", "cutoff_at", "families", "events"],
         "properties": {
-            "class": {
-                "type": "object",
-                "required": [
-                    "id",
-                    "course_id",
-                    "starts_at",
-                    "local_start",
-                    "duration_minutes",
-                    "status",
-                ],
-                "properties": {
-                    "id": {"type": "integer"},
-                    "course_id": {"type": "integer"},
-                    "starts_at": _TIME,
-                    "local_start": {"type": "string", "format": "date-time"},
-                    "duration_minutes": {"type": "integer"},
-                    "status": {"type": "string", "enum": ["scheduled", "moved", "cancelled"]},
-                },
-            },
+            "class": {"$ref": "#/components/schemas/ClassSession"},
             "cutoff_at": {
                 "type": "string",
                 "format": "date-time",
