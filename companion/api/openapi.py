@@ -86,6 +86,25 @@ EXTRA_PATHS: dict[str, Any] = {}
 EXTRA_SCHEMAS: dict[str, Any] = {}
 
 
+HTTP_METHODS = frozenset({"get", "put", "post", "delete", "patch", "head", "options"})
+
+
+def _with_access_errors(paths: dict[str, Any]) -> dict[str, Any]:
+    """Every operation can answer 401 (no valid token) and 403 (role refused, or a lead or admin
+    without two-factor: ``two_factor_required``); say so once here rather than in each domain."""
+    out: dict[str, Any] = {}
+    for path, item in paths.items():
+        out[path] = dict(item)
+        for method, operation in item.items():
+            if method not in HTTP_METHODS:
+                continue  # path-level "parameters" and the like
+            responses = dict(operation.get("responses", {}))
+            for status, answer in error_responses(401, 403).items():
+                responses.setdefault(status, answer)
+            out[path][method] = {**operation, "responses": responses}
+    return out
+
+
 def document(server_url: str = "/api/v1") -> dict[str, Any]:
     return {
         "openapi": "3.0.3",
@@ -97,7 +116,7 @@ def document(server_url: str = "/api/v1") -> dict[str, Any]:
         },
         "servers": [{"url": server_url}],
         "security": [{"bearer": []}],
-        "paths": {**BASE_PATHS, **EXTRA_PATHS},
+        "paths": _with_access_errors({**BASE_PATHS, **EXTRA_PATHS}),
         "components": {
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
             "schemas": {"Error": ERROR, "Me": ME, **EXTRA_SCHEMAS},
