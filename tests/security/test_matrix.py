@@ -266,6 +266,11 @@ def values_for(app: Flask, db_session: Session, world: w.World) -> dict[str, Any
     )
     db_session.add(meeting)
     db_session.flush()
+    # The parent's form names the agreement version they accept; ids are not 1 on every database
+    # (PostgreSQL's sequences are not rolled back with the test's transaction).
+    from companion.families import agreement
+
+    FAMILY_FORM["agreement_id"] = str(agreement.current(db_session, world.org, now=utcnow()).id)
     return {
         "course_id": world.course_y.id,
         "class_id": world.class_y.id,
