@@ -229,7 +229,8 @@ def demo_command(force: bool) -> None:
     from .db import job_session
 
     app = _app()
-    with job_session(app) as session:
+    # The demo course's passcode is sealed with the app's key and its mail goes to the outbox.
+    with app.app_context(), job_session(app) as session:
         created = demo.create(session, app.config, force=force)
     if not created:
         click.echo("The database already has data; no demo data added.")

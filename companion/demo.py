@@ -1,16 +1,21 @@
-"""Demo data for a new database: one organisation and one person in each role."""
+"""Demo data for a new database: an organisation, its staff, a course with two families."""
 
 from __future__ import annotations
 
+import datetime as dt
 import secrets
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from .accounts import services as accounts
 from .accounts.models import User
+from .db import utcnow
 from .orgs import services as orgs
+from .orgs.models import Organisation
+from .zoom import ZoomConnectionError
 
 DEMO_PEOPLE = (
     ("admin", "admin@example.org", "Avery Admin"),
@@ -24,10 +29,75 @@ def demo_password() -> str:
     return "-".join(secrets.token_hex(3) for _ in range(4))
 
 
+class ZoomLater:
+    """Zoom as seen by `companion demo`: not reached yet.
+
+    The demo runs before the Zoom sandbox is up, so the demo course is saved "pending in Zoom"
+    and the worker creates it (and registers its families) within a minute or two, through the
+    same path that recovers from a Zoom outage.
+    """
+
+    def __getattr__(self, operation: str) -> Any:
+        def unreachable(*_args: Any, **_kwargs: Any) -> Any:
+            raise ZoomConnectionError(f"{operation}: Zoom is reached by the worker, not the demo")
+
+        return unreachable
+
+
+DEMO_FAMILIES = (
+    ("Amira", "Haddad", [("Leila Haddad", "leila.haddad@example.org")]),
+    (
+        "Tom",
+        "Price",
+        [("Sarah Price", "sarah.price@example.org"), ("Owen Price", "owen.price@example.org")],
+    ),
+)
+
+
+def create_course(session: Session, org: Organisation, teacher: User, now: dt.datetime) -> Any:
+    """A weekly course starting next Monday at 17:00, with two families enrolled."""
+    from .courses import schedule
+    from .courses import services as courses
+    from .families import services as families
+
+    tz = ZoneInfo(org.timezone)
+    today = now.astimezone(tz).date()
+    first = today + dt.timedelta(days=7 - today.weekday())  # next Monday, never today
+    series = schedule.Series(
+        first_date=first,
+        weekdays=("mon", "thu"),
+        start_time=dt.time(17, 0),
+        duration_minutes=45,
+        timezone=org.timezone,
+        class_count=8,
+    )
+    zoom = ZoomLater()
+    course = courses.create_course(
+        session,
+        zoom,
+        actor=teacher,
+        title="Violin for beginners (ages 8-10)",
+        series=series,
+        now=now,
+    ).course
+    for first_name, last_name, parents in DEMO_FAMILIES:
+        families.enrol(
+            session,
+            zoom,
+            actor=teacher,
+            course_id=course.id,
+            child_first_name=first_name,
+            child_last_name=last_name,
+            contacts=[families.ContactInput(name=n, email=e) for n, e in parents],
+            now=now,
+        )
+    return course
+
+
 def create(
     session: Session, config: dict[str, Any], *, force: bool = False
 ) -> list[dict[str, str]]:
-    """Create the demo organisation and staff; returns what was created with passwords."""
+    """Create the demo organisation, staff and a course; returns the staff with passwords."""
     if not force and (session.scalar(select(func.count(User.id))) or 0) > 0:
         return []
     org = orgs.create(
@@ -47,4 +117,7 @@ def create(
             session, organisation_id=org.id, email=email, name=name, role=role, password=password
         )
         created.append({"role": role, "email": email, "password": password})
+    teacher = accounts.find_user_by_email(session, "teacher@example.org")
+    if teacher is not None and teacher.organisation_id == org.id:
+        create_course(session, org, teacher, utcnow())
     return created

@@ -7,6 +7,7 @@ import stat
 import tomllib
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 from click.testing import CliRunner, Result
@@ -207,3 +208,26 @@ def test_missing_secret_is_explained(cli: Cli) -> None:
     assert result.exit_code == 2
     assert "COMPANION_SECRET_KEY is required" in result.stderr
     assert "Traceback" not in result.output
+
+
+def test_demo_course_waits_for_zoom_with_its_families(ready: Cli) -> None:
+    """The demo never calls Zoom: its course is "pending in Zoom" until the worker creates it."""
+    from companion.courses.models import Course
+    from companion.db import job_session
+    from companion.families.models import Family
+
+    ready("demo")
+    app = ready.app()
+    with job_session(app) as session:
+        course = session.query(Course).one()
+        families = session.query(Family).order_by(Family.id).all()
+        assert course.zoom_state == "pending" and course.zoom_next_attempt_at is not None
+        assert course.teacher.email == "teacher@example.org"
+        assert len(course.classes) == 8
+        local = [c.starts_at.astimezone(ZoneInfo(course.timezone)) for c in course.classes]
+        assert {t.strftime("%a %H:%M") for t in local} == {"Mon 17:00", "Thu 17:00"}
+        assert [(f.child_first_name, f.zoom_state) for f in families] == [
+            ("Amira", "pending"),
+            ("Tom", "pending"),
+        ]
+        assert sum(len(f.contacts) for f in families) == 3
