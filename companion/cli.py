@@ -98,6 +98,9 @@ def serve_command(host: str | None, port: int | None, threads: int) -> None:
     host = host or app.config["HOST"]
     port = port or app.config["PORT"]
     click.echo(f"companion on http://{host}:{port} (Zoom: {app.config['ZOOM_MODE']})")
+    from .web import warm_templates
+
+    warm_templates(app)
     waitress.serve(app, host=host, port=port, threads=threads, ident="companion")
 
 

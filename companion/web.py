@@ -23,6 +23,19 @@ def init_app(app: Flask) -> None:
         }
 
 
+def warm_templates(app: Flask) -> int:
+    """Compile every template before the server starts its threads.
+
+    CPython 3.11 before 3.11.8 can fail with "AST constructor recursion depth mismatch" when two
+    threads compile Python code at once (python/cpython#106905); Jinja compiles each template on
+    first use. Compiling them all up front, in one thread, leaves nothing to race over.
+    """
+    names = app.jinja_env.list_templates(extensions=["html", "txt", "ics"])
+    for name in names:
+        app.jinja_env.get_template(name)
+    return len(names)
+
+
 def describe_database(url: str) -> str:
     return "postgresql" if url.startswith("postgresql") else "sqlite"
 

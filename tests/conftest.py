@@ -40,6 +40,37 @@ def database_kind() -> str:
     return "postgresql" if url.startswith("postgres") else "sqlite"
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _one_compile_at_a_time() -> Iterator[None]:
+    """Serialise compile() across threads for the whole run.
+
+    Live servers run in threads of this process while tests build apps (Werkzeug compiles URL
+    rules) and render pages (Jinja compiles templates); on CPython 3.11 before 3.11.8 two threads
+    compiling at once can fail with "AST constructor recursion depth mismatch"
+    (python/cpython#106905). Production servers compile every template before serving instead
+    (companion.web.warm_templates).
+    """
+    import builtins
+    import sys
+    import threading
+
+    if sys.version_info >= (3, 11, 8):
+        yield
+        return
+    real = builtins.compile
+    lock = threading.RLock()
+
+    def locked(*args: Any, **kwargs: Any) -> Any:
+        with lock:
+            return real(*args, **kwargs)
+
+    builtins.compile = locked
+    try:
+        yield
+    finally:
+        builtins.compile = real
+
+
 @pytest.fixture(autouse=True)
 def _no_outside_network(monkeypatch: pytest.MonkeyPatch) -> None:
     """Fail any test that tries to connect anywhere but this machine."""
