@@ -690,13 +690,7 @@ def _read_back(
     try:
         meeting = zoom.get_meeting(course.zoom_meeting_id)
     except ZoomNotFound:
-        return _record_safety(
-            session,
-            course,
-            [SafetyProblem("meeting", "exists in Zoom", "the meeting no longer exists in Zoom")],
-            now=now,
-            actor=actor,
-        )
+        return _meeting_gone(session, course, now=now, actor=actor)
     except ZoomError as exc:
         log.warning("course %s: read-back failed (%s)", course.id, type(exc).__name__)
         if fallback:
@@ -779,13 +773,7 @@ def check_course(
     try:
         meeting = zoom.get_meeting(course.zoom_meeting_id)
     except ZoomNotFound:
-        return _record_safety(
-            session,
-            course,
-            [SafetyProblem("meeting", "exists in Zoom", "the meeting no longer exists in Zoom")],
-            now=now,
-            actor=actor,
-        )
+        return _meeting_gone(session, course, now=now, actor=actor)
     except ZoomError as exc:
         raise _zoom_failure(exc, "the safety check") from None
     _take_urls(course, meeting)
@@ -811,6 +799,19 @@ def check_course(
             # What we read stands: the course is not safe until a repair gets through.
             log.warning("course %s: repair failed (%s)", course.id, type(exc).__name__)
     return _record_safety(session, course, problems, now=now, actor=actor)
+
+
+def _meeting_gone(
+    session: Session, course: Course, *, now: dt.datetime, actor: User | None
+) -> list[SafetyProblem]:
+    """Someone deleted the meeting in Zoom: the course is not safe, and people are told."""
+    return _record_safety(
+        session,
+        course,
+        [SafetyProblem("meeting", "exists in Zoom", "the meeting no longer exists in Zoom")],
+        now=now,
+        actor=actor,
+    )
 
 
 def _record_safety(
