@@ -622,3 +622,14 @@ def test_passcodes_and_start_links_never_reach_the_log(db_session, zoom, teacher
     logged = caplog.text + " ".join(str(r.args) for r in caplog.records)
     for secret in (first, services.passcode_of(course), url, "zak="):
         assert secret not in logged
+
+
+def test_a_meeting_deleted_in_zoom_makes_the_course_not_safe(db_session, zoom, teacher, lead):
+    course = make_course(db_session, zoom, teacher)
+    del zoom.meetings[course.zoom_meeting_id]  # someone deleted it in Zoom's web portal
+
+    problems = services.check_course(db_session, zoom, course, now=NOW + dt.timedelta(hours=1))
+    assert [p.setting for p in problems] == ["meeting"]
+    assert course.safety_state == "not_safe"
+    assert not services.course_is_safe(course)
+    assert {m.to_address for m in outbox(db_session)} == {teacher.email, lead.email}
