@@ -19,7 +19,7 @@ from collections.abc import Iterable
 from flask import Flask
 from sqlalchemy.orm import Session
 
-from ..jobs import Outcome, run_each
+from ..work import Outcome, run_each
 from . import services
 from .models import Course
 from .zoomclient import zoom_for

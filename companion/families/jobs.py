@@ -22,7 +22,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from ..courses.zoomclient import zoom_for
-from ..jobs import Outcome, run_each
+from ..work import Outcome, run_each
 from . import services
 from .models import Family
 
