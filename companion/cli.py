@@ -92,16 +92,14 @@ def secret_command() -> None:
 @click.option("--threads", type=int, default=8)
 def serve_command(host: str | None, port: int | None, threads: int) -> None:
     """Serve the web app with a production WSGI server (waitress)."""
-    import waitress
+    from . import serving
 
     app = _app()
     host = host or app.config["HOST"]
     port = port or app.config["PORT"]
     click.echo(f"companion on http://{host}:{port} (Zoom: {app.config['ZOOM_MODE']})")
-    from .web import warm_templates
-
-    warm_templates(app)
-    waitress.serve(app, host=host, port=port, threads=threads, ident="companion")
+    serving.prepare(app)
+    serving.serve(app, host=host, port=port, threads=threads)
 
 
 @main.command("run")
