@@ -310,17 +310,14 @@ def wait_for_port(port: int, *, timeout: float, process: Any = None, what: str =
 
 
 @pytest.fixture(scope="session")
-def zoom_spec_path() -> Path:
-    """Zoom's OpenAPI spec (patched), from the shared folder beside the repository."""
-    from companion import ROOT
+def zoom_spec_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Zoom's OpenAPI spec (patched), kept in the repository (tests/zoom_spec/SOURCE.md)."""
+    given = os.environ.get("COMPANION_TEST_ZOOM_SPEC")
+    if given:
+        return Path(given)
+    from .zoom_spec import write_patched
 
-    path = Path(
-        os.environ.get("COMPANION_TEST_ZOOM_SPEC")
-        or ROOT.parent / "shared" / "zoom" / "zoom-openapi.patched.json"
-    )
-    if not path.is_file():
-        ci_requires(f"Zoom's OpenAPI spec at {path}")
-    return path
+    return write_patched(tmp_path_factory.mktemp("zoom-spec"))
 
 
 # Prism needs about 2 s to load the 2 MB spec on this machine; allow for a slow CI machine.
