@@ -143,6 +143,19 @@ def db_session(engine: Engine) -> Iterator[Session]:
         conn.close()
 
 
+class ClosingClient(FlaskClient):
+    """Closes every answer that is not streamed, as a WSGI server does once it has sent it, so
+    work that runs after the answer (``db.after_commit``) has run when the call returns."""
+
+    def open(self, *args: Any, **kwargs: Any) -> Any:
+        response = super().open(*args, **kwargs)
+        if "Content-Length" in response.headers:
+            # A whole answer; a streamed one (a CSV export, a recording) has no length and
+            # closes when the test has read it.
+            response.close()
+        return response
+
+
 def make_app(database_url: str, instance_dir: Path, **overrides: Any) -> Flask:
     config = {
         "SECRET_KEY": SECRET,
@@ -152,7 +165,9 @@ def make_app(database_url: str, instance_dir: Path, **overrides: Any) -> Flask:
         "KEK": TEST_KEK,
     }
     config.update(overrides)
-    return create_app(config, instance_path=instance_dir, environ={})
+    application = create_app(config, instance_path=instance_dir, environ={})
+    application.test_client_class = ClosingClient
+    return application
 
 
 @pytest.fixture
