@@ -2,19 +2,43 @@
 
 Services receive a ``Session`` and never commit; the request boundary (``init_app``) and each job
 commit or roll back. Times are stored as naive UTC and always come back timezone-aware.
+
+Transactions are kept short so that requests never wait on each other (issue 10):
+
+* A read-only request (GET, HEAD, OPTIONS) reads in a deferred transaction: on SQLite it takes no
+  write lock, so it never holds up a writer (WAL readers do not block writers). A write such a
+  request must make (a session's idle-time touch, the audit of a refused access) goes in
+  ``with write_transaction():``, which takes the write lock at its first write and commits at
+  its end. A read transaction is never upgraded in place: on SQLite that fails at once with
+  "database is locked" when another writer committed since it began; the read transaction is
+  ended and a ``BEGIN IMMEDIATE`` one (which waits its turn) takes its place.
+* A write request (POST, ...) takes the write lock at its first statement and ends its
+  transaction before the page is rendered (``before_render_template``), so the lock is never held
+  while a template renders or a response streams; an error response still rolls back.
+* A streamed body never reads through the request's session (it has committed and closed by
+  then): it uses ``stream_session()``, a read transaction of its own that ends with the stream.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import logging
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Annotated, Any
 
-from flask import Flask, current_app, g
+from flask import Flask, before_render_template, current_app, g, has_request_context, request
 from sqlalchemy import DateTime, Engine, MetaData, create_engine, event, func
 from sqlalchemy.orm import DeclarativeBase, Session, mapped_column, sessionmaker
 from sqlalchemy.types import TypeDecorator
+
+log = logging.getLogger(__name__)
+
+# Requests that only read: their session begins deferred transactions (no write lock on SQLite).
+READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+# The engine execution option that makes SQLite begin with a plain (deferred) BEGIN.
+READ_OPTION = "companion_read"
 
 # Named constraints so that Alembic migrations are stable across databases.
 NAMING_CONVENTION = {
@@ -94,7 +118,13 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
 
         @event.listens_for(engine, "begin")
         def _sqlite_begin(conn: Any) -> None:
-            # IMMEDIATE takes the write lock up front, so concurrent requests queue on the busy
+            if conn.get_execution_options().get(READ_OPTION):
+                # A read transaction (a GET's session, a stream's own session): no lock now, a
+                # snapshot at the first read. It is never upgraded to a writer (see
+                # ``_lock_for_write``), so it cannot fail with "database is locked".
+                conn.exec_driver_sql("BEGIN")
+                return
+            # IMMEDIATE takes the write lock up front, so concurrent writers queue on the busy
             # timeout. A deferred BEGIN reads first and then fails at once with "database is
             # locked" when another writer committed in between (most concurrent sign-ins did).
             conn.exec_driver_sql("BEGIN IMMEDIATE")
@@ -105,23 +135,232 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
 
 
 class SessionProvider:
-    """Hands out the request's session; tests swap in one bound to a rolled-back transaction."""
+    """Hands out the request's session; tests swap in one bound to a rolled-back transaction.
+
+    ``read_mode`` and ``open_reader`` are optional for a provider (the tests' one has neither:
+    its single session is one transaction with savepoints, where nothing can wait on a lock).
+    """
 
     def __init__(self, engine: Engine):
         self.engine = engine
+        # The same engine and pool; its transactions begin deferred on SQLite.
+        self.read_engine = engine.execution_options(**{READ_OPTION: True})
         self.factory = sessionmaker(bind=engine, expire_on_commit=False)
+        self.sqlite = engine.dialect.name == "sqlite"
 
     def open(self) -> Session:
-        return self.factory()
+        session = self.factory()
+        # Only a real SQLite connection ever needs a read transaction replaced by a write one.
+        session.info["companion_switch"] = self.sqlite
+        return session
+
+    def open_reader(self) -> Session:
+        """A session of its own for a streamed body: read transactions only."""
+        session = self.factory(bind=self.read_engine)
+        session.info["companion_stream"] = True
+        return session
+
+    def read_mode(self, session: Session, on: bool) -> None:
+        """Make the session's next transactions read (deferred) or write (IMMEDIATE) ones."""
+        session.bind = self.read_engine if on else self.engine
 
     def close(self, session: Session) -> None:
         session.close()
+
+
+def _provider(app: Flask | None = None) -> Any:
+    return (app or current_app).extensions["companion.sessions"]
+
+
+def _set_read_mode(session: Session, on: bool) -> None:
+    session.info["companion_read"] = on
+    set_mode = getattr(_provider(), "read_mode", None)
+    if set_mode is not None:
+        set_mode(session, on)
+
+
+def _lock_for_write(session: Session) -> None:
+    """Before the first write of a read transaction on SQLite, swap it for a write transaction.
+
+    The read transaction has written nothing, so ending it loses nothing; ``BEGIN IMMEDIATE``
+    then waits (busy timeout) for the lock instead of failing as an upgrade would. What was
+    read before stays in the session; rows read ``FOR UPDATE`` are read after the swap.
+    """
+    info = session.info
+    if info.get("companion_locked") or not info.get("companion_switch"):
+        return
+    if session.in_nested_transaction():
+        return  # a savepoint cannot survive the swap; let SQLite upgrade (rare, never planned)
+    conn = session.connection()
+    if not conn.get_execution_options().get(READ_OPTION):
+        info["companion_locked"] = True  # a write transaction already
+        return
+    conn.exec_driver_sql("COMMIT")
+    conn.exec_driver_sql("BEGIN IMMEDIATE")
+    info["companion_locked"] = True
+
+
+def _write_intent(session: Session) -> None:
+    """A read-mode session is about to write: allowed inside ``write_transaction`` only."""
+    info = session.info
+    info["companion_wrote"] = True
+    if not info.get("companion_read"):
+        return
+    if not info.get("companion_writing"):
+        where = f"{request.method} {request.path}" if has_request_context() else "a read session"
+        # Still done correctly (the swap below), but the write lock is then held until the
+        # request ends: say where, so that the write can be moved into write_transaction().
+        log.warning(
+            "%s wrote through its read-only session; wrap the write in db.write_transaction()",
+            where,
+        )
+    _lock_for_write(session)
+
+
+@event.listens_for(Session, "before_flush")
+def _before_flush(session: Session, _ctx: Any, _instances: Any) -> None:
+    if session.new or session.dirty or session.deleted:
+        _write_intent(session)
+
+
+@event.listens_for(Session, "do_orm_execute")
+def _before_execute(state: Any) -> None:
+    locking_read = state.is_select and getattr(state.statement, "_for_update_arg", None) is not None
+    if state.is_insert or state.is_update or state.is_delete or locking_read:
+        _write_intent(state.session)
+
+
+@event.listens_for(Session, "after_transaction_end")
+def _transaction_ended(session: Session, transaction: Any) -> None:
+    if transaction.parent is None:
+        session.info.pop("companion_locked", None)
+
+
+@contextmanager
+def write_transaction() -> Iterator[Session]:
+    """The writes a read-only request must make, in a short write transaction of their own.
+
+    Inside a write request this is simply part of the request's transaction. Inside a read
+    request the lock is taken at the block's first write (none if it writes nothing) and the
+    block commits at its end, whatever the response will be: use it for what must be kept (a
+    refusal's audit row), and keep it to the write itself.
+    """
+    session = get_session()
+    if not session.info.get("companion_read"):
+        yield session
+        return
+    session.info["companion_writing"] = True
+    try:
+        yield session
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise
+    finally:
+        session.info["companion_writing"] = False
+
+
+@contextmanager
+def stream_session(app: Flask | None = None) -> Iterator[Session]:
+    """A read transaction of its own for a streamed response body; it ends with the stream.
+
+    Use it inside the body's generator (``with stream_session(app) as s: yield from ...``), so
+    that it is opened when the server starts sending and closed when the stream ends or the
+    client goes away (the generator is closed).
+    """
+    provider = _provider(app)
+    open_reader = getattr(provider, "open_reader", None)
+    if open_reader is None:
+        # The tests' provider: the test's own session, whose transaction is not ours to end.
+        yield provider.open()
+        return
+    session = open_reader()
+    try:
+        yield session
+    finally:
+        session.rollback()
+        provider.close(session)
+
+
+def end_read(session: Session) -> None:
+    """End a stream session's read transaction between batches (the next batch begins a new
+    one), so a slow client never keeps one snapshot open (on SQLite that stops the WAL from
+    being checkpointed). Nothing for any other session."""
+    if session.info.get("companion_stream") and session.in_transaction():
+        session.rollback()
+
+
+# --- the request boundary --------------------------------------------------------------------
+
+_page_templates: dict[str, bool] = {}
+
+
+def _is_page(app: Flask, name: str | None) -> bool:
+    """Is this template a whole page (extends base.html), not a fragment or an email body?
+
+    Only the response's page ends the transaction early: a service that renders something in
+    the middle of its work (an evidence pack, a message) must not have its transaction split.
+    """
+    if name is None:
+        return False
+    known = _page_templates.get(name)
+    if known is not None:
+        return known
+    from jinja2 import nodes
+
+    env = app.jinja_env
+    result = False
+    try:
+        source, _, _ = env.loader.get_source(env, name)  # type: ignore[union-attr]
+        for node in env.parse(source).find_all(nodes.Extends):
+            parent = node.template
+            if isinstance(parent, nodes.Const) and isinstance(parent.value, str):
+                result = parent.value == "base.html" or _is_page(app, parent.value)
+    except Exception:  # noqa: BLE001 - a template we cannot inspect is treated as a fragment
+        result = False
+    _page_templates[name] = result
+    return result
+
+
+def _failing(context: dict[str, Any]) -> bool:
+    """Is the page being rendered the answer to a failure (so its writes must not stay)?"""
+    if sys.exc_info()[0] is not None:
+        return True  # rendered while an exception is handled: an error page
+    from wtforms.form import BaseForm
+
+    return any(isinstance(v, BaseForm) and v.errors for v in context.values())
+
+
+def _end_before_render(app: Flask, template: Any, context: dict[str, Any]) -> None:
+    session = g.get("db_session")
+    if session is None or not has_request_context() or not session.in_transaction():
+        return
+    info = session.info
+    if info.get("companion_read") and not info.get("companion_locked"):
+        return  # a read transaction holds no lock; it ends with the request
+    if not _is_page(app, getattr(template, "name", None)):
+        return
+    wrote = bool(info.get("companion_wrote"))
+    if wrote and _failing(context) and not g.get("keep_changes"):
+        session.rollback()
+        g.db_ended_early = "rolled back"
+    else:
+        session.commit()
+        g.db_ended_early = "committed" if wrote else "read"
+    info["companion_wrote"] = False
+    # Whatever the page still loads while rendering is read in a read transaction.
+    _set_read_mode(session, True)
 
 
 def init_app(app: Flask) -> None:
     engine = make_engine(app.config["DATABASE_URL"])
     app.extensions["companion.engine"] = engine
     app.extensions["companion.sessions"] = SessionProvider(engine)
+
+    def _before_render(sender: Flask, template: Any, context: dict[str, Any], **_: Any) -> None:
+        _end_before_render(sender, template, context)
+
+    before_render_template.connect(_before_render, app, weak=False)
 
     @app.after_request
     def _commit_or_roll_back(response: Any) -> Any:
@@ -133,17 +372,35 @@ def init_app(app: Flask) -> None:
         keep = g.pop("keep_changes", False)
         after = g.pop("after_commit", [])
         success = response.status_code < 400 or keep
+        early = g.pop("db_ended_early", None)
         if session is not None:
             if success:
                 session.commit()
             else:
                 session.rollback()
-        if success and after:
+            if early == "committed" and response.status_code >= 400 and not keep:
+                log.error(
+                    "%s %s committed its writes before rendering, then answered %s: roll back "
+                    "(or raise) before rendering an error page, or call keep_changes()",
+                    request.method,
+                    request.path,
+                    response.status_code,
+                )
+        if (success or early == "committed") and after:
             # Work that must not run inside the request's transaction (a Zoom call, say) runs
-            # once the answer has been sent, with no transaction open; see work.after_commit.
+            # once the answer has been sent, with no transaction open; see after_commit.
             app_ = current_app._get_current_object()  # type: ignore[attr-defined]
             response.call_on_close(lambda: _run_after_commit(app_, after))
         return response
+
+    @app.teardown_request
+    def _end_request_mode(_exc: BaseException | None) -> None:
+        # The tests' session outlives the request: leave it as a plain (writing) session.
+        session = g.get("db_session")
+        if session is not None and session.info.get("companion_read"):
+            if session.in_transaction():
+                session.rollback()
+            _set_read_mode(session, False)
 
     @app.teardown_appcontext
     def _close_session(_exc: BaseException | None) -> None:
@@ -174,9 +431,17 @@ def after_commit(callback: Any) -> None:
 
 
 def get_session() -> Session:
-    """The session of the current request or app context."""
+    """The session of the current request or app context.
+
+    In a read-only request (GET, HEAD, OPTIONS) it reads without taking the write lock; writes
+    there belong in ``with write_transaction():``.
+    """
     if "db_session" not in g:
-        g.db_session = current_app.extensions["companion.sessions"].open()
+        session = current_app.extensions["companion.sessions"].open()
+        g.db_session = session
+        session.info["companion_wrote"] = False
+        if has_request_context() and request.method in READ_METHODS:
+            _set_read_mode(session, True)
     return g.db_session
 
 

@@ -9,7 +9,7 @@ from flask import current_app, g, redirect, request, session, url_for
 from sqlalchemy import select
 
 from ..audit.services import record as audit
-from ..db import get_session, keep_changes, utcnow
+from ..db import get_session, keep_changes, utcnow, write_transaction
 from ..errors import Forbidden
 from . import services, twofactor
 from .models import StaffSession, User
@@ -43,15 +43,21 @@ def user_from_browser_session() -> User | None:
     if not raw or not isinstance(raw, str):
         return None
     now = utcnow()
-    row = services.resolve_session(get_session(), raw, now=now, policy=session_policy())
-    if row is not None and twofactor.needs_second_factor(row):
-        # Password checked, code not yet entered: this browser is nobody except on the code page.
-        if now - row.created_at > twofactor.PENDING_SIGN_IN_TTL:
-            services.end_session(get_session(), raw, now=now, reason="second_factor_timeout")
+    # The idle-time touch (at most once a minute) and the end of a timed-out session are the
+    # only writes: a short write transaction of their own, so a page view takes no write lock.
+    with write_transaction() as db:
+        row = services.resolve_session(db, raw, now=now, policy=session_policy())
+        if (
+            row is not None
+            and twofactor.needs_second_factor(row)
+            and now - row.created_at > twofactor.PENDING_SIGN_IN_TTL
+        ):
+            # Password checked, but the code was never entered in time.
+            services.end_session(db, raw, now=now, reason="second_factor_timeout")
             row = None
-        else:
-            g.pending_staff_session = row
-            return None
+    if row is not None and twofactor.needs_second_factor(row):
+        g.pending_staff_session = row
+        return None
     if row is None:
         session.pop(SESSION_KEY, None)
         return None
@@ -96,13 +102,14 @@ def user_from_bearer_token() -> User | None:
     scheme, _, raw = header.partition(" ")
     if scheme.lower() != "bearer" or not raw.strip():
         return None
-    return services.user_for_token(get_session(), raw.strip(), now=utcnow())
+    # Token use is recorded (at most once a minute): its own short write, even on a GET.
+    with write_transaction() as db:
+        return services.user_for_token(db, raw.strip(), now=utcnow())
 
 
 def record_denied(user: User, method: str, path: str) -> None:
-    audit(
-        get_session(), "access.denied", actor=user, ip=client_ip(), method=method, path=path[:300]
-    )
+    with write_transaction() as db:
+        audit(db, "access.denied", actor=user, ip=client_ip(), method=method, path=path[:300])
     keep_changes()
 
 

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from sqlalchemy import Select, or_, select
 from sqlalchemy.orm import Session
 
+from ..db import end_read
 from .models import AuditEvent
 
 
@@ -60,8 +61,10 @@ def iter_all(session: Session, f: AuditFilter, *, batch: int = 1000) -> Iterator
         ).all()
         if not rows:
             return
-        yield from rows
         last_id = rows[-1].id
+        # A stream's own session reads each batch in a short read transaction of its own.
+        end_read(session)
+        yield from rows
         session.expunge_all()
 
 

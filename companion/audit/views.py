@@ -7,10 +7,10 @@ from collections.abc import Iterator
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from flask import Blueprint, Response, render_template, request, stream_with_context
+from flask import Blueprint, Response, current_app, render_template, request
 
 from ..access import ADMIN, LEAD, allow, current_user
-from ..db import get_session
+from ..db import get_session, stream_session, write_transaction
 from ..errors import ValidationError
 from . import queries
 from .services import record
@@ -92,58 +92,68 @@ def index() -> Any:
 def export() -> Any:
     user = current_user()
     f = _parse_filter()
-    session = get_session()
-    # The export is itself on the trail; the request boundary commits it before rows stream out.
-    record(session, "audit.exported", actor=user, filters=request.args.to_dict())
+    # The export is itself on the trail, committed (a short write of its own) before any row
+    # goes out.
+    with write_transaction() as db:
+        record(db, "audit.exported", actor=user, filters=request.args.to_dict())
     tz = ZoneInfo(user.organisation.timezone)
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
 
     def rows() -> Iterator[str]:
-        buf = io.StringIO()
-        writer = csv.writer(buf)
-        writer.writerow(
-            [
-                "id",
-                "at_utc",
-                "at_local",
-                "kind",
-                "actor",
-                "subject_type",
-                "subject_id",
-                "course_id",
-                "family_id",
-                "ip",
-                "detail",
-                "hash",
-            ]
-        )
-        for e in queries.iter_all(session, f):
-            writer.writerow(
-                [
-                    e.id,
-                    e.at.isoformat(),
-                    e.at.astimezone(tz).isoformat(),
-                    e.kind,
-                    _csv_safe(e.actor),
-                    e.subject_type,
-                    e.subject_id,
-                    e.course_id or "",
-                    e.family_id or "",
-                    e.ip,
-                    _csv_safe(e.detail),
-                    e.hash,
-                ]
-            )
-            if buf.tell() > 64 * 1024:
-                yield buf.getvalue()
-                buf.seek(0)
-                buf.truncate()
-        yield buf.getvalue()
+        # The rows are read in a read transaction of the stream's own, opened when the server
+        # starts sending and ended with the stream (or when the client goes away): never the
+        # request's session, which has committed and closed by then.
+        with stream_session(app) as session:
+            yield from _csv_rows(session, f, tz)
 
     return Response(
-        stream_with_context(rows()),
+        rows(),
         mimetype="text/csv",
         headers={"Content-Disposition": "attachment; filename=companion-audit.csv"},
     )
+
+
+def _csv_rows(session: Any, f: queries.AuditFilter, tz: ZoneInfo) -> Iterator[str]:
+    buf = io.StringIO()
+    writer = csv.writer(buf)
+    writer.writerow(
+        [
+            "id",
+            "at_utc",
+            "at_local",
+            "kind",
+            "actor",
+            "subject_type",
+            "subject_id",
+            "course_id",
+            "family_id",
+            "ip",
+            "detail",
+            "hash",
+        ]
+    )
+    for e in queries.iter_all(session, f):
+        writer.writerow(
+            [
+                e.id,
+                e.at.isoformat(),
+                e.at.astimezone(tz).isoformat(),
+                e.kind,
+                _csv_safe(e.actor),
+                e.subject_type,
+                e.subject_id,
+                e.course_id or "",
+                e.family_id or "",
+                e.ip,
+                _csv_safe(e.detail),
+                e.hash,
+            ]
+        )
+        if buf.tell() > 64 * 1024:
+            yield buf.getvalue()
+            buf.seek(0)
+            buf.truncate()
+    yield buf.getvalue()
 
 
 def _csv_safe(value: str) -> str:

@@ -576,6 +576,22 @@ class DecryptingReader:
             return iter(())
         return self._iter_range(0, self.size - 1)
 
+    def authenticate(self, start: int = 0, end_inclusive: int | None = None) -> None:
+        """Check the tags of every segment covering ``start`` to ``end_inclusive`` (default:
+        the whole file), keeping nothing; :class:`CorruptedOrTampered` if one fails.
+
+        Run it before a response's status line goes out, so that a damaged file is refused
+        rather than served in part (AES-GCM decryption runs at several GB/s).
+        """
+        if self.size == 0:
+            return
+        end = self.size - 1 if end_inclusive is None else end_inclusive
+        if not 0 <= start <= end < self.size:
+            raise RangeNotSatisfiable(start, end, self.size)
+        for index in range(start // self._segment, end // self._segment + 1):
+            if index != self._segments - 1:  # the final segment was checked on opening
+                self._decrypt(index)
+
     def _iter_range(self, start: int, end_inclusive: int) -> Iterator[bytes]:
         segment = self._segment
         first, last = start // segment, end_inclusive // segment
@@ -658,6 +674,21 @@ def digest_stream(
     return PlaintextDigest(size=size, sha256=sha256.hexdigest())
 
 
+def authenticate_stream(
+    src: Readable, dek: bytes, file_id: uuid.UUID, recording_id: uuid.UUID
+) -> int:
+    """Check every segment of a blob (and that it is complete); return its plaintext size.
+
+    The ingest hashed the plaintext once, on the way in; checking the stored copy needs no
+    second hash: each segment's AES-GCM tag (under a key only this service has, bound to the
+    file, the segment's index and the final flag) proves it is what was written.
+    """
+    size = 0
+    for chunk in decrypt_stream(src, dek, file_id, recording_id):
+        size += len(chunk)
+    return size
+
+
 # -- Key wrapping ----------------------------------------------------------------------------
 
 
@@ -705,6 +736,7 @@ __all__ = [
     "PlaintextDigest",
     "RangeNotSatisfiable",
     "WriteStats",
+    "authenticate_stream",
     "check_kek_id",
     "ciphertext_size",
     "decrypt_bytes",

@@ -170,6 +170,9 @@ class RecordingFile(Base):
     verified_at: Mapped[dt.datetime | None]
     zoom_deleted_at: Mapped[dt.datetime | None]
     deleted_at: Mapped[dt.datetime | None]
+    # When serving the stored copy first found it damaged (an AES-GCM tag failed); it is then
+    # never served, and the lead and the admins were told once.
+    integrity_failed_at: Mapped[dt.datetime | None]
     created_at: Mapped[created_at]
 
     recording: Mapped[Recording] = relationship(back_populates="files")

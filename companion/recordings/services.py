@@ -277,3 +277,72 @@ def record_refused(
         path=path[:300],
         problem="not signed in as the safeguarding lead",
     )
+
+
+def record_integrity_failure(
+    session: Session,
+    actor: User,
+    file_id: uuid.UUID,
+    *,
+    ip: str = "",
+    what: str = "",
+    now: dt.datetime,
+) -> int:
+    """A stored copy failed its integrity check while being served: on the trail, every time;
+    the file is marked damaged and, the first time, the organisation's leads and admins are
+    told. Returns how many people were told."""
+    from .. import mail
+    from ..access import ADMIN
+
+    file = session.get(RecordingFile, file_id, with_for_update=True)
+    if file is None:  # pragma: no cover - the caller just read it
+        return 0
+    rec = file.recording
+    first = file.integrity_failed_at is None
+    if first:
+        file.integrity_failed_at = now
+    audit(
+        session,
+        "recording.integrity_failed",
+        actor=actor,
+        ip=ip,
+        subject=("recording_file", file.id),
+        course_id=rec.course_id,
+        recording_id=str(rec.id),
+        file_type=file.file_type,
+        request=what[:100],
+        first=first,
+    )
+    if not first:
+        session.flush()
+        return 0
+    organisation_id = rec.organisation_id or actor.organisation_id
+    people = session.scalars(
+        select(User)
+        .where(
+            User.organisation_id == organisation_id,
+            User.role.in_((LEAD, ADMIN)),
+            User.active.is_(True),
+        )
+        .order_by(User.id)
+    ).all()
+    when = f"{rec.started_at:%Y-%m-%d %H:%M} UTC"
+    for person in people:
+        mail.send(
+            session,
+            to_address=person.email,
+            to_name=person.name,
+            subject="A stored recording is damaged",
+            body=(
+                f"The stored copy of a recording ({file.file_type}, class recorded {when}) "
+                "failed its integrity check when it was opened, so it was not shown.\n\n"
+                "The stored file has been changed or damaged since it was copied from Zoom. "
+                "Nothing of it was sent. Check the storage, and if the recording matters, ask "
+                "whoever runs the service to restore the file from a backup.\n\n"
+                f"Recording {rec.id}, file {file.id}."
+            ),
+            kind="recording_integrity_failed",
+            organisation_id=organisation_id,
+        )
+    session.flush()
+    return len(people)

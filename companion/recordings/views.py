@@ -44,8 +44,8 @@ from ..accounts.auth import client_ip
 from ..accounts.twofactor_views import require_recent_second_factor
 from ..accounts.views import form_failed
 from ..courses import services as courses
-from ..db import get_session, keep_changes, utcnow
-from ..errors import CompanionError, NotFound
+from ..db import get_session, keep_changes, utcnow, write_transaction
+from ..errors import CompanionError, NotFound, error_response
 from . import concerns, services, vault
 from .crypto import CorruptedOrTampered, DecryptingReader
 from .forms import AccessForm, ConcernForm, ReasonForm
@@ -66,13 +66,10 @@ def _record_anonymous_attempts(response: Response) -> Response:
     # Staff with another role are refused (403) and recorded by the access layer. Somebody
     # not signed in as staff (a parent, a stranger) is sent to sign in; record the attempt too.
     if g.get("user") is None:
-        services.record_refused(
-            get_session(),
-            path=request.path,
-            method=request.method,
-            ip=client_ip(),
-            actor=None,
-        )
+        with write_transaction() as db:
+            services.record_refused(
+                db, path=request.path, method=request.method, ip=client_ip(), actor=None
+            )
         keep_changes()
     return response
 
@@ -210,20 +207,26 @@ def hold(recording_id: uuid.UUID) -> Any:
 
 
 def _grant(token: str, *, use: bool) -> Any:
-    try:
-        return services.use_grant(
-            get_session(),
-            current_user(),
-            g.get("staff_session"),
-            token,
-            ip=client_ip(),
-            what=request.headers.get("Range", "whole file") if use else "",
-            now=utcnow(),
-            use=use,
-        )
-    except NotFound:
-        keep_changes()  # the refusal stays in the audit trail
-        raise
+    refused: NotFound | None = None
+    # Using a grant (and a refusal) is written at once, in its own short transaction: the file
+    # then streams with no transaction open.
+    with write_transaction() as db:
+        try:
+            return services.use_grant(
+                db,
+                current_user(),
+                g.get("staff_session"),
+                token,
+                ip=client_ip(),
+                what=request.headers.get("Range", "whole file") if use else "",
+                now=utcnow(),
+                use=use,
+            )
+        except NotFound as exc:
+            refused = exc  # the refusal is committed with the block and stays on the trail
+    keep_changes()
+    assert refused is not None
+    raise refused
 
 
 @bp.get("/open/<token>")
@@ -269,43 +272,62 @@ def byte_range(header: str | None, size: int) -> tuple[int, int] | None:
     return start, end
 
 
+# The largest piece handed to the WSGI server at once: the server's output buffer must hold it
+# without spilling to a temporary file (companion/serving.py), whatever the segment size.
+STREAM_CHUNK = 256 * 1024
+
+DAMAGED_MESSAGE = (
+    "This recording is damaged: its stored copy has changed since it was copied from Zoom, so "
+    "none of it is shown. The safeguarding lead and the administrators have been told."
+)
+
+
 @bp.get("/open/<token>/file")
 @allow(LEAD)
 def stream(token: str) -> Any:
     grant = _grant(token, use=True)
     file: RecordingFile = grant.file
     assert file.kek_id is not None and file.wrapped_dek is not None and file.blob_key
+    file_id = file.id
+    what = request.headers.get("Range", "whole file")
     dek = vault.unwrap(current_app._get_current_object(), file.kek_id, file.id, file.wrapped_dek)  # type: ignore[attr-defined]
     handle = vault.storage_for().open_reader(file.blob_key)
     try:
         # Opening verifies the header and the final segment, so the size below is authentic.
         reader = DecryptingReader(handle, dek, file.id, file.recording_id)
+        size = reader.size
+        etag = f'"{file.sha256[:32]}"' if file.sha256 else None
+        wanted = request.headers.get("Range")
+        if wanted and request.headers.get("If-Range") not in (None, etag):
+            wanted = None  # the client's copy is of something else: send the whole file
+        try:
+            chosen = byte_range(wanted, size)
+        except ValueError:
+            handle.close()
+            response = Response(status=416)
+            response.headers["Content-Range"] = f"bytes */{size}"
+            response.headers["Cache-Control"] = "no-store"
+            return response
+        start, end = chosen if chosen is not None else (0, size - 1)
+        # Everything this response will send is authenticated before its status line goes out:
+        # a damaged file is refused whole, never sent in part.
+        reader.authenticate(start, end)
+    except CorruptedOrTampered:
+        handle.close()
+        return _damaged(file_id, what)
     except BaseException:
         handle.close()
         raise
-    size = reader.size
-    etag = f'"{file.sha256[:32]}"' if file.sha256 else None
-    wanted = request.headers.get("Range")
-    if wanted and request.headers.get("If-Range") not in (None, etag):
-        wanted = None  # the client's copy is of something else: send the whole file
-    try:
-        chosen = byte_range(wanted, size)
-    except ValueError:
-        handle.close()
-        response = Response(status=416)
-        response.headers["Content-Range"] = f"bytes */{size}"
-        response.headers["Cache-Control"] = "no-store"
-        return response
-    start, end = chosen if chosen is not None else (0, size - 1)
-    file_id = file.id
 
     def body() -> Any:
         try:
             if size:
-                yield from reader.iter_range(start, end)
+                for piece in reader.iter_range(start, end):
+                    for at in range(0, len(piece), STREAM_CHUNK):
+                        yield piece[at : at + STREAM_CHUNK]
         except CorruptedOrTampered:
-            # The client sees a cut-off response; the file must not be trusted.
-            log.error("recording file %s failed its integrity check while being served", file_id)
+            # Checked before sending, so the file changed under us: cut, never send bad bytes.
+            log.error("recording file %s changed while it was being served", file_id)
             raise
         finally:
             handle.close()
@@ -328,6 +350,33 @@ def stream(token: str) -> Any:
     h["Content-Disposition"] = f'attachment; filename="{services.download_name(file)}"'
     h["Content-Security-Policy"] = FILE_CSP
     h["Cross-Origin-Resource-Policy"] = "same-origin"
+    return response
+
+
+def _damaged(file_id: uuid.UUID, what: str) -> Any:
+    """The answer for a stored copy that failed its integrity check: a clear page, not a 5xx."""
+    log.error("recording file %s failed its integrity check; refused", file_id)
+    with write_transaction() as db:
+        told = services.record_integrity_failure(
+            db, current_user(), file_id, ip=client_ip(), what=what, now=utcnow()
+        )
+    keep_changes()
+    if request.accept_mimetypes.best == "application/json":
+        response = error_response(409, "recording_damaged", DAMAGED_MESSAGE)
+    else:
+        file = get_session().get(RecordingFile, file_id)
+        response = Response(
+            render_template(
+                "recordings/damaged.html",
+                file=file,
+                rec=file.recording if file is not None else None,
+                told=told,
+                message=DAMAGED_MESSAGE,
+                **_template_helpers(),
+            ),
+            status=409,
+        )
+    response.headers["Cache-Control"] = "no-store"
     return response
 
 

@@ -57,6 +57,7 @@ REQUIRED = {
     "deletions by retention": ("recording.deleted",),
     "key rotations": ("keys.rotated",),
     "denied access": ("access.denied", "recording.access_refused"),
+    "recordings that failed their integrity check": ("recording.integrity_failed",),
 }
 
 
