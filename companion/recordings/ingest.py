@@ -28,7 +28,7 @@ import time
 import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import requests
 from flask import Flask
@@ -45,6 +45,9 @@ from . import concerns, crypto, vault
 from .keys import Keyring, WrappedDek
 from .models import Recording, RecordingFile
 from .storage import RecordingStorage
+
+if TYPE_CHECKING:
+    from ..webhooks.services import StoredEvent
 
 log = logging.getLogger(__name__)
 
@@ -279,8 +282,9 @@ def record_from_zoom(
     return Registered(recording, created, len(added))
 
 
-def accept_event(session: Session, document: Mapping[str, Any], *, now: dt.datetime) -> str:
-    """Handler of ``recording.completed`` (called by the webhook job)."""
+def accept_event(session: Session, event: StoredEvent, *, now: dt.datetime) -> str:
+    """Handler of ``recording.completed`` (called by the webhook job with the stored event)."""
+    document = event.document
     payload = document.get("payload") or {}
     obj = payload.get("object") if isinstance(payload, Mapping) else None
     if not isinstance(obj, Mapping):
