@@ -98,6 +98,8 @@ class Queue:
     backoff_cap: dt.timedelta = DEFAULT_BACKOFF_CAP
     # Whether a claim counts as an attempt (most queues), or the step counts its own attempts.
     count_attempts: bool = True
+    # Among items due at the same moment, which first (before the id): e.g. the oldest row.
+    order: tuple[InstrumentedAttribute[Any], ...] = ()
 
     def _waiting(self, now: dt.datetime) -> ColumnElement[bool]:
         return and_(
@@ -116,7 +118,7 @@ def due_ids(session: Session, queue: Queue, now: dt.datetime, limit: int = 100) 
         session.scalars(
             select(queue.id)
             .where(queue._waiting(now))
-            .order_by(queue.due.is_not(None), queue.due, queue.id)
+            .order_by(queue.due.is_not(None), queue.due, *queue.order, queue.id)
             .limit(limit)
         )
     )
@@ -153,7 +155,7 @@ def claim_batch(session: Session, queue: Queue, now: dt.datetime, limit: int = 1
     same moment take different items instead of queueing on the same rows.
     """
     pick = select(queue.id).where(queue._waiting(now)).order_by(queue.due.is_(None).desc())
-    pick = pick.order_by(queue.due, queue.id).limit(limit)
+    pick = pick.order_by(queue.due, *queue.order, queue.id).limit(limit)
     if session.get_bind().dialect.name == "postgresql":
         pick = pick.with_for_update(skip_locked=True)
     ids = list(session.scalars(pick))
