@@ -17,7 +17,11 @@ request and the webhook for as long as Zoom or the mail server takes to answer):
 
 1. ``prepare``: in the claim's transaction, read what the call needs into plain values (a
    :class:`Plan`); commit. Returning ``None`` means there is nothing to do and releases the item.
-2. ``call``: the network call, with the plan only: no session, no ORM object.
+2. ``call``: the network call, with the plan only: no session, no ORM object. A step whose
+   call must not be repeated once it may have taken effect (a message handed to the mail
+   server) also has ``begin``: it runs in a short committed transaction of its own right before
+   the call and marks the item as started, so a crash during or after the call is seen as such
+   (the mail outbox then shows "may have been sent" instead of sending again).
 3. ``record``: in a new short transaction, write what the call answered. ``failed`` does the same
    when the call raised; its default postpones the item with the one :func:`backoff`.
 
@@ -94,6 +98,8 @@ class Queue:
     backoff_cap: dt.timedelta = DEFAULT_BACKOFF_CAP
     # Whether a claim counts as an attempt (most queues), or the step counts its own attempts.
     count_attempts: bool = True
+    # Among items due at the same moment, which first (before the id): e.g. the oldest row.
+    order: tuple[InstrumentedAttribute[Any], ...] = ()
 
     def _waiting(self, now: dt.datetime) -> ColumnElement[bool]:
         return and_(
@@ -112,7 +118,7 @@ def due_ids(session: Session, queue: Queue, now: dt.datetime, limit: int = 100) 
         session.scalars(
             select(queue.id)
             .where(queue._waiting(now))
-            .order_by(queue.due.is_not(None), queue.due, queue.id)
+            .order_by(queue.due.is_not(None), queue.due, *queue.order, queue.id)
             .limit(limit)
         )
     )
@@ -149,7 +155,7 @@ def claim_batch(session: Session, queue: Queue, now: dt.datetime, limit: int = 1
     same moment take different items instead of queueing on the same rows.
     """
     pick = select(queue.id).where(queue._waiting(now)).order_by(queue.due.is_(None).desc())
-    pick = pick.order_by(queue.due, queue.id).limit(limit)
+    pick = pick.order_by(queue.due, *queue.order, queue.id).limit(limit)
     if session.get_bind().dialect.name == "postgresql":
         pick = pick.with_for_update(skip_locked=True)
     ids = list(session.scalars(pick))
@@ -199,13 +205,18 @@ class Step(Protocol[PlanT, ResultT]):
         self, session: Session, item_id: Any, plan: PlanT, exc: Exception, now: dt.datetime
     ) -> Outcome: ...
 
+    # Optional (looked up with getattr): ``begin(session, item_id, plan, now) -> bool``, in a
+    # committed transaction of its own between the claim and the call; False stops the step.
+
 
 @dataclass
 class Hooks:
-    """Test seams: called between phases (``after_claim``, ``after_call``) with the item id,
-    so a test can stop the step at each point as a crash would."""
+    """Test seams: called between phases (``after_claim``, ``before_call`` (after a step's
+    ``begin`` committed), ``after_call``) with the queue's name and the item id, so a test can
+    stop the step at each point as a crash would."""
 
     after_claim: list[Callable[[str, Any], None]] = field(default_factory=list)
+    before_call: list[Callable[[str, Any], None]] = field(default_factory=list)
     after_call: list[Callable[[str, Any], None]] = field(default_factory=list)
 
 
@@ -238,6 +249,13 @@ def run_one(
             return "idle"
     for hook in hooks.after_claim:
         hook(queue.name, item_id)
+    begin = getattr(step, "begin", None)
+    if begin is not None:
+        with job_session(app) as session:
+            if not begin(session, item_id, plan, utcnow()):
+                return "skipped"
+        for hook in hooks.before_call:
+            hook(queue.name, item_id)
     # No transaction is open here: the network call holds no lock and no connection.
     try:
         result = step.call(plan)

@@ -1,9 +1,36 @@
-"""Deliver pending mail: safe to run twice, or in two processes at once.
+"""Deliver pending mail on the work engine (``companion.work``): at most one email per message.
 
-Each message is claimed before it is sent (its next attempt is pushed past the claim window in a
-committed UPDATE that only one run can win), and its outcome is committed straight after the
-SMTP server answers, so a message is never sent twice by two runs, and a crash between sending and
-committing costs at most one repeat after the claim window, never a lost message.
+The outbox is a :class:`~companion.work.Queue` (``OUTBOX``). One message is one step, in four
+short phases, with no transaction open while the SMTP server is talked to:
+
+1. **claim** (committed): the message is ``pending`` and due; the claim holds it for
+   ``OUTBOX.claim_for`` so no other run starts it. The message is built from the row.
+2. **begin** (committed, right before the conversation): the status becomes ``sending``.
+3. **call**: the SMTP conversation, with plain values only.
+4. **record** (committed): ``sent``, and its personal links are removed from the stored body;
+   or, when the server refused or could not be reached, ``pending`` again with the one backoff
+   (``work.backoff``: 1, 2, 4 ... minutes, at most an hour).
+
+What a crash (the worker killed, the machine lost) at each point means:
+
+* after the claim, before ``begin``: nothing was sent. The claim runs out and the message is
+  sent by a later run, once.
+* after ``begin``: the server may or may not have the message (it may have accepted it a moment
+  before the crash). Sending again could be a second email to a parent, so nothing is sent
+  automatically: when the claim runs out, the next run turns an unanswered ``sending`` into
+  ``uncertain``, shown in the admin's outbox as "may have been sent", with the time it was
+  handed over. The admin, who can ask the recipient or read the mail server's log, sends it
+  again by hand (``POST /admin/outbox/<id>/resend``, on the audit trail), and the worker sends it
+  in its next run. The same happens when the connection is lost after the message itself was
+  handed over (``SmtpUncertain``: a timeout waiting for the server's final answer).
+* after the server answered, before it was recorded: as after ``begin``.
+
+So each message is sent at most once without a person deciding otherwise, and never lost: a
+message is ``sent``, still to be sent, or in front of the admin. The same message carries the
+same Message-ID on every attempt.
+
+When the server is down or refuses us (``SmtpUnavailable``), the rest of the batch would fail the
+same way: the run stops, and the rest keep their turn for the next run.
 """
 
 from __future__ import annotations
@@ -11,41 +38,118 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 from email.message import EmailMessage
+from typing import Any
 
 from flask import Flask
-from sqlalchemy import or_, update
+from sqlalchemy import update
 from sqlalchemy.orm import Session
 
+from .. import work
 from ..db import job_session, utcnow
 from . import services
 from .models import OutboxMessage
-from .transport import SmtpSender, SmtpUnavailable, sender_from_config
+from .transport import SmtpSender, SmtpUnavailable, SmtpUncertain, sender_from_config
 
 log = logging.getLogger(__name__)
 
-# Longer than a slow SMTP conversation, so a run still sending is not overtaken by another.
-CLAIM = dt.timedelta(minutes=10)
+OUTBOX = work.Queue(
+    name="outbox",
+    model=OutboxMessage,
+    id=OutboxMessage.id,
+    attempts=OutboxMessage.attempts,
+    due=OutboxMessage.next_attempt_at,
+    claimed_until=OutboxMessage.claimed_until,
+    ready=lambda: OutboxMessage.status == "pending",
+    # Far longer than one SMTP conversation (30 s per command), so a run still sending is never
+    # taken for a dead one.
+    claim_for=dt.timedelta(minutes=10),
+    backoff_base=dt.timedelta(minutes=1),
+    backoff_cap=dt.timedelta(hours=1),
+)
 
 
-def _claim(session: Session, message_id: int, now: dt.datetime) -> OutboxMessage | None:
+@dataclass(frozen=True)
+class MailPlan:
+    message_id: int
+    to_address: str
+    email: EmailMessage
+
+
+class SendMessage:
+    """One message over one SMTP connection shared by the batch (``work.Step``)."""
+
+    def __init__(self, smtp: SmtpSender, sender: str):
+        self.smtp = smtp
+        self.sender = sender
+
+    def prepare(self, session: Session, item_id: int, now: dt.datetime) -> MailPlan | None:
+        msg = session.get(OutboxMessage, item_id)
+        if msg is None or msg.status != "pending":
+            return None
+        return MailPlan(msg.id, msg.to_address, services.build_message(msg, self.sender))
+
+    def begin(self, session: Session, item_id: int, plan: MailPlan, now: dt.datetime) -> bool:
+        # Conditional, like the claim: only a message still pending (not resent, not sent by
+        # another run after our claim ran out) is handed to the server.
+        result = session.execute(
+            update(OutboxMessage)
+            .where(OutboxMessage.id == item_id, OutboxMessage.status == "pending")
+            .values(status="sending", sending_at=now)
+            .execution_options(synchronize_session="fetch")
+        )
+        return bool(result.rowcount)  # type: ignore[attr-defined]
+
+    def call(self, plan: MailPlan) -> None:
+        # The outbox row's one address, whatever the headers say.
+        self.smtp.send(plan.email, to_addrs=[plan.to_address])
+
+    def record(
+        self, session: Session, item_id: int, plan: MailPlan, result: None, now: dt.datetime
+    ) -> work.Outcome:
+        msg = session.get(OutboxMessage, item_id)
+        if msg is None:
+            return "missing"
+        services.mark_sent(msg, now)
+        return "sent"
+
+    def failed(
+        self, session: Session, item_id: int, plan: MailPlan, exc: Exception, now: dt.datetime
+    ) -> work.Outcome:
+        msg = session.get(OutboxMessage, item_id)
+        if msg is None:
+            return "missing"
+        msg.last_error = f"{type(exc).__name__}: {exc}"[:500]
+        if isinstance(exc, SmtpUncertain):
+            msg.status = "uncertain"
+            msg.claimed_until = None
+            log.error("mail %s may have been sent (%s); left for the admin", msg.id, exc)
+            return "uncertain"
+        # Refused, or never handed over: any transport failure is retried, whatever its type.
+        msg.status = "pending"
+        when = work.postpone(msg, OUTBOX, now)
+        log.warning("mail %s failed (attempt %s); next try %s", msg.id, msg.attempts, when)
+        return "unavailable" if isinstance(exc, SmtpUnavailable) else "failed"
+
+
+def give_up_unanswered(session: Session, now: dt.datetime) -> int:
+    """``sending`` messages whose claim ran out (the worker stopped mid-send) become
+    ``uncertain``: they may have been sent, so only the admin sends them again."""
     result = session.execute(
         update(OutboxMessage)
-        .where(
-            OutboxMessage.id == message_id,
-            OutboxMessage.status == "pending",
-            or_(OutboxMessage.next_attempt_at.is_(None), OutboxMessage.next_attempt_at <= now),
+        .where(OutboxMessage.status == "sending", OutboxMessage.claimed_until < now)
+        .values(
+            status="uncertain",
+            claimed_until=None,
+            last_error="the worker stopped while sending; it may have been sent",
         )
-        .values(next_attempt_at=now + CLAIM)
-        .execution_options(synchronize_session=False)
+        .execution_options(synchronize_session="fetch")
     )
-    session.commit()
-    if result.rowcount != 1:  # type: ignore[attr-defined]
-        return None
-    msg = session.get(OutboxMessage, message_id)
-    if msg is not None:
-        session.refresh(msg)
-    return msg
+    count = int(result.rowcount or 0)  # type: ignore[attr-defined]
+    if count:
+        log.error("mail: %d message(s) may have been sent; the admin decides on each", count)
+    return count
 
 
 def deliver_pending(
@@ -56,51 +160,23 @@ def deliver_pending(
     if make_sender is None:
         # Held mode: messages stay in the outbox for the admin to read.
         return 0
-    sent = failed = 0
-    with job_session(app) as session, make_sender() as smtp:
-        due_ids = [m.id for m in services.due(session, clock(), limit=limit)]
-        session.commit()
-        for message_id in due_ids:
-            msg = _claim(session, message_id, clock())
-            if msg is None:
-                continue  # sent or claimed by another run since we looked
-            unavailable: list[SmtpUnavailable] = []
-            ok = services.deliver(
-                session,
-                msg,
-                _sender_to(smtp, msg.to_address, unavailable),
-                sender=app.config["MAIL_FROM"],
-                now=clock(),
-            )
-            session.commit()
-            if ok:
-                sent += 1
-                continue
-            failed += 1
-            if unavailable:
-                # The server is unreachable or refuses us: the rest of the batch would fail the
-                # same way, so it waits for the next run with its retry times untouched.
+    with job_session(app) as session:
+        give_up_unanswered(session, clock())
+        due_ids = work.due_ids(session, OUTBOX, clock(), limit)
+    if not due_ids:
+        return 0
+    counts: dict[str, int] = {}
+    with make_sender() as smtp:
+        step = SendMessage(smtp, app.config["MAIL_FROM"])
+        for done, message_id in enumerate(due_ids, start=1):
+            outcome: Any = work.run_one(app, OUTBOX, step, message_id, now=clock())
+            counts[str(outcome)] = counts.get(str(outcome), 0) + 1
+            if outcome == "unavailable":
                 log.warning(
-                    "mail: SMTP unavailable (%s); %d message(s) left for the next run",
-                    unavailable[0],
-                    len(due_ids) - sent - failed,
+                    "mail: SMTP unavailable; %d message(s) left for the next run",
+                    len(due_ids) - done,
                 )
                 break
-    if sent or failed:
-        log.info("mail: %d sent, %d failed and kept for retry", sent, failed)
-    return sent
-
-
-def _sender_to(
-    smtp: SmtpSender, address: str, unavailable: list[SmtpUnavailable]
-) -> Callable[[EmailMessage], None]:
-    """Send to the outbox row's one address, whatever the headers say; note a server outage."""
-
-    def send(message: EmailMessage) -> None:
-        try:
-            smtp.send(message, to_addrs=[address])
-        except SmtpUnavailable as exc:
-            unavailable.append(exc)
-            raise
-
-    return send
+    if counts:
+        log.info("mail: %s", ", ".join(f"{n} {what}" for what, n in sorted(counts.items())))
+    return counts.get("sent", 0)

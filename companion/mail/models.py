@@ -7,7 +7,15 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from ..db import Base, created_at
 
-STATUSES = ("pending", "sent", "held")
+STATUSES = ("pending", "sending", "sent", "held", "uncertain")
+# What the admin reads in the outbox for each status.
+STATUS_LABELS = {
+    "pending": "waiting to be sent",
+    "sending": "being sent",
+    "sent": "sent",
+    "held": "held (no SMTP server)",
+    "uncertain": "may have been sent",
+}
 
 
 class OutboxMessage(Base):
@@ -16,7 +24,9 @@ class OutboxMessage(Base):
 
     __tablename__ = "outbox_messages"
     __table_args__ = (
-        CheckConstraint("status in ('pending', 'sent', 'held')", name="status_known"),
+        CheckConstraint(
+            "status in (" + ", ".join(f"'{s}'" for s in STATUSES) + ")", name="status_known"
+        ),
         Index("ix_outbox_messages_status_next", "status", "next_attempt_at"),
     )
 
@@ -27,10 +37,20 @@ class OutboxMessage(Base):
     to_name: Mapped[str] = mapped_column(String(200), default="")
     subject: Mapped[str] = mapped_column(String(300))
     body_text: Mapped[str] = mapped_column(Text)
-    # pending: waiting for SMTP; sent: accepted by SMTP; held: kept in the outbox (no SMTP set).
+    # pending: waiting for SMTP; sending: handed to the server, answer not yet recorded; sent:
+    # accepted by SMTP; held: kept in the outbox (no SMTP set); uncertain: the worker stopped
+    # while sending, so it may have been sent, and only the admin sends it again (jobs.py).
     status: Mapped[str] = mapped_column(String(16), default="pending")
     attempts: Mapped[int] = mapped_column(default=0)
     next_attempt_at: Mapped[dt.datetime | None]
+    # The work engine's claim (companion.work): one worker holds the message until then.
+    claimed_until: Mapped[dt.datetime | None]
+    # When the message was last handed to the SMTP server.
+    sending_at: Mapped[dt.datetime | None]
     last_error: Mapped[str] = mapped_column(String(500), default="")
     created_at: Mapped[created_at]
     sent_at: Mapped[dt.datetime | None]
+
+    @property
+    def status_label(self) -> str:
+        return STATUS_LABELS.get(self.status, self.status)

@@ -5,20 +5,20 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import re
-from collections.abc import Callable
 from email.message import EmailMessage
-from email.utils import formataddr, make_msgid
+from email.utils import formataddr
+from typing import Any
 
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
+from ..audit.services import record as audit
+from ..errors import ValidationError
 from .models import OutboxMessage
 
-__all__ = ["OutboxMessage", "queue", "deliver", "due", "backoff", "list_outbox"]
+__all__ = ["OutboxMessage", "queue", "build_message", "mark_sent", "resend", "list_outbox"]
 
 log = logging.getLogger(__name__)
-
-MAX_BACKOFF = dt.timedelta(hours=1)
 
 
 def queue(
@@ -53,62 +53,57 @@ def queue(
     return msg
 
 
-def backoff(attempts: int) -> dt.timedelta:
-    """Wait before the next try: 1, 2, 4 ... minutes, never more than an hour."""
-    # The exponent is bounded so that a message failing for weeks cannot overflow timedelta.
-    return min(dt.timedelta(minutes=2 ** min(max(0, attempts - 1), 16)), MAX_BACKOFF)
-
-
 def build_message(msg: OutboxMessage, sender: str) -> EmailMessage:
     email = EmailMessage()
     email["From"] = sender
     email["To"] = formataddr((msg.to_name, msg.to_address)) if msg.to_name else msg.to_address
     email["Subject"] = msg.subject
-    email["Message-ID"] = make_msgid(domain=sender.split("@", 1)[-1])
+    # One Message-ID per outbox row, the same on every attempt: should a message be sent twice
+    # after all (the admin's resend of one that had arrived), mail clients can tell.
+    domain = sender.split("@", 1)[-1]
+    email["Message-ID"] = f"<outbox.{msg.id}.{int(msg.created_at.timestamp())}@{domain}>"
     email.set_content(msg.body_text)
     return email
 
 
-def due(session: Session, now: dt.datetime, limit: int = 100) -> list[OutboxMessage]:
-    return list(
-        session.scalars(
-            select(OutboxMessage)
-            .where(
-                OutboxMessage.status == "pending",
-                or_(OutboxMessage.next_attempt_at.is_(None), OutboxMessage.next_attempt_at <= now),
-            )
-            .order_by(OutboxMessage.id)
-            .limit(limit)
-        )
-    )
-
-
-def deliver(
-    session: Session,
-    msg: OutboxMessage,
-    send: Callable[[EmailMessage], None],
-    *,
-    sender: str,
-    now: dt.datetime,
-) -> bool:
-    """Try one message; on failure keep it pending with a later retry time. Never drops it."""
-    msg.attempts += 1
-    try:
-        send(build_message(msg, sender))
-    except Exception as exc:  # any transport failure is retried, whatever its type
-        msg.last_error = f"{type(exc).__name__}: {exc}"[:500]
-        msg.next_attempt_at = now + backoff(msg.attempts)
-        log.warning("mail %s failed (attempt %s)", msg.id, msg.attempts)
-        session.flush()
-        return False
+def mark_sent(msg: OutboxMessage, now: dt.datetime) -> None:
+    """The server accepted the message."""
     msg.status = "sent"
     msg.sent_at = now
     msg.last_error = ""
+    msg.claimed_until = None
+    msg.next_attempt_at = None
     # Once delivered, the outbox need not keep a working personal link: anyone who can read
     # the outbox (or a database backup) could otherwise use it.
     msg.body_text = redact_links(msg.body_text)
+
+
+class NotResendable(ValidationError):
+    code = "not_resendable"
+    status = 409
+
+
+def resend(session: Session, msg: OutboxMessage, *, actor: Any, now: dt.datetime) -> None:
+    """The admin asks for a message that may have been sent to be sent (again) after all."""
+    if msg.status != "uncertain":
+        raise NotResendable(
+            "Only a message that may have been sent can be sent again by hand; "
+            f"this one is {msg.status_label}."
+        )
+    msg.status = "pending"
+    msg.next_attempt_at = now
+    msg.claimed_until = None
+    audit(
+        session,
+        "mail.resent_by_hand",
+        actor=actor,
+        organisation_id=msg.organisation_id,
+        subject=("outbox_message", msg.id),
+        message_kind=msg.kind,
+        attempts=msg.attempts,
+        sending_at=msg.sending_at,
+    )
     session.flush()
-    return True
 
 
 # Personal links carry their secret as the last path segment: /f/<token>, /invite/<token>.

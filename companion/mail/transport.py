@@ -6,8 +6,11 @@ Failures come in two kinds, because the worker treats them differently:
   certificate failure, wrong password, the server vanished). The worker stops the batch.
 * :class:`SmtpRejected`: the server refused this one message (e.g. ``550`` for its recipient)
   but the connection is fine, so the worker carries on with the next message.
+* :class:`SmtpUncertain`: the connection failed (timeout, reset) after the message itself was
+  handed over (the ``DATA`` command had started), so the server may have accepted it. Sending it
+  again could be a second email; the outbox marks it "may have been sent" instead (``jobs.py``).
 
-Either way the message stays in the outbox and is retried later; nothing here drops one.
+Otherwise the message stays in the outbox and is retried later; nothing here drops one.
 """
 
 from __future__ import annotations
@@ -35,6 +38,10 @@ class SmtpUnavailable(SmtpError):
     """The server cannot be used at the moment; no message in this batch can be sent."""
 
 
+class SmtpUncertain(SmtpError):
+    """The server may or may not have accepted the message: never retried automatically."""
+
+
 class SmtpRejected(SmtpError):
     """The server refused this message; others may still go through the same connection."""
 
@@ -56,6 +63,25 @@ def _reply(code: int, text: bytes | str) -> str:
     if isinstance(text, bytes):
         text = text.decode("utf-8", "replace")
     return f"{code} {text}".strip()
+
+
+class _NotesData:
+    """Remembers that the DATA command started: from then on a lost connection may hide a
+    message the server has accepted (the classic duplicate window of RFC 1047)."""
+
+    data_started = False
+
+    def data(self, msg: Any) -> Any:
+        self.data_started = True
+        return super().data(msg)  # type: ignore[misc]
+
+
+class _Smtp(_NotesData, smtplib.SMTP):
+    pass
+
+
+class _SmtpSsl(_NotesData, smtplib.SMTP_SSL):
+    pass
 
 
 class SmtpSender(AbstractContextManager["SmtpSender"]):
@@ -100,7 +126,7 @@ class SmtpSender(AbstractContextManager["SmtpSender"]):
         smtp: smtplib.SMTP | None = None
         try:
             if self.security == "tls":
-                smtp = smtplib.SMTP_SSL(
+                smtp = _SmtpSsl(
                     self.host,
                     self.port,
                     local_hostname=self.local_hostname,
@@ -108,7 +134,7 @@ class SmtpSender(AbstractContextManager["SmtpSender"]):
                     context=self.ssl_context,
                 )
             else:
-                smtp = smtplib.SMTP(
+                smtp = _Smtp(
                     self.host, self.port, local_hostname=self.local_hostname, timeout=self.timeout
                 )
                 if self.security == "starttls":
@@ -148,7 +174,12 @@ class SmtpSender(AbstractContextManager["SmtpSender"]):
             self._smtp = self._connect()
         try:
             self._send_once(message, from_addr, to_addrs)
-        except smtplib.SMTPServerDisconnected:
+        except smtplib.SMTPServerDisconnected as exc:
+            if getattr(self._smtp, "data_started", False):
+                self._drop()
+                raise SmtpUncertain(
+                    f"the connection was lost after the message was handed over: {exc}"
+                ) from exc
             # Servers close idle connections between messages; one fresh connection is enough
             # to tell an idle timeout from a server that is really gone.
             self._abandon(self._smtp)
@@ -157,11 +188,17 @@ class SmtpSender(AbstractContextManager["SmtpSender"]):
             try:
                 self._send_once(message, from_addr, to_addrs)
             except smtplib.SMTPServerDisconnected as exc:
+                started = getattr(self._smtp, "data_started", False)
                 self._drop()
+                if started:
+                    raise SmtpUncertain(
+                        f"the connection was lost after the message was handed over: {exc}"
+                    ) from exc
                 raise SmtpUnavailable(f"SMTP server closed the connection: {exc}") from exc
 
     def _send_once(self, message: EmailMessage, from_addr: str | None, to: Sequence[str]) -> None:
         assert self._smtp is not None
+        self._smtp.data_started = False  # type: ignore[attr-defined]
         try:
             self._smtp.send_message(message, from_addr=from_addr, to_addrs=list(to))
         except smtplib.SMTPRecipientsRefused as exc:
@@ -179,7 +216,12 @@ class SmtpSender(AbstractContextManager["SmtpSender"]):
             raise
         except (smtplib.SMTPException, OSError) as exc:
             # A timeout or a reset mid-conversation leaves the connection in an unknown state.
+            started = getattr(self._smtp, "data_started", False)
             self._drop()
+            if started:
+                raise SmtpUncertain(
+                    f"no answer after the message was handed over: {type(exc).__name__}: {exc}"
+                ) from exc
             raise SmtpUnavailable(f"SMTP failed: {type(exc).__name__}: {exc}") from exc
 
     def _drop(self) -> None:
@@ -208,6 +250,7 @@ def sender_from_config(config: Mapping[str, Any]) -> Callable[[], SmtpSender] | 
             username=config.get("SMTP_USERNAME") or "",
             password=config.get("SMTP_PASSWORD") or "",
             ca_file=config.get("SMTP_CA_FILE") or None,
+            timeout=float(config.get("SMTP_TIMEOUT") or 30),
         )
 
     return make

@@ -2,13 +2,23 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, render_template
+from flask import Blueprint, flash, redirect, render_template, url_for
+from werkzeug.exceptions import NotFound
 
 from ..access import ADMIN, allow, current_user
-from ..db import get_session
+from ..db import get_session, utcnow
+from ..errors import CompanionError
 from . import services
 
 bp = Blueprint("mail", __name__, url_prefix="/admin/outbox")
+
+
+def _message(message_id: int) -> services.OutboxMessage:
+    msg = get_session().get(services.OutboxMessage, message_id)
+    user = current_user()
+    if msg is None or msg.organisation_id not in (None, user.organisation_id):
+        raise NotFound("No such message.")
+    return msg
 
 
 @bp.get("/")
@@ -22,10 +32,17 @@ def outbox() -> Any:
 @bp.get("/<int:message_id>")
 @allow(ADMIN)
 def message(message_id: int) -> Any:
-    from werkzeug.exceptions import NotFound
+    return render_template("mail/message.html", msg=_message(message_id))
 
-    msg = get_session().get(services.OutboxMessage, message_id)
-    user = current_user()
-    if msg is None or msg.organisation_id not in (None, user.organisation_id):
-        raise NotFound("No such message.")
-    return render_template("mail/message.html", msg=msg)
+
+@bp.post("/<int:message_id>/resend")
+@allow(ADMIN)
+def resend(message_id: int) -> Any:
+    msg = _message(message_id)
+    try:
+        services.resend(get_session(), msg, actor=current_user(), now=utcnow())
+    except CompanionError as exc:
+        flash(exc.message, "error")
+    else:
+        flash("The message will be sent again within a minute.")
+    return redirect(url_for("mail.message", message_id=msg.id))

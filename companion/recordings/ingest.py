@@ -7,17 +7,23 @@ next starts, so a crash anywhere resumes from the last committed state:
    event or the reconcile's listing) into a :class:`Recording` with one ``pending`` row per file.
    A redelivered event or a file already known adds nothing. The class is found from the
    meeting id and start time; a recording whose class is unknown is kept and flagged.
-2. :func:`process_file` claims a file, streams the download with the event's download token
+2. :func:`process_file` claims a file on the work engine (:data:`COPY`, ``companion.work``:
+   claimed and committed, the download with no transaction open, the result recorded in a
+   transaction of its own), streams the download with the event's download token
    (redirects followed by the client), encrypts it as it arrives into a temporary file that is
    synced and renamed into place (``storage.open_writer``), so plaintext never reaches the disk.
    An HTML page, a wrong content type or a size other than Zoom's ``file_size`` is a failure.
 3. The stored blob is decrypted again with the file key unwrapped from the database and its
    SHA-256 compared with the one taken while receiving; only a match makes it ``verified``.
-4. Only a verified file is deleted from Zoom's cloud (to Zoom's trash). A 429 or 5xx leaves it
-   ``verified`` and it is tried again later.
+4. Only a verified file is deleted from Zoom's cloud (to Zoom's trash), as a step on
+   :data:`ZOOM_DELETE`. A 429 or 5xx leaves it ``verified`` and it is tried again later.
 
-A failure leaves the file ``failed`` with a clear error and a retry time, Zoom's copy untouched,
-and nothing half-written on disk; it is logged and recorded in the audit trail.
+A failure leaves the file ``failed`` with a clear error and a retry time (the engine's one
+backoff: 1, 2, 4 ... minutes, at most six hours), Zoom's copy untouched, and nothing half-written
+on disk; it is logged and recorded in the audit trail. A worker killed mid-download leaves its
+claim: the next worker's start gives it back at once (:func:`recover_interrupted`), and a claim
+that runs out is taken again anyway. A worker killed after Zoom trashed its copy but before that
+was recorded asks Zoom again later, and Zoom's "not found" counts as done.
 """
 
 from __future__ import annotations
@@ -28,13 +34,14 @@ import time
 import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import requests
 from flask import Flask
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import and_, select, update
 from sqlalchemy.orm import Session
 
+from .. import work
 from ..audit.services import record as audit
 from ..courses.models import ClassSession, Course
 from ..db import job_session, utcnow
@@ -46,15 +53,15 @@ from .keys import Keyring, WrappedDek
 from .models import Recording, RecordingFile
 from .storage import RecordingStorage
 
+if TYPE_CHECKING:
+    from ..webhooks.services import StoredEvent
+
 log = logging.getLogger(__name__)
 
 # The download is read in 1 MiB pieces: larger ones gave no clear gain on loopback and cost
 # several MiB more memory per download.
 CHUNK = 1 << 20
 PROGRESS_EVERY = 100 << 20
-CLAIM_FOR = dt.timedelta(hours=2)
-MAX_BACKOFF = dt.timedelta(hours=6)
-ZOOM_DELETE_CLAIM = dt.timedelta(minutes=10)
 DEFAULT_RETENTION_DAYS = 30
 # A recording belongs to the class whose time it starts in (the host may start a little early).
 MATCH_EARLY = dt.timedelta(minutes=60)
@@ -279,8 +286,9 @@ def record_from_zoom(
     return Registered(recording, created, len(added))
 
 
-def accept_event(session: Session, document: Mapping[str, Any], *, now: dt.datetime) -> str:
-    """Handler of ``recording.completed`` (called by the webhook job)."""
+def accept_event(session: Session, event: StoredEvent, *, now: dt.datetime) -> str:
+    """Handler of ``recording.completed`` (called by the webhook job with the stored event)."""
+    document = event.document
     payload = document.get("payload") or {}
     obj = payload.get("object") if isinstance(payload, Mapping) else None
     if not isinstance(obj, Mapping):
@@ -304,9 +312,48 @@ def blob_key(file_id: uuid.UUID) -> str:
     return f"{file_id}.krec"
 
 
-def backoff(attempts: int) -> dt.timedelta:
-    """1, 2, 4 ... minutes after a failure, never more than six hours."""
-    return min(dt.timedelta(minutes=2 ** min(max(0, attempts - 1), 12)), MAX_BACKOFF)
+def _of_active_recording() -> Any:
+    return RecordingFile.recording_id.in_(select(Recording.id).where(Recording.state == "active"))
+
+
+# Files to copy (pending, failed and due, or a download whose claim ran out) and stored ones to
+# verify, of recordings retention has not taken. A download counts its own attempts (``prepare``),
+# so verifying a stored file is not one.
+COPY = work.Queue(
+    name="recording_copies",
+    model=RecordingFile,
+    id=RecordingFile.id,
+    attempts=RecordingFile.attempts,
+    due=RecordingFile.next_attempt_at,
+    claimed_until=RecordingFile.claimed_until,
+    ready=lambda: and_(
+        RecordingFile.state.in_(("pending", "failed", "downloading", "stored")),
+        _of_active_recording(),
+    ),
+    # A large recording over a slow line takes long; a run still downloading is never overtaken.
+    claim_for=dt.timedelta(hours=2),
+    backoff_base=dt.timedelta(minutes=1),
+    backoff_cap=dt.timedelta(hours=6),
+    count_attempts=False,
+    order=(RecordingFile.created_at,),
+)
+
+# Zoom's copy of a verified (or retention-deleted) file, to be put in Zoom's trash; a 429 or 5xx
+# waits with the one backoff (or Zoom's Retry-After).
+ZOOM_DELETE = work.Queue(
+    name="recording_zoom_copies",
+    model=RecordingFile,
+    id=RecordingFile.id,
+    attempts=RecordingFile.zoom_delete_attempts,
+    due=RecordingFile.next_attempt_at,
+    claimed_until=RecordingFile.claimed_until,
+    ready=lambda: and_(
+        RecordingFile.state.in_(("verified", "deleted")), RecordingFile.zoom_deleted_at.is_(None)
+    ),
+    claim_for=dt.timedelta(minutes=10),
+    backoff_base=dt.timedelta(minutes=1),
+    backoff_cap=dt.timedelta(hours=6),
+)
 
 
 @dataclass(frozen=True)
@@ -320,60 +367,6 @@ class Claim:
     expected_size: int | None
     download_token: str | None
     attempt: int
-
-
-def due_files(session: Session, now: dt.datetime, limit: int = 50) -> list[uuid.UUID]:
-    """Files to copy or verify now: due pending/failed ones, stored ones, abandoned claims."""
-    query = (
-        select(RecordingFile.id)
-        .join(Recording, Recording.id == RecordingFile.recording_id)
-        .where(
-            Recording.state == "active",
-            or_(
-                and_(
-                    RecordingFile.state.in_(("pending", "failed")),
-                    RecordingFile.next_attempt_at <= now,
-                ),
-                RecordingFile.state == "stored",
-                and_(RecordingFile.state == "downloading", RecordingFile.claimed_until < now),
-            ),
-        )
-        .order_by(RecordingFile.created_at)
-        .limit(limit)
-    )
-    return list(session.scalars(query))
-
-
-def claim_file(session: Session, file_id: uuid.UUID, now: dt.datetime) -> Claim | None:
-    """Take a file for downloading (committed by the caller before the download starts)."""
-    row = session.get(RecordingFile, file_id, with_for_update=True)
-    if row is None or row.recording.state != "active":
-        return None
-    due = row.state in ("pending", "failed") and (
-        row.next_attempt_at is not None and row.next_attempt_at <= now
-    )
-    abandoned = row.state == "downloading" and (
-        row.claimed_until is not None and row.claimed_until < now
-    )
-    if not (due or abandoned):
-        return None
-    row.state = "downloading"
-    row.attempts += 1
-    row.claimed_until = now + CLAIM_FOR
-    row.next_attempt_at = None
-    session.flush()
-    rec = row.recording
-    return Claim(
-        file_id=row.id,
-        recording_id=rec.id,
-        zoom_uuid=rec.zoom_uuid,
-        zoom_file_id=row.zoom_file_id,
-        file_type=row.file_type,
-        download_url=row.download_url,
-        expected_size=row.expected_size,
-        download_token=rec.download_token,
-        attempt=row.attempts,
-    )
 
 
 def content_type_ok(file_type: str, content_type: str) -> bool:
@@ -554,8 +547,7 @@ def mark_failed(
     message = describe_error(exc)[:500]
     row.state = "failed"
     row.error = message
-    row.next_attempt_at = now + backoff(row.attempts)
-    row.claimed_until = None
+    work.postpone(row, COPY, now)
     row.wrapped_dek = None
     row.kek_id = None
     rec = row.recording
@@ -581,10 +573,77 @@ def mark_failed(
         step,
         row.attempts,
         message,
-        row.next_attempt_at.isoformat(timespec="seconds"),
+        row.next_attempt_at.isoformat(timespec="seconds"),  # type: ignore[union-attr]
     )
     session.flush()
     return True
+
+
+class CopyFile:
+    """Download, encrypt and store one file (``work.Step`` on :data:`COPY`)."""
+
+    def __init__(self, zoom: Any, storage: RecordingStorage, keyring: Keyring):
+        self.zoom, self.storage, self.keyring = zoom, storage, keyring
+
+    def prepare(self, session: Session, file_id: uuid.UUID, now: dt.datetime) -> Claim | None:
+        """Take the file for downloading (committed with the claim, before the download)."""
+        row = session.get(RecordingFile, file_id)
+        if (
+            row is None
+            or row.recording.state != "active"
+            or row.state not in ("pending", "failed", "downloading")
+        ):
+            return None
+        row.state = "downloading"
+        row.attempts += 1
+        row.next_attempt_at = None
+        rec = row.recording
+        return Claim(
+            file_id=row.id,
+            recording_id=rec.id,
+            zoom_uuid=rec.zoom_uuid,
+            zoom_file_id=row.zoom_file_id,
+            file_type=row.file_type,
+            download_url=row.download_url,
+            expected_size=row.expected_size,
+            download_token=rec.download_token,
+            attempt=row.attempts,
+        )
+
+    def call(self, claim: Claim) -> StoredBlob:
+        return download_and_store(self.zoom, self.storage, self.keyring, claim)
+
+    def record(
+        self,
+        session: Session,
+        file_id: uuid.UUID,
+        claim: Claim,
+        blob: StoredBlob,
+        now: dt.datetime,
+    ) -> work.Outcome:
+        if not mark_stored(session, claim, blob, self.keyring, now):
+            # Retention deleted the recording meanwhile (or another attempt owns the file): the
+            # caller removes the blob once this is committed.
+            return "discarded"
+        log.info(
+            "recording file %s (%s) stored: %d bytes in %.1f s",
+            file_id,
+            claim.file_type,
+            blob.stats.plaintext_bytes,
+            blob.seconds,
+        )
+        return "stored"
+
+    def failed(
+        self,
+        session: Session,
+        file_id: uuid.UUID,
+        claim: Claim,
+        exc: Exception,
+        now: dt.datetime,
+    ) -> work.Outcome:
+        mark_failed(session, file_id, exc, now, attempt=claim.attempt)
+        return "failed"
 
 
 # --- 3. verify -----------------------------------------------------------------------------------
@@ -622,7 +681,7 @@ def verify_stored(app: Flask, file_id: uuid.UUID, storage: RecordingStorage) -> 
         now = utcnow()
         row.state = "verified"
         row.verified_at = now
-        row.next_attempt_at = now  # Zoom's copy may go now
+        work.schedule(row, ZOOM_DELETE, now)  # Zoom's copy may go now
         row.error = ""
         rec = row.recording
         if all(f.state in ("verified", "zoom_deleted", "deleted") for f in rec.files):
@@ -635,67 +694,41 @@ def verify_stored(app: Flask, file_id: uuid.UUID, storage: RecordingStorage) -> 
 # --- 4. delete Zoom's copy -----------------------------------------------------------------------
 
 
-def zoom_delete_due(session: Session, now: dt.datetime, limit: int = 100) -> list[uuid.UUID]:
-    query = (
-        select(RecordingFile.id)
-        .where(
-            RecordingFile.state.in_(("verified", "deleted")),
-            RecordingFile.zoom_deleted_at.is_(None),
-            RecordingFile.next_attempt_at <= now,
-        )
-        .order_by(RecordingFile.next_attempt_at)
-        .limit(limit)
-    )
-    return list(session.scalars(query))
+@dataclass(frozen=True)
+class ZoomCopy:
+    file_id: uuid.UUID
+    zoom_uuid: str
+    zoom_file_id: str
 
 
-def delete_from_zoom(app: Flask, zoom: Any, file_id: uuid.UUID) -> str:
-    """Trash one verified (or retention-deleted) file in Zoom; a Zoom failure is retried later."""
-    now = utcnow()
-    with job_session(app) as session:
-        row = session.get(RecordingFile, file_id, with_for_update=True)
-        if (
-            row is None
-            or row.state not in ("verified", "deleted")
-            or row.zoom_deleted_at is not None
-            or row.next_attempt_at is None
-            or row.next_attempt_at > now
-        ):
-            return "skipped"
-        zoom_uuid, zoom_file_id = row.recording.zoom_uuid, row.zoom_file_id
-        row.next_attempt_at = now + ZOOM_DELETE_CLAIM
-    outcome = "deleted"
-    try:
-        zoom.delete_recording_file(zoom_uuid, zoom_file_id, action="trash")
-    except ZoomNotFound:
-        outcome = "already_gone"
-    except ZoomError as exc:
-        with job_session(app) as session:
-            row = session.get(RecordingFile, file_id, with_for_update=True)
-            if row is None:
-                return "missing"
-            row.zoom_delete_attempts += 1
-            wait = backoff(row.zoom_delete_attempts)
-            if isinstance(exc, ZoomRateLimited) and exc.retry_after:
-                wait = max(wait, dt.timedelta(seconds=float(exc.retry_after)))
-            row.next_attempt_at = utcnow() + wait
-            row.error = f"deleting Zoom's copy failed, retried later: {describe_error(exc)}"[:500]
-        log.warning(
-            "recording file %s: Zoom did not delete its copy (%s); our copy is kept and "
-            "verified, retrying in %s",
-            file_id,
-            exc,
-            wait,
-        )
-        return "retry"
-    with job_session(app) as session:
-        row = session.get(RecordingFile, file_id, with_for_update=True)
+class DeleteZoomCopy:
+    """Trash Zoom's copy of one file (``work.Step`` on :data:`ZOOM_DELETE`)."""
+
+    def __init__(self, zoom: Any):
+        self.zoom = zoom
+
+    def prepare(self, session: Session, file_id: uuid.UUID, now: dt.datetime) -> ZoomCopy | None:
+        row = session.get(RecordingFile, file_id)
+        if row is None or row.state not in ("verified", "deleted") or row.zoom_deleted_at:
+            return None
+        return ZoomCopy(file_id, row.recording.zoom_uuid, row.zoom_file_id)
+
+    def call(self, plan: ZoomCopy) -> str:
+        try:
+            self.zoom.delete_recording_file(plan.zoom_uuid, plan.zoom_file_id, action="trash")
+        except ZoomNotFound:
+            return "already_gone"
+        return "deleted"
+
+    def record(
+        self, session: Session, file_id: uuid.UUID, plan: ZoomCopy, outcome: str, now: dt.datetime
+    ) -> work.Outcome:
+        row = session.get(RecordingFile, file_id)
         if row is None:
             return "missing"
-        now = utcnow()
         row.zoom_deleted_at = now
-        row.next_attempt_at = None
         row.error = ""
+        work.release(row, ZOOM_DELETE)
         if row.state == "verified":
             row.state = "zoom_deleted"
         rec = row.recording
@@ -709,7 +742,33 @@ def delete_from_zoom(app: Flask, zoom: Any, file_id: uuid.UUID) -> str:
             file_type=row.file_type,
             zoom_answer=outcome,
         )
-    return outcome
+        return outcome
+
+    def failed(
+        self, session: Session, file_id: uuid.UUID, plan: ZoomCopy, exc: Exception, now: dt.datetime
+    ) -> work.Outcome:
+        if not isinstance(exc, ZoomError):
+            raise exc  # not Zoom's answer: logged by the caller, the claim runs out
+        row = session.get(RecordingFile, file_id)
+        if row is None:
+            return "missing"
+        retry_after = exc.retry_after if isinstance(exc, ZoomRateLimited) else None
+        when = work.postpone(row, ZOOM_DELETE, now, retry_after=retry_after)
+        row.error = f"deleting Zoom's copy failed, retried later: {describe_error(exc)}"[:500]
+        log.warning(
+            "recording file %s: Zoom did not delete its copy (%s); our copy is kept and "
+            "verified, retrying at %s",
+            file_id,
+            exc,
+            when.isoformat(timespec="seconds"),
+        )
+        return "retry"
+
+
+def delete_from_zoom(app: Flask, zoom: Any, file_id: uuid.UUID) -> str:
+    """Trash one verified (or retention-deleted) file in Zoom; a Zoom failure is retried later."""
+    outcome = work.run_one(app, ZOOM_DELETE, DeleteZoomCopy(zoom), file_id)
+    return "skipped" if outcome in ("skipped", "idle") else str(outcome)
 
 
 # --- the whole path for one file -----------------------------------------------------------------
@@ -720,30 +779,14 @@ def process_file(app: Flask, file_id: uuid.UUID, *, zoom: Any, storage: Recordin
     with job_session(app) as session:
         row = session.get(RecordingFile, file_id)
         state = row.state if row is not None else None
-        claim = None if state == "stored" else claim_file(session, file_id, utcnow())
     if state != "stored":
-        if claim is None:
-            return "skipped"
-        keyring = vault.keyring_for(app)
-        try:
-            blob = download_and_store(zoom, storage, keyring, claim)
-        except Exception as exc:
-            with job_session(app) as session:
-                mark_failed(session, file_id, exc, utcnow(), attempt=claim.attempt)
-            return "failed"
-        with job_session(app) as session:
-            kept = mark_stored(session, claim, blob, keyring, utcnow())
-        if not kept:
-            # Retention deleted the recording meanwhile (or another attempt owns the file).
-            storage.delete(blob.key)
+        step = CopyFile(zoom, storage, vault.keyring_for(app))
+        copied = work.run_one(app, COPY, step, file_id)
+        if copied == "discarded":
+            storage.delete(blob_key(file_id))
             return "discarded"
-        log.info(
-            "recording file %s (%s) stored: %d bytes in %.1f s",
-            file_id,
-            claim.file_type,
-            blob.stats.plaintext_bytes,
-            blob.seconds,
-        )
+        if copied != "stored":
+            return "skipped" if copied in ("skipped", "idle") else str(copied)
     outcome = verify_stored(app, file_id, storage)
     if outcome != "verified":
         return outcome
@@ -759,15 +802,17 @@ def recover_interrupted(app: Flask, storage: RecordingStorage) -> dict[str, int]
     """
     removed = storage.cleanup_partials()
     with job_session(app) as session:
-        now = utcnow()
         result = session.execute(
             update(RecordingFile)
             .where(RecordingFile.state == "downloading")
             .values(
-                state="pending",
-                claimed_until=None,
-                next_attempt_at=now,
-                error="interrupted when the worker stopped; copied again",
+                {
+                    # Given back to the queue: due now, held by nobody.
+                    COPY.due.key: None,
+                    COPY.claimed_until.key: None,
+                    RecordingFile.state.key: "pending",
+                    RecordingFile.error.key: "interrupted when the worker stopped; copied again",
+                }
             )
         )
         resumed = int(result.rowcount or 0)

@@ -20,6 +20,7 @@ from collections import Counter
 
 from flask import Flask
 
+from .. import work
 from ..courses.zoomclient import zoom_for
 from ..db import job_session, utcnow
 from . import ingest, retention, vault
@@ -42,7 +43,7 @@ def ingest_pending(app: Flask, *, limit: int = 50) -> dict[str, int]:
             app.extensions[RECOVERED] = True
             result.update({k: v for k, v in recovered.items() if v})
         with job_session(app) as session:
-            ids = ingest.due_files(session, utcnow(), limit)
+            ids = work.due_ids(session, ingest.COPY, utcnow(), limit)
         if not ids:
             return dict(result)
         zoom = zoom_for(app)
@@ -60,7 +61,7 @@ def delete_from_zoom_pending(app: Flask) -> dict[str, int]:
     result: Counter[str] = Counter()
     with app.app_context():
         with job_session(app) as session:
-            ids = ingest.zoom_delete_due(session, utcnow())
+            ids = work.due_ids(session, ingest.ZOOM_DELETE, utcnow())
         if not ids:
             return {}
         zoom = zoom_for(app)

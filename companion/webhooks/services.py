@@ -2,8 +2,9 @@
 
 The view checks the signature over the raw body before calling anything here. :func:`store`
 keeps the raw body under the event's redelivery key (``companion.zoom.webhooks.dedupe_key``), so
-Zoom's retries and duplicates are recognised and never processed twice. :func:`dispatch` runs
-in the worker (``jobs.py``) and routes each event by name.
+Zoom's retries and duplicates are recognised and never processed twice. The worker (``jobs.py``)
+takes stored events from :data:`QUEUE` (the work engine) and :func:`dispatch` hands each, as a
+:class:`StoredEvent`, to its handler by name.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,6 +20,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from .. import work
 from ..errors import ValidationError
 from ..zoom.webhooks import dedupe_key
 from .models import WebhookEvent
@@ -28,9 +30,8 @@ log = logging.getLogger(__name__)
 URL_VALIDATION = "endpoint.url_validation"
 # An event whose handler keeps failing is retried with growing pauses, then left as "dead".
 MAX_ATTEMPTS = 10
-MAX_BACKOFF = dt.timedelta(hours=1)
 
-# event name -> handler(session, document, *, now) -> status ("done" or "unhandled")
+# event name -> handler(session, event: StoredEvent, *, now) -> status ("done" or "unhandled")
 Handler = Callable[..., str]
 
 
@@ -94,7 +95,49 @@ def store(session: Session, document: dict[str, Any], body: bytes, *, now: dt.da
     return Stored(existing, duplicate=True)
 
 
-# --- processing (the worker) -------------------------------------------------------------------
+# --- processing (the worker, ``jobs.py``) ------------------------------------------------------
+
+# Events on the work engine: a claim holds one event while its handler runs; a failing handler is
+# retried after 30 s, 1, 2, 4 ... minutes (at most an hour), and given up as "dead" after
+# MAX_ATTEMPTS. A worker that died mid-event leaves its claim to run out, and since the handler's
+# writes and the event's new status commit together, an event is never handled twice.
+QUEUE = work.Queue(
+    name="webhook_events",
+    model=WebhookEvent,
+    id=WebhookEvent.id,
+    attempts=WebhookEvent.attempts,
+    due=WebhookEvent.next_attempt_at,
+    claimed_until=WebhookEvent.claimed_until,
+    ready=lambda: WebhookEvent.status.in_(("pending", "failed")),
+    claim_for=dt.timedelta(minutes=5),
+    backoff_base=dt.timedelta(seconds=30),
+    backoff_cap=dt.timedelta(hours=1),
+)
+
+
+@dataclass(frozen=True)
+class StoredEvent:
+    """What a handler is given: the stored event it handles, as plain values.
+
+    ``id`` is the ``WebhookEvent`` row (for the handler's own records), ``document`` the body
+    exactly as stored, parsed once for this attempt; nothing is looked up again by its key.
+    """
+
+    id: int
+    name: str
+    dedupe_key: str
+    document: Mapping[str, Any]
+    received_at: dt.datetime
+
+
+def stored_event(event: WebhookEvent) -> StoredEvent:
+    return StoredEvent(
+        id=event.id,
+        name=event.event,
+        dedupe_key=event.dedupe_key,
+        document=parse(event.body),
+        received_at=event.received_at,
+    )
 
 
 def _handlers() -> dict[str, Handler]:
@@ -104,80 +147,35 @@ def _handlers() -> dict[str, Handler]:
     return {"recording.completed": ingest.accept_event, **attendance}
 
 
-def due(session: Session, now: dt.datetime, limit: int = 100) -> list[int]:
-    """Ids of events to process now, oldest first (a job that died leaves its claim to expire)."""
-    query = (
-        select(WebhookEvent.id)
-        .where(
-            (WebhookEvent.status.in_(("pending", "failed")) & (WebhookEvent.next_attempt_at <= now))
-            | ((WebhookEvent.status == "processing") & (WebhookEvent.claimed_until < now))
-        )
-        .order_by(WebhookEvent.id)
-        .limit(limit)
-    )
-    return list(session.scalars(query))
+def dispatch(session: Session, event: StoredEvent, *, now: dt.datetime) -> str:
+    """Run the event's handler in this transaction; its outcome ("done" or "unhandled").
+
+    The one place events meet their handlers: meeting.* and participant events go to
+    attendance, ``recording.completed`` to the recordings ingest; anything else is kept as it
+    came ("unhandled").
+    """
+    handler = _handlers().get(event.name)
+    return handler(session, event, now=now) if handler else "unhandled"
 
 
-CLAIM_FOR = dt.timedelta(minutes=5)
-
-
-def claim(session: Session, event_id: int, now: dt.datetime) -> WebhookEvent | None:
-    event = session.get(WebhookEvent, event_id, with_for_update=True)
-    if event is None:
-        return None
-    claimable = (
-        event.status in ("pending", "failed")
-        and event.next_attempt_at is not None
-        and event.next_attempt_at <= now
-    ) or (
-        event.status == "processing"
-        and event.claimed_until is not None
-        and event.claimed_until < now
-    )
-    if not claimable:
-        return None
-    event.status = "processing"
-    event.claimed_until = now + CLAIM_FOR
-    event.attempts += 1
-    session.flush()
-    return event
-
-
-def dispatch(session: Session, event_id: int, *, now: dt.datetime) -> str:
-    """Run the event's handler in this transaction and mark the event with the outcome."""
-    event = session.get(WebhookEvent, event_id)
-    if event is None:
-        return "missing"
-    document = parse(event.body)
-    handler = _handlers().get(event.event)
-    # meeting.* and participant events are kept as they came for attendance (a later issue).
-    outcome = handler(session, document, now=now) if handler else "unhandled"
+def handled(event: WebhookEvent, outcome: str, *, now: dt.datetime) -> str:
+    """Mark the event with its handler's outcome; nothing is due on it any more."""
     event.status = outcome
     event.processed_at = now
-    event.claimed_until = None
-    event.next_attempt_at = None
     event.error = ""
-    session.flush()
+    work.release(event, QUEUE)
     return outcome
 
 
-def backoff(attempts: int) -> dt.timedelta:
-    return min(dt.timedelta(seconds=30 * 2 ** min(max(0, attempts - 1), 12)), MAX_BACKOFF)
-
-
-def failed(session: Session, event_id: int, error: str, *, now: dt.datetime) -> str:
-    event = session.get(WebhookEvent, event_id)
-    if event is None:
-        return "missing"
+def failed(event: WebhookEvent, error: str, *, now: dt.datetime) -> str:
+    """The handler failed: try again later with the queue's backoff, or give up."""
     event.error = error[:500]
-    event.claimed_until = None
     if event.attempts >= MAX_ATTEMPTS:
         event.status = "dead"
-        event.next_attempt_at = None
+        work.release(event, QUEUE)
     else:
         event.status = "failed"
-        event.next_attempt_at = now + backoff(event.attempts)
-    session.flush()
+        work.postpone(event, QUEUE, now)
     return event.status
 
 

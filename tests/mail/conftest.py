@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,13 +21,19 @@ def certs(tmp_path_factory: pytest.TempPathFactory) -> Certs:
 
 @pytest.fixture
 def smtp_server(certs: Certs) -> Iterator[Callable[..., SmtpServer]]:
-    """Start SMTP servers: ``smtp_server(security="starttls", auth=True, start=True)``."""
+    """Start SMTP servers: ``smtp_server(security="starttls", auth=True, start=True, hold=0)``
+    (``hold``: seconds each message is kept before the server answers)."""
     started: list[SmtpServer] = []
 
     def start(
-        *, security: str = "none", auth: bool = False, port: int | None = None, start: bool = True
+        *,
+        security: str = "none",
+        auth: bool = False,
+        port: int | None = None,
+        start: bool = True,
+        hold: float = 0.0,
     ) -> SmtpServer:
-        server = SmtpServer(certs, security=security, auth=auth, port=port)
+        server = SmtpServer(certs, security=security, auth=auth, port=port, hold=hold)
         if start:
             server.start()
             started.append(server)
@@ -57,3 +64,30 @@ def use_smtp(
         MAIL_FROM=MAIL_FROM,
     )
     app.config.update(extra)
+
+
+def fresh_database(folder: Path, name: str) -> str:
+    """A migrated database of its own (SQLite file, or ``<suite>_<name>`` on the suite's
+    PostgreSQL), for tests that need real commits from several connections at once."""
+    import os
+
+    from sqlalchemy import text
+    from sqlalchemy.engine import make_url
+
+    from companion import migrate
+    from companion.db import make_engine
+
+    suite_url = os.environ.get("COMPANION_TEST_DATABASE_URL", "")
+    if not suite_url.startswith("postgres"):
+        url = f"sqlite:///{folder / (name + '.db')}"
+    else:
+        base = make_url(suite_url).set(drivername="postgresql+psycopg")
+        database = f"{base.database}_{name}"
+        server = make_engine(base.render_as_string(hide_password=False))
+        with server.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)'))
+            conn.execute(text(f'CREATE DATABASE "{database}"'))
+        server.dispose()
+        url = base.set(database=database).render_as_string(hide_password=False)
+    migrate.upgrade(url)
+    return url

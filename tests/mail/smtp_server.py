@@ -7,6 +7,7 @@ The TLS certificate is made here with `cryptography`: a throwaway CA and a serve
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import email
 import email.policy
@@ -134,12 +135,19 @@ class Received:
 
 @dataclass
 class Handler:
-    """Keeps every accepted message; refuses the addresses in ``refuse`` with a 550."""
+    """Keeps every accepted message; refuses the addresses in ``refuse`` with a 550.
+
+    ``hold``: seconds each message is held after its DATA (kept in ``received``) before the
+    server answers (a slow or hanging server); ``holding`` is set while one is held, so a test
+    can act during the wait.
+    """
 
     refuse: set[str] = field(default_factory=set)
     received: list[Received] = field(default_factory=list)
     rcpt_attempts: list[str] = field(default_factory=list)
     arrived: threading.Condition = field(default_factory=threading.Condition)
+    hold: float = 0.0
+    holding: threading.Event = field(default_factory=threading.Event)
 
     async def handle_RCPT(
         self, server: Any, session: Any, envelope: Any, address: str, rcpt_options: Any
@@ -164,6 +172,14 @@ class Handler:
                 )
             )
             self.arrived.notify_all()
+        if self.hold > 0:
+            # Taken, but the answer comes late (a slow server; or, past the client's timeout,
+            # one whose "accepted" is lost: the message arrived all the same).
+            self.holding.set()
+            try:
+                await asyncio.sleep(self.hold)
+            finally:
+                self.holding.clear()
         return "250 2.0.0 accepted"
 
     def wait_for(self, count: int, timeout: float = 10) -> list[Received]:
@@ -199,11 +215,12 @@ class SmtpServer:
         security: str = "none",
         auth: bool = False,
         port: int | None = None,
+        hold: float = 0.0,
     ):
         self.host = HOST
         self.port = port or free_port()
         self.security = security
-        self.handler = Handler()
+        self.handler = Handler(hold=hold)
         kwargs: dict[str, Any] = {}
         if security == "starttls":
             assert certs is not None

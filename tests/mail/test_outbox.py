@@ -93,10 +93,16 @@ def test_signed_out_visitors_are_sent_to_sign_in(app: Flask, db_session: Session
         assert "Open https://companion.example" not in response.get_data(as_text=True)
 
 
-def test_sent_message_keeps_no_working_personal_link(db_session):
+def test_sent_message_keeps_no_working_personal_link(
+    app: Flask, db_session: Session, smtp_server: Any
+) -> None:
     from companion.db import utcnow
     from companion.mail import services as mail_services
 
+    from .conftest import use_smtp
+
+    server = smtp_server()
+    use_smtp(app, server)
     token = "A" * 43
     msg = mail_services.queue(
         db_session,
@@ -107,8 +113,10 @@ def test_sent_message_keeps_no_working_personal_link(db_session):
         now=utcnow(),
         smtp_enabled=True,
     )
-    sent = []
-    assert mail_services.deliver(db_session, msg, sent.append, sender="c@example.org", now=utcnow())
-    assert token in sent[0].get_content()
+    assert jobs.deliver_pending(app) == 1
+    [got] = server.received
+    assert token in got.message.get_content()
+    db_session.refresh(msg)
+    assert msg.status == "sent"
     assert token not in msg.body_text
     assert "/f/[link removed after sending]" in msg.body_text

@@ -15,7 +15,7 @@ import pytest
 from flask import Flask
 from sqlalchemy.orm import Session
 
-from companion import mail
+from companion import mail, work
 from companion.config import ConfigError
 from companion.db import utcnow
 from companion.mail import jobs, services
@@ -129,13 +129,15 @@ def test_a_message_claimed_by_another_run_is_left_to_it(
     use_smtp(app, server)
     msg = queue(db_session, org)
     # Another worker has claimed it and is talking to the server right now.
-    assert jobs._claim(db_session, msg.id, utcnow()) is not None
-    assert jobs._claim(db_session, msg.id, utcnow()) is None
+    assert work.claim(db_session, jobs.OUTBOX, msg.id, utcnow())
+    assert not work.claim(db_session, jobs.OUTBOX, msg.id, utcnow())
 
     assert jobs.deliver_pending(app) == 0
     assert server.received == []
-    # Had that worker died mid-send, the message is retried once the claim runs out.
-    assert jobs.deliver_pending(app, clock=later(jobs.CLAIM.total_seconds() / 60 + 1)) == 1
+    # Had that worker died before handing the message over, it is sent once the claim runs out.
+    minutes = jobs.OUTBOX.claim_for.total_seconds() / 60
+    assert jobs.deliver_pending(app, clock=later(minutes + 1)) == 1
+    assert len(server.received) == 1
 
 
 # --- TLS -------------------------------------------------------------------------------------
@@ -311,11 +313,15 @@ def test_server_down_loses_nothing_and_the_next_run_after_it_returns_sends(
 
 
 def test_backoff_grows_and_is_capped_at_an_hour() -> None:
-    waits = [services.backoff(n) for n in range(1, 12)]
+    queue = jobs.OUTBOX
+    waits = [work.backoff(n, base=queue.backoff_base, cap=queue.backoff_cap) for n in range(1, 12)]
     assert waits[:4] == [dt.timedelta(minutes=m) for m in (1, 2, 4, 8)]
     assert waits == sorted(waits)
     assert max(waits) == dt.timedelta(hours=1)
-    assert services.backoff(10_000) == dt.timedelta(hours=1)
+    assert work.backoff(10_000, base=queue.backoff_base, cap=queue.backoff_cap) == dt.timedelta(
+        hours=1
+    )
+    assert not hasattr(services, "backoff")  # the one backoff is the work engine's
 
 
 def test_a_server_that_drops_idle_connections_is_reconnected(
