@@ -40,6 +40,7 @@ from ..courses.models import ClassSession, Course
 from ..db import job_session, utcnow
 from ..errors import CompanionError, ValidationError
 from ..orgs.models import Organisation
+from ..webhooks.models import WebhookEvent
 from ..zoom import ZoomAuthError, ZoomError, ZoomNotFound, ZoomRateLimited
 from . import concerns, crypto, vault
 from .keys import Keyring, WrappedDek
@@ -279,8 +280,16 @@ def record_from_zoom(
     return Registered(recording, created, len(added))
 
 
-def accept_event(session: Session, document: Mapping[str, Any], *, now: dt.datetime) -> str:
-    """Handler of ``recording.completed`` (called by the webhook job)."""
+def accept_event(
+    _name: str,
+    *,
+    session: Session,
+    event: WebhookEvent,
+    document: Mapping[str, Any],
+    now: dt.datetime,
+) -> str:
+    """Handler of ``recording.completed``: receives ``companion.signals.zoom_event`` for it
+    (connected by companion.recordings.init_app) when the webhook job processes ``event``."""
     payload = document.get("payload") or {}
     obj = payload.get("object") if isinstance(payload, Mapping) else None
     if not isinstance(obj, Mapping):

@@ -3,7 +3,8 @@
 The view checks the signature over the raw body before calling anything here. :func:`store`
 keeps the raw body under the event's redelivery key (``companion.zoom.webhooks.dedupe_key``), so
 Zoom's retries and duplicates are recognised and never processed twice. :func:`dispatch` runs
-in the worker (``jobs.py``) and routes each event by name.
+in the worker (``jobs.py``) and hands each event to the receivers of
+``companion.signals.zoom_event`` connected for its name (by the packages' ``init_app``).
 """
 
 from __future__ import annotations
@@ -11,7 +12,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,6 +19,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from .. import signals
 from ..errors import ValidationError
 from ..zoom.webhooks import dedupe_key
 from .models import WebhookEvent
@@ -29,9 +30,6 @@ URL_VALIDATION = "endpoint.url_validation"
 # An event whose handler keeps failing is retried with growing pauses, then left as "dead".
 MAX_ATTEMPTS = 10
 MAX_BACKOFF = dt.timedelta(hours=1)
-
-# event name -> handler(session, document, *, now) -> status ("done" or "unhandled")
-Handler = Callable[..., str]
 
 
 def parse(body: bytes) -> dict[str, Any]:
@@ -97,11 +95,16 @@ def store(session: Session, document: dict[str, Any], body: bytes, *, now: dt.da
 # --- processing (the worker) -------------------------------------------------------------------
 
 
-def _handlers() -> dict[str, Handler]:
-    from ..evidence.handlers import HANDLERS as attendance
-    from ..recordings import ingest
-
-    return {"recording.completed": ingest.accept_event, **attendance}
+def handle(
+    session: Session, event: WebhookEvent, document: dict[str, Any], *, now: dt.datetime
+) -> str:
+    """Hand the stored ``event`` to the receivers connected for its name: "done" when one did
+    something with it, "unhandled" when none is connected or none could place it (then it is
+    kept as it came and not retried). What a receiver raises propagates: the job retries."""
+    results = signals.zoom_event.send(
+        event.event, session=session, event=event, document=document, now=now
+    )
+    return "done" if any(outcome == "done" for _, outcome in results) else "unhandled"
 
 
 def due(session: Session, now: dt.datetime, limit: int = 100) -> list[int]:
@@ -149,9 +152,7 @@ def dispatch(session: Session, event_id: int, *, now: dt.datetime) -> str:
     if event is None:
         return "missing"
     document = parse(event.body)
-    handler = _handlers().get(event.event)
-    # meeting.* and participant events are kept as they came for attendance (a later issue).
-    outcome = handler(session, document, now=now) if handler else "unhandled"
+    outcome = handle(session, event, document, now=now)
     event.status = outcome
     event.processed_at = now
     event.claimed_until = None
