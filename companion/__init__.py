@@ -59,6 +59,9 @@ def create_app(
     logging.basicConfig(level=app.config["LOG_LEVEL"].upper())
 
     from . import access, db, errors, security, web
+    from . import evidence as evidence_package
+    from . import families as families_package
+    from . import recordings as recordings_package
     from .accounts import twofactor_views
     from .accounts import views as accounts_views
     from .api import views as api_views
@@ -88,6 +91,13 @@ def create_app(
     family_views.init_app(app)
     evidence_views.init_app(app)
     denials.init_app(app)
+    # Cross-package reactions (companion.signals): each package connects its receivers here, for
+    # every app built (web, worker, commands) and never at import, so what a process happened to
+    # import cannot decide whether, say, parents are told of a change. Receivers do not depend on
+    # each other's order; packages come after those they react to.
+    families_package.init_app(app)
+    evidence_package.init_app(app)
+    recordings_package.init_app(app)
 
     for blueprint in (
         web.bp,

@@ -21,6 +21,7 @@ from typing import Any, TypeVar
 
 from flask import Flask, current_app, g, redirect, request, url_for
 
+from . import signals
 from .errors import Forbidden, Unauthorized, wants_json
 
 log = logging.getLogger(__name__)
@@ -78,18 +79,19 @@ def rule_for(app: Flask, endpoint: str | None) -> Rule | None:
     return getattr(view, "companion_access", None)
 
 
-# Hooks the family package registers so this module does not import it.
-_family_loader: Callable[[], Any] | None = None
-
-
-def set_family_loader(loader: Callable[[], Any]) -> None:
-    global _family_loader
-    _family_loader = loader
-
-
 def current_user() -> Any:
     """The signed-in staff user of this request, or None."""
     return g.get("user")
+
+
+def _family_of_request() -> Any:
+    """The family of this request, from the receiver the families package connects (see
+    companion.signals.family_for_request), so this module does not import it; None without."""
+    app = current_app._get_current_object()
+    for _receiver, found in signals.family_for_request.send(app):
+        if found is not None:
+            return found
+    return None
 
 
 def init_app(app: Flask) -> None:
@@ -111,7 +113,7 @@ def init_app(app: Flask) -> None:
                 g.user = accounts.user_from_browser_session()
             return accounts.home_gate(request.endpoint)
         if rule.kind == "family":
-            g.family = _family_loader() if _family_loader else None
+            g.family = _family_of_request()
             if g.family is None:
                 raise Unauthorized("Please open the personal link from your email again.")
             return None

@@ -20,8 +20,7 @@ import datetime as dt
 import json
 import logging
 import secrets
-from collections import defaultdict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,7 +28,7 @@ from flask import current_app
 from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
-from .. import mail
+from .. import mail, signals
 from ..access import ADMIN, LEAD, TEACHER
 from ..accounts.models import User
 from ..audit.services import record as audit
@@ -113,34 +112,20 @@ def _zoom_failure(exc: ZoomError, doing: str) -> CompanionError:
     return ZoomRefused(f"Zoom refused {doing}: {exc.message}")
 
 
-# --- listeners: other parts of companion react to course changes ----------------------------
-
-EVENTS = (
-    "course_created",
-    "schedule_changed",
-    "passcode_rotated",
-    "course_cancelled",
-    "course_closed",
-    "safety_changed",
-)
-_listeners: dict[str, list[Callable[..., None]]] = defaultdict(list)
-
-
-def subscribe(event: str, listener: Callable[..., None]) -> None:
-    """Call ``listener(session, course, **details)`` inside the transaction of each ``event``.
-
-    A listener that raises fails the change it listens to, so keep listeners to database work
-    (queueing mail is fine).
-    """
-    if event not in EVENTS:
-        raise ValueError(f"unknown course event {event!r}")
-    if listener not in _listeners[event]:
-        _listeners[event].append(listener)
+# --- signals: other parts of companion react to course changes -------------------------------
 
 
 def _emit(event: str, session: Session, course: Course, **details: Any) -> None:
-    for listener in list(_listeners[event]):
-        listener(session, course, **details)
+    """Tell the packages that react to ``event`` (see companion.signals), in this transaction.
+
+    Receivers are connected by create_app (each package's init_app), not by importing them, so
+    the worker and commands tell parents exactly as a request does.
+    """
+    if event not in signals.COURSE_EVENTS:
+        raise ValueError(f"unknown course event {event!r}")
+    signal = signals.COURSE_EVENTS[event]
+    if signal is not None:
+        signal.send(course, session=session, **details)
 
 
 # --- what other packages use -----------------------------------------------------------------

@@ -1,11 +1,11 @@
-"""Webhook handlers for Zoom's meeting and participant events (registered with the dispatcher in
-``companion.webhooks.services``): each event becomes one attendance event."""
+"""The handler of Zoom's meeting and participant events: each stored webhook event becomes one
+attendance event. It receives ``companion.signals.zoom_event`` for the names in
+``attendance.ZOOM_EVENTS`` (connected by ``companion.evidence.init_app``)."""
 
 from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from sqlalchemy.orm import Session
@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-def handle(session: Session, event: StoredEvent, *, now: dt.datetime) -> str:
+def handle(_name: str, *, session: Session, event: StoredEvent, now: dt.datetime) -> str:
     """ "done", or "unhandled" for an event too malformed to place (no meeting id, a participant
     event without its participant): trying again would not help, and the stored webhook keeps
     it as it came. Anything else that goes wrong is raised, so the job retries it."""
@@ -30,6 +30,3 @@ def handle(session: Session, event: StoredEvent, *, now: dt.datetime) -> str:
         log.warning("webhook %s (%s) kept unhandled: %s", event.id, document.get("event"), exc)
         return "unhandled"
     return "done"
-
-
-HANDLERS: dict[str, Callable[..., str]] = {name: handle for name in attendance.ZOOM_EVENTS}

@@ -57,19 +57,24 @@ family_bp.before_request(family_views.check_form_token)
 
 
 def init_app(app: Flask) -> None:
-    """Blueprints, the admit list's column, the family page's panel, the warning banner."""
+    """Blueprints and the warning banner (the admit column and family panel below are connected
+    by companion.evidence.init_app)."""
     app.register_blueprint(bp)
     app.register_blueprint(family_bp)
-    families.register_admit_column(
-        families.AdmitColumn("adult", "Adult present", services.admit_column_values)
-    )
-    families.register_family_class_panel(
-        families.ClassPanel("adult", "evidence/_adult_panel.html", services.family_panel_values)
-    )
 
     @app.context_processor
     def _evidence_globals() -> dict[str, Any]:
         return {"evidence_warnings": _warnings_for_class}
+
+
+def admit_column(_sender: Any = None) -> families.AdmitColumn:
+    """The admit list's "Adult present" column (receiver of ``signals.admit_columns``)."""
+    return families.AdmitColumn("adult", "Adult present", services.admit_column_values)
+
+
+def family_class_panel(_sender: Any = None) -> families.ClassPanel:
+    """The family page's "an adult is in the room" panel (``signals.family_class_panels``)."""
+    return families.ClassPanel("adult", "evidence/_adult_panel.html", services.family_panel_values)
 
 
 def _warnings_for_class(cls: Any) -> list[Any]:

@@ -30,7 +30,7 @@ from flask import (
     url_for,
 )
 
-from ..access import family, public, set_family_loader
+from ..access import family, public
 from ..accounts.auth import client_ip
 from ..courses import services as courses
 from ..courses.zoomclient import zoom_for
@@ -48,8 +48,10 @@ COOKIE = "companion_family"
 COOKIE_PATH = "/f/"
 
 
-def load_family() -> services.FamilyPrincipal | None:
-    """The family session of this request (the access layer's loader for @family routes)."""
+def load_family(_app: Flask | None = None) -> services.FamilyPrincipal | None:
+    """The family session of this request: the receiver of ``signals.family_for_request``, by
+    which the access layer finds the family of an @family route (connected in
+    companion.families.init_app)."""
     raw = request.cookies.get(COOKIE, "")
     if not raw:
         return None
@@ -64,8 +66,6 @@ def principal() -> services.FamilyPrincipal:
 
 
 def init_app(app: Flask) -> None:
-    set_family_loader(load_family)
-
     @app.context_processor
     def _family_globals() -> dict[str, Any]:
         found = g.get("family")

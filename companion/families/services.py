@@ -37,7 +37,7 @@ from flask import current_app
 from sqlalchemy import and_, or_, select, update
 from sqlalchemy.orm import Session
 
-from .. import mail
+from .. import mail, signals
 from ..access import LEAD
 from ..accounts.models import User
 from ..accounts.services import EMAIL_RE, hash_token
@@ -1540,7 +1540,7 @@ class AdmitRow:
     audio_only: bool
     registered: bool
     agreement_accepted: bool
-    # Columns other packages add (see register_admit_column), by key.
+    # Columns other packages add (see admit_columns), by key.
     extras: dict[str, Any] = field(default_factory=dict)
 
 
@@ -1552,13 +1552,17 @@ class AdmitColumn:
     values: Callable[[Session, ClassSession, list[Family]], dict[int, Any]]
 
 
-ADMIT_COLUMNS: list[AdmitColumn] = []
+def admit_columns() -> list[AdmitColumn]:
+    """The columns other packages add to every admit list (e.g. "adult present" confirmations
+    per class): each receiver of ``signals.admit_columns`` gives one, in the order of their keys.
+    """
+    return _by_key(signals.admit_columns)
 
 
-def register_admit_column(column: AdmitColumn) -> None:
-    """Add a column to every admit list (e.g. "adult present" confirmations per class)."""
-    if all(c.key != column.key for c in ADMIT_COLUMNS):
-        ADMIT_COLUMNS.append(column)
+def _by_key(signal: Any) -> list[Any]:
+    # Receivers are called in no set order; the page's order must not change between requests.
+    found = {item.key: item for _, item in signal.send(None) if item is not None}
+    return [found[key] for key in sorted(found)]
 
 
 def accepted_families(
@@ -1596,7 +1600,7 @@ def admit_list(session: Session, cls: ClassSession, *, now: dt.datetime) -> list
         )
         for f in families
     ]
-    for column in ADMIT_COLUMNS:
+    for column in admit_columns():
         values = column.values(session, cls, families)
         for row in rows:
             row.extras[column.key] = values.get(row.family.id)
@@ -1774,12 +1778,10 @@ class ClassPanel:
     values: Callable[[Session, FamilyPrincipal, list[ClassSession], dt.datetime], dict[int, Any]]
 
 
-FAMILY_CLASS_PANELS: list[ClassPanel] = []
-
-
-def register_family_class_panel(panel: ClassPanel) -> None:
-    if all(p.key != panel.key for p in FAMILY_CLASS_PANELS):
-        FAMILY_CLASS_PANELS.append(panel)
+def family_class_panels() -> list[ClassPanel]:
+    """The panels other packages show in each class's row of the family page: each receiver of
+    ``signals.family_class_panels`` gives one, in the order of their keys."""
+    return _by_key(signals.family_class_panels)
 
 
 def _join_url(session: Session, family: Family, zoom: Any) -> str | None:
@@ -1881,7 +1883,7 @@ def family_page(
         remaining_audio_only=sum(1 for r in open_rows if r.audio_only),
         panels=[
             (panel, panel.values(session, principal, [r.cls for r in rows], now))
-            for panel in FAMILY_CLASS_PANELS
+            for panel in family_class_panels()
         ],
     )
 
@@ -1909,9 +1911,15 @@ def calendar_file(
 # --- reacting to course events -------------------------------------------------------------------
 
 
-def _on_safety_changed(session: Session, course: Course, **details: Any) -> None:
+# Receivers of the course signals (companion.signals), connected by companion.families.init_app.
+# Each gets the Course as sender and the change's session.
+
+
+def _on_safety_changed(
+    course: Course, *, session: Session, after: str | None = None, **_details: Any
+) -> None:
     """The course became safe: send every link that was waiting for it."""
-    if details.get("after") != "safe":
+    if after != "safe":
         return
     # The check that found the course safe stamped its time; links carry that time.
     now = course.last_verified_at or utcnow()
@@ -1967,10 +1975,16 @@ def _class_line(course: Course, cls: ClassSession) -> str:
     return line
 
 
-def _on_schedule_changed(session: Session, course: Course, **details: Any) -> None:
+def _on_schedule_changed(
+    course: Course,
+    *,
+    session: Session,
+    classes: Sequence[ClassSession] = (),
+    **_details: Any,
+) -> None:
     """A class was moved or cancelled (or the series changed): parents are told."""
     now = utcnow()
-    changed = [c for c in details.get("classes") or [] if c.ends_at > now]
+    changed = [c for c in classes if c.ends_at > now]
     if not changed:
         return
     lines = "\n".join(_class_line(course, c) for c in sorted(changed, key=lambda c: c.starts_at))
@@ -1984,7 +1998,7 @@ def _on_schedule_changed(session: Session, course: Course, **details: Any) -> No
     )
 
 
-def _on_course_cancelled(session: Session, course: Course, **_details: Any) -> None:
+def _on_course_cancelled(course: Course, *, session: Session, **_details: Any) -> None:
     _tell_parents(
         session,
         course,
@@ -1995,7 +2009,7 @@ def _on_course_cancelled(session: Session, course: Course, **_details: Any) -> N
     )
 
 
-def _on_passcode_rotated(session: Session, course: Course, **_details: Any) -> None:
+def _on_passcode_rotated(course: Course, *, session: Session, **_details: Any) -> None:
     _tell_parents(
         session,
         course,
@@ -2003,9 +2017,3 @@ def _on_passcode_rotated(session: Session, course: Course, **_details: Any) -> N
         f'The passcode of "{course.title}" has changed. The new one is on your family page.',
         "family.passcode_changed",
     )
-
-
-courses.subscribe("safety_changed", _on_safety_changed)
-courses.subscribe("schedule_changed", _on_schedule_changed)
-courses.subscribe("course_cancelled", _on_course_cancelled)
-courses.subscribe("passcode_rotated", _on_passcode_rotated)

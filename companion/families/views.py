@@ -480,7 +480,7 @@ def admit(course_id: int, class_id: int) -> Any:
         end=courses.local_time(course, cls.ends_at),
         cutoff=courses.local_time(course, services.cutoff_of(course.organisation, cls)),
         rows=rows,
-        columns=services.ADMIT_COLUMNS,
+        columns=services.admit_columns(),
         events=events,
         names=names,
         contact_names={

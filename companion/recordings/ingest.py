@@ -286,8 +286,9 @@ def record_from_zoom(
     return Registered(recording, created, len(added))
 
 
-def accept_event(session: Session, event: StoredEvent, *, now: dt.datetime) -> str:
-    """Handler of ``recording.completed`` (called by the webhook job with the stored event)."""
+def accept_event(_name: str, *, session: Session, event: StoredEvent, now: dt.datetime) -> str:
+    """Handler of ``recording.completed``: receives ``companion.signals.zoom_event`` for it
+    (connected by companion.recordings.init_app) when the webhook job processes ``event``."""
     document = event.document
     payload = document.get("payload") or {}
     obj = payload.get("object") if isinstance(payload, Mapping) else None

@@ -4,7 +4,8 @@ The view checks the signature over the raw body before calling anything here. :f
 keeps the raw body under the event's redelivery key (``companion.zoom.webhooks.dedupe_key``), so
 Zoom's retries and duplicates are recognised and never processed twice. The worker (``jobs.py``)
 takes stored events from :data:`QUEUE` (the work engine) and :func:`dispatch` hands each, as a
-:class:`StoredEvent`, to its handler by name.
+:class:`StoredEvent`, to the receivers of ``companion.signals.zoom_event`` connected for its
+name (by the packages' ``init_app``).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,7 +21,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from .. import work
+from .. import signals, work
 from ..errors import ValidationError
 from ..zoom.webhooks import dedupe_key
 from .models import WebhookEvent
@@ -30,9 +31,6 @@ log = logging.getLogger(__name__)
 URL_VALIDATION = "endpoint.url_validation"
 # An event whose handler keeps failing is retried with growing pauses, then left as "dead".
 MAX_ATTEMPTS = 10
-
-# event name -> handler(session, event: StoredEvent, *, now) -> status ("done" or "unhandled")
-Handler = Callable[..., str]
 
 
 def parse(body: bytes) -> dict[str, Any]:
@@ -140,22 +138,28 @@ def stored_event(event: WebhookEvent) -> StoredEvent:
     )
 
 
-def _handlers() -> dict[str, Handler]:
-    from ..evidence.handlers import HANDLERS as attendance
-    from ..recordings import ingest
-
-    return {"recording.completed": ingest.accept_event, **attendance}
+def handle(
+    session: Session, event: WebhookEvent, document: dict[str, Any], *, now: dt.datetime
+) -> str:
+    """Hand the stored ``event`` to the receivers connected for its name: "done" when one did
+    something with it, "unhandled" when none is connected or none could place it (then it is
+    kept as it came and not retried). What a receiver raises propagates: the job retries."""
+    results = signals.zoom_event.send(
+        event.event, session=session, event=event, document=document, now=now
+    )
+    return "done" if any(outcome == "done" for _, outcome in results) else "unhandled"
 
 
 def dispatch(session: Session, event: StoredEvent, *, now: dt.datetime) -> str:
     """Run the event's handler in this transaction; its outcome ("done" or "unhandled").
 
-    The one place events meet their handlers: meeting.* and participant events go to
-    attendance, ``recording.completed`` to the recordings ingest; anything else is kept as it
-    came ("unhandled").
+    The one place events meet their handlers, the receivers of ``signals.zoom_event`` for the
+    event's name: meeting.* and participant events go to attendance, ``recording.completed`` to
+    the recordings ingest; an event nobody receives, or nobody could place, is kept as it came
+    ("unhandled"). What a receiver raises propagates: the job retries the event.
     """
-    handler = _handlers().get(event.name)
-    return handler(session, event, now=now) if handler else "unhandled"
+    results = signals.zoom_event.send(event.name, session=session, event=event, now=now)
+    return "done" if any(outcome == "done" for _, outcome in results) else "unhandled"
 
 
 def handled(event: WebhookEvent, outcome: str, *, now: dt.datetime) -> str:

@@ -1,6 +1,6 @@
 """What issue 7 builds on: a column of the admit list and a panel in each class row of the family
-page (e.g. "an adult is present" for the class about to start), and finding a family from the
-registrant id Zoom's webhooks carry."""
+page (e.g. "an adult is present" for the class about to start), added by connecting to
+companion.signals, and finding a family from the registrant id Zoom's webhooks carry."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from flask import Flask
 from jinja2 import ChoiceLoader, DictLoader
 from sqlalchemy.orm import Session
 
+from companion import signals
 from companion.courses import services as courses
 from companion.families import services
 from companion.families.models import Family
@@ -22,36 +23,31 @@ pytestmark = pytest.mark.usefixtures("app_with_zoom")
 
 
 def test_an_admit_column(
-    monkeypatch: pytest.MonkeyPatch,
-    db_session: Session,
-    client: Any,
-    teacher: Any,
-    course: Any,
-    family: Family,
+    db_session: Session, client: Any, teacher: Any, course: Any, family: Family
 ) -> None:
-    monkeypatch.setattr(services, "ADMIT_COLUMNS", [])
-    services.register_admit_column(
-        services.AdmitColumn(
-            "adult", "Adult present", lambda session, cls, families: {family.id: "yes, 16:58"}
-        )
+    column = services.AdmitColumn(
+        "probe", "Probe column", lambda session, cls, families: {family.id: "yes, 16:58"}
     )
     first = courses.class_sessions(course)[0]
+    with signals.admit_columns.connected_to(lambda _sender: column):
+        (row,) = services.admit_list(db_session, first, now=helpers.NOW)
+        assert row.extras["probe"] == "yes, 16:58"
+        # The evidence package's own column is there too, connected by create_app.
+        assert [c.key for c in services.admit_columns()] == ["adult", "probe"]
+        sign_in(client, teacher.email)
+        page = text(client.get(f"/courses/{course.id}/classes/{first.id}/admit"))
+    assert "<th>Probe column</th>" in page and "<td>yes, 16:58</td>" in page
+    assert [c.key for c in services.admit_columns()] == ["adult"]
     (row,) = services.admit_list(db_session, first, now=helpers.NOW)
-    assert row.extras == {"adult": "yes, 16:58"}
-    sign_in(client, teacher.email)
-    page = text(client.get(f"/courses/{course.id}/classes/{first.id}/admit"))
-    assert "<th>Adult present</th>" in page and "<td>yes, 16:58</td>" in page
+    assert "probe" not in row.extras
 
 
-def test_a_family_class_panel(
-    monkeypatch: pytest.MonkeyPatch, app: Flask, db_session: Session, client: Any, family: Family
-) -> None:
-    monkeypatch.setattr(services, "FAMILY_CLASS_PANELS", [])
+def test_a_family_class_panel(app: Flask, db_session: Session, client: Any, family: Family) -> None:
     app.jinja_env.loader = ChoiceLoader(
         [
             DictLoader(
                 {
-                    "adult_panel.html": '<form method="post" action="/f/x">'
+                    "probe_panel.html": '<form method="post" action="/f/x">'
                     '<input name="csrf_token" value="{{ family_csrf_token() }}">'
                     "{{ value }}</form>"
                 }
@@ -60,17 +56,17 @@ def test_a_family_class_panel(
         ]
     )
     first = courses.class_sessions(family.course)[0]
-    services.register_family_class_panel(
-        services.ClassPanel(
-            "adult",
-            "adult_panel.html",
-            lambda session, principal, classes, now: {first.id: "Is an adult in the room?"},
-        )
+    panel = services.ClassPanel(
+        "probe",
+        "probe_panel.html",
+        lambda session, principal, classes, now: {first.id: "Is a probe in the room?"},
     )
-    client.get(helpers.links_to(db_session, "rana@example.net")[0])
-    page = text(client.get("/f/"))
-    assert page.count("Is an adult in the room?") == 1
-    assert 'class="class-panel panel-adult"' in page
+    with signals.family_class_panels.connected_to(lambda _sender: panel):
+        client.get(helpers.links_to(db_session, "rana@example.net")[0])
+        page = text(client.get("/f/"))
+    assert page.count("Is a probe in the room?") == 1
+    assert 'class="class-panel panel-probe"' in page
+    assert "Is a probe in the room?" not in text(client.get("/f/"))
 
 
 def test_the_family_of_a_registrant(db_session: Session, family: Family) -> None:

@@ -1,0 +1,158 @@
+"""Parents are told of a course change through companion.signals, connected by create_app: a
+worker that imports only the courses' jobs tells them as a request would, and building many apps
+in one process never tells them twice."""
+
+from __future__ import annotations
+
+import gc
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from flask import Flask
+from sqlalchemy import select, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session
+
+from companion import ROOT, migrate, signals
+from companion.courses import services as courses
+from companion.courses.zoomclient import EXTENSION_KEY
+from companion.db import job_session, make_engine
+from companion.mail.models import OutboxMessage
+
+from .. import factories
+from ..conftest import SECRET, TEST_KEK, make_app
+from . import helpers
+from .fake_zoom import RegistrantZoom
+
+pytestmark = pytest.mark.usefixtures("app_with_zoom")
+
+PARENTS = [("Rana", "rana@example.net"), ("Omar", "omar@example.net")]
+
+# What `companion worker` does: build the app with create_app, then import the job it runs.
+# Nothing of the families package is imported here by hand.
+WORKER = """
+import json, sys
+from companion import create_app
+
+config, instance, course_id = json.loads(sys.argv[1]), sys.argv[2], int(sys.argv[3])
+app = create_app(config, instance_path=instance, environ={})
+
+import companion.courses.jobs as jobs
+from companion.courses.models import Course
+from companion.db import job_session
+
+with app.app_context(), job_session(app) as session:
+    jobs.services._emit("course_cancelled", session, session.get(Course, course_id))
+print("emitted")
+"""
+
+
+def _fresh_database_url(folder: Path) -> Iterator[str]:
+    """A database of this test's own (its commits must be real, and seen by another process)."""
+    suite_url = os.environ.get("COMPANION_TEST_DATABASE_URL", "")
+    if not suite_url.startswith("postgres"):
+        yield f"sqlite:///{folder / 'signals.db'}"
+        return
+    url = make_url(suite_url).set(drivername="postgresql+psycopg")
+    name = f"{url.database}_signals"
+    admin = make_engine(url.render_as_string(hide_password=False))
+    with admin.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield url.set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@pytest.fixture
+def own_database(tmp_path: Path) -> Iterator[str]:
+    yield from _fresh_database_url(tmp_path)
+
+
+def test_a_worker_that_imports_only_the_course_jobs_tells_the_parents(
+    own_database: str, tmp_path: Path, clock: Any
+) -> None:
+    engine = make_engine(own_database)
+    with engine.begin() as conn:
+        migrate.upgrade(own_database, connection=conn)
+    engine.dispose()
+    instance = tmp_path / "instance"
+    setup = make_app(own_database, instance)
+    zoom = RegistrantZoom(now=clock.now)
+    setup.extensions[EXTENSION_KEY] = zoom
+    with setup.app_context(), job_session(setup) as session:
+        org = factories.organisation(session)
+        teacher = factories.user(session, org, role="teacher", email="teacher@example.org")
+        course = helpers.make_course(session, zoom, teacher)
+        helpers.enrol(session, zoom, teacher, course, contacts=PARENTS)
+        course_id = course.id
+        # What the worker needs to find: two parents holding a link, nobody told anything yet.
+        assert len(helpers.outbox(session, "family.link")) == 2
+        assert helpers.outbox(session, "family.course_cancelled") == []
+
+    config = {
+        "SECRET_KEY": SECRET,
+        "DATABASE_URL": own_database,
+        "TESTING": True,
+        "STORAGE_DIR": str(instance / "recordings"),
+        "KEK": TEST_KEK,
+    }
+    done = subprocess.run(
+        [sys.executable, "-c", WORKER, json.dumps(config), str(instance), str(course_id)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0 and "emitted" in done.stdout, done.stderr[-3000:]
+
+    with setup.app_context(), job_session(setup) as session:
+        told = session.scalars(
+            select(OutboxMessage.to_address)
+            .where(OutboxMessage.kind == "family.course_cancelled")
+            .order_by(OutboxMessage.id)
+        ).all()
+    assert told == ["rana@example.net", "omar@example.net"]
+    setup.extensions["companion.engine"].dispose()
+    del setup
+    gc.collect()
+
+
+def test_building_more_apps_does_not_tell_parents_twice(
+    app: Flask,
+    database_url: str,
+    instance_dir: Path,
+    db_session: Session,
+    zoom: RegistrantZoom,
+    teacher: Any,
+    course: Any,
+) -> None:
+    helpers.enrol(db_session, zoom, teacher, course, contacts=PARENTS)
+    # Other apps in the same process (the suite builds one per test; a worker builds its own).
+    more = [make_app(database_url, instance_dir) for _ in range(2)]
+    try:
+        assert len(signals.passcode_rotated.receivers) == 1
+        courses._emit("passcode_rotated", db_session, course)
+        told = [m.to_address for m in helpers.outbox(db_session, "family.passcode_changed")]
+        assert told == ["rana@example.net", "omar@example.net"]
+    finally:
+        for other in more:
+            other.extensions["companion.engine"].dispose()
+        # Collect them now rather than in the middle of a later test's compile() (CPython
+        # 3.11.7 fails an ast.parse that a finalizer's traceback formatting re-enters).
+        del more, other
+        gc.collect()
+
+
+def test_an_unknown_course_event_is_refused(db_session: Session, course: Any) -> None:
+    with pytest.raises(ValueError, match="unknown course event"):
+        courses._emit("course_renamed", db_session, course)
