@@ -35,7 +35,8 @@ from urllib.parse import urlparse
 
 from flask import current_app
 from sqlalchemy import and_, or_, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, selectinload
+from sqlalchemy.orm.attributes import set_committed_value
 
 from .. import mail
 from ..access import LEAD
@@ -313,10 +314,16 @@ def list_families(session: Session, user: User, course_id: int) -> list[Family]:
     return families_of(session, course.id)
 
 
-def families_of(session: Session, course_id: int, *, enrolled_only: bool = False) -> list[Family]:
+def families_of(
+    session: Session, course_id: int, *, enrolled_only: bool = False, with_contacts: bool = False
+) -> list[Family]:
+    """A course's families, enrolled first, by name. ``with_contacts`` loads every family's
+    parents in one more query, for pages that show them (instead of one query per family)."""
     query = select(Family).where(Family.course_id == course_id)
     if enrolled_only:
         query = query.where(Family.status == "enrolled")
+    if with_contacts:
+        query = query.options(selectinload(Family.contacts))
     families = list(session.scalars(query))
     return sorted(
         families, key=lambda f: (f.status != "enrolled", display_name(f).casefold(), f.id)
@@ -1150,14 +1157,30 @@ class LinkState:
 
 
 def link_state(session: Session, contact: FamilyContact, now: dt.datetime) -> LinkState:
-    links = list(
-        session.scalars(
-            select(FamilyLink)
-            .where(FamilyLink.contact_id == contact.id)
-            .order_by(FamilyLink.created_at.desc(), FamilyLink.id.desc())
-        )
-    )
-    latest = links[0] if links else None
+    return link_states(session, [contact], now)[contact.id]
+
+
+def link_states(
+    session: Session, contacts: Sequence[FamilyContact], now: dt.datetime
+) -> dict[int, LinkState]:
+    """Contact id -> the state of that parent's link, for many parents in one query (a page
+    of families asks for all of them at once)."""
+    if not contacts:
+        return {}
+    latest: dict[int, FamilyLink] = {}
+    # Newest first, so the first link seen for a contact is its latest.
+    for link in session.scalars(
+        select(FamilyLink)
+        .where(FamilyLink.contact_id.in_({c.id for c in contacts}))
+        .order_by(FamilyLink.created_at.desc(), FamilyLink.id.desc())
+    ):
+        latest.setdefault(link.contact_id, link)
+    return {c.id: _link_state_of(c, latest.get(c.id), now) for c in contacts}
+
+
+def _link_state_of(
+    contact: FamilyContact, latest: FamilyLink | None, now: dt.datetime
+) -> LinkState:
     if contact.link_owed_since is not None:
         why = link_blocker(contact.family, now) or "About to be sent."
         return LinkState("queued", f"Waiting to be sent: {why}", None, None)
@@ -1350,6 +1373,23 @@ def audio_only_for_class(session: Session, cls: ClassSession) -> dict[int, bool]
     return {f.id: audio_only_state(events[f.id], cls, cutoff) for f in families}
 
 
+def audio_only_by_class(
+    session: Session, course: Course, families: Sequence[Family], classes: Sequence[ClassSession]
+) -> dict[int, dict[int, bool]]:
+    """Class id -> {family id -> audio-only} for the families expected in each class, as
+    :func:`audio_only_for_class` gives, for many classes of one course: ``families`` are all the
+    course's families (already loaded); their requests are read once, not once per class."""
+    org = course.organisation
+    events = _events(session, [f.id for f in families]) if classes else {}
+    found = {}
+    for cls in classes:
+        cutoff = cutoff_of(org, cls)
+        found[cls.id] = {
+            f.id: audio_only_state(events[f.id], cls, cutoff) for f in expected_among(families, cls)
+        }
+    return found
+
+
 @dataclass(frozen=True)
 class AudioOnlyResult:
     changed: bool
@@ -1532,6 +1572,19 @@ def expected_families(session: Session, cls: ClassSession) -> list[Family]:
     return sorted(families, key=lambda f: (display_name(f).casefold(), f.id))
 
 
+def expected_among(families: Iterable[Family], cls: ClassSession) -> list[Family]:
+    """:func:`expected_families` picked from a course's families already loaded (the same rule,
+    the same order), so a page about many classes reads the families once."""
+    found = [
+        f
+        for f in families
+        if f.course_id == cls.course_id
+        and f.created_at < cls.ends_at
+        and (f.withdrawn_at is None or f.withdrawn_at > cls.starts_at)
+    ]
+    return sorted(found, key=lambda f: (display_name(f).casefold(), f.id))
+
+
 @dataclass
 class AdmitRow:
     family: Family
@@ -1581,9 +1634,20 @@ def accepted_families(
 def admit_list(session: Session, cls: ClassSession, *, now: dt.datetime) -> list[AdmitRow]:
     """The children the teacher should admit from the waiting room, audio-only ones flagged."""
     families = expected_families(session, cls)
+    events = _events(session, [f.id for f in families])
+    return _admit_rows(session, cls, families, events, now=now)
+
+
+def _admit_rows(
+    session: Session,
+    cls: ClassSession,
+    families: list[Family],
+    events: dict[int, list[AudioOnlyEvent]],
+    *,
+    now: dt.datetime,
+) -> list[AdmitRow]:
     org = cls.course.organisation
     cutoff = cutoff_of(org, cls)
-    events = _events(session, [f.id for f in families])
     accepted = accepted_families(session, org, families, now=now)
     rows = [
         AdmitRow(
@@ -1605,19 +1669,67 @@ def admit_list(session: Session, cls: ClassSession, *, now: dt.datetime) -> list
 
 def get_class_for(session: Session, user: User, course_id: int, class_id: int) -> ClassSession:
     course = get_course(session, user, course_id)
-    return courses.get_class(course, class_id)
+    cls = courses.get_class(course, class_id)
+    # Loading the course's classes does not point each class back at the course: without this
+    # ``cls.course`` reads the course again once this function's reference to it is gone.
+    set_committed_value(cls, "course", course)
+    return cls
 
 
 def audio_only_events_for_class(session: Session, cls: ClassSession) -> list[AudioOnlyEvent]:
     """Every request and withdrawal that concerns this class, in the order made."""
     families = expected_families(session, cls)
+    return _class_events(cls, _events(session, [f.id for f in families]))
+
+
+def _class_events(
+    cls: ClassSession, events: dict[int, list[AudioOnlyEvent]]
+) -> list[AudioOnlyEvent]:
     cutoff = cutoff_of(cls.course.organisation, cls)
     found = []
-    for events in _events(session, [f.id for f in families]).values():
+    for family_events in events.values():
         found += [
-            e for e in events if e.class_id == cls.id or (e.class_id is None and e.at < cutoff)
+            e
+            for e in family_events
+            if e.class_id == cls.id or (e.class_id is None and e.at < cutoff)
         ]
     return sorted(found, key=lambda e: (e.at, e.id))
+
+
+@dataclass
+class AdmitPage:
+    """Everything the admit list page shows, read once: its rows, the requests for the class,
+    and the names those requests are shown with."""
+
+    rows: list[AdmitRow]
+    events: list[AudioOnlyEvent]
+    # Family id -> the child's name; contact id -> the parent's name.
+    names: dict[int, str]
+    contact_names: dict[int, str]
+
+
+def admit_page(session: Session, cls: ClassSession, *, now: dt.datetime) -> AdmitPage:
+    """:func:`admit_list` and :func:`audio_only_events_for_class` of one class, with the
+    families and their requests read once for both."""
+    families = expected_families(session, cls)
+    events = _events(session, [f.id for f in families])
+    rows = _admit_rows(session, cls, families, events, now=now)
+    class_events = _class_events(cls, events)
+    contact_ids = {e.contact_id for e in class_events}
+    contact_names = (
+        {
+            c.id: c.name
+            for c in session.scalars(select(FamilyContact).where(FamilyContact.id.in_(contact_ids)))
+        }
+        if contact_ids
+        else {}
+    )
+    return AdmitPage(
+        rows=rows,
+        events=class_events,
+        names={r.family.id: r.child_name for r in rows},
+        contact_names=contact_names,
+    )
 
 
 def admit_url(course: Course, cls: ClassSession) -> str:
