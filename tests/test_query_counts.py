@@ -69,6 +69,10 @@ class Built:
             "families page": f"/courses/{self.course_id}/families",
             "course page": f"/courses/{self.course_id}",
             "admit list": f"/courses/{self.course_id}/classes/{self.admit_class_id}/admit",
+            "family detail": f"/courses/{self.course_id}/families/{self.family_ids[0]}",
+            # The lists of every course (the larger measurement has one course more).
+            "courses list": "/courses/",
+            "families list": "/families/",
         }
 
     def family_pages(self) -> dict[str, str]:
@@ -276,6 +280,19 @@ def build_course(
                     confirmed_at=now - dt.timedelta(minutes=30 + i),
                 )
             )
+    # The first family (whose pages are measured) asked about every third class: a page that
+    # read each request's class on its own would grow with the classes.
+    first = family_rows[0]
+    for k, cls in enumerate(rows[::3]):
+        extras.append(
+            AudioOnlyEvent(
+                family_id=first.id,
+                contact_id=first_contact[first.id].id,
+                class_id=cls.id,
+                action="request" if k % 2 == 0 else "withdraw",
+                at=cls.starts_at - dt.timedelta(days=2),
+            )
+        )
     session.add_all(extras)
     session.flush()
 

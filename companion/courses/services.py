@@ -26,8 +26,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import or_, select, update
+from sqlalchemy import inspect, or_, select, update
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
 
 from .. import mail
 from ..access import ADMIN, LEAD, TEACHER
@@ -1417,3 +1418,34 @@ def passcode_preview(course: Course) -> str | None:
         return passcode_of(course)
     except crypto.PasscodeUnreadable:
         return None
+
+
+def preload_for_lists(session: Session, courses: Sequence[Course]) -> None:
+    """Fill in the classes and the teacher of every course a page lists, in two queries in all;
+    otherwise each course reads its classes (and each teacher their row) when the page first
+    touches them. Already loaded ones are left as they are."""
+    inspected = [(course, inspect(course).unloaded) for course in courses]
+    need_classes = [c for c, unloaded in inspected if "classes" in unloaded]
+    if need_classes:
+        classes: dict[int, list[ClassSession]] = defaultdict(list)
+        for cls in session.scalars(
+            select(ClassSession)
+            .where(ClassSession.course_id.in_({c.id for c in need_classes}))
+            .order_by(ClassSession.starts_at, ClassSession.id)
+        ):
+            classes[cls.course_id].append(cls)
+        for course in need_classes:
+            set_committed_value(course, "classes", classes[course.id])
+            for cls in classes[course.id]:
+                set_committed_value(cls, "course", course)
+    need_teacher = [c for c, unloaded in inspected if "teacher" in unloaded]
+    if need_teacher:
+        teachers = {
+            u.id: u
+            for u in session.scalars(
+                select(User).where(User.id.in_({c.teacher_id for c in need_teacher}))
+            )
+        }
+        for course in need_teacher:
+            if course.teacher_id in teachers:
+                set_committed_value(course, "teacher", teachers[course.teacher_id])

@@ -34,8 +34,8 @@ from typing import Any
 from urllib.parse import urlparse
 
 from flask import current_app
-from sqlalchemy import and_, or_, select, update
-from sqlalchemy.orm import Session, selectinload
+from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy.orm import Session, joinedload, selectinload
 from sqlalchemy.orm.attributes import set_committed_value
 
 from .. import mail
@@ -271,6 +271,8 @@ def get_family(session: Session, user: User, course_id: int, family_id: int) -> 
     family = session.get(Family, family_id) if 0 < family_id <= MAX_ID else None
     if family is None or family.course_id != course.id:
         raise NotFound("No such family on this course.")
+    # The course just read is the family's: without this ``family.course`` reads it again.
+    set_committed_value(family, "course", course)
     return family
 
 
@@ -328,6 +330,23 @@ def families_of(
     return sorted(
         families, key=lambda f: (f.status != "enrolled", display_name(f).casefold(), f.id)
     )
+
+
+def enrolled_counts(session: Session, course_ids: Sequence[int]) -> dict[int, tuple[int, int]]:
+    """Course id -> (families enrolled, of which not registered in Zoom yet), for many courses
+    in one query. A course without families is missing."""
+    if not course_ids:
+        return {}
+    rows = session.execute(
+        select(
+            Family.course_id,
+            func.count(Family.id),
+            func.count(Family.id).filter(Family.zoom_state != "registered"),
+        )
+        .where(Family.course_id.in_(set(course_ids)), Family.status == "enrolled")
+        .group_by(Family.course_id)
+    )
+    return {course_id: (int(n), int(waiting)) for course_id, n, waiting in rows}
 
 
 def family_for_registrant(session: Session, registrant_id: str) -> Family | None:
@@ -1293,8 +1312,18 @@ def resolve_session(session: Session, raw_sid: str, *, now: dt.datetime) -> Fami
     """The family session a cookie names, if it is still good."""
     if not raw_sid or len(raw_sid) > 200:
         return None
+    # Every family page needs the link, the family with its course and organisation, and the
+    # parent: one query with the session row rather than one after another.
+    family = joinedload(FamilySession.family)
     row = session.scalars(
-        select(FamilySession).where(FamilySession.token_hash == hash_token(raw_sid))
+        select(FamilySession)
+        .where(FamilySession.token_hash == hash_token(raw_sid))
+        .options(
+            joinedload(FamilySession.link),
+            joinedload(FamilySession.contact),
+            family.joinedload(Family.course),
+            family.joinedload(Family.organisation),
+        )
     ).first()
     if row is None or row.ended_at is not None or row.expires_at <= now:
         return None

@@ -24,6 +24,7 @@ from typing import Any
 
 from flask import Blueprint, Response, flash, redirect, render_template, request, url_for
 from sqlalchemy import select
+from sqlalchemy.orm import selectinload
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from ..access import ADMIN, STAFF, TEACHER, allow, current_user
@@ -77,15 +78,18 @@ def index() -> Any:
     session = get_session()
     user = current_user()
     now = utcnow()
+    listed = courses.list_courses(session, user)
+    courses.preload_for_lists(session, listed)
+    counts = services.enrolled_counts(session, [c.id for c in listed])
     rows = []
-    for course in courses.list_courses(session, user):
-        families = services.families_of(session, course.id, enrolled_only=True)
+    for course in listed:
+        enrolled, waiting = counts.get(course.id, (0, 0))
         upcoming = courses.upcoming_classes(course, now)
         rows.append(
             {
                 "course": course,
-                "families": len(families),
-                "waiting": sum(1 for f in families if f.zoom_state != "registered"),
+                "families": enrolled,
+                "waiting": waiting,
                 "next_class": upcoming[0] if upcoming else None,
             }
         )
@@ -267,6 +271,8 @@ def family_detail(course_id: int, family_id: int) -> Any:
             select(AudioOnlyEvent)
             .where(AudioOnlyEvent.family_id == family.id)
             .order_by(AudioOnlyEvent.at.desc(), AudioOnlyEvent.id.desc())
+            # The page names each request's class: all of them in one query.
+            .options(selectinload(AudioOnlyEvent.cls))
         )
     )
     people = {
