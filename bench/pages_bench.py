@@ -80,6 +80,19 @@ def measure(client: Any, engine: Any, path: str, requests: int) -> dict[str, Any
     }
 
 
+def profile(client: Any, path: str, requests: int) -> None:
+    """Where the time of ``requests`` requests goes (to stderr, so --json stays parseable)."""
+    import cProfile
+    import pstats
+
+    profiler = cProfile.Profile()
+    profiler.enable()
+    for _ in range(requests):
+        client.get(path)
+    profiler.disable()
+    pstats.Stats(profiler, stream=sys.stderr).sort_stats("cumulative").print_stats(40)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--families", type=int, default=40)
@@ -87,6 +100,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--requests", type=int, default=50)
     parser.add_argument("--database-url", help="an empty PostgreSQL database (default: SQLite)")
     parser.add_argument("--json", action="store_true", help="print JSON only")
+    parser.add_argument(
+        "--profile", metavar="PAGE", help='also profile one page, e.g. "family page"'
+    )
     args = parser.parse_args(argv)
     if args.families < 1 or not 3 <= args.classes <= 60:
         parser.error("--families must be at least 1 and --classes from 3 to 60")
@@ -147,10 +163,12 @@ def main(argv: list[str] | None = None) -> int:
         parent.set_cookie(FAMILY_COOKIE, built.family_cookie, path="/f/")
 
         results = {}
-        for name, path in built.staff_pages().items():
-            results[name] = measure(staff, engine, path, args.requests)
-        for name, path in built.family_pages().items():
-            results[name] = measure(parent, engine, path, args.requests)
+        asked = [(staff, built.staff_pages()), (parent, built.family_pages())]
+        for client, pages in asked:
+            for name, path in pages.items():
+                results[name] = measure(client, engine, path, args.requests)
+                if name == args.profile:
+                    profile(client, path, args.requests)
         engine.dispose()
 
     report = {

@@ -1410,11 +1410,16 @@ def audio_only_by_class(
     course's families (already loaded); their requests are read once, not once per class."""
     org = course.organisation
     events = _events(session, [f.id for f in families]) if classes else {}
+    # Plain values read once: the loop below runs for every class and family.
+    facts = [(f.id, f.course_id, f.created_at, f.withdrawn_at, events[f.id]) for f in families]
     found = {}
     for cls in classes:
         cutoff = cutoff_of(org, cls)
+        starts, ends = cls.starts_at, cls.ends_at
         found[cls.id] = {
-            f.id: audio_only_state(events[f.id], cls, cutoff) for f in expected_among(families, cls)
+            family_id: audio_only_state(family_events, cls, cutoff)
+            for family_id, course_id, created, withdrawn, family_events in facts
+            if course_id == cls.course_id and _expected(created, withdrawn, starts, ends)
         }
     return found
 
@@ -1604,14 +1609,20 @@ def expected_families(session: Session, cls: ClassSession) -> list[Family]:
 def expected_among(families: Iterable[Family], cls: ClassSession) -> list[Family]:
     """:func:`expected_families` picked from a course's families already loaded (the same rule,
     the same order), so a page about many classes reads the families once."""
+    starts, ends = cls.starts_at, cls.ends_at
     found = [
         f
         for f in families
-        if f.course_id == cls.course_id
-        and f.created_at < cls.ends_at
-        and (f.withdrawn_at is None or f.withdrawn_at > cls.starts_at)
+        if f.course_id == cls.course_id and _expected(f.created_at, f.withdrawn_at, starts, ends)
     ]
     return sorted(found, key=lambda f: (display_name(f).casefold(), f.id))
+
+
+def _expected(
+    created: dt.datetime, withdrawn: dt.datetime | None, starts: dt.datetime, ends: dt.datetime
+) -> bool:
+    """The rule of :func:`expected_families` for one family and one class."""
+    return created < ends and (withdrawn is None or withdrawn > starts)
 
 
 @dataclass
