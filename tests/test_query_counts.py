@@ -51,7 +51,7 @@ FAMILY_COOKIE = "companion_family"
 _seq = itertools.count(1)
 
 # No page may need more than this, at any size.
-CEILING = 40
+CEILING = 20
 
 
 @dataclass(frozen=True)

@@ -29,6 +29,7 @@ from flask import current_app
 from sqlalchemy import inspect, or_, select, update
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
+from sqlalchemy.orm.util import identity_key
 
 from .. import mail
 from ..access import ADMIN, LEAD, TEACHER
@@ -1421,7 +1422,7 @@ def passcode_preview(course: Course) -> str | None:
 
 
 def preload_for_lists(session: Session, courses: Sequence[Course]) -> None:
-    """Fill in the classes and the teacher of every course a page lists, in two queries in all;
+    """Fill in the classes and the teacher of every course a page lists, in at most two queries;
     otherwise each course reads its classes (and each teacher their row) when the page first
     touches them. Already loaded ones are left as they are."""
     inspected = [(course, inspect(course).unloaded) for course in courses]
@@ -1439,13 +1440,17 @@ def preload_for_lists(session: Session, courses: Sequence[Course]) -> None:
             for cls in classes[course.id]:
                 set_committed_value(cls, "course", course)
     need_teacher = [c for c, unloaded in inspected if "teacher" in unloaded]
-    if need_teacher:
-        teachers = {
-            u.id: u
-            for u in session.scalars(
-                select(User).where(User.id.in_({c.teacher_id for c in need_teacher}))
-            )
-        }
-        for course in need_teacher:
-            if course.teacher_id in teachers:
-                set_committed_value(course, "teacher", teachers[course.teacher_id])
+    # A teacher already in the session (the signed-in one) costs nothing to reach.
+    teachers = {
+        c.teacher_id: found
+        for c in need_teacher
+        if (found := session.identity_map.get(identity_key(User, c.teacher_id))) is not None
+    }
+    missing = {c.teacher_id for c in need_teacher} - teachers.keys()
+    if missing:
+        teachers.update(
+            (u.id, u) for u in session.scalars(select(User).where(User.id.in_(missing)))
+        )
+    for course in need_teacher:
+        if course.teacher_id in teachers:
+            set_committed_value(course, "teacher", teachers[course.teacher_id])
