@@ -406,3 +406,38 @@ def test_every_page_runs_the_same_statements_for_10_and_200_families(
     for name in small:
         assert len(small[name]) == len(large[name]), (name, large[name])
         assert len(large[name]) <= CEILING, (name, large[name])
+
+
+def test_a_parent_changes_audio_only_with_a_fresh_session(
+    app: Flask, engine: Engine, db_session: Session, org: Any, teacher: Any
+) -> None:
+    """The family session is read with its family, course and organisation in one query; a
+    change that then locks the family (``refresh(..., with_for_update=True)``) must still work
+    on PostgreSQL, which refuses FOR UPDATE through an outer join."""
+    from sqlalchemy import select
+
+    from .conftest import csrf_from
+
+    built = build_course(
+        db_session,
+        org,
+        teacher,
+        families=3,
+        classes=6,
+        now=NOW,
+        secret_key=app.config["SECRET_KEY"],
+    )
+    parent = app.test_client()
+    parent.set_cookie(FAMILY_COOKIE, built.family_cookie, path="/f/")
+    _statements, body = _count(engine, db_session, parent, "/f/")
+    token = csrf_from(body.decode())
+    db_session.commit()
+    db_session.expunge_all()
+    response = parent.post("/f/audio-only", data={"action": "request", "csrf_token": token})
+    assert response.status_code == 303
+    remaining = db_session.scalars(
+        select(AudioOnlyEvent).where(
+            AudioOnlyEvent.family_id == built.family_ids[0], AudioOnlyEvent.class_id.is_(None)
+        )
+    ).all()
+    assert [e.action for e in remaining] == ["request"]

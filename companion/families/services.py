@@ -35,7 +35,7 @@ from urllib.parse import urlparse
 
 from flask import current_app
 from sqlalchemy import and_, func, or_, select, update
-from sqlalchemy.orm import Session, joinedload
+from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
 from .. import mail
@@ -1326,19 +1326,31 @@ def resolve_session(session: Session, raw_sid: str, *, now: dt.datetime) -> Fami
     if not raw_sid or len(raw_sid) > 200:
         return None
     # Every family page needs the link, the family with its course and organisation, and the
-    # parent: one query with the session row rather than one after another.
-    family = joinedload(FamilySession.family)
-    row = session.scalars(
-        select(FamilySession)
+    # parent: one query with the session row rather than one after another. Joined by hand, not
+    # with joinedload: an object keeps the loader options it was loaded with, and the
+    # ``refresh(family, with_for_update=True)`` of a change would then lock through outer joins,
+    # which PostgreSQL refuses.
+    found = session.execute(
+        select(FamilySession, FamilyLink, Family, FamilyContact, Course, Organisation)
+        .join(FamilyLink, FamilyLink.id == FamilySession.link_id)
+        .join(Family, Family.id == FamilySession.family_id)
+        .join(FamilyContact, FamilyContact.id == FamilySession.contact_id)
+        .join(Course, Course.id == Family.course_id)
+        .join(Organisation, Organisation.id == Family.organisation_id)
         .where(FamilySession.token_hash == hash_token(raw_sid))
-        .options(
-            joinedload(FamilySession.link),
-            joinedload(FamilySession.contact),
-            family.joinedload(Family.course),
-            family.joinedload(Family.organisation),
-        )
     ).first()
-    if row is None or row.ended_at is not None or row.expires_at <= now:
+    if found is None:
+        return None
+    row, link, family, contact, course, org = found
+    for obj, name, value in (
+        (row, "link", link),
+        (row, "family", family),
+        (row, "contact", contact),
+        (family, "course", course),
+        (family, "organisation", org),
+    ):
+        set_committed_value(obj, name, value)
+    if row.ended_at is not None or row.expires_at <= now:
         return None
     if row.link.revoked_at is not None:
         return None
