@@ -20,13 +20,16 @@ import datetime as dt
 import json
 import logging
 import secrets
+from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import or_, select, update
+from sqlalchemy import inspect, or_, select, update
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
+from sqlalchemy.orm.util import identity_key
 
 from .. import mail, signals
 from ..access import ADMIN, LEAD, TEACHER
@@ -1402,3 +1405,38 @@ def passcode_preview(course: Course) -> str | None:
         return passcode_of(course)
     except crypto.PasscodeUnreadable:
         return None
+
+
+def preload_for_lists(session: Session, courses: Sequence[Course]) -> None:
+    """Fill in the classes and the teacher of every course a page lists, in at most two queries;
+    otherwise each course reads its classes (and each teacher their row) when the page first
+    touches them. Already loaded ones are left as they are."""
+    inspected = [(course, inspect(course).unloaded) for course in courses]
+    need_classes = [c for c, unloaded in inspected if "classes" in unloaded]
+    if need_classes:
+        classes: dict[int, list[ClassSession]] = defaultdict(list)
+        for cls in session.scalars(
+            select(ClassSession)
+            .where(ClassSession.course_id.in_({c.id for c in need_classes}))
+            .order_by(ClassSession.starts_at, ClassSession.id)
+        ):
+            classes[cls.course_id].append(cls)
+        for course in need_classes:
+            set_committed_value(course, "classes", classes[course.id])
+            for cls in classes[course.id]:
+                set_committed_value(cls, "course", course)
+    need_teacher = [c for c, unloaded in inspected if "teacher" in unloaded]
+    # A teacher already in the session (the signed-in one) costs nothing to reach.
+    teachers = {
+        c.teacher_id: found
+        for c in need_teacher
+        if (found := session.identity_map.get(identity_key(User, c.teacher_id))) is not None
+    }
+    missing = {c.teacher_id for c in need_teacher} - teachers.keys()
+    if missing:
+        teachers.update(
+            (u.id, u) for u in session.scalars(select(User).where(User.id.in_(missing)))
+        )
+    for course in need_teacher:
+        if course.teacher_id in teachers:
+            set_committed_value(course, "teacher", teachers[course.teacher_id])

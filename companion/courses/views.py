@@ -142,6 +142,7 @@ def index() -> Any:
     user = current_user()
     now = utcnow()
     courses = services.list_courses(get_session(), user)
+    services.preload_for_lists(get_session(), courses)
     next_class = {c.id: next(iter(services.upcoming_classes(c, now)), None) for c in courses}
     return render_template(
         "courses/index.html",

@@ -34,8 +34,9 @@ from typing import Any
 from urllib.parse import urlparse
 
 from flask import current_app
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
 
 from .. import mail, signals
 from ..access import LEAD
@@ -270,6 +271,8 @@ def get_family(session: Session, user: User, course_id: int, family_id: int) -> 
     family = session.get(Family, family_id) if 0 < family_id <= MAX_ID else None
     if family is None or family.course_id != course.id:
         raise NotFound("No such family on this course.")
+    # The course just read is the family's: without this ``family.course`` reads it again.
+    set_committed_value(family, "course", course)
     return family
 
 
@@ -313,14 +316,50 @@ def list_families(session: Session, user: User, course_id: int) -> list[Family]:
     return families_of(session, course.id)
 
 
-def families_of(session: Session, course_id: int, *, enrolled_only: bool = False) -> list[Family]:
+def families_of(
+    session: Session, course_id: int, *, enrolled_only: bool = False, with_contacts: bool = False
+) -> list[Family]:
+    """A course's families, enrolled first, by name. ``with_contacts`` loads every family's
+    parents in one more query, for pages that show them (instead of one query per family)."""
     query = select(Family).where(Family.course_id == course_id)
     if enrolled_only:
         query = query.where(Family.status == "enrolled")
     families = list(session.scalars(query))
+    if with_contacts and families:
+        # By course rather than selectinload's lists of ids, which it splits every 500 families.
+        contacts: dict[int, list[FamilyContact]] = {f.id: [] for f in families}
+        for contact in session.scalars(
+            select(FamilyContact)
+            .join(Family, Family.id == FamilyContact.family_id)
+            .where(Family.course_id == course_id)
+            .order_by(FamilyContact.family_id, FamilyContact.position)
+        ):
+            if contact.family_id in contacts:
+                contacts[contact.family_id].append(contact)
+        for family in families:
+            set_committed_value(family, "contacts", contacts[family.id])
+            for contact in contacts[family.id]:
+                set_committed_value(contact, "family", family)
     return sorted(
         families, key=lambda f: (f.status != "enrolled", display_name(f).casefold(), f.id)
     )
+
+
+def enrolled_counts(session: Session, course_ids: Sequence[int]) -> dict[int, tuple[int, int]]:
+    """Course id -> (families enrolled, of which not registered in Zoom yet), for many courses
+    in one query. A course without families is missing."""
+    if not course_ids:
+        return {}
+    rows = session.execute(
+        select(
+            Family.course_id,
+            func.count(Family.id),
+            func.count(Family.id).filter(Family.zoom_state != "registered"),
+        )
+        .where(Family.course_id.in_(set(course_ids)), Family.status == "enrolled")
+        .group_by(Family.course_id)
+    )
+    return {course_id: (int(n), int(waiting)) for course_id, n, waiting in rows}
 
 
 def family_for_registrant(session: Session, registrant_id: str) -> Family | None:
@@ -1150,14 +1189,30 @@ class LinkState:
 
 
 def link_state(session: Session, contact: FamilyContact, now: dt.datetime) -> LinkState:
-    links = list(
-        session.scalars(
-            select(FamilyLink)
-            .where(FamilyLink.contact_id == contact.id)
-            .order_by(FamilyLink.created_at.desc(), FamilyLink.id.desc())
-        )
-    )
-    latest = links[0] if links else None
+    return link_states(session, [contact], now)[contact.id]
+
+
+def link_states(
+    session: Session, contacts: Sequence[FamilyContact], now: dt.datetime
+) -> dict[int, LinkState]:
+    """Contact id -> the state of that parent's link, for many parents in one query (a page
+    of families asks for all of them at once)."""
+    if not contacts:
+        return {}
+    latest: dict[int, FamilyLink] = {}
+    # Newest first, so the first link seen for a contact is its latest.
+    for link in session.scalars(
+        select(FamilyLink)
+        .where(FamilyLink.contact_id.in_({c.id for c in contacts}))
+        .order_by(FamilyLink.created_at.desc(), FamilyLink.id.desc())
+    ):
+        latest.setdefault(link.contact_id, link)
+    return {c.id: _link_state_of(c, latest.get(c.id), now) for c in contacts}
+
+
+def _link_state_of(
+    contact: FamilyContact, latest: FamilyLink | None, now: dt.datetime
+) -> LinkState:
     if contact.link_owed_since is not None:
         why = link_blocker(contact.family, now) or "About to be sent."
         return LinkState("queued", f"Waiting to be sent: {why}", None, None)
@@ -1270,10 +1325,32 @@ def resolve_session(session: Session, raw_sid: str, *, now: dt.datetime) -> Fami
     """The family session a cookie names, if it is still good."""
     if not raw_sid or len(raw_sid) > 200:
         return None
-    row = session.scalars(
-        select(FamilySession).where(FamilySession.token_hash == hash_token(raw_sid))
+    # Every family page needs the link, the family with its course and organisation, and the
+    # parent: one query with the session row rather than one after another. Joined by hand, not
+    # with joinedload: an object keeps the loader options it was loaded with, and the
+    # ``refresh(family, with_for_update=True)`` of a change would then lock through outer joins,
+    # which PostgreSQL refuses.
+    found = session.execute(
+        select(FamilySession, FamilyLink, Family, FamilyContact, Course, Organisation)
+        .join(FamilyLink, FamilyLink.id == FamilySession.link_id)
+        .join(Family, Family.id == FamilySession.family_id)
+        .join(FamilyContact, FamilyContact.id == FamilySession.contact_id)
+        .join(Course, Course.id == Family.course_id)
+        .join(Organisation, Organisation.id == Family.organisation_id)
+        .where(FamilySession.token_hash == hash_token(raw_sid))
     ).first()
-    if row is None or row.ended_at is not None or row.expires_at <= now:
+    if found is None:
+        return None
+    row, link, family, contact, course, org = found
+    for obj, name, value in (
+        (row, "link", link),
+        (row, "family", family),
+        (row, "contact", contact),
+        (family, "course", course),
+        (family, "organisation", org),
+    ):
+        set_committed_value(obj, name, value)
+    if row.ended_at is not None or row.expires_at <= now:
         return None
     if row.link.revoked_at is not None:
         return None
@@ -1348,6 +1425,28 @@ def audio_only_for_class(session: Session, cls: ClassSession) -> dict[int, bool]
     cutoff = cutoff_of(cls.course.organisation, cls)
     events = _events(session, [f.id for f in families])
     return {f.id: audio_only_state(events[f.id], cls, cutoff) for f in families}
+
+
+def audio_only_by_class(
+    session: Session, course: Course, families: Sequence[Family], classes: Sequence[ClassSession]
+) -> dict[int, dict[int, bool]]:
+    """Class id -> {family id -> audio-only} for the families expected in each class, as
+    :func:`audio_only_for_class` gives, for many classes of one course: ``families`` are all the
+    course's families (already loaded); their requests are read once, not once per class."""
+    org = course.organisation
+    events = _events(session, [f.id for f in families]) if classes else {}
+    # Plain values read once: the loop below runs for every class and family.
+    facts = [(f.id, f.course_id, f.created_at, f.withdrawn_at, events[f.id]) for f in families]
+    found = {}
+    for cls in classes:
+        cutoff = cutoff_of(org, cls)
+        starts, ends = cls.starts_at, cls.ends_at
+        found[cls.id] = {
+            family_id: audio_only_state(family_events, cls, cutoff)
+            for family_id, course_id, created, withdrawn, family_events in facts
+            if course_id == cls.course_id and _expected(created, withdrawn, starts, ends)
+        }
+    return found
 
 
 @dataclass(frozen=True)
@@ -1532,6 +1631,25 @@ def expected_families(session: Session, cls: ClassSession) -> list[Family]:
     return sorted(families, key=lambda f: (display_name(f).casefold(), f.id))
 
 
+def expected_among(families: Iterable[Family], cls: ClassSession) -> list[Family]:
+    """:func:`expected_families` picked from a course's families already loaded (the same rule,
+    the same order), so a page about many classes reads the families once."""
+    starts, ends = cls.starts_at, cls.ends_at
+    found = [
+        f
+        for f in families
+        if f.course_id == cls.course_id and _expected(f.created_at, f.withdrawn_at, starts, ends)
+    ]
+    return sorted(found, key=lambda f: (display_name(f).casefold(), f.id))
+
+
+def _expected(
+    created: dt.datetime, withdrawn: dt.datetime | None, starts: dt.datetime, ends: dt.datetime
+) -> bool:
+    """The rule of :func:`expected_families` for one family and one class."""
+    return created < ends and (withdrawn is None or withdrawn > starts)
+
+
 @dataclass
 class AdmitRow:
     family: Family
@@ -1585,9 +1703,20 @@ def accepted_families(
 def admit_list(session: Session, cls: ClassSession, *, now: dt.datetime) -> list[AdmitRow]:
     """The children the teacher should admit from the waiting room, audio-only ones flagged."""
     families = expected_families(session, cls)
+    events = _events(session, [f.id for f in families])
+    return _admit_rows(session, cls, families, events, now=now)
+
+
+def _admit_rows(
+    session: Session,
+    cls: ClassSession,
+    families: list[Family],
+    events: dict[int, list[AudioOnlyEvent]],
+    *,
+    now: dt.datetime,
+) -> list[AdmitRow]:
     org = cls.course.organisation
     cutoff = cutoff_of(org, cls)
-    events = _events(session, [f.id for f in families])
     accepted = accepted_families(session, org, families, now=now)
     rows = [
         AdmitRow(
@@ -1609,19 +1738,67 @@ def admit_list(session: Session, cls: ClassSession, *, now: dt.datetime) -> list
 
 def get_class_for(session: Session, user: User, course_id: int, class_id: int) -> ClassSession:
     course = get_course(session, user, course_id)
-    return courses.get_class(course, class_id)
+    cls = courses.get_class(course, class_id)
+    # Loading the course's classes does not point each class back at the course: without this
+    # ``cls.course`` reads the course again once this function's reference to it is gone.
+    set_committed_value(cls, "course", course)
+    return cls
 
 
 def audio_only_events_for_class(session: Session, cls: ClassSession) -> list[AudioOnlyEvent]:
     """Every request and withdrawal that concerns this class, in the order made."""
     families = expected_families(session, cls)
+    return _class_events(cls, _events(session, [f.id for f in families]))
+
+
+def _class_events(
+    cls: ClassSession, events: dict[int, list[AudioOnlyEvent]]
+) -> list[AudioOnlyEvent]:
     cutoff = cutoff_of(cls.course.organisation, cls)
     found = []
-    for events in _events(session, [f.id for f in families]).values():
+    for family_events in events.values():
         found += [
-            e for e in events if e.class_id == cls.id or (e.class_id is None and e.at < cutoff)
+            e
+            for e in family_events
+            if e.class_id == cls.id or (e.class_id is None and e.at < cutoff)
         ]
     return sorted(found, key=lambda e: (e.at, e.id))
+
+
+@dataclass
+class AdmitPage:
+    """Everything the admit list page shows, read once: its rows, the requests for the class,
+    and the names those requests are shown with."""
+
+    rows: list[AdmitRow]
+    events: list[AudioOnlyEvent]
+    # Family id -> the child's name; contact id -> the parent's name.
+    names: dict[int, str]
+    contact_names: dict[int, str]
+
+
+def admit_page(session: Session, cls: ClassSession, *, now: dt.datetime) -> AdmitPage:
+    """:func:`admit_list` and :func:`audio_only_events_for_class` of one class, with the
+    families and their requests read once for both."""
+    families = expected_families(session, cls)
+    events = _events(session, [f.id for f in families])
+    rows = _admit_rows(session, cls, families, events, now=now)
+    class_events = _class_events(cls, events)
+    contact_ids = {e.contact_id for e in class_events}
+    contact_names = (
+        {
+            c.id: c.name
+            for c in session.scalars(select(FamilyContact).where(FamilyContact.id.in_(contact_ids)))
+        }
+        if contact_ids
+        else {}
+    )
+    return AdmitPage(
+        rows=rows,
+        events=class_events,
+        names={r.family.id: r.child_name for r in rows},
+        contact_names=contact_names,
+    )
 
 
 def admit_url(course: Course, cls: ClassSession) -> str:

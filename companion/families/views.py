@@ -24,6 +24,7 @@ from typing import Any
 
 from flask import Blueprint, Response, flash, redirect, render_template, request, url_for
 from sqlalchemy import select
+from sqlalchemy.orm import selectinload
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from ..access import ADMIN, STAFF, TEACHER, allow, current_user
@@ -43,7 +44,6 @@ from .models import (
     AgreementVersion,
     AudioOnlyEvent,
     Family,
-    FamilyContact,
 )
 
 bp = Blueprint("families", __name__)
@@ -78,15 +78,18 @@ def index() -> Any:
     session = get_session()
     user = current_user()
     now = utcnow()
+    listed = courses.list_courses(session, user)
+    courses.preload_for_lists(session, listed)
+    counts = services.enrolled_counts(session, [c.id for c in listed])
     rows = []
-    for course in courses.list_courses(session, user):
-        families = services.families_of(session, course.id, enrolled_only=True)
+    for course in listed:
+        enrolled, waiting = counts.get(course.id, (0, 0))
         upcoming = courses.upcoming_classes(course, now)
         rows.append(
             {
                 "course": course,
-                "families": len(families),
-                "waiting": sum(1 for f in families if f.zoom_state != "registered"),
+                "families": enrolled,
+                "waiting": waiting,
                 "next_class": upcoming[0] if upcoming else None,
             }
         )
@@ -100,16 +103,18 @@ def course_families(course_id: int) -> Any:
     user = current_user()
     course = _course(course_id)
     now = utcnow()
-    families = services.families_of(session, course.id)
-    links = {
-        contact.id: services.link_state(session, contact, now)
-        for family in families
-        for contact in family.contacts
-    }
+    # Each kind of fact is read once for the whole course (families with their parents, links,
+    # acceptances, audio-only requests), never once per family or per class.
+    families = services.families_of(session, course.id, with_contacts=True)
+    links = services.link_states(session, [c for f in families for c in f.contacts], now)
     accepted = services.accepted_families(session, course.organisation, families, now=now)
+    class_list = courses.class_sessions(course)
+    audio_by_class = services.audio_only_by_class(
+        session, course, families, [cls for cls in class_list if cls.ends_at > now]
+    )
     classes = []
-    for cls in courses.class_sessions(course):
-        audio = services.audio_only_for_class(session, cls) if cls.ends_at > now else None
+    for cls in class_list:
+        audio = audio_by_class.get(cls.id)
         classes.append(
             {
                 "cls": cls,
@@ -266,6 +271,8 @@ def family_detail(course_id: int, family_id: int) -> Any:
             select(AudioOnlyEvent)
             .where(AudioOnlyEvent.family_id == family.id)
             .order_by(AudioOnlyEvent.at.desc(), AudioOnlyEvent.id.desc())
+            # The page names each request's class: all of them in one query.
+            .options(selectinload(AudioOnlyEvent.cls))
         )
     )
     people = {
@@ -279,7 +286,7 @@ def family_detail(course_id: int, family_id: int) -> Any:
         course=course,
         family=family,
         contacts=contacts,
-        links={c.id: services.link_state(session, c, now) for c in family.contacts},
+        links=services.link_states(session, family.contacts, now),
         acceptances=acceptances,
         events=events,
         people=people,
@@ -469,9 +476,7 @@ def admit(course_id: int, class_id: int) -> Any:
     cls = services.get_class_for(session, current_user(), course_id, class_id)
     course = cls.course
     now = utcnow()
-    rows = services.admit_list(session, cls, now=now)
-    events = services.audio_only_events_for_class(session, cls)
-    names = {r.family.id: r.child_name for r in rows}
+    page = services.admit_page(session, cls, now=now)
     return render_template(
         "families/admit.html",
         course=course,
@@ -479,16 +484,11 @@ def admit(course_id: int, class_id: int) -> Any:
         start=courses.local_time(course, cls.starts_at),
         end=courses.local_time(course, cls.ends_at),
         cutoff=courses.local_time(course, services.cutoff_of(course.organisation, cls)),
-        rows=rows,
+        rows=page.rows,
         columns=services.admit_columns(),
-        events=events,
-        names=names,
-        contact_names={
-            c.id: c.name
-            for c in session.scalars(
-                select(FamilyContact).where(FamilyContact.id.in_({e.contact_id for e in events}))
-            )
-        },
+        events=page.events,
+        names=page.names,
+        contact_names=page.contact_names,
         now=now,
         **_globals(),
     )
