@@ -1,8 +1,9 @@
 """Families in the JSON API (/api/v1): the same operations as the staff pages.
 
 Bearer tokens only (no cookies), so CSRF does not apply. An enrolment is saved even when Zoom
-is down: the answer is 201 with ``zoom.state`` "pending" and the reason in ``warnings``; a job
-registers the family later. Links are never returned: they go to each parent by email only.
+is down: it is committed before Zoom is called, and the answer is 201 with ``zoom.state``
+"pending" and the reason in ``warnings``; the worker registers the family later. Links are
+never returned: they go to each parent by email only.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from flask import jsonify, request
+from flask import current_app, jsonify, request
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -21,10 +22,9 @@ from ..api.views import api_blueprint, json_body
 from ..api.views import json_time as _time
 from ..courses.api import class_json
 from ..courses.models import ClassSession
-from ..courses.zoomclient import zoom_for
 from ..db import get_session, utcnow
 from ..errors import ValidationError
-from . import agreement, services
+from . import agreement, jobs, services
 from .models import ZOOM_STATE_LABELS, AgreementAcceptance, AgreementVersion, Family
 
 bp = api_blueprint("families_api", __name__)
@@ -168,9 +168,8 @@ def enrol() -> Any:
     if not isinstance(course_id, int) or isinstance(course_id, bool):
         raise ValidationError("Give course_id, the course's id.", field="course_id")
     now = utcnow()
-    outcome = services.enrol(
+    family = services.enrol(
         session,
-        zoom_for(),
         actor=current_user(),
         course_id=course_id,
         child_first_name=_string(data, "child_first_name", "the child's first name"),
@@ -178,7 +177,9 @@ def enrol() -> Any:
         contacts=_contacts(data),
         now=now,
     )
-    body = family_json(session, outcome.family, now)
+    # Saved and committed before Zoom is called; a slow Zoom holds no lock.
+    outcome = jobs.zoom_now(current_app, session, family, actor_id=current_user().id)
+    body = family_json(session, outcome.family, utcnow())
     body["warnings"] = [outcome.zoom_problem.message] if outcome.zoom_problem else []
     return jsonify(body), 201
 
@@ -198,10 +199,9 @@ def withdraw(family_id: int) -> Any:
     user = current_user()
     family = services.find_family(session, user, family_id)
     now = utcnow()
-    outcome = services.withdraw(
-        session, zoom_for(), actor=user, course_id=family.course_id, family_id=family.id, now=now
-    )
-    body = family_json(session, outcome.family, now)
+    services.withdraw(session, actor=user, course_id=family.course_id, family_id=family.id, now=now)
+    outcome = jobs.zoom_now(current_app, session, family, actor_id=user.id)
+    body = family_json(session, outcome.family, utcnow())
     body["warnings"] = [outcome.zoom_problem.message] if outcome.zoom_problem else []
     return jsonify(body)
 

@@ -22,7 +22,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, Response, flash, redirect, render_template, request, url_for
+from flask import (
+    Blueprint,
+    Response,
+    current_app,
+    flash,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
 from sqlalchemy import select
 from werkzeug.exceptions import RequestEntityTooLarge
 
@@ -32,10 +41,9 @@ from ..accounts.models import User
 from ..accounts.views import form_failed
 from ..courses import services as courses
 from ..courses.models import Course
-from ..courses.zoomclient import zoom_for
 from ..db import get_session, utcnow
 from ..errors import CompanionError
-from . import agreement, csv_import, services
+from . import agreement, csv_import, jobs, services
 from .forms import AgreementForm, ContactForm, EnrolForm, ImportForm
 from .models import (
     ZOOM_STATE_LABELS,
@@ -151,9 +159,8 @@ def enrol(course_id: int) -> Any:
     status = 200
     if form.validate_on_submit():
         try:
-            outcome = services.enrol(
+            family = services.enrol(
                 session,
-                zoom_for(),
                 actor=current_user(),
                 course_id=course.id,
                 child_first_name=form.child_first_name.data,
@@ -170,7 +177,8 @@ def enrol(course_id: int) -> Any:
             form_failed(form, exc)
             status = 422 if exc.status < 500 else exc.status
         else:
-            family = outcome.family
+            # Saved and committed before Zoom is called; a slow Zoom holds no lock.
+            outcome = jobs.zoom_now(current_app, session, family, actor_id=current_user().id)
             if outcome.zoom_problem is not None:
                 flash(outcome.zoom_problem.message, "error")
             else:
@@ -379,14 +387,10 @@ def withdraw(course_id: int, family_id: int) -> Any:
         )
 
     def run() -> tuple[str, str]:
-        outcome = services.withdraw(
-            session,
-            zoom_for(),
-            actor=current_user(),
-            course_id=course_id,
-            family_id=family_id,
-            now=utcnow(),
+        withdrawn = services.withdraw(
+            session, actor=current_user(), course_id=course_id, family_id=family_id, now=utcnow()
         )
+        outcome = jobs.zoom_now(current_app, session, withdrawn, actor_id=current_user().id)
         name = services.display_name(outcome.family)
         if outcome.zoom_problem is not None:
             return (
@@ -403,14 +407,11 @@ def withdraw(course_id: int, family_id: int) -> Any:
 @allow(TEACHER, ADMIN)
 def retry(course_id: int, family_id: int) -> Any:
     def run() -> tuple[str, str]:
-        outcome = services.retry_zoom(
-            get_session(),
-            zoom_for(),
-            actor=current_user(),
-            course_id=course_id,
-            family_id=family_id,
-            now=utcnow(),
+        session = get_session()
+        family = services.retry_zoom(
+            session, actor=current_user(), course_id=course_id, family_id=family_id, now=utcnow()
         )
+        outcome = jobs.zoom_now(current_app, session, family, actor_id=current_user().id)
         if outcome.zoom_problem is not None:
             raise outcome.zoom_problem
         return "Zoom has the family as it should now.", "message"

@@ -19,6 +19,7 @@ from companion.courses.zoomclient import EXTENSION_KEY
 from companion.families import jobs, services
 
 from ..courses.test_sandbox_integration import SandboxZoom
+from .helpers import zoom_now
 
 REAL_CLOCK = True
 
@@ -59,9 +60,8 @@ def course(db_session: Session, sandbox: SandboxZoom, teacher: Any) -> Any:
 
 
 def enrol(db_session: Session, sandbox: SandboxZoom, teacher: Any, course: Any, **kw: Any) -> Any:
-    return services.enrol(
+    family = services.enrol(
         db_session,
-        sandbox.client,
         actor=teacher,
         course_id=course.id,
         child_first_name=kw.get("first", "Amira"),
@@ -69,6 +69,7 @@ def enrol(db_session: Session, sandbox: SandboxZoom, teacher: Any, course: Any, 
         contacts=[services.ContactInput("Rana Khan", "rana@example.net")],
         now=now(),
     )
+    return zoom_now(db_session, sandbox.client, family, teacher)
 
 
 def registrants(sandbox: SandboxZoom, course: Any, status: str = "approved") -> list[Any]:
@@ -95,13 +96,9 @@ def test_each_family_is_a_registrant_with_a_working_link(
     assert requests.get(url, timeout=5).status_code == 200
 
     services.withdraw(
-        db_session,
-        sandbox.client,
-        actor=teacher,
-        course_id=course.id,
-        family_id=family.id,
-        now=now(),
+        db_session, actor=teacher, course_id=course.id, family_id=family.id, now=now()
     )
+    zoom_now(db_session, sandbox.client, family, teacher)
     assert family.zoom_state == "cancelled"
     assert [r["id"] for r in registrants(sandbox, course, "denied")] == [regs[0]["id"]]
     assert requests.get(url, timeout=5).status_code == 403
@@ -126,7 +123,7 @@ def test_zoom_failing_keeps_the_family_pending_then_the_job_registers_it_once(
     assert family.zoom_state == "pending"
     assert outcome.zoom_problem is not None
     assert registrants(sandbox, course) == []
-    assert jobs.sync_zoom(app, [family.id], now=now()) == {"registered": 1}
+    assert jobs.sync_zoom(app, [family.id], now=family.zoom_next_attempt_at) == {"registered": 1}
     assert family.zoom_state == "registered"
     assert len(registrants(sandbox, course)) == 1
 
@@ -143,6 +140,6 @@ def test_a_slow_zoom_that_made_the_registrant_is_not_asked_twice(
         time.sleep(0.1)
     assert len(registrants(sandbox, course)) == 1
     sandbox.client.calls.clear()
-    assert jobs.sync_zoom(app, [family.id], now=now()) == {"registered": 1}
+    assert jobs.sync_zoom(app, [family.id], now=family.zoom_next_attempt_at) == {"registered": 1}
     assert sandbox.client.calls["add_registrant"] == 0
     assert family.zoom_registrant_id == registrants(sandbox, course)[0]["id"]
