@@ -1,8 +1,9 @@
 """Families in the JSON API (/api/v1): the same operations as the staff pages.
 
 Bearer tokens only (no cookies), so CSRF does not apply. An enrolment is saved even when Zoom
-is down: it is committed before Zoom is called, and the answer is 201 with ``zoom.state``
-"pending" and the reason in ``warnings``; the worker registers the family later. Links are
+is down: it is committed before Zoom is called, and the answer is 201 at once with
+``zoom.state`` "pending" (Zoom is called right after the answer: read the family again to see
+it registered, or ``zoom.error`` saying why not yet; the worker keeps trying). Links are
 never returned: they go to each parent by email only.
 """
 
@@ -11,7 +12,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from flask import current_app, jsonify, request
+from flask import jsonify, request
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -177,10 +178,10 @@ def enrol() -> Any:
         contacts=_contacts(data),
         now=now,
     )
-    # Saved and committed before Zoom is called; a slow Zoom holds no lock.
-    outcome = jobs.zoom_now(current_app, session, family, actor_id=current_user().id)
-    body = family_json(session, outcome.family, utcnow())
-    body["warnings"] = [outcome.zoom_problem.message] if outcome.zoom_problem else []
+    # Zoom is called once this is committed and answered; read the family again to see it.
+    jobs.after_request(family, actor_id=current_user().id)
+    body = family_json(session, family, now)
+    body["warnings"] = _warnings(family)
     return jsonify(body), 201
 
 
@@ -200,10 +201,25 @@ def withdraw(family_id: int) -> Any:
     family = services.find_family(session, user, family_id)
     now = utcnow()
     services.withdraw(session, actor=user, course_id=family.course_id, family_id=family.id, now=now)
-    outcome = jobs.zoom_now(current_app, session, family, actor_id=user.id)
-    body = family_json(session, outcome.family, utcnow())
-    body["warnings"] = [outcome.zoom_problem.message] if outcome.zoom_problem else []
+    if family.zoom_state == "cancelling":
+        jobs.after_request(family, actor_id=user.id)
+    body = family_json(session, family, now)
+    body["warnings"] = _warnings(family)
     return jsonify(body)
+
+
+def _warnings(family: Family) -> list[str]:
+    """What the answer should say about Zoom work that is still to come."""
+    if family.zoom_state == "pending" and family.zoom_error:
+        return [f"Saved; the family is pending in Zoom: {family.zoom_error}"]
+    if family.zoom_state == "pending":
+        return [
+            "Saved; the family is pending in Zoom until companion has registered it, right "
+            "after this answer (see zoom.state)."
+        ]
+    if family.zoom_state == "cancelling":
+        return ["Saved; companion is cancelling the family's Zoom registration now."]
+    return []
 
 
 def _link_change(family_id: int, contact_id: int, change: Any) -> Any:
@@ -542,9 +558,11 @@ PATHS: dict[str, Any] = {
             "operationId": "enrolFamily",
             "summary": "Enrol a child with one or two parents/carers; registered in Zoom",
             "description": "Bad input is refused with 422 (409 for a child already enrolled) "
-            "before anything is saved. When Zoom is down the family is still enrolled: 201 with "
-            "`zoom.state` `pending` and the reason in `warnings`. Each parent gets their own "
-            "link by email once the family is registered and the course is safe.",
+            "before anything is saved. The answer comes before Zoom is asked: 201 with "
+            "`zoom.state` `pending` (and `warnings` saying so); companion registers the family "
+            "right after, so read it again to see `registered`, or `zoom.error` when Zoom did "
+            "not answer (retried automatically). Each parent gets their own link by email once "
+            "the family is registered and the course is safe.",
             "tags": _TAGS,
             "requestBody": {
                 "required": True,
@@ -572,8 +590,9 @@ PATHS: dict[str, Any] = {
         "post": {
             "operationId": "withdrawFamily",
             "summary": "Withdraw a family: its Zoom registrant is cancelled, its page says so",
-            "description": "When Zoom does not answer the family is still withdrawn, with "
-            "`zoom.state` `cancelling` (retried automatically) and the reason in `warnings`.",
+            "description": "The family is withdrawn at once, with `zoom.state` `cancelling` "
+            "while companion cancels its registrant right after the answer (retried "
+            "automatically when Zoom does not answer), then `cancelled`.",
             "tags": _TAGS,
             "responses": {
                 "200": _ok("Withdrawn", "Family"),

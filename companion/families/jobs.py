@@ -5,9 +5,10 @@
   is claimed (committed) before Zoom is called, Zoom is called with no transaction open, and an
   attempt after a first one looks the registrant up by its address before adding it, so none is
   added twice.
-* :func:`zoom_now` is the same work for one family, run by a request right after it committed
-  what it wants (enrol, retry, withdraw); :func:`reread_join_url` reads a family's join link
-  from Zoom again for the family's own page, with no transaction open either.
+* :func:`after_request` hands one family's Zoom work (:func:`work_family`) to run once a
+  request (enrol, retry, withdraw) has committed what it wants and answered;
+  :func:`reread_join_url` reads a family's join link from Zoom again for the family's own page,
+  with no transaction open either.
 * :func:`send_owed_links` sends the family links that waited for a safe course (the course's
   safety event sends them at once; this catches anything that event could not).
 * :func:`class_summaries` mails each teacher the admit list of each class about two hours
@@ -24,13 +25,12 @@ import logging
 from collections.abc import Iterable
 from typing import Any
 
-from flask import Flask
+from flask import Flask, current_app
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from .. import work
+from .. import db, work
 from ..courses.zoomclient import zoom_for
-from ..db import utcnow
 from ..work import Outcome, run_each
 from . import services
 from .models import Family
@@ -46,28 +46,26 @@ def sync_zoom(
     return work.run(app, services.REGISTRANTS, step, family_ids, now=now)
 
 
-def zoom_now(
-    app: Flask, session: Session, family: Family, *, actor_id: int | None = None, zoom: Any = None
-) -> services.Outcome:
-    """Commit the request's work so far, then run ``family``'s Zoom work at once.
+def work_family(
+    app: Flask, family_id: int, *, actor_id: int | None = None, zoom: Any = None
+) -> Outcome:
+    """One family's Zoom work now: claim and commit, call Zoom with no transaction open, record
+    the answer in a transaction of its own. The caller must have committed what it wants."""
+    step = services.RegistrantStep(zoom or zoom_for(app), actor_id=actor_id)
+    return work.run_one(app, services.REGISTRANTS, step, family_id)
 
-    For the views and the API right after a service recorded Zoom work (enrol, retry, withdraw).
-    Committing first is what lets the Zoom call run with no transaction open (no SQLite write
-    lock, no row lock held while Zoom takes its time), and keeps the family whatever Zoom does.
-    The result is recorded by the step in a transaction of its own; ``family`` (and everything
-    else in ``session``) is read again afterwards. Whatever goes wrong here, the family stays
-    due and the worker tries again.
+
+def after_request(family: Family, *, actor_id: int | None) -> None:
+    """Run ``family``'s Zoom work once the request has committed and answered.
+
+    For the views and the API right after a service recorded Zoom work (enrol, retry, withdraw):
+    the person sees the family at once, "pending in Zoom" (or "cancelling"), and a reload shows
+    the result; Zoom is called with no transaction open and no lock held, however long it takes.
+    If this never runs (the process stops), the work is still due and the worker does it.
     """
-    session.commit()
-    try:
-        step = services.RegistrantStep(zoom or zoom_for(app), actor_id=actor_id)
-        work.run_one(app, services.REGISTRANTS, step, family.id)
-    except Exception:
-        log.exception(
-            "family %s: Zoom work after the request failed; the worker retries", family.id
-        )
-    session.expire_all()
-    return services.Outcome(family, services.zoom_problem(family, utcnow()))
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    family_id = family.id
+    db.after_commit(lambda: work_family(app, family_id, actor_id=actor_id))
 
 
 def reread_join_url(app: Flask, family_id: int) -> Outcome:

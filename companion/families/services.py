@@ -333,17 +333,6 @@ def family_for_registrant(session: Session, registrant_id: str) -> Family | None
 # --- enrolment ---------------------------------------------------------------------------------
 
 
-@dataclass
-class Outcome:
-    """What an enrolment, retry or withdrawal did once its Zoom work ran (see
-    :func:`companion.families.jobs.zoom_now`). ``zoom_problem`` is set when Zoom could not be
-    reached, refused, or someone else is working on the family right now; the family is kept
-    (pending or cancelling) and the caller says so."""
-
-    family: Family
-    zoom_problem: CompanionError | None = None
-
-
 def _enrolled_keys(session: Session, course_id: int) -> dict[tuple[str, str], Family]:
     return {
         name_key(f.child_first_name, f.child_last_name): f
@@ -814,40 +803,6 @@ def _cancelled(session: Session, family: Family, actor: User | None, *, meeting_
         meeting_gone=meeting_gone,
     )
     session.flush()
-
-
-def zoom_problem(family: Family, now: dt.datetime) -> CompanionError | None:
-    """What to tell the person whose request left Zoom work for this family, once that work
-    ran (or could not start): None when Zoom has the family as the request wanted."""
-    if family.zoom_claimed_until is not None and family.zoom_claimed_until > now:
-        if family.enrolled:
-            return Conflict(
-                "companion is registering this family in Zoom right now; reload shortly."
-            )
-        return courses.ZoomUnavailable(
-            "companion is updating this family in Zoom right now; the cancellation follows "
-            "automatically within a few minutes.",
-            retry_after=60,
-        )
-    if family.enrolled:
-        if family.zoom_state == "failed":
-            return courses.ZoomRefused(family.zoom_error or "Zoom refused to register the family.")
-        if family.zoom_state == "pending" and _meeting_in_zoom(family.course):
-            return courses.ZoomUnavailable(
-                "Saved, but Zoom did not answer, so registering the family is still pending. "
-                "companion will try again automatically.",
-                retry_after=60,
-            )
-        return None
-    if family.zoom_state == "cancelling":
-        if family.zoom_error.startswith("Zoom refused"):
-            return courses.ZoomRefused(family.zoom_error)
-        return courses.ZoomUnavailable(
-            "Saved, but Zoom did not answer, so cancelling the family's Zoom registration is "
-            "still pending. companion will try again automatically.",
-            retry_after=60,
-        )
-    return None
 
 
 def retry_zoom(

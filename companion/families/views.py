@@ -25,7 +25,6 @@ from typing import Any
 from flask import (
     Blueprint,
     Response,
-    current_app,
     flash,
     redirect,
     render_template,
@@ -50,7 +49,6 @@ from .models import (
     AgreementAcceptance,
     AgreementVersion,
     AudioOnlyEvent,
-    Family,
     FamilyContact,
 )
 
@@ -177,23 +175,18 @@ def enrol(course_id: int) -> Any:
             form_failed(form, exc)
             status = 422 if exc.status < 500 else exc.status
         else:
-            # Saved and committed before Zoom is called; a slow Zoom holds no lock.
-            outcome = jobs.zoom_now(current_app, session, family, actor_id=current_user().id)
-            if outcome.zoom_problem is not None:
-                flash(outcome.zoom_problem.message, "error")
-            else:
-                flash(f"{services.display_name(family)} is enrolled. " + _links_said(family))
+            # Zoom is called once this is committed and answered: the teacher sees the family at
+            # once, "pending in Zoom", and a reload shows it registered.
+            jobs.after_request(family, actor_id=current_user().id)
+            flash(
+                f"{services.display_name(family)} is enrolled. companion is registering them in "
+                "Zoom now; each parent's personal link is sent as soon as that is done and the "
+                "course is safe."
+            )
             return redirect(url_for("families.course_families", course_id=course.id))
     elif request.method == "POST":
         status = 422
     return render_template("families/enrol.html", form=form, course=course, **_globals()), status
-
-
-def _links_said(family: Family) -> str:
-    blocker = services.link_blocker(family, utcnow())
-    if blocker is None or not family.enrolled:
-        return "Each parent has been sent their personal link."
-    return f"Their personal links will be sent automatically: {blocker[0].lower()}{blocker[1:]}"
 
 
 @bp.route("/courses/<int:course_id>/families/import", methods=["GET", "POST"])
@@ -390,15 +383,15 @@ def withdraw(course_id: int, family_id: int) -> Any:
         withdrawn = services.withdraw(
             session, actor=current_user(), course_id=course_id, family_id=family_id, now=utcnow()
         )
-        outcome = jobs.zoom_now(current_app, session, withdrawn, actor_id=current_user().id)
-        name = services.display_name(outcome.family)
-        if outcome.zoom_problem is not None:
-            return (
-                f"{name} is withdrawn. Zoom has not confirmed the cancellation yet; companion "
-                "keeps trying, and the family page already shows no join link.",
-                "warning",
-            )
-        return f"{name} is withdrawn; their Zoom registration is cancelled.", "message"
+        name = services.display_name(withdrawn)
+        if withdrawn.zoom_state == "cancelled":
+            return f"{name} is withdrawn; Zoom never had them.", "message"
+        jobs.after_request(withdrawn, actor_id=current_user().id)
+        return (
+            f"{name} is withdrawn, and their family page no longer shows a join link. companion "
+            "is cancelling their Zoom registration now; reload to see it confirmed.",
+            "message",
+        )
 
     return _action(course_id, family_id, run)
 
@@ -411,10 +404,8 @@ def retry(course_id: int, family_id: int) -> Any:
         family = services.retry_zoom(
             session, actor=current_user(), course_id=course_id, family_id=family_id, now=utcnow()
         )
-        outcome = jobs.zoom_now(current_app, session, family, actor_id=current_user().id)
-        if outcome.zoom_problem is not None:
-            raise outcome.zoom_problem
-        return "Zoom has the family as it should now.", "message"
+        jobs.after_request(family, actor_id=current_user().id)
+        return "companion is trying Zoom again now; reload to see how it went.", "message"
 
     return _action(course_id, family_id, run)
 

@@ -46,21 +46,23 @@ def enrol(
     return family
 
 
-def zoom_now(session: Session, zoom: Any, family: Family, actor: Any = None) -> services.Outcome:
-    """What a request does once a service recorded Zoom work: commit, then run it."""
-    return jobs.zoom_now(
-        current_app, session, family, zoom=zoom, actor_id=actor.id if actor else None
-    )
+def zoom_now(session: Session, zoom: Any, family: Family, actor: Any = None) -> Family:
+    """What a request does once a service recorded Zoom work: commit, then (after the answer)
+    run it with no transaction open. Returns the family, read again."""
+    session.commit()
+    jobs.work_family(current_app, family.id, zoom=zoom, actor_id=actor.id if actor else None)
+    session.expire_all()
+    return family
 
 
-def withdraw(session: Session, zoom: Any, actor: Any, family: Family) -> services.Outcome:
+def withdraw(session: Session, zoom: Any, actor: Any, family: Family) -> Family:
     services.withdraw(
         session, actor=actor, course_id=family.course_id, family_id=family.id, now=NOW
     )
     return zoom_now(session, zoom, family, actor)
 
 
-def retry(session: Session, zoom: Any, actor: Any, family: Family) -> services.Outcome:
+def retry(session: Session, zoom: Any, actor: Any, family: Family) -> Family:
     services.retry_zoom(
         session, actor=actor, course_id=family.course_id, family_id=family.id, now=NOW
     )
