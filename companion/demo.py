@@ -83,7 +83,6 @@ def create_course(session: Session, org: Organisation, teacher: User, now: dt.da
     for first_name, last_name, parents in DEMO_FAMILIES:
         families.enrol(
             session,
-            zoom,
             actor=teacher,
             course_id=course.id,
             child_first_name=first_name,

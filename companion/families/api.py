@@ -1,8 +1,10 @@
 """Families in the JSON API (/api/v1): the same operations as the staff pages.
 
 Bearer tokens only (no cookies), so CSRF does not apply. An enrolment is saved even when Zoom
-is down: the answer is 201 with ``zoom.state`` "pending" and the reason in ``warnings``; a job
-registers the family later. Links are never returned: they go to each parent by email only.
+is down: it is committed before Zoom is called, and the answer is 201 at once with
+``zoom.state`` "pending" (Zoom is called right after the answer: read the family again to see
+it registered, or ``zoom.error`` saying why not yet; the worker keeps trying). Links are
+never returned: they go to each parent by email only.
 """
 
 from __future__ import annotations
@@ -21,10 +23,9 @@ from ..api.views import api_blueprint, json_body
 from ..api.views import json_time as _time
 from ..courses.api import class_json
 from ..courses.models import ClassSession
-from ..courses.zoomclient import zoom_for
 from ..db import get_session, utcnow
 from ..errors import ValidationError
-from . import agreement, services
+from . import agreement, jobs, services
 from .models import ZOOM_STATE_LABELS, AgreementAcceptance, AgreementVersion, Family
 
 bp = api_blueprint("families_api", __name__)
@@ -168,9 +169,8 @@ def enrol() -> Any:
     if not isinstance(course_id, int) or isinstance(course_id, bool):
         raise ValidationError("Give course_id, the course's id.", field="course_id")
     now = utcnow()
-    outcome = services.enrol(
+    family = services.enrol(
         session,
-        zoom_for(),
         actor=current_user(),
         course_id=course_id,
         child_first_name=_string(data, "child_first_name", "the child's first name"),
@@ -178,8 +178,10 @@ def enrol() -> Any:
         contacts=_contacts(data),
         now=now,
     )
-    body = family_json(session, outcome.family, now)
-    body["warnings"] = [outcome.zoom_problem.message] if outcome.zoom_problem else []
+    # Zoom is called once this is committed and answered; read the family again to see it.
+    jobs.after_request(family, actor_id=current_user().id)
+    body = family_json(session, family, now)
+    body["warnings"] = _warnings(family)
     return jsonify(body), 201
 
 
@@ -198,12 +200,26 @@ def withdraw(family_id: int) -> Any:
     user = current_user()
     family = services.find_family(session, user, family_id)
     now = utcnow()
-    outcome = services.withdraw(
-        session, zoom_for(), actor=user, course_id=family.course_id, family_id=family.id, now=now
-    )
-    body = family_json(session, outcome.family, now)
-    body["warnings"] = [outcome.zoom_problem.message] if outcome.zoom_problem else []
+    services.withdraw(session, actor=user, course_id=family.course_id, family_id=family.id, now=now)
+    if family.zoom_state == "cancelling":
+        jobs.after_request(family, actor_id=user.id)
+    body = family_json(session, family, now)
+    body["warnings"] = _warnings(family)
     return jsonify(body)
+
+
+def _warnings(family: Family) -> list[str]:
+    """What the answer should say about Zoom work that is still to come."""
+    if family.zoom_state == "pending" and family.zoom_error:
+        return [f"Saved; the family is pending in Zoom: {family.zoom_error}"]
+    if family.zoom_state == "pending":
+        return [
+            "Saved; the family is pending in Zoom until companion has registered it, right "
+            "after this answer (see zoom.state)."
+        ]
+    if family.zoom_state == "cancelling":
+        return ["Saved; companion is cancelling the family's Zoom registration now."]
+    return []
 
 
 def _link_change(family_id: int, contact_id: int, change: Any) -> Any:
@@ -542,9 +558,11 @@ PATHS: dict[str, Any] = {
             "operationId": "enrolFamily",
             "summary": "Enrol a child with one or two parents/carers; registered in Zoom",
             "description": "Bad input is refused with 422 (409 for a child already enrolled) "
-            "before anything is saved. When Zoom is down the family is still enrolled: 201 with "
-            "`zoom.state` `pending` and the reason in `warnings`. Each parent gets their own "
-            "link by email once the family is registered and the course is safe.",
+            "before anything is saved. The answer comes before Zoom is asked: 201 with "
+            "`zoom.state` `pending` (and `warnings` saying so); companion registers the family "
+            "right after, so read it again to see `registered`, or `zoom.error` when Zoom did "
+            "not answer (retried automatically). Each parent gets their own link by email once "
+            "the family is registered and the course is safe.",
             "tags": _TAGS,
             "requestBody": {
                 "required": True,
@@ -572,8 +590,9 @@ PATHS: dict[str, Any] = {
         "post": {
             "operationId": "withdrawFamily",
             "summary": "Withdraw a family: its Zoom registrant is cancelled, its page says so",
-            "description": "When Zoom does not answer the family is still withdrawn, with "
-            "`zoom.state` `cancelling` (retried automatically) and the reason in `warnings`.",
+            "description": "The family is withdrawn at once, with `zoom.state` `cancelling` "
+            "while companion cancels its registrant right after the answer (retried "
+            "automatically when Zoom does not answer), then `cancelled`.",
             "tags": _TAGS,
             "responses": {
                 "200": _ok("Withdrawn", "Family"),

@@ -33,11 +33,10 @@ from flask import (
 from ..access import family, public
 from ..accounts.auth import client_ip
 from ..courses import services as courses
-from ..courses.zoomclient import zoom_for
 from ..db import get_session, keep_changes, utcnow
 from ..errors import CompanionError, Forbidden
 from ..security import csrf
-from . import agreement, services
+from . import agreement, jobs, services
 
 bp = Blueprint("family", __name__, url_prefix="/f")
 # Family forms carry their own token (see check_form_token); Flask-WTF's lives in the staff
@@ -180,7 +179,8 @@ def _home() -> Any:
 @family
 def home() -> Any:
     now = utcnow()
-    page = services.family_page(get_session(), principal(), now=now, zoom=_zoom_or_none())
+    _recover_join_url()
+    page = services.family_page(get_session(), principal(), now=now)
     return render_template(
         "families/family_page.html",
         page=page,
@@ -192,17 +192,24 @@ def home() -> Any:
     )
 
 
-def _zoom_or_none() -> Any:
-    try:
-        return zoom_for()
-    except Exception:  # the page works without Zoom; only a lost join link needs it
-        return None
+def _recover_join_url() -> None:
+    """A join link sealed under an older secret key is read from Zoom again before the page is
+    built, with the request's transaction committed first: the page never waits on Zoom while
+    holding the database (and works without Zoom: the link then shows as pending)."""
+    family = principal().family
+    if not services.join_url_lost(family):
+        return
+    session = get_session()
+    session.commit()
+    jobs.reread_join_url(current_app, family.id)
+    session.expire_all()
 
 
 @bp.get("/calendar.ics")
 @family
 def calendar() -> Any:
-    body = services.calendar_file(get_session(), principal(), now=utcnow(), zoom=_zoom_or_none())
+    _recover_join_url()
+    body = services.calendar_file(get_session(), principal(), now=utcnow())
     return Response(
         body,
         mimetype="text/calendar",

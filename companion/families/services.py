@@ -10,10 +10,12 @@ Every function takes a Session and plain values (plus the Zoom client, the actin
   second registration of one email with the first registrant), Zoom's limit of three
   registrations a day per email is never shared between families, parents' addresses are not
   handed to Zoom, and a retry can find a registrant an earlier attempt made by that address.
-* Zoom being down, slow or rate limiting never loses an enrolment: the family is kept "pending in
-  Zoom" and registered later by :func:`push_zoom` (a job), which looks the registrant up by its
-  address before adding it again, so no family is registered twice. Withdrawal cancels the
-  registrant the same way ("cancelling" until Zoom confirms).
+* Zoom is never called while a transaction is open, and being down, slow or rate limiting never
+  loses an enrolment: the family is saved "pending in Zoom" and committed first; the registrant
+  work (:class:`RegistrantStep` on the :data:`REGISTRANTS` queue of the work engine) then runs
+  inline after the commit or in the worker, and looks the registrant up by its address before
+  adding it again, so no family is registered twice. Withdrawal cancels the registrant the same
+  way ("cancelling" until Zoom confirms).
 * A family link goes to one parent alone, holds a 256-bit token of which only the hash is kept,
   and is only sent while the course is safe (:func:`companion.courses.services.course_is_safe`)
   and the family has its Zoom link; until then it is owed and sent as soon as both hold.
@@ -34,11 +36,11 @@ from typing import Any
 from urllib.parse import urlparse
 
 from flask import current_app
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import ColumnElement, and_, func, or_, select, update
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
-from .. import mail, signals
+from .. import mail, signals, work
 from ..access import LEAD
 from ..accounts.models import User
 from ..accounts.services import EMAIL_RE, hash_token
@@ -76,8 +78,6 @@ MAX_CONTACTS = 2
 # Zoom's limit for a registrant's first and last name.
 CHILD_NAME_MAX = 64
 CONTACT_NAME_MAX = 200
-CLAIM_FOR = dt.timedelta(minutes=10)
-MAX_RETRY_DELAY = dt.timedelta(hours=1)
 # After the course ends its links still open a page that says so (and shows the safeguarding
 # lead) for this long; then they have expired.
 LINK_GRACE = dt.timedelta(days=30)
@@ -372,15 +372,6 @@ def family_for_registrant(session: Session, registrant_id: str) -> Family | None
 # --- enrolment ---------------------------------------------------------------------------------
 
 
-@dataclass
-class Outcome:
-    """What an enrolment or withdrawal did. ``zoom_problem`` is set when Zoom could not be
-    reached or refused; the family is kept (pending or cancelling) and the caller says so."""
-
-    family: Family
-    zoom_problem: CompanionError | None = None
-
-
 def _enrolled_keys(session: Session, course_id: int) -> dict[tuple[str, str], Family]:
     return {
         name_key(f.child_first_name, f.child_last_name): f
@@ -405,7 +396,11 @@ def _new_family(
         child_last_name=last,
         status="enrolled",
         zoom_ref="f" + secrets.token_hex(10),
+        # "Pending in Zoom" and due now: the registrant is added after this is committed.
         zoom_state="pending",
+        zoom_error="" if _meeting_in_zoom(course) else _waiting_for_meeting(course),
+        zoom_attempts=0,
+        zoom_next_attempt_at=None,
         created_at=now,
         created_by_id=actor.id,
     )
@@ -428,7 +423,6 @@ def _new_family(
 
 def enrol(
     session: Session,
-    zoom: Any,
     *,
     actor: User,
     course_id: int,
@@ -436,12 +430,13 @@ def enrol(
     child_last_name: Any,
     contacts: Sequence[ContactInput | None],
     now: dt.datetime,
-) -> Outcome:
-    """Enrol one child with one or two parents/carers, and register the family in Zoom.
+) -> Family:
+    """Enrol one child with one or two parents/carers; the family is "pending in Zoom".
 
-    Bad input raises before anything is saved. When Zoom cannot be reached the family is kept
-    "pending in Zoom" and ``Outcome.zoom_problem`` says why; a job registers it later. Each
-    parent's link goes out once the family is registered and the course is safe.
+    Bad input raises before anything is saved. Zoom is not called here: the caller commits and
+    then runs the registrant work (:func:`companion.families.jobs.zoom_now`, or the worker), so
+    the family is kept whatever Zoom does. Each parent's link goes out once the family is
+    registered and the course is safe.
     """
     course = _changeable(session, actor, course_id)
     _check_open(course, now)
@@ -467,7 +462,7 @@ def enrol(
         family_id=family.id,
         contacts=len(people),
     )
-    return Outcome(family, _try_register(session, zoom, family, now=now, actor=actor))
+    return family
 
 
 def import_families(
@@ -480,7 +475,8 @@ def import_families(
 ) -> list[Family]:
     """Enrol every family of a CSV file, or none: any problem rejects the whole file.
 
-    The families are registered in Zoom by the job (one call each; a file can hold hundreds).
+    The families are registered in Zoom by the worker once this is committed (one call each; a
+    file can hold hundreds, far too many to wait for in one request).
     """
     from . import csv_import
 
@@ -512,6 +508,21 @@ def import_families(
 
 
 # --- Zoom: registering and cancelling ------------------------------------------------------------
+#
+# Registrant work is a queue of the work engine (companion.work) over the families table. A
+# request only records what it wants (a new family "pending in Zoom", a withdrawn one
+# "cancelling", a retry due now) and commits; then RegistrantStep runs, inline right after the
+# commit (jobs.zoom_now) or in the worker (jobs.sync_zoom):
+#
+#   prepare (in the claim's transaction): read the meeting, the registrant's address and names
+#       into a plan, and count the attempt;
+#   call (no transaction open): look the registrant up first when an earlier attempt may have
+#       reached Zoom, then add (or cancel) it;
+#   record (a new short transaction): store the registrant and its sealed join link, or postpone
+#       with the engine's one backoff, or mark the family refused.
+#
+# A crash anywhere leaves the claim to expire; the next attempt looks the registrant up by its
+# companion-made address (``_find_registrant``) before adding one, so there is never a second.
 
 
 def registrant_email(family: Family) -> str:
@@ -521,33 +532,62 @@ def registrant_email(family: Family) -> str:
     return f"family-{family.zoom_ref}@{domain or 'example.org'}"
 
 
-def _retry_delay(attempts: int, exc: ZoomError) -> dt.timedelta:
-    if isinstance(exc, ZoomRateLimited) and exc.retry_after:
-        return dt.timedelta(seconds=max(1.0, float(exc.retry_after)))
-    return min(dt.timedelta(minutes=2 ** max(0, min(attempts, 16) - 1)), MAX_RETRY_DELAY)
+def _meeting_in_zoom(course: Course) -> bool:
+    return course.zoom_state == "created" and course.zoom_meeting_id is not None
 
 
-def _postpone(family: Family, exc: ZoomError, now: dt.datetime, doing: str) -> CompanionError:
-    family.zoom_claimed_until = None
-    family.zoom_next_attempt_at = now + _retry_delay(family.zoom_attempts, exc)
-    if isinstance(exc, ZoomAuthError):
-        family.zoom_error = "Zoom refused companion's credentials; an admin must check them."
-    elif isinstance(exc, ZoomRateLimited):
-        family.zoom_error = "Zoom is limiting requests; companion will try again automatically."
-    else:
-        family.zoom_error = "Zoom did not answer; companion will try again automatically."
-    log.warning(
-        "family %s: Zoom %s postponed after %s (attempt %s)",
-        family.id,
-        doing,
-        type(exc).__name__,
-        family.zoom_attempts,
+def _waiting_for_meeting(course: Course) -> str:
+    return (
+        "Waiting for the course's meeting to be created in Zoom."
+        if course.is_open
+        else "The course's meeting is no longer in Zoom."
     )
-    return courses.ZoomUnavailable(
-        f"Saved, but Zoom did not answer, so {doing} is still pending. companion will try again "
-        "automatically.",
-        retry_after=60,
+
+
+def _wants_zoom_work() -> ColumnElement[bool]:
+    meeting_in_zoom = Family.course_id.in_(
+        select(Course.id).where(Course.zoom_state == "created", Course.zoom_meeting_id.is_not(None))
     )
+    return or_(
+        and_(Family.status == "enrolled", Family.zoom_state == "pending", meeting_in_zoom),
+        # Withdrawn families of a meeting that is gone are settled without Zoom (in prepare).
+        and_(Family.status == "withdrawn", Family.zoom_state.in_(("cancelling", "registered"))),
+    )
+
+
+REGISTRANTS = work.Queue(
+    name="family registrant",
+    model=Family,
+    id=Family.id,
+    attempts=Family.zoom_attempts,
+    due=Family.zoom_next_attempt_at,
+    claimed_until=Family.zoom_claimed_until,
+    ready=_wants_zoom_work,
+    # prepare counts an attempt only when it is about to call Zoom, so "attempts > 0" means Zoom
+    # may hold a registrant for this family and the next attempt looks for it before adding one.
+    count_attempts=False,
+)
+
+
+@dataclass(frozen=True)
+class RegistrantPlan:
+    """What one Zoom call for one family needs, read in the claim's transaction."""
+
+    action: str  # "register" or "cancel"
+    meeting_id: int
+    email: str
+    first_name: str = ""
+    last_name: str = ""
+    registrant_id: str | None = None
+    # An earlier attempt may have reached Zoom (its answer lost, or the worker stopped).
+    look_first: bool = False
+
+
+@dataclass(frozen=True)
+class RegistrantAnswer:
+    registrant_id: Any = None
+    join_url: Any = None
+    adopted: bool = False
 
 
 def _find_registrant(zoom: Any, meeting_id: int, email: str) -> dict[str, Any] | None:
@@ -558,116 +598,211 @@ def _find_registrant(zoom: Any, meeting_id: int, email: str) -> dict[str, Any] |
     return None
 
 
-def claim_for_zoom(session: Session, family_id: int, now: dt.datetime) -> bool:
-    """Take a family for one Zoom attempt; False when someone else is working on it.
-
-    The job commits its claim before calling Zoom; a request claims inside its transaction.
-    Either way two attempts never run at once, and an attempt after a first one looks first.
-    """
-    result = session.execute(
-        update(Family)
-        .where(
-            Family.id == family_id,
-            Family.zoom_state.in_(("pending", "failed", "cancelling", "registered")),
-            or_(Family.zoom_claimed_until.is_(None), Family.zoom_claimed_until < now),
-        )
-        .values(zoom_claimed_until=now + CLAIM_FOR)
-        .execution_options(synchronize_session="fetch")
-    )
-    return bool(result.rowcount)  # type: ignore[attr-defined]
-
-
 def _secret_key() -> str:
     return current_app.config["SECRET_KEY"]
 
 
-def _try_register(
-    session: Session,
-    zoom: Any,
-    family: Family,
-    *,
-    now: dt.datetime,
-    actor: User | None,
-    claimed: bool = False,
-) -> CompanionError | None:
-    """One attempt to make the family a registrant of the course's meeting; never two."""
-    if not family.enrolled or family.zoom_state not in ("pending", "failed"):
-        return None
-    course = family.course
-    if course.zoom_state != "created" or course.zoom_meeting_id is None:
-        family.zoom_next_attempt_at = None
-        family.zoom_error = (
-            "Waiting for the course's meeting to be created in Zoom."
-            if course.is_open
-            else "The course's meeting is no longer in Zoom."
-        )
-        return None
-    if not claimed and not claim_for_zoom(session, family.id, now):
-        return Conflict("companion is registering this family in Zoom right now; reload shortly.")
-    meeting_id = course.zoom_meeting_id
-    email = registrant_email(family)
-    registrant_id: Any = None
-    join_url: Any = None
-    try:
-        found = _find_registrant(zoom, meeting_id, email) if family.zoom_attempts > 0 else None
+def _valid_join_url(url: Any) -> bool:
+    return isinstance(url, str) and url.startswith(("https://", "http://"))
+
+
+class RegistrantStep:
+    """Register an enrolled family, or cancel a withdrawn one's registrant (see above).
+
+    ``actor_id`` is the person whose request runs the step inline (for the audit trail); the
+    worker runs it as nobody.
+    """
+
+    def __init__(self, zoom: Any, *, actor_id: int | None = None):
+        self.zoom = zoom
+        self.actor_id = actor_id
+
+    def _actor(self, session: Session) -> User | None:
+        return session.get(User, self.actor_id) if self.actor_id is not None else None
+
+    def prepare(self, session: Session, family_id: int, now: dt.datetime) -> RegistrantPlan | None:
+        family = session.get(Family, family_id)
+        if family is None:
+            return None
+        course = family.course
+        if family.enrolled:
+            if family.zoom_state != "pending":
+                return None
+            if not _meeting_in_zoom(course):
+                family.zoom_error = _waiting_for_meeting(course)
+                return None
+            assert course.zoom_meeting_id is not None
+            plan = RegistrantPlan(
+                "register",
+                course.zoom_meeting_id,
+                registrant_email(family),
+                first_name=family.child_first_name[:CHILD_NAME_MAX],
+                last_name=family.child_last_name[:CHILD_NAME_MAX],
+                look_first=family.zoom_attempts > 0,
+            )
+        else:
+            if family.zoom_state not in ("cancelling", "registered"):
+                return None
+            family.zoom_state = "cancelling"
+            if not _meeting_in_zoom(course):
+                # The meeting itself is gone (course cancelled or closed), and its registrants
+                # with it.
+                _cancelled(session, family, self._actor(session), meeting_gone=True)
+                return None
+            assert course.zoom_meeting_id is not None
+            plan = RegistrantPlan(
+                "cancel",
+                course.zoom_meeting_id,
+                registrant_email(family),
+                registrant_id=family.zoom_registrant_id,
+            )
         family.zoom_attempts += 1
-        session.flush()
+        return plan
+
+    def call(self, plan: RegistrantPlan) -> RegistrantAnswer:
+        zoom = self.zoom
+        if plan.action == "cancel":
+            registrant_id = plan.registrant_id
+            if registrant_id is None:
+                found = _find_registrant(zoom, plan.meeting_id, plan.email)
+                registrant_id = found.get("id") if found else None
+            if registrant_id:
+                zoom.update_registrant_status(
+                    plan.meeting_id, "cancel", [{"id": registrant_id, "email": plan.email}]
+                )
+            return RegistrantAnswer(registrant_id=registrant_id)
+        found = _find_registrant(zoom, plan.meeting_id, plan.email) if plan.look_first else None
         if found is None:
             answer = zoom.add_registrant(
-                meeting_id,
+                plan.meeting_id,
                 {
-                    "email": email,
-                    "first_name": family.child_first_name[:CHILD_NAME_MAX],
-                    "last_name": family.child_last_name[:CHILD_NAME_MAX],
+                    "email": plan.email,
+                    "first_name": plan.first_name,
+                    "last_name": plan.last_name,
                     "auto_approve": True,
                 },
             )
             registrant_id, join_url = answer.get("registrant_id"), answer.get("join_url")
         else:
-            log.info("family %s: adopting the registrant of an earlier attempt", family.id)
             registrant_id, join_url = found.get("id"), found.get("join_url")
         if isinstance(registrant_id, str) and registrant_id and not join_url:
-            join_url = zoom.get_registrant(meeting_id, registrant_id).get("join_url")
-    except TRANSIENT as exc:
-        family.zoom_state = "pending"
-        return _postpone(family, exc, now, "registering the family")
-    except ZoomError as exc:
-        return _refused(session, family, exc, actor, "registering the family")
-    if not (isinstance(registrant_id, str) and registrant_id) or not (
-        isinstance(join_url, str) and join_url.startswith(("https://", "http://"))
-    ):
-        family.zoom_state = "failed"
-        family.zoom_claimed_until = None
-        family.zoom_next_attempt_at = None
-        family.zoom_error = "Zoom registered the family but gave no join link; try again."
-        return courses.ZoomRefused(family.zoom_error)
-    family.zoom_state = "registered"
-    family.zoom_registrant_id = registrant_id[:64]
-    family.join_url_encrypted = crypto.seal(join_url[:1000], _secret_key())
-    family.zoom_error = ""
-    family.zoom_next_attempt_at = None
-    family.zoom_claimed_until = None
-    audit(
-        session,
-        "family.zoom_registered",
-        actor=actor,
-        organisation_id=family.organisation_id,
-        subject=("family", family.id),
-        course_id=family.course_id,
-        family_id=family.id,
-        registrant_id=family.zoom_registrant_id,
-        attempts=family.zoom_attempts,
-    )
-    session.flush()
-    deliver_owed_links(session, family, now=now, actor=actor)
-    return None
+            join_url = zoom.get_registrant(plan.meeting_id, registrant_id).get("join_url")
+        return RegistrantAnswer(registrant_id, join_url, adopted=found is not None)
+
+    def record(
+        self,
+        session: Session,
+        family_id: int,
+        plan: RegistrantPlan,
+        answer: RegistrantAnswer,
+        now: dt.datetime,
+    ) -> work.Outcome:
+        family = session.get(Family, family_id)
+        if family is None:
+            return "gone"
+        work.release(family, REGISTRANTS)
+        actor = self._actor(session)
+        if plan.action == "cancel":
+            _cancelled(session, family, actor, meeting_gone=False)
+            return family.zoom_state
+        registrant_id = answer.registrant_id
+        known = isinstance(registrant_id, str) and bool(registrant_id)
+        if answer.adopted:
+            log.info("family %s: adopting the registrant of an earlier attempt", family.id)
+        if not family.enrolled:
+            # Withdrawn while Zoom was registering it: keep the registrant, so the cancellation
+            # (due now) cancels exactly this one.
+            if known:
+                family.zoom_registrant_id = registrant_id[:64]
+            session.flush()
+            return family.zoom_state
+        if not known or not _valid_join_url(answer.join_url):
+            family.zoom_state = "failed"
+            family.zoom_error = "Zoom registered the family but gave no join link; try again."
+            session.flush()
+            return family.zoom_state
+        family.zoom_state = "registered"
+        family.zoom_registrant_id = registrant_id[:64]
+        family.join_url_encrypted = crypto.seal(answer.join_url[:1000], _secret_key())
+        family.zoom_error = ""
+        audit(
+            session,
+            "family.zoom_registered",
+            actor=actor,
+            organisation_id=family.organisation_id,
+            subject=("family", family.id),
+            course_id=family.course_id,
+            family_id=family.id,
+            registrant_id=family.zoom_registrant_id,
+            attempts=family.zoom_attempts,
+        )
+        session.flush()
+        # Queues each owed link in the outbox; the mail worker sends it.
+        deliver_owed_links(session, family, now=now, actor=actor)
+        return family.zoom_state
+
+    def failed(
+        self,
+        session: Session,
+        family_id: int,
+        plan: RegistrantPlan,
+        exc: Exception,
+        now: dt.datetime,
+    ) -> work.Outcome:
+        family = session.get(Family, family_id)
+        if family is None:
+            return "gone"
+        actor = self._actor(session)
+        if plan.action == "register" and not family.enrolled:
+            # Withdrawn meanwhile: the cancellation (due now) looks the registrant up anyway.
+            work.release(family, REGISTRANTS)
+            return family.zoom_state
+        doing = (
+            "registering the family"
+            if plan.action == "register"
+            else "cancelling the family's Zoom registration"
+        )
+        if plan.action == "cancel" and isinstance(exc, ZoomNotFound):
+            _cancelled(session, family, actor, meeting_gone=True)
+            return family.zoom_state
+        if isinstance(exc, TRANSIENT):
+            retry_after = exc.retry_after if isinstance(exc, ZoomRateLimited) else None
+            work.postpone(family, REGISTRANTS, now, retry_after=retry_after)
+            if isinstance(exc, ZoomAuthError):
+                family.zoom_error = (
+                    "Zoom refused companion's credentials; an admin must check them."
+                )
+            elif isinstance(exc, ZoomRateLimited):
+                family.zoom_error = (
+                    "Zoom is limiting requests; companion will try again automatically."
+                )
+            else:
+                family.zoom_error = "Zoom did not answer; companion will try again automatically."
+            log.warning(
+                "family %s: Zoom %s postponed after %s (attempt %s)",
+                family.id,
+                doing,
+                type(exc).__name__,
+                family.zoom_attempts,
+            )
+            return family.zoom_state
+        if isinstance(exc, ZoomError):
+            if plan.action == "cancel":
+                # Zoom refused the cancellation; keep trying (slowly) and say so on the page.
+                family.zoom_claimed_until = None
+                family.zoom_next_attempt_at = now + REGISTRANTS.backoff_cap
+            else:
+                work.release(family, REGISTRANTS)
+            _refused(session, family, exc, actor, doing)
+            return family.zoom_state
+        log.error("family %s: %s failed", family.id, doing, exc_info=exc)
+        work.postpone(family, REGISTRANTS, now)
+        return "errors"
 
 
 def _refused(
     session: Session, family: Family, exc: ZoomError, actor: User | None, doing: str
-) -> CompanionError:
-    family.zoom_claimed_until = None
-    family.zoom_next_attempt_at = None
+) -> None:
     if isinstance(exc, ZoomNotFound):
         family.zoom_error = "Zoom no longer has this course's meeting."
     else:
@@ -686,59 +821,7 @@ def _refused(
         zoom_code=exc.zoom_code,
         http_status=exc.http_status,
     )
-    return courses.ZoomRefused(family.zoom_error)
-
-
-def _try_cancel(
-    session: Session,
-    zoom: Any,
-    family: Family,
-    *,
-    now: dt.datetime,
-    actor: User | None,
-    claimed: bool = False,
-) -> CompanionError | None:
-    """One attempt to cancel a withdrawn family's registrant, so its join link stops working."""
-    if family.enrolled or family.zoom_state not in ("cancelling", "registered"):
-        return None
-    course = family.course
-    if course.zoom_state != "created" or course.zoom_meeting_id is None:
-        # The meeting itself is gone (course cancelled or closed), and its registrants with it.
-        _cancelled(session, family, actor, meeting_gone=True)
-        return None
-    if not claimed and not claim_for_zoom(session, family.id, now):
-        family.zoom_state = "cancelling"
-        # A job is working on this family right now; its next run cancels the registrant.
-        return courses.ZoomUnavailable(
-            "companion is updating this family in Zoom right now; the cancellation follows "
-            "automatically within a few minutes.",
-            retry_after=60,
-        )
-    family.zoom_state = "cancelling"
-    meeting_id = course.zoom_meeting_id
-    email = registrant_email(family)
-    try:
-        registrant_id = family.zoom_registrant_id
-        if registrant_id is None:
-            found = _find_registrant(zoom, meeting_id, email)
-            registrant_id = found.get("id") if found else None
-        if registrant_id:
-            zoom.update_registrant_status(
-                meeting_id, "cancel", [{"id": registrant_id, "email": email}]
-            )
-    except ZoomNotFound:
-        _cancelled(session, family, actor, meeting_gone=True)
-        return None
-    except TRANSIENT as exc:
-        return _postpone(family, exc, now, "cancelling the family's Zoom registration")
-    except ZoomError as exc:
-        # Zoom refused the cancellation; keep trying (slowly) and say so on the family's page.
-        family.zoom_attempts += 1
-        family.zoom_claimed_until = None
-        family.zoom_next_attempt_at = now + MAX_RETRY_DELAY
-        return _refused(session, family, exc, actor, "cancelling the registration")
-    _cancelled(session, family, actor, meeting_gone=False)
-    return None
+    session.flush()
 
 
 def _cancelled(session: Session, family: Family, actor: User | None, *, meeting_gone: bool) -> None:
@@ -746,8 +829,7 @@ def _cancelled(session: Session, family: Family, actor: User | None, *, meeting_
     # The link is dead; there is no reason to keep the secret.
     family.join_url_encrypted = ""
     family.zoom_error = ""
-    family.zoom_next_attempt_at = None
-    family.zoom_claimed_until = None
+    work.release(family, REGISTRANTS)
     audit(
         session,
         "family.zoom_cancelled",
@@ -763,23 +845,29 @@ def _cancelled(session: Session, family: Family, actor: User | None, *, meeting_
 
 
 def retry_zoom(
-    session: Session, zoom: Any, *, actor: User, course_id: int, family_id: int, now: dt.datetime
-) -> Outcome:
-    """A person asks to try Zoom again now for a pending, refused or cancelling family."""
+    session: Session, *, actor: User, course_id: int, family_id: int, now: dt.datetime
+) -> Family:
+    """A person asks to try Zoom again now for a pending, refused or cancelling family: the work
+    is made due now; the caller commits and runs it."""
     course = _changeable(session, actor, course_id)
     family = get_family(session, actor, course.id, family_id)
     if family.enrolled and family.zoom_state in ("pending", "failed"):
-        return Outcome(family, _try_register(session, zoom, family, now=now, actor=actor))
-    if not family.enrolled and family.zoom_state in ("cancelling", "registered"):
-        return Outcome(family, _try_cancel(session, zoom, family, now=now, actor=actor))
-    raise Conflict("Zoom already has this family as it should be; there is nothing to retry.")
+        family.zoom_state = "pending"
+        if not _meeting_in_zoom(course):
+            family.zoom_error = _waiting_for_meeting(course)
+    elif not (not family.enrolled and family.zoom_state in ("cancelling", "registered")):
+        raise Conflict("Zoom already has this family as it should be; there is nothing to retry.")
+    work.schedule(family, REGISTRANTS)
+    session.flush()
+    return family
 
 
 def withdraw(
-    session: Session, zoom: Any, *, actor: User, course_id: int, family_id: int, now: dt.datetime
-) -> Outcome:
-    """Withdraw a family: its registrant is cancelled in Zoom (so its link stops working), no
-    link is sent any more, and its family page says it was withdrawn."""
+    session: Session, *, actor: User, course_id: int, family_id: int, now: dt.datetime
+) -> Family:
+    """Withdraw a family: no link is sent any more, its family page says it was withdrawn, and
+    its registrant is to be cancelled in Zoom (so its link stops working): "cancelling" and due
+    now; the caller commits and runs it."""
     course = _changeable(session, actor, course_id)
     family = get_family(session, actor, course.id, family_id)
     session.refresh(family, with_for_update=True)
@@ -790,6 +878,7 @@ def withdraw(
     family.withdrawn_by_id = actor.id
     for contact in family.contacts:
         contact.link_owed_since = None
+    # Zoom may hold a registrant once an attempt has started, even if its answer was lost.
     in_zoom = family.zoom_state == "registered" or family.zoom_attempts > 0
     audit(
         session,
@@ -800,56 +889,88 @@ def withdraw(
         course_id=course.id,
         family_id=family.id,
     )
+    family.zoom_state = "cancelling" if in_zoom else "cancelled"
     if not in_zoom:
-        family.zoom_state = "cancelled"
-        family.zoom_next_attempt_at = None
         family.zoom_error = ""
+    work.schedule(family, REGISTRANTS)
+    session.flush()
+    return family
+
+
+# A family's join link, sealed under the secret key, becomes unreadable if the key changes; it is
+# then read from Zoom again, as one more step of the engine over the same columns (so it never
+# runs while registrant work holds the family), with no transaction open.
+JOIN_LINKS = work.Queue(
+    name="family join link",
+    model=Family,
+    id=Family.id,
+    attempts=Family.zoom_attempts,
+    due=Family.zoom_next_attempt_at,
+    claimed_until=Family.zoom_claimed_until,
+    ready=lambda: and_(Family.status == "enrolled", Family.zoom_state == "registered"),
+    count_attempts=False,
+)
+
+
+def join_url_lost(family: Family) -> bool:
+    """The family's join link was sealed under another secret key and must be read again."""
+    if family.zoom_state != "registered" or not family.join_url_encrypted:
+        return False
+    if not family.zoom_registrant_id:
+        return False
+    try:
+        crypto.unseal(family.join_url_encrypted, _secret_key())
+    except crypto.Unreadable:
+        return True
+    return False
+
+
+class JoinLinkStep:
+    """Read a registered family's join link from Zoom again (after a secret key change)."""
+
+    def __init__(self, zoom: Any):
+        self.zoom = zoom
+
+    def prepare(self, session: Session, family_id: int, now: dt.datetime) -> tuple[int, str] | None:
+        family = session.get(Family, family_id)
+        if family is None or not join_url_lost(family):
+            return None
+        meeting_id = family.course.zoom_meeting_id
+        if meeting_id is None or family.zoom_registrant_id is None:
+            return None
+        return meeting_id, family.zoom_registrant_id
+
+    def call(self, plan: tuple[int, str]) -> Any:
+        return self.zoom.get_registrant(*plan).get("join_url")
+
+    def record(
+        self, session: Session, family_id: int, plan: tuple[int, str], url: Any, now: dt.datetime
+    ) -> work.Outcome:
+        family = session.get(Family, family_id)
+        if family is None:
+            return "gone"
+        family.zoom_claimed_until = None
+        if family.zoom_registrant_id != plan[1] or not _valid_join_url(url):
+            return "unchanged"
+        family.join_url_encrypted = crypto.seal(url[:1000], _secret_key())
         session.flush()
-        return Outcome(family)
-    family.zoom_state = "cancelling"
-    family.zoom_next_attempt_at = None
-    session.flush()
-    return Outcome(family, _try_cancel(session, zoom, family, now=now, actor=actor))
+        return "reread"
 
-
-def due_for_zoom(session: Session, now: dt.datetime, limit: int = 100) -> list[int]:
-    """Families whose Zoom work (registering, or cancelling a withdrawn one) is due."""
-    return list(
-        session.scalars(
-            select(Family.id)
-            .join(Course, Course.id == Family.course_id)
-            .where(
-                or_(
-                    and_(Family.status == "enrolled", Family.zoom_state == "pending"),
-                    and_(
-                        Family.status == "withdrawn",
-                        Family.zoom_state.in_(("cancelling", "registered")),
-                    ),
-                ),
-                # Withdrawn families of a meeting that is gone are settled without Zoom.
-                or_(Course.zoom_state == "created", Family.status == "withdrawn"),
-                or_(Family.zoom_next_attempt_at.is_(None), Family.zoom_next_attempt_at <= now),
-                or_(Family.zoom_claimed_until.is_(None), Family.zoom_claimed_until < now),
-            )
-            .order_by(Family.zoom_next_attempt_at, Family.id)
-            .limit(limit)
+    def failed(
+        self,
+        session: Session,
+        family_id: int,
+        plan: tuple[int, str],
+        exc: Exception,
+        now: dt.datetime,
+    ) -> work.Outcome:
+        log.warning(
+            "family %s: could not re-read the join link (%s)", family_id, type(exc).__name__
         )
-    )
-
-
-def push_zoom(session: Session, zoom: Any, *, family_id: int, now: dt.datetime) -> str:
-    """The job's attempt for one claimed family; returns its Zoom state afterwards."""
-    family = session.get(Family, family_id)
-    if family is None:
-        return "gone"
-    session.refresh(family)
-    if family.enrolled:
-        _try_register(session, zoom, family, now=now, actor=None, claimed=True)
-    else:
-        _try_cancel(session, zoom, family, now=now, actor=None, claimed=True)
-    family.zoom_claimed_until = None
-    session.flush()
-    return family.zoom_state
+        family = session.get(Family, family_id)
+        if family is not None:
+            family.zoom_claimed_until = None
+        return "unreachable"
 
 
 # --- family links --------------------------------------------------------------------------------
@@ -1961,34 +2082,19 @@ def family_class_panels() -> list[ClassPanel]:
     return _by_key(signals.family_class_panels)
 
 
-def _join_url(session: Session, family: Family, zoom: Any) -> str | None:
+def _join_url(family: Family) -> str | None:
+    """The family's join link, unsealed; None while there is none or it cannot be read (after a
+    secret key change: the family's own page then has it read from Zoom again, with no
+    transaction open, see :func:`join_url_lost`). The page never calls Zoom itself."""
     if family.zoom_state != "registered" or not family.join_url_encrypted:
         return None
     try:
         return crypto.unseal(family.join_url_encrypted, _secret_key())
     except crypto.Unreadable:
-        pass
-    # The secret key changed: read the registrant's link from Zoom again.
-    course = family.course
-    if zoom is None or course.zoom_meeting_id is None or not family.zoom_registrant_id:
         return None
-    try:
-        url = zoom.get_registrant(course.zoom_meeting_id, family.zoom_registrant_id).get("join_url")
-    except ZoomError as exc:
-        log.warning(
-            "family %s: could not re-read the join link (%s)", family.id, type(exc).__name__
-        )
-        return None
-    if not isinstance(url, str) or not url.startswith(("https://", "http://")):
-        return None
-    family.join_url_encrypted = crypto.seal(url[:1000], _secret_key())
-    session.flush()
-    return url
 
 
-def family_page(
-    session: Session, principal: FamilyPrincipal, *, now: dt.datetime, zoom: Any = None
-) -> FamilyPage:
+def family_page(session: Session, principal: FamilyPrincipal, *, now: dt.datetime) -> FamilyPage:
     family = principal.family
     contact = principal.contact
     course = family.course
@@ -2032,7 +2138,7 @@ def family_page(
     elif paused:
         join_problem = "paused"
     else:
-        join_url = _join_url(session, family, zoom)
+        join_url = _join_url(family)
         if join_url is None:
             join_problem = "pending"
         else:
@@ -2065,12 +2171,10 @@ def family_page(
     )
 
 
-def calendar_file(
-    session: Session, principal: FamilyPrincipal, *, now: dt.datetime, zoom: Any = None
-) -> bytes:
+def calendar_file(session: Session, principal: FamilyPrincipal, *, now: dt.datetime) -> bytes:
     from . import ics
 
-    page = family_page(session, principal, now=now, zoom=zoom)
+    page = family_page(session, principal, now=now)
     host = urlparse(base_url()).hostname or "companion"
     return ics.calendar(
         page.course,

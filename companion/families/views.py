@@ -22,7 +22,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, Response, flash, redirect, render_template, request, url_for
+from flask import (
+    Blueprint,
+    Response,
+    flash,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 from werkzeug.exceptions import RequestEntityTooLarge
@@ -33,17 +41,15 @@ from ..accounts.models import User
 from ..accounts.views import form_failed
 from ..courses import services as courses
 from ..courses.models import Course
-from ..courses.zoomclient import zoom_for
 from ..db import get_session, utcnow
 from ..errors import CompanionError
-from . import agreement, csv_import, services
+from . import agreement, csv_import, jobs, services
 from .forms import AgreementForm, ContactForm, EnrolForm, ImportForm
 from .models import (
     ZOOM_STATE_LABELS,
     AgreementAcceptance,
     AgreementVersion,
     AudioOnlyEvent,
-    Family,
 )
 
 bp = Blueprint("families", __name__)
@@ -156,9 +162,8 @@ def enrol(course_id: int) -> Any:
     status = 200
     if form.validate_on_submit():
         try:
-            outcome = services.enrol(
+            family = services.enrol(
                 session,
-                zoom_for(),
                 actor=current_user(),
                 course_id=course.id,
                 child_first_name=form.child_first_name.data,
@@ -175,22 +180,18 @@ def enrol(course_id: int) -> Any:
             form_failed(form, exc)
             status = 422 if exc.status < 500 else exc.status
         else:
-            family = outcome.family
-            if outcome.zoom_problem is not None:
-                flash(outcome.zoom_problem.message, "error")
-            else:
-                flash(f"{services.display_name(family)} is enrolled. " + _links_said(family))
+            # Zoom is called once this is committed and answered: the teacher sees the family at
+            # once, "pending in Zoom", and a reload shows it registered.
+            jobs.after_request(family, actor_id=current_user().id)
+            flash(
+                f"{services.display_name(family)} is enrolled. companion is registering them in "
+                "Zoom now; each parent's personal link is sent as soon as that is done and the "
+                "course is safe."
+            )
             return redirect(url_for("families.course_families", course_id=course.id))
     elif request.method == "POST":
         status = 422
     return render_template("families/enrol.html", form=form, course=course, **_globals()), status
-
-
-def _links_said(family: Family) -> str:
-    blocker = services.link_blocker(family, utcnow())
-    if blocker is None or not family.enrolled:
-        return "Each parent has been sent their personal link."
-    return f"Their personal links will be sent automatically: {blocker[0].lower()}{blocker[1:]}"
 
 
 @bp.route("/courses/<int:course_id>/families/import", methods=["GET", "POST"])
@@ -386,22 +387,18 @@ def withdraw(course_id: int, family_id: int) -> Any:
         )
 
     def run() -> tuple[str, str]:
-        outcome = services.withdraw(
-            session,
-            zoom_for(),
-            actor=current_user(),
-            course_id=course_id,
-            family_id=family_id,
-            now=utcnow(),
+        withdrawn = services.withdraw(
+            session, actor=current_user(), course_id=course_id, family_id=family_id, now=utcnow()
         )
-        name = services.display_name(outcome.family)
-        if outcome.zoom_problem is not None:
-            return (
-                f"{name} is withdrawn. Zoom has not confirmed the cancellation yet; companion "
-                "keeps trying, and the family page already shows no join link.",
-                "warning",
-            )
-        return f"{name} is withdrawn; their Zoom registration is cancelled.", "message"
+        name = services.display_name(withdrawn)
+        if withdrawn.zoom_state == "cancelled":
+            return f"{name} is withdrawn; Zoom never had them.", "message"
+        jobs.after_request(withdrawn, actor_id=current_user().id)
+        return (
+            f"{name} is withdrawn, and their family page no longer shows a join link. companion "
+            "is cancelling their Zoom registration now; reload to see it confirmed.",
+            "message",
+        )
 
     return _action(course_id, family_id, run)
 
@@ -410,17 +407,12 @@ def withdraw(course_id: int, family_id: int) -> Any:
 @allow(TEACHER, ADMIN)
 def retry(course_id: int, family_id: int) -> Any:
     def run() -> tuple[str, str]:
-        outcome = services.retry_zoom(
-            get_session(),
-            zoom_for(),
-            actor=current_user(),
-            course_id=course_id,
-            family_id=family_id,
-            now=utcnow(),
+        session = get_session()
+        family = services.retry_zoom(
+            session, actor=current_user(), course_id=course_id, family_id=family_id, now=utcnow()
         )
-        if outcome.zoom_problem is not None:
-            raise outcome.zoom_problem
-        return "Zoom has the family as it should now.", "message"
+        jobs.after_request(family, actor_id=current_user().id)
+        return "companion is trying Zoom again now; reload to see how it went.", "message"
 
     return _action(course_id, family_id, run)
 

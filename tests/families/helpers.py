@@ -8,11 +8,12 @@ import secrets
 from collections.abc import Sequence
 from typing import Any
 
+from flask import current_app
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from companion.accounts.services import hash_token
-from companion.families import services
+from companion.families import jobs, services
 from companion.families.models import Family, FamilyContact, FamilyLink, FamilySession
 from companion.mail.models import OutboxMessage
 
@@ -32,9 +33,8 @@ def enrol(
     contacts: Sequence[tuple[str, str]] = (("Rana Khan", "rana@example.net"),),
     now: dt.datetime = NOW,
 ) -> Family:
-    outcome = services.enrol(
+    family = services.enrol(
         session,
-        zoom,
         actor=actor,
         course_id=course.id,
         child_first_name=first,
@@ -42,7 +42,31 @@ def enrol(
         contacts=[services.ContactInput(n, e) for n, e in contacts],
         now=now,
     )
-    return outcome.family
+    zoom_now(session, zoom, family, actor)
+    return family
+
+
+def zoom_now(session: Session, zoom: Any, family: Family, actor: Any = None) -> Family:
+    """What a request does once a service recorded Zoom work: commit, then (after the answer)
+    run it with no transaction open. Returns the family, read again."""
+    session.commit()
+    jobs.work_family(current_app, family.id, zoom=zoom, actor_id=actor.id if actor else None)
+    session.expire_all()
+    return family
+
+
+def withdraw(session: Session, zoom: Any, actor: Any, family: Family) -> Family:
+    services.withdraw(
+        session, actor=actor, course_id=family.course_id, family_id=family.id, now=NOW
+    )
+    return zoom_now(session, zoom, family, actor)
+
+
+def retry(session: Session, zoom: Any, actor: Any, family: Family) -> Family:
+    services.retry_zoom(
+        session, actor=actor, course_id=family.course_id, family_id=family.id, now=NOW
+    )
+    return zoom_now(session, zoom, family, actor)
 
 
 def principal(

@@ -53,10 +53,16 @@ def test_enrol_list_get_withdraw(
         "display_name": "Amira K.",
         "zoom_name": "Amira K",
     }
+    # Answered before Zoom was asked; Zoom was asked right after the answer.
+    assert body["zoom"]["state"] == "pending"
+    assert body["zoom"]["registrant_id"] is None
+    assert [c["link"]["state"] for c in body["contacts"]] == ["queued", "queued"]
+    assert "pending in Zoom until companion has registered it" in body["warnings"][0]
+    assert zoom.calls["add_registrant"] == 1
+    body = client.get(f"/api/v1/families/{body['id']}", headers=auth).json
     assert body["zoom"]["state"] == "registered"
     assert body["zoom"]["registrant_id"]
     assert [c["link"]["state"] for c in body["contacts"]] == ["active", "active"]
-    assert body["warnings"] == []
     assert "join_url" not in str(body) and "/f/" not in str(body)
 
     listing = client.get(f"/api/v1/families?course_id={course.id}", headers=auth).json
@@ -75,7 +81,10 @@ def test_enrol_list_get_withdraw(
     withdrawn = client.post(f"/api/v1/families/{body['id']}/withdraw", headers=auth)
     assert withdrawn.status_code == 200
     assert withdrawn.json["status"] == "withdrawn"
-    assert withdrawn.json["zoom"]["state"] == "cancelled"
+    assert withdrawn.json["zoom"]["state"] == "cancelling"
+    assert zoom.approved(course.zoom_meeting_id) == []
+    after = client.get(f"/api/v1/families/{body['id']}", headers=auth).json
+    assert after["zoom"]["state"] == "cancelled"
     again = client.post(f"/api/v1/families/{body['id']}/withdraw", headers=auth)
     assert again.status_code == 409
 
@@ -124,6 +133,13 @@ def test_zoom_down_still_enrols(
     assert response.json["zoom"]["state"] == "pending"
     assert "pending" in response.json["warnings"][0]
     assert [c["link"]["state"] for c in response.json["contacts"]] == ["queued", "queued"]
+    again = client.get(
+        f"/api/v1/families/{response.json['id']}", headers=bearer(db_session, teacher)
+    ).json
+    assert again["zoom"]["state"] == "pending"
+    assert "try again automatically" in again["zoom"]["error"]
+    assert again["zoom"]["next_attempt_at"] is not None
+    assert [c["link"]["state"] for c in again["contacts"]] == ["queued", "queued"]
 
 
 def test_access(

@@ -143,9 +143,7 @@ def test_a_cancelled_class_and_a_withdrawn_family(
     )
     with pytest.raises(Conflict, match="cancelled"):
         ask(db_session, parent, cls.id)
-    services.withdraw(
-        db_session, zoom, actor=teacher, course_id=course.id, family_id=family.id, now=NOW
-    )
+    helpers.withdraw(db_session, zoom, teacher, family)
     with pytest.raises(Conflict, match="withdrawn"):
         ask(db_session, parent, courses.class_sessions(course)[0].id)
 

@@ -22,7 +22,8 @@ from companion.courses import schedule as sched
 from companion.courses import services as courses
 from companion.courses.zoomclient import EXTENSION_KEY
 from companion.db import make_engine
-from companion.families import services
+from companion.families import jobs, services
+from companion.families.models import Family
 from companion.mail.models import OutboxMessage
 
 from ..courses.test_sandbox_integration import SandboxZoom
@@ -73,17 +74,21 @@ def enrolled(live_server: Any, sandbox: SandboxZoom) -> Iterator[dict[str, Any]]
             now=now,
         ).course
         assert courses.course_is_safe(course), course.problems
-        family = services.enrol(
+        family_id = services.enrol(
             session,
-            sandbox.client,
             actor=teacher,
             course_id=course.id,
             child_first_name="Amira",
             child_last_name="Khan",
             contacts=[services.ContactInput("Rana Khan", parent)],
             now=now,
-        ).family
-        assert family.zoom_state == "registered"
+        ).id
+    # Committed; now the registrant work, as the request would run it after its commit.
+    assert jobs.sync_zoom(live_server.app, [family_id]) == {"registered": 1}
+    with live_server.app.app_context(), Session(engine) as session, session.begin():
+        family = session.get(Family, family_id)
+        assert family is not None and family.zoom_state == "registered"
+        course = family.course
         message = session.scalars(
             select(OutboxMessage).where(OutboxMessage.to_address == parent)
         ).one()

@@ -9,6 +9,7 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from companion import work
 from companion.courses import services as courses
 from companion.families import jobs, services
 from companion.families.models import ClassSummary, Family
@@ -60,6 +61,8 @@ def test_a_claimed_family_is_left_to_whoever_holds_it(
 
     zoom.fail("add_registrant", ZoomConnectionError("timeout"))
     family = helpers.enrol(db_session, zoom, teacher, course)
-    assert services.claim_for_zoom(db_session, family.id, NOW)
-    assert jobs.sync_zoom(app, family_ids=[family.id], now=NOW) == {"skipped": 1}
+    due = family.zoom_next_attempt_at
+    assert work.claim(db_session, services.REGISTRANTS, family.id, due)
+    assert jobs.sync_zoom(app, family_ids=[family.id], now=due) == {"skipped": 1}
+    assert zoom.calls["add_registrant"] == 1
     assert family.zoom_state == "pending"

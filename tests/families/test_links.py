@@ -275,9 +275,7 @@ def test_a_withdrawn_familys_page_says_so_and_shows_no_link(
     db_session: Session, client: FlaskClient, zoom: Any, teacher: Any, course: Any, family: Family
 ) -> None:
     path = helpers.links_to(db_session, "rana@example.net")[0]
-    services.withdraw(
-        db_session, zoom, actor=teacher, course_id=course.id, family_id=family.id, now=NOW
-    )
+    helpers.withdraw(db_session, zoom, teacher, family)
     assert client.get(path).status_code == 303
     body = client.get("/f/").get_data(as_text=True)
     assert "has been withdrawn" in body

@@ -105,7 +105,11 @@ def test_enrolling_with_the_form(
     )
     assert ok.status_code == 302
     listing = text(client.get(ok.headers["Location"]))
-    assert "Amira K. is enrolled. Each parent has been sent their personal link." in listing
+    assert "Amira K. is enrolled. companion is registering them in Zoom now" in listing
+    # The answer went out first; Zoom was asked right after it, so this page shows the result.
+    assert "Registered in Zoom" in listing
+    assert len(helpers.links_to(db_session, "rana@example.net")) == 1
+    assert len(helpers.links_to(db_session, "omar@example.net")) == 1
     assert "rana@example.net" in listing and "omar@example.net" in listing
     (family,) = services.families_of(db_session, course.id)
     assert [c.email for c in family.contacts] == ["rana@example.net", "omar@example.net"]
@@ -155,7 +159,8 @@ def test_link_buttons_and_withdrawal(
     assert "Withdraw Amira K. from" in confirm
     post_form(client, f"{detail}/withdraw", form_page=f"{detail}/withdraw")
     page = text(client.get(detail))
-    assert "Amira K. is withdrawn; their Zoom registration is cancelled." in page
+    assert "Amira K. is withdrawn, and their family page no longer shows a join link." in page
+    assert "Cancelled in Zoom" in page
     assert zoom.approved(course.zoom_meeting_id) == []
 
 

@@ -1,0 +1,243 @@
+"""Registrant work on the work engine: a request records and commits, Zoom is called with no
+transaction open, and a crash between any two phases is recovered without a second registrant."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from companion import work
+from companion.audit.models import AuditEvent
+from companion.families import crypto, jobs, services
+from companion.families.models import Family
+
+from ..courses.conftest import NOW
+from . import helpers
+
+pytestmark = pytest.mark.usefixtures("app_with_zoom")
+
+
+class Crash(BaseException):
+    """The worker stopping dead (not an error the engine would catch and record)."""
+
+
+@pytest.fixture
+def crash_at() -> Iterator[Callable[[str], None]]:
+    """``crash_at("after_claim")`` (or "after_call"): the next step of a family stops there."""
+    added: list[tuple[list[Any], Any]] = []
+
+    def arm(point: str) -> None:
+        seam = getattr(work.hooks, point)
+        fired: list[bool] = []
+
+        def hook(queue: str, _item: Any) -> None:
+            if queue == services.REGISTRANTS.name and not fired:
+                fired.append(True)
+                raise Crash(point)
+
+        seam.append(hook)
+        added.append((seam, hook))
+
+    yield arm
+    for seam, hook in added:
+        seam.remove(hook)
+
+
+def enrolled(db_session: Session, teacher: Any, course: Any) -> Family:
+    """What the enrolment request commits: the family, pending in Zoom, due now."""
+    family = services.enrol(
+        db_session,
+        actor=teacher,
+        course_id=course.id,
+        child_first_name="Amira",
+        child_last_name="K",
+        contacts=[services.ContactInput("Rana", "rana@example.net")],
+        now=NOW,
+    )
+    db_session.commit()
+    return family
+
+
+def after_the_claim_ran_out() -> dt.datetime:
+    return NOW + services.REGISTRANTS.claim_for + dt.timedelta(seconds=1)
+
+
+def test_enrolment_saves_the_family_and_calls_zoom_only_afterwards(
+    app: Any, db_session: Session, zoom: Any, teacher: Any, course: Any
+) -> None:
+    calls = zoom.total_calls
+    family = enrolled(db_session, teacher, course)
+    assert zoom.total_calls == calls
+    assert (family.zoom_state, family.zoom_attempts, family.zoom_next_attempt_at) == (
+        "pending",
+        0,
+        None,
+    )
+    assert work.due_ids(db_session, services.REGISTRANTS, NOW) == [family.id]
+    assert jobs.work_family(app, family.id) == "registered"
+    db_session.expire_all()
+    assert family.zoom_state == "registered" and family.zoom_claimed_until is None
+    assert work.due_ids(db_session, services.REGISTRANTS, NOW) == []
+
+
+def test_a_crash_after_the_claim_is_recovered_by_the_next_run(
+    app: Any,
+    db_session: Session,
+    zoom: Any,
+    teacher: Any,
+    course: Any,
+    crash_at: Callable[[str], None],
+) -> None:
+    family = enrolled(db_session, teacher, course)
+    crash_at("after_claim")
+    with pytest.raises(Crash):
+        jobs.work_family(app, family.id)
+    db_session.expire_all()
+    # The claim (and the attempt it counted) is committed; Zoom was never asked.
+    assert family.zoom_state == "pending" and family.zoom_attempts == 1
+    assert family.zoom_claimed_until is not None and family.zoom_claimed_until > NOW
+    assert zoom.calls["add_registrant"] == 0
+    # Nobody else starts it while the claim holds.
+    assert jobs.sync_zoom(app, now=NOW) == {}
+
+    assert jobs.sync_zoom(app, now=after_the_claim_ran_out()) == {"registered": 1}
+    db_session.expire_all()
+    (registrant,) = zoom.approved(course.zoom_meeting_id)
+    assert family.zoom_registrant_id == registrant["id"]
+    assert zoom.calls["add_registrant"] == 1
+    # An attempt after an earlier one looks for its registrant before adding one.
+    assert zoom.calls["iter_registrants"] >= 1
+    assert len(helpers.links_to(db_session, "rana@example.net")) == 1
+
+
+def test_a_crash_after_zoom_answered_adopts_the_registrant_instead_of_adding_another(
+    app: Any,
+    db_session: Session,
+    zoom: Any,
+    teacher: Any,
+    course: Any,
+    crash_at: Callable[[str], None],
+) -> None:
+    family = enrolled(db_session, teacher, course)
+    crash_at("after_call")
+    with pytest.raises(Crash):
+        jobs.work_family(app, family.id)
+    db_session.expire_all()
+    # Zoom has the registrant; companion never recorded it.
+    (registrant,) = zoom.approved(course.zoom_meeting_id)
+    assert family.zoom_state == "pending" and family.zoom_registrant_id is None
+    assert helpers.links_to(db_session, "rana@example.net") == []
+
+    assert jobs.sync_zoom(app, now=after_the_claim_ran_out()) == {"registered": 1}
+    db_session.expire_all()
+    assert zoom.calls["add_registrant"] == 1
+    assert zoom.approved(course.zoom_meeting_id) == [registrant]
+    assert family.zoom_registrant_id == registrant["id"]
+    assert (
+        crypto.unseal(family.join_url_encrypted, app.config["SECRET_KEY"])
+        == (registrant["join_url"])
+    )
+    assert len(helpers.links_to(db_session, "rana@example.net")) == 1
+    registered = db_session.scalars(
+        select(AuditEvent).where(AuditEvent.kind == "family.zoom_registered")
+    ).all()
+    assert len(registered) == 1
+
+
+@pytest.mark.parametrize("point", ["after_claim", "after_call"])
+def test_a_crash_while_cancelling_is_recovered_by_the_next_run(
+    app: Any,
+    db_session: Session,
+    zoom: Any,
+    teacher: Any,
+    course: Any,
+    family: Family,
+    crash_at: Callable[[str], None],
+    point: str,
+) -> None:
+    services.withdraw(db_session, actor=teacher, course_id=course.id, family_id=family.id, now=NOW)
+    db_session.commit()
+    assert family.zoom_state == "cancelling"
+    crash_at(point)
+    with pytest.raises(Crash):
+        jobs.work_family(app, family.id)
+    db_session.expire_all()
+    assert family.zoom_state == "cancelling"
+    assert jobs.sync_zoom(app, now=after_the_claim_ran_out()) == {"cancelled": 1}
+    db_session.expire_all()
+    assert family.zoom_state == "cancelled" and family.join_url_encrypted == ""
+    assert zoom.approved(course.zoom_meeting_id) == []
+    assert len(zoom.registrants[course.zoom_meeting_id]) == 1
+
+
+def test_a_family_withdrawn_while_zoom_registers_it_is_then_cancelled(
+    app: Any, db_session: Session, zoom: Any, teacher: Any, course: Any
+) -> None:
+    family = enrolled(db_session, teacher, course)
+
+    def withdraw_meanwhile(queue: str, _item: Any) -> None:
+        # The teacher withdraws the family while Zoom is still answering the registration.
+        if queue == services.REGISTRANTS.name and family.status == "enrolled":
+            services.withdraw(
+                db_session, actor=teacher, course_id=course.id, family_id=family.id, now=NOW
+            )
+            db_session.commit()
+
+    work.hooks.after_call.append(withdraw_meanwhile)
+    try:
+        assert jobs.work_family(app, family.id) == "cancelling"
+    finally:
+        work.hooks.after_call.remove(withdraw_meanwhile)
+    db_session.expire_all()
+    (registrant,) = zoom.approved(course.zoom_meeting_id)
+    # The registrant Zoom made is kept, so the cancellation (due now) cancels exactly it.
+    assert family.zoom_registrant_id == registrant["id"]
+    assert helpers.links_to(db_session, "rana@example.net") == []
+    assert jobs.sync_zoom(app, now=NOW) == {"cancelled": 1}
+    assert zoom.approved(course.zoom_meeting_id) == []
+
+
+def test_the_old_claim_and_backoff_copies_are_gone() -> None:
+    for name in ("claim_for_zoom", "due_for_zoom", "push_zoom", "_retry_delay", "_postpone"):
+        assert not hasattr(services, name), name
+
+
+def test_a_join_link_sealed_under_an_old_key_is_read_again_outside_the_page(
+    app: Any,
+    db_session: Session,
+    client: Any,
+    zoom: Any,
+    course: Any,
+    family: Family,
+) -> None:
+    from companion.families import agreement
+
+    contact = family.contacts[0]
+    version = agreement.current(db_session, family.organisation, now=NOW)
+    agreement.accept(db_session, contact=contact, agreement_id=version.id, now=NOW)
+    url = zoom.registrant(course.zoom_meeting_id, family.zoom_registrant_id)["join_url"]
+    family.join_url_encrypted = crypto.seal(url, "an-older-secret-key-0123456789-0123456789")
+    db_session.commit()
+    principal = helpers.principal(db_session, contact)
+    # The page service never calls Zoom: it shows the link as pending.
+    calls = zoom.total_calls
+    page = services.family_page(db_session, principal, now=NOW)
+    assert page.join_url is None and page.join_problem == "pending"
+    assert zoom.total_calls == calls
+    assert services.join_url_lost(family)
+
+    # The family's own page reads it again, with the request's transaction committed first.
+    path = helpers.links_to(db_session, "rana@example.net")[0]
+    assert client.get(path).status_code == 303
+    body = client.get("/f/").get_data(as_text=True)
+    assert url in body
+    assert zoom.calls["get_registrant"] == 1
+    db_session.expire_all()
+    assert crypto.unseal(family.join_url_encrypted, app.config["SECRET_KEY"]) == url
+    assert client.get("/f/").status_code == 200
+    assert zoom.calls["get_registrant"] == 1
