@@ -2,6 +2,10 @@
 
 Bearer tokens only (no cookies), so CSRF does not apply. Bodies are JSON objects; a Zoom outage
 while creating answers 503 with the course kept "pending in Zoom" (its id is in the error).
+
+A change is committed before Zoom is asked (:func:`_send_to_zoom`); the Zoom work then runs in
+the request with no transaction open, so the answer says what Zoom did. When Zoom did not
+answer, the change is kept and ``zoom.work`` says what companion will still send.
 """
 
 from __future__ import annotations
@@ -20,9 +24,8 @@ from ..api.views import json_time as _time
 from ..db import get_session, keep_changes, utcnow
 from ..errors import CompanionError, ValidationError, error_response
 from . import schedule as sched
-from . import services
+from . import services, zoomwork
 from .models import ZOOM_STATE_LABELS, ClassSession, Course
-from .zoomclient import zoom_for
 
 bp = api_blueprint("courses_api", __name__)
 _body = json_body
@@ -67,6 +70,7 @@ def course_json(course: Course, *, detail: bool = False) -> dict[str, Any]:
             "meeting_id": course.zoom_meeting_id,
             "error": course.zoom_error or None,
             "next_attempt_at": _time(course.zoom_next_attempt_at),
+            "work": course.zoom_work or None,
         },
         "safety": {
             "state": course.safety_state,
@@ -208,6 +212,40 @@ def _teacher_id(data: Mapping[str, Any]) -> int | None:
     return _int(data["teacher_id"], "teacher_id", low=1, high=services.MAX_ID)
 
 
+def _send_to_zoom(course_id: int) -> Course:
+    """Commit the change, do its Zoom work with no transaction open, and read the course again.
+
+    The API answers with what Zoom did, so its client waits for Zoom; nothing else does.
+    """
+    session = get_session()
+    session.commit()
+    zoomwork.run_now(current_app._get_current_object(), course_id)  # type: ignore[attr-defined]
+    session.expire_all()
+    course = session.get(Course, course_id)
+    assert course is not None
+    return course
+
+
+def _class_answer(course_id: int, class_id: int) -> Any:
+    course = _send_to_zoom(course_id)
+    return jsonify(class_json(course, services.get_class(course, class_id)))
+
+
+def _zoom_problem(course: Course) -> CompanionError | None:
+    """Why the course is not in Zoom after its attempt, as the error the answer carries."""
+    if course.zoom_state == "failed":
+        return services.ZoomRefused(course.zoom_error or "Zoom refused the meeting.")
+    if course.zoom_state == "pending":
+        wait = 60
+        if course.zoom_next_attempt_at is not None:
+            wait = max(1, int((course.zoom_next_attempt_at - utcnow()).total_seconds()))
+        reason = course.zoom_error or "Zoom did not answer yet; companion will try again."
+        return services.ZoomUnavailable(
+            "The course is saved but is still pending in Zoom: " + reason, retry_after=wait
+        )
+    return None
+
+
 def _zoom_unavailable(course: Course, problem: CompanionError) -> Any:
     """The course was kept; say so with 503 (or 502 when Zoom refused), and keep the work."""
     keep_changes()
@@ -219,9 +257,11 @@ def _zoom_unavailable(course: Course, problem: CompanionError) -> Any:
 
 
 def _outcome(outcome: services.Outcome, status: int) -> Any:
-    if outcome.zoom_problem is not None:
-        return _zoom_unavailable(outcome.course, outcome.zoom_problem)
-    body = course_json(outcome.course, detail=True)
+    course = _send_to_zoom(outcome.course.id)
+    problem = _zoom_problem(course)
+    if problem is not None:
+        return _zoom_unavailable(course, problem)
+    body = course_json(course, detail=True)
     body["warnings"] = list(outcome.warnings)
     return jsonify(body), status
 
@@ -244,7 +284,6 @@ def create_course() -> Any:
     _check_fields(data, ("title", "teacher_id", *SERIES_FIELDS))
     outcome = services.create_course(
         get_session(),
-        zoom_for(),
         actor=user,
         title=_title(data),
         series=_series(data, None, user.organisation.timezone),
@@ -276,7 +315,6 @@ def update_course(course_id: int) -> Any:
         series = _series(data, services.edit_defaults(course, now), course.timezone)
     outcome = services.update_course(
         session,
-        zoom_for(),
         actor=user,
         course_id=course.id,
         now=now,
@@ -309,7 +347,6 @@ def move_class(course_id: int, class_id: int) -> Any:
         )
     cls = services.move_class(
         get_session(),
-        zoom_for(),
         actor=current_user(),
         course_id=course_id,
         class_id=class_id,
@@ -318,7 +355,7 @@ def move_class(course_id: int, class_id: int) -> Any:
         duration_minutes=duration,
         now=utcnow(),
     )
-    return jsonify(class_json(cls.course, cls))
+    return _class_answer(course_id, cls.id)
 
 
 @bp.post("/courses/<int:course_id>/classes/<int:class_id>/cancel")
@@ -326,31 +363,26 @@ def move_class(course_id: int, class_id: int) -> Any:
 def cancel_class(course_id: int, class_id: int) -> Any:
     cls = services.cancel_class(
         get_session(),
-        zoom_for(),
         actor=current_user(),
         course_id=course_id,
         class_id=class_id,
         now=utcnow(),
     )
-    return jsonify(class_json(cls.course, cls))
+    return _class_answer(course_id, cls.id)
 
 
 @bp.post("/courses/<int:course_id>/cancel")
 @allow(TEACHER, ADMIN)
 def cancel_course(course_id: int) -> Any:
-    course = services.cancel_course(
-        get_session(), zoom_for(), actor=current_user(), course_id=course_id, now=utcnow()
-    )
-    return jsonify(course_json(course, detail=True))
+    services.cancel_course(get_session(), actor=current_user(), course_id=course_id, now=utcnow())
+    return jsonify(course_json(_send_to_zoom(course_id), detail=True))
 
 
 @bp.post("/courses/<int:course_id>/passcode")
 @allow(*STAFF)
 def rotate_passcode(course_id: int) -> Any:
-    course = services.rotate_passcode(
-        get_session(), zoom_for(), actor=current_user(), course_id=course_id, now=utcnow()
-    )
-    return jsonify(course_json(course, detail=True))
+    services.rotate_passcode(get_session(), actor=current_user(), course_id=course_id, now=utcnow())
+    return jsonify(course_json(_send_to_zoom(course_id), detail=True))
 
 
 @bp.post("/courses/<int:course_id>/verify")
@@ -358,15 +390,15 @@ def rotate_passcode(course_id: int) -> Any:
 def verify_course(course_id: int) -> Any:
     user = current_user()
     session = get_session()
-    services.verify_now(session, zoom_for(), actor=user, course_id=course_id, now=utcnow())
-    return jsonify(course_json(services.get_course(session, user, course_id), detail=True))
+    services.verify_now(session, actor=user, course_id=course_id, now=utcnow())
+    return jsonify(course_json(_send_to_zoom(course_id), detail=True))
 
 
 @bp.post("/courses/<int:course_id>/retry")
 @allow(TEACHER, ADMIN)
 def retry_course(course_id: int) -> Any:
     outcome = services.retry_create(
-        get_session(), zoom_for(), actor=current_user(), course_id=course_id, now=utcnow()
+        get_session(), actor=current_user(), course_id=course_id, now=utcnow()
     )
     return _outcome(outcome, 200)
 
@@ -436,6 +468,13 @@ SCHEMAS: dict[str, Any] = {
                     "meeting_id": {"type": "integer", "format": "int64", "nullable": True},
                     "error": {"type": "string", "nullable": True},
                     "next_attempt_at": _NULLABLE_TIME,
+                    "work": {
+                        "type": "string",
+                        "enum": ["create", "sync", "delete"],
+                        "nullable": True,
+                        "description": "What companion still has to tell Zoom (it retries "
+                        "automatically); null when Zoom has everything.",
+                    },
                 },
             },
             "safety": {

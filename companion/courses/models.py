@@ -23,6 +23,17 @@ ZOOM_STATE_LABELS = {
     "cancelled": "Cancelled",
     "closed": "Finished and closed in Zoom",
 }
+# What companion still has to tell Zoom (the work engine's queue, see courses.zoomwork). What to
+# send is derived from the course as it is in the database when the work runs, so re-running a
+# step after a crash sends the same thing again. "create": put the meeting in Zoom (adopting one
+# an earlier attempt made); "sync": make the meeting what the course says, repair and verify it;
+# "delete": delete the meeting of a cancelled or closed course.
+ZOOM_WORK = ("", "create", "sync", "delete")
+ZOOM_WORK_LABELS = {
+    "create": "Putting the course into Zoom",
+    "sync": "Sending the latest change to Zoom and checking it",
+    "delete": "Deleting the meeting in Zoom",
+}
 SAFETY_STATES = ("unverified", "safe", "not_safe")
 SAFETY_LABELS = {"unverified": "Not verified yet", "safe": "Safe", "not_safe": "Not safe"}
 CLASS_STATUSES = ("scheduled", "moved", "cancelled")
@@ -43,11 +54,13 @@ class Course(Base):
     __table_args__ = (
         CheckConstraint(f"zoom_state in ({_in(ZOOM_STATES)})", name="zoom_state_known"),
         CheckConstraint(f"safety_state in ({_in(SAFETY_STATES)})", name="safety_state_known"),
+        CheckConstraint(f"zoom_work in ({_in(ZOOM_WORK)})", name="zoom_work_known"),
         CheckConstraint("duration_minutes between 1 and 1440", name="duration_range"),
         CheckConstraint("(class_count is null) <> (end_date is null)", name="count_or_end_date"),
         CheckConstraint("class_count is null or class_count between 1 and 60", name="count_range"),
         CheckConstraint("length(title) > 0", name="title_not_empty"),
         Index("ix_courses_zoom_state_next_attempt", "zoom_state", "zoom_next_attempt_at"),
+        Index("ix_courses_zoom_work_next_attempt", "zoom_work", "zoom_next_attempt_at"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -72,8 +85,17 @@ class Course(Base):
     zoom_error: Mapped[str] = mapped_column(String(500), default="")
     zoom_attempts: Mapped[int] = mapped_column(default=0)
     zoom_next_attempt_at: Mapped[dt.datetime | None]
-    # A job that is creating this meeting right now holds it until this time.
+    # Whoever is doing this course's Zoom work right now (a request's inline run or the worker)
+    # holds it until this time (work.claim).
     zoom_claimed_until: Mapped[dt.datetime | None]
+    # The Zoom work still to do (ZOOM_WORK; "" for none). Each change a person makes bumps
+    # zoom_work_seq, so a step that prepared an older version leaves the work for another run.
+    zoom_work: Mapped[str] = mapped_column(String(16), default="")
+    zoom_work_seq: Mapped[int] = mapped_column(default=0)
+    # The last zoom_work_seq Zoom confirmed: a sync with nothing newer is a check, not a change.
+    zoom_synced_seq: Mapped[int] = mapped_column(default=0)
+    # The next "sync" sends the whole series (topic, start, recurrence) again: the series changed.
+    zoom_resend_series: Mapped[bool] = mapped_column(default=False)
     # Written into the meeting's agenda so a retried create can find a meeting it already made.
     companion_ref: Mapped[str] = mapped_column(String(40), unique=True)
     join_url: Mapped[str] = mapped_column(String(1000), default="")
@@ -114,6 +136,11 @@ class Course(Base):
         except ValueError:
             return []
         return data if isinstance(data, list) else []
+
+    @property
+    def zoom_busy(self) -> bool:
+        """Zoom work is outstanding: the page says so and refreshes until it is done."""
+        return bool(self.zoom_work) or self.zoom_state == "pending"
 
     @property
     def is_open(self) -> bool:

@@ -7,9 +7,12 @@ Every function takes a Session and plain values (plus the Zoom client, the actin
 * After every create or change the meeting is read back and compared with what companion asked
   for (:mod:`.safety`); a course whose meeting differs is "not safe", the setting is named, the
   teacher and the safeguarding lead(s) are mailed, and :func:`course_is_safe` says no.
+* No function here calls Zoom. A change is saved with what Zoom must be told (``zoom_work``,
+  see :func:`_want`); after the commit :mod:`.zoomwork` tells Zoom with no transaction open and
+  records the answer in a transaction of its own, so a slow Zoom never holds the database.
 * Zoom being down, slow or rate limiting never loses a course: it is kept "pending in Zoom" and
-  created later by :func:`push_pending`, which first looks for a meeting an earlier attempt may
-  already have made (by the reference written into the agenda), so no course is created twice.
+  created later, first looking for a meeting an earlier attempt may already have made (by the
+  reference written into the agenda), so no course is created twice.
 * The passcode is stored encrypted and never logged; the host's start link is fetched when the
   teacher presses "Start class" and is never stored or logged.
 """
@@ -66,8 +69,6 @@ TRANSIENT = (ZoomConnectionError, ZoomServerError, ZoomRateLimited, ZoomAuthErro
 CLOSE_GRACE = dt.timedelta(hours=2)
 # Zoom refuses a start time in the past; a class this close is not worth creating.
 CREATE_MARGIN = dt.timedelta(minutes=2)
-CLAIM_FOR = dt.timedelta(minutes=10)
-MAX_RETRY_DELAY = dt.timedelta(hours=1)
 MAX_TITLE = 200
 
 
@@ -270,12 +271,11 @@ def _check_title(title: str | None) -> str:
 
 @dataclass
 class Outcome:
-    """What a create or change did. ``zoom_problem`` is set when Zoom could not be reached or
-    refused; the course is kept (pending or failed) and the caller says so."""
+    """What a create or change saved, and the warnings to show (a class skipped by the clock
+    change...). What Zoom made of it is on the course once its Zoom work has run."""
 
     course: Course
     warnings: tuple[str, ...] = ()
-    zoom_problem: CompanionError | None = None
 
 
 def series_of(course: Course) -> sched.Series:
@@ -345,7 +345,7 @@ def _marker(ref: str) -> str:
 
 def create_course(
     session: Session,
-    zoom: Any,
+    zoom: Any = None,
     *,
     actor: User,
     title: str,
@@ -354,10 +354,11 @@ def create_course(
     teacher_id: int | None = None,
     zoom_user_id: str = "me",
 ) -> Outcome:
-    """Save a course and create its meeting in Zoom, then read it back and verify it.
+    """Save a course "pending in Zoom"; the meeting is created after the commit (see
+    :mod:`.zoomwork`), so nobody waits on Zoom while the database is locked.
 
-    Bad input raises ValidationError before anything is saved or sent. When Zoom cannot be
-    reached the course is kept as "pending in Zoom" and ``Outcome.zoom_problem`` says why.
+    Bad input raises ValidationError before anything is saved. ``zoom`` is not used: it is kept
+    so that callers written before the work engine need not change.
     """
     teacher = _teacher_for(session, actor, teacher_id)
     title = _check_title(title)
@@ -370,6 +371,10 @@ def create_course(
         zoom_state="pending",
         safety_state="unverified",
         companion_ref="c" + secrets.token_hex(12),
+        zoom_attempts=0,
+        zoom_work_seq=0,
+        zoom_synced_seq=0,
+        zoom_resend_series=False,
         created_at=now,
         updated_at=now,
     )
@@ -377,6 +382,7 @@ def create_course(
     course.organisation = actor.organisation
     course.teacher = teacher
     _set_passcode(course, safety.generate_passcode(), now)
+    _want(course, "create")
     session.add(course)
     session.flush()
     _reconcile_classes(session, course, schedule, now, keep_history=False)
@@ -392,8 +398,29 @@ def create_course(
         teacher_id=teacher.id,
     )
     _emit("course_created", session, course)
-    problem = _try_create(session, zoom, course, now=now, actor=actor)
-    return Outcome(course, schedule.warnings, problem)
+    return Outcome(course, schedule.warnings)
+
+
+def _want(course: Course, work: str, *, changed: bool = True, series: bool = False) -> None:
+    """Record what Zoom must be told about the course; the work engine tells it after the commit.
+
+    Deleting wins over everything; until the meeting exists every change is part of creating it
+    (the create sends the course as it is then). ``changed`` says the course's desired state
+    changed, so a step that prepared an older version leaves the work for another run.
+    """
+    current = course.zoom_work or ""
+    if current == "delete" or work == "delete":
+        course.zoom_work = "delete"
+    elif course.zoom_meeting_id is None:
+        course.zoom_work = "create"
+    else:
+        course.zoom_work = "sync"
+    if series:
+        course.zoom_resend_series = True
+    if changed:
+        course.zoom_work_seq = (course.zoom_work_seq or 0) + 1
+    # Due now; a claim held by a run in flight still keeps everyone else out.
+    course.zoom_next_attempt_at = None
 
 
 def _zoom_plan(course: Course, now: dt.datetime) -> sched.Schedule | None:
@@ -430,196 +457,22 @@ def _create_body(course: Course, plan: sched.Schedule, expected: safety.Expected
     return body
 
 
-def _retry_delay(attempts: int, exc: ZoomError) -> dt.timedelta:
-    if isinstance(exc, ZoomRateLimited) and exc.retry_after:
-        return dt.timedelta(seconds=max(1.0, float(exc.retry_after)))
-    return min(dt.timedelta(minutes=2 ** max(0, attempts - 1)), MAX_RETRY_DELAY)
-
-
-def _postpone(course: Course, exc: ZoomError, now: dt.datetime) -> CompanionError:
-    course.zoom_state = "pending"
-    course.zoom_claimed_until = None
-    course.zoom_next_attempt_at = now + _retry_delay(course.zoom_attempts, exc)
-    problem = _zoom_failure(exc, "creating the meeting")
-    course.zoom_error = (
-        "Zoom is rate limiting; companion will try again automatically."
-        if isinstance(exc, ZoomRateLimited)
-        else "Zoom did not answer; companion will try again automatically."
-    )
-    if isinstance(exc, ZoomAuthError):
-        course.zoom_error = "Zoom refused companion's credentials; an admin must check them."
-    log.warning(
-        "course %s: Zoom create postponed after %s (attempt %s)",
-        course.id,
-        type(exc).__name__,
-        course.zoom_attempts,
-    )
-    msg = (
-        "The course is saved but is still pending in Zoom: "
-        + problem.message.split(", so ")[0]
-        + ". companion will create it automatically."
-    )
-    return ZoomUnavailable(msg, retry_after=getattr(problem, "retry_after", 60))
-
-
-def _find_existing(zoom: Any, course: Course) -> int | None:
-    """The meeting an earlier attempt made for this course, found by the agenda reference."""
-    marker = _marker(course.companion_ref)
-    for meeting in zoom.iter_meetings(course.zoom_user_id, type="scheduled"):
-        if marker in str(meeting.get("agenda") or "") and meeting.get("id") is not None:
-            return int(meeting["id"])
-    return None
-
-
-def _try_create(
-    session: Session,
-    zoom: Any,
-    course: Course,
-    *,
-    now: dt.datetime,
-    actor: User | None,
-    claimed: bool = False,
-) -> CompanionError | None:
-    """One attempt to get the course's meeting into Zoom; never makes a second meeting.
-
-    ``claimed`` says the caller (the job) already holds the course's claim.
-    """
-    if not claimed and not claim_for_create(session, course.id, now):
-        return Conflict("companion is putting this course into Zoom right now; reload shortly.")
-    plan = _zoom_plan(course, now)
-    if plan is None:
-        course.zoom_state = "failed"
-        course.zoom_next_attempt_at = None
-        course.zoom_claimed_until = None
-        course.zoom_error = "Every class had passed before Zoom could be reached."
-        return ZoomRefused(course.zoom_error)
-    expected = _expected(course, now)
-    meeting_id: int | None = None
-    created: dict[str, Any] = {}
-    try:
-        if course.zoom_attempts > 0:
-            meeting_id = _find_existing(zoom, course)
-        course.zoom_attempts += 1
-        session.flush()
-        body = _create_body(course, plan, expected)
-        if meeting_id is None:
-            created = zoom.create_meeting(course.zoom_user_id, body)
-            meeting_id = int(created["id"])
-        else:
-            # The course may have changed since that attempt: make the meeting what it is now.
-            log.info("course %s: adopting meeting found from an earlier attempt", course.id)
-            del body["agenda"]
-            zoom.update_meeting(meeting_id, body)
-    except TRANSIENT as exc:
-        return _postpone(course, exc, now)
-    except ZoomError as exc:
-        course.zoom_state = "failed"
-        course.zoom_next_attempt_at = None
-        course.zoom_claimed_until = None
-        course.zoom_error = f"Zoom refused the meeting: {exc.message}"[:500]
-        audit(
-            session,
-            "course.zoom_refused",
-            actor=actor,
-            organisation_id=course.organisation_id,
-            subject=("course", course.id),
-            course_id=course.id,
-            zoom_code=exc.zoom_code,
-            http_status=exc.http_status,
-        )
-        return ZoomRefused(course.zoom_error)
-
-    try:
-        course.zoom_meeting_id = meeting_id
-        course.zoom_state = "created"
-        course.zoom_error = ""
-        course.zoom_next_attempt_at = None
-        course.zoom_claimed_until = None
-        _take_urls(course, created)
-        # Classes that passed while Zoom was unreachable never took place.
-        for cls in class_sessions(course):
-            if cls.takes_place and cls.starts_at <= now + CREATE_MARGIN:
-                cls.status = "cancelled"
-                cls.cancelled_at = now
-        _refresh_ends_at(course)
-        audit(
-            session,
-            "course.zoom_created",
-            actor=actor,
-            organisation_id=course.organisation_id,
-            subject=("course", course.id),
-            course_id=course.id,
-            meeting_id=meeting_id,
-            attempts=course.zoom_attempts,
-        )
-        session.flush()
-    except Exception:
-        # Our side failed after Zoom made the meeting: take it back rather than leave an
-        # orphan nobody watches.
-        if created:
-            try:
-                zoom.delete_meeting(meeting_id)
-            except ZoomError:
-                log.warning("course %s: could not delete meeting after a local failure", course.id)
-        raise
-    _read_back(session, zoom, course, now=now, actor=actor, fallback=created)
-    return None
-
-
 def retry_create(
-    session: Session, zoom: Any, *, actor: User, course_id: int, now: dt.datetime
+    session: Session, zoom: Any = None, *, actor: User, course_id: int, now: dt.datetime
 ) -> Outcome:
-    """A person asks to try a pending or failed course again now."""
+    """A person asks to try a pending or refused course again now.
+
+    Only the intent is recorded; the attempt is the work engine's, under the same claim as the
+    worker's, so a retry pressed while an attempt is in flight does nothing twice.
+    """
     course = _changeable(session, actor, course_id)
     if course.zoom_state not in ("pending", "failed"):
         raise Conflict("This course is already in Zoom.")
-    return Outcome(course, (), _try_create(session, zoom, course, now=now, actor=actor))
-
-
-def due_for_create(session: Session, now: dt.datetime, limit: int = 100) -> list[int]:
-    """Pending courses whose next attempt is due and that nobody is working on."""
-    return list(
-        session.scalars(
-            select(Course.id)
-            .where(
-                Course.zoom_state == "pending",
-                or_(Course.zoom_next_attempt_at.is_(None), Course.zoom_next_attempt_at <= now),
-                or_(Course.zoom_claimed_until.is_(None), Course.zoom_claimed_until < now),
-            )
-            .order_by(Course.zoom_next_attempt_at, Course.id)
-            .limit(limit)
-        )
-    )
-
-
-def claim_for_create(session: Session, course_id: int, now: dt.datetime) -> bool:
-    """Take a pending (or refused) course for one attempt; False when someone else has it.
-
-    The job commits its claim before calling Zoom. A request claims inside its own transaction:
-    the row stays locked until it commits, so a job run at the same moment waits and then finds
-    the claim. Either way two attempts never run at once, and a second one looks first.
-    """
-    result = session.execute(
-        update(Course)
-        .where(
-            Course.id == course_id,
-            Course.zoom_state.in_(("pending", "failed")),
-            or_(Course.zoom_claimed_until.is_(None), Course.zoom_claimed_until < now),
-        )
-        .values(zoom_claimed_until=now + CLAIM_FOR)
-        .execution_options(synchronize_session="fetch")
-    )
-    return bool(result.rowcount)
-
-
-def push_pending(session: Session, zoom: Any, *, course_id: int, now: dt.datetime) -> str:
-    """The job's attempt for one claimed course; returns the course's Zoom state afterwards."""
-    course = session.get(Course, course_id)
-    if course is None or course.zoom_state != "pending":
-        return "gone"
-    session.refresh(course)
-    _try_create(session, zoom, course, now=now, actor=None, claimed=True)
-    return course.zoom_state
+    course.zoom_state = "pending"
+    course.zoom_error = ""
+    _want(course, "create", changed=False)
+    session.flush()
+    return Outcome(course)
 
 
 # --- reading back and verifying --------------------------------------------------------------
@@ -662,131 +515,6 @@ def _evaluate(
     _, check = _schedule_problems(course, meeting, now)
     problems += [SafetyProblem("schedule", "as companion planned", text) for text in check.problems]
     return problems
-
-
-def _read_back(
-    session: Session,
-    zoom: Any,
-    course: Course,
-    *,
-    now: dt.datetime,
-    actor: User | None,
-    fallback: dict[str, Any] | None = None,
-) -> list[SafetyProblem] | None:
-    """GET the meeting and verify it. When Zoom does not answer the course stays unverified
-    (the scheduled check verifies it later); None is returned."""
-    try:
-        meeting = zoom.get_meeting(course.zoom_meeting_id)
-    except ZoomNotFound:
-        return _meeting_gone(session, course, now=now, actor=actor)
-    except ZoomError as exc:
-        log.warning("course %s: read-back failed (%s)", course.id, type(exc).__name__)
-        if fallback:
-            _schedule_problems(course, fallback, now)
-        if course.safety_state != "not_safe":
-            course.safety_state = "unverified"
-        session.flush()
-        return None
-    _take_urls(course, meeting)
-    problems = _evaluate(course, meeting, _expected(course, now), now)
-    return _record_safety(session, course, problems, now=now, actor=actor)
-
-
-def _repair(
-    zoom: Any,
-    course: Course,
-    meeting: dict[str, Any],
-    expected: safety.Expected,
-    problems: Sequence[SafetyProblem],
-    now: dt.datetime,
-) -> bool:
-    """Put drifted settings back with one PATCH, and restore classes moved or revived in Zoom.
-
-    Returns whether anything was sent. Zoom errors propagate to the caller.
-    """
-    sent = False
-    meeting_id = course.zoom_meeting_id
-    if any(p.setting not in ("schedule", "meeting") for p in problems):
-        zoom.update_meeting(meeting_id, safety.repair_body(expected))
-        sent = True
-    if not any(p.setting == "schedule" for p in problems):
-        return sent
-    expected_classes, check = _schedule_problems(course, meeting, now)
-    live = {
-        o.occurrence_id: o
-        for o in sched.occurrences(meeting)
-        if not o.deleted and o.starts_at > now
-    }
-    for cls, occ in zip(expected_classes, check.matched, strict=True):
-        if cls.starts_at <= now:
-            continue
-        if occ is None and cls.occurrence_id in live:
-            # Someone moved this class in Zoom; families were told companion's time.
-            zoom.update_meeting(
-                meeting_id,
-                {"start_time": _zoom_utc(cls.starts_at), "duration": cls.duration_minutes},
-                occurrence_id=cls.occurrence_id,
-            )
-            sent = True
-        elif occ is not None and occ.duration_minutes not in (None, cls.duration_minutes):
-            zoom.update_meeting(
-                meeting_id, {"duration": cls.duration_minutes}, occurrence_id=occ.occurrence_id
-            )
-            sent = True
-    cancelled = {c.occurrence_id for c in course.classes if not c.takes_place and c.occurrence_id}
-    for occ in check.extra:
-        if occ.occurrence_id in cancelled:
-            # A class companion cancelled is open in Zoom again.
-            zoom.delete_meeting(meeting_id, occurrence_id=occ.occurrence_id)
-            sent = True
-    return sent
-
-
-def check_course(
-    session: Session,
-    zoom: Any,
-    course: Course,
-    *,
-    now: dt.datetime,
-    actor: User | None = None,
-    repair: bool = True,
-) -> list[SafetyProblem]:
-    """Re-read the course's meeting (one GET), put drifted settings back (one PATCH) and verify
-    again; records the result and raises the alarm when the meeting stays unsafe.
-
-    Zoom failing to answer the first read raises :class:`ZoomUnavailable`; nothing changes.
-    """
-    if course.zoom_state != "created" or course.zoom_meeting_id is None:
-        raise Conflict("This course has no meeting in Zoom to check.")
-    try:
-        meeting = zoom.get_meeting(course.zoom_meeting_id)
-    except ZoomNotFound:
-        return _meeting_gone(session, course, now=now, actor=actor)
-    except ZoomError as exc:
-        raise _zoom_failure(exc, "the safety check") from None
-    _take_urls(course, meeting)
-    expected = _expected(course, now)
-    problems = _evaluate(course, meeting, expected, now)
-    if problems and repair:
-        before = sorted({p.setting for p in problems})
-        try:
-            if _repair(zoom, course, meeting, expected, problems, now):
-                meeting = zoom.get_meeting(course.zoom_meeting_id)
-                problems = _evaluate(course, meeting, expected, now)
-                if not problems:
-                    audit(
-                        session,
-                        "course.drift_repaired",
-                        actor=actor,
-                        organisation_id=course.organisation_id,
-                        subject=("course", course.id),
-                        course_id=course.id,
-                        settings=before,
-                    )
-        except ZoomError as exc:
-            # What we read stands: the course is not safe until a repair gets through.
-            log.warning("course %s: repair failed (%s)", course.id, type(exc).__name__)
-    return _record_safety(session, course, problems, now=now, actor=actor)
 
 
 def _meeting_gone(
@@ -933,7 +661,7 @@ def _check_duration(minutes: int, field: str = "duration_minutes") -> int:
 
 def move_class(
     session: Session,
-    zoom: Any,
+    zoom: Any = None,
     *,
     actor: User,
     course_id: int,
@@ -943,7 +671,8 @@ def move_class(
     now: dt.datetime,
     duration_minutes: int | None = None,
 ) -> ClassSession:
-    """Move one class to another local day and time (its Zoom occurrence moves with it)."""
+    """Move one class to another local day and time (its Zoom occurrence follows after the
+    commit)."""
     course = _changeable(session, actor, course_id)
     cls = get_class(course, class_id)
     if not cls.takes_place:
@@ -969,25 +698,19 @@ def move_class(
             raise ValidationError(
                 f"That overlaps the class on {when:%A %-d %B at %H:%M}.", field="date"
             )
-    meeting_id = _require_in_zoom(course)
+    _require_in_zoom(course)
     if starts == cls.starts_at and duration == cls.duration_minutes:
         return cls
     if not cls.occurrence_id:
         raise Conflict("Zoom has not confirmed this class yet; press “Re-check now”, then move it.")
-    try:
-        zoom.update_meeting(
-            meeting_id,
-            {"start_time": _zoom_utc(starts), "duration": duration},
-            occurrence_id=cls.occurrence_id,
-        )
-    except ZoomError as exc:
-        raise _zoom_failure(exc, "moving the class") from None
     before = cls.starts_at
     cls.original_starts_at = cls.original_starts_at or before
     cls.starts_at = starts
     cls.duration_minutes = duration
     cls.status = "moved"
     _refresh_ends_at(course)
+    # The occurrence keeps its id; the sync moves it in Zoom and reads the meeting back.
+    _want(course, "sync")
     audit(
         session,
         "course.class_moved",
@@ -1001,32 +724,35 @@ def move_class(
     )
     _emit("schedule_changed", session, course, classes=[cls])
     session.flush()
-    _read_back(session, zoom, course, now=now, actor=actor)
     return cls
 
 
 def cancel_class(
-    session: Session, zoom: Any, *, actor: User, course_id: int, class_id: int, now: dt.datetime
+    session: Session,
+    zoom: Any = None,
+    *,
+    actor: User,
+    course_id: int,
+    class_id: int,
+    now: dt.datetime,
 ) -> ClassSession:
-    """Cancel one class: its Zoom occurrence is deleted so its link does not open."""
+    """Cancel one class: its Zoom occurrence is deleted after the commit so its link does not
+    open."""
     course = _changeable(session, actor, course_id)
     cls = get_class(course, class_id)
     if not cls.takes_place:
         raise Conflict("This class is already cancelled.")
     if cls.starts_at <= now:
         raise Conflict("This class has already started; it can no longer be cancelled.")
-    meeting_id = _require_in_zoom(course)
+    _require_in_zoom(course)
     if not cls.occurrence_id:
         raise Conflict("Zoom has not confirmed this class yet; press “Re-check now” first.")
-    try:
-        zoom.delete_meeting(meeting_id, occurrence_id=cls.occurrence_id)
-    except ZoomNotFound:
-        pass  # already gone; the read-back below confirms the meeting itself still exists
-    except ZoomError as exc:
-        raise _zoom_failure(exc, "cancelling the class") from None
     cls.status = "cancelled"
     cls.cancelled_at = now
     _refresh_ends_at(course)
+    # The sync deletes the occurrence in Zoom (an occurrence open for a cancelled class is what
+    # the drift check repairs), so its link stops opening.
+    _want(course, "sync")
     audit(
         session,
         "course.class_cancelled",
@@ -1038,7 +764,6 @@ def cancel_class(
     )
     _emit("schedule_changed", session, course, classes=[cls])
     session.flush()
-    _read_back(session, zoom, course, now=now, actor=actor)
     return cls
 
 
@@ -1098,7 +823,7 @@ def _series_differs(course: Course, series: sched.Series) -> bool:
 
 def update_course(
     session: Session,
-    zoom: Any,
+    zoom: Any = None,
     *,
     actor: User,
     course_id: int,
@@ -1109,8 +834,9 @@ def update_course(
 ) -> Outcome:
     """Change the title, the teacher or the whole series (from its new first date on).
 
-    For a course in Zoom one PATCH carries the change, then the meeting is read back and
-    verified. Zoom failing leaves everything as it was (the caller gets the error).
+    The change is saved at once; Zoom gets it right after the commit (one PATCH, then the
+    meeting is read back and verified). Zoom failing keeps the change waiting for Zoom, and the
+    course page says so.
     """
     course = _changeable(session, actor, course_id)
     changed: list[str] = []
@@ -1131,17 +857,6 @@ def update_course(
         return Outcome(course)
 
     in_zoom = course.zoom_state == "created"
-    if in_zoom:
-        body: dict[str, Any] = {}
-        if "title" in changed:
-            body["topic"] = new_title
-        if schedule is not None:
-            body.update(sched.meeting_times(schedule))
-        if body:
-            try:
-                zoom.update_meeting(course.zoom_meeting_id, body)
-            except ZoomError as exc:
-                raise _zoom_failure(exc, "changing the course") from None
     if new_title is not None:
         course.title = new_title
     if teacher is not None:
@@ -1151,6 +866,12 @@ def update_course(
         _apply_series(course, schedule.series)
         _reconcile_classes(session, course, schedule, now, keep_history=in_zoom)
     course.updated_at = now
+    if course.zoom_state == "failed":
+        # Zoom refused the meeting; the change may be what it needed: try again.
+        course.zoom_state = "pending"
+        course.zoom_error = ""
+    if "title" in changed or schedule is not None or course.zoom_state == "pending":
+        _want(course, "sync", series=schedule is not None)
     audit(
         session,
         "course.updated",
@@ -1163,41 +884,19 @@ def update_course(
     if schedule is not None:
         _emit("schedule_changed", session, course, classes=upcoming_classes(course, now))
     session.flush()
-    warnings = schedule.warnings if schedule is not None else ()
-    if in_zoom and ("title" in changed or schedule is not None):
-        _read_back(session, zoom, course, now=now, actor=actor)
-        return Outcome(course, warnings)
-    if course.zoom_state in ("pending", "failed"):
-        return Outcome(course, warnings, _try_create(session, zoom, course, now=now, actor=actor))
-    return Outcome(course, warnings)
-
-
-def _delete_in_zoom(zoom: Any, course: Course, doing: str) -> None:
-    """Delete the course's meeting so none of its links works; already gone is fine."""
-    try:
-        if course.zoom_state == "created":
-            zoom.delete_meeting(course.zoom_meeting_id)
-        elif course.zoom_attempts > 0:
-            # An attempt that seemed to fail may have made the meeting after all.
-            found = _find_existing(zoom, course)
-            if found is not None:
-                zoom.delete_meeting(found)
-    except ZoomNotFound:
-        pass
-    except ZoomError as exc:
-        raise _zoom_failure(exc, doing) from None
+    return Outcome(course, schedule.warnings if schedule is not None else ())
 
 
 def cancel_course(
-    session: Session, zoom: Any, *, actor: User, course_id: int, now: dt.datetime
+    session: Session, zoom: Any = None, *, actor: User, course_id: int, now: dt.datetime
 ) -> Course:
-    """Cancel the course: its meeting is deleted in Zoom, so no link of it works any more."""
+    """Cancel the course; its meeting is deleted in Zoom right after the commit, so no link of
+    it works any more (until Zoom confirms, the page says the deletion is under way)."""
     course = _changeable(session, actor, course_id)
-    _delete_in_zoom(zoom, course, "cancelling the course")
     course.zoom_state = "cancelled"
     course.cancelled_at = now
-    course.zoom_next_attempt_at = None
-    course.zoom_claimed_until = None
+    course.zoom_error = ""
+    _want_deleted(course)
     for cls in class_sessions(course):
         if cls.takes_place and cls.starts_at > now:
             cls.status = "cancelled"
@@ -1217,22 +916,28 @@ def cancel_course(
     return course
 
 
+def _want_deleted(course: Course) -> None:
+    """The meeting must go. A course no attempt ever claimed has nothing in Zoom to delete; any
+    other may have a meeting (an attempt that seemed to fail may have made it after all)."""
+    if course.zoom_meeting_id is None and not course.zoom_attempts:
+        course.zoom_work = ""
+        course.zoom_next_attempt_at = None
+        return
+    _want(course, "delete")
+
+
 def rotate_passcode(
-    session: Session, zoom: Any, *, actor: User, course_id: int, now: dt.datetime
+    session: Session, zoom: Any = None, *, actor: User, course_id: int, now: dt.datetime
 ) -> Course:
-    """Give the meeting a new passcode (the old one leaked, or someone left)."""
+    """Give the meeting a new passcode (the old one leaked, or someone left); Zoom is told
+    right after the commit, and the meeting is read back and verified."""
     course = get_course(session, actor, course_id)
     if not (may_change(actor, course) or actor.role == LEAD):
         raise Forbidden("Only the course's teacher, an admin or the safeguarding lead can do this.")
     if not course.is_open:
         raise Conflict(f"This course is {course.zoom_state}; its meeting no longer exists.")
-    passcode = safety.generate_passcode()
-    if course.zoom_state == "created":
-        try:
-            zoom.update_meeting(course.zoom_meeting_id, {"password": passcode})
-        except ZoomError as exc:
-            raise _zoom_failure(exc, "changing the passcode") from None
-    _set_passcode(course, passcode, now)
+    _set_passcode(course, safety.generate_passcode(), now)
+    _want(course, "sync")
     audit(
         session,
         "course.passcode_rotated",
@@ -1243,47 +948,92 @@ def rotate_passcode(
     )
     _emit("passcode_rotated", session, course)
     session.flush()
-    if course.zoom_state == "created":
-        _read_back(session, zoom, course, now=now, actor=actor)
     return course
 
 
 def verify_now(
-    session: Session, zoom: Any, *, actor: User, course_id: int, now: dt.datetime
-) -> list[SafetyProblem]:
-    """ "Re-check now": the scheduled check, for one course, on demand."""
+    session: Session, zoom: Any = None, *, actor: User, course_id: int, now: dt.datetime
+) -> Course:
+    """ "Re-check now": ask for the scheduled check (read, repair, verify) of one course now."""
     course = get_course(session, actor, course_id)
-    return check_course(session, zoom, course, now=now, actor=actor)
+    if course.zoom_state != "created" or course.zoom_meeting_id is None:
+        raise Conflict("This course has no meeting in Zoom to check.")
+    _want(course, "sync", changed=False)
+    session.flush()
+    return course
 
 
-def start_link(
-    session: Session, zoom: Any, *, actor: User, course_id: int, now: dt.datetime
-) -> str:
-    """A fresh host start link for the course's teacher; never stored, never logged.
+def want_check(session: Session, course_ids: Iterable[int]) -> list[int]:
+    """Ask for the drift check of these courses (in Zoom, no other work waiting); their ids."""
+    ids = list(course_ids)
+    if not ids:
+        return []
+    session.execute(
+        update(Course)
+        .where(Course.id.in_(ids), Course.zoom_state == "created", Course.zoom_work == "")
+        .values(zoom_work="sync", zoom_next_attempt_at=None)
+        .execution_options(synchronize_session="fetch")
+    )
+    return ids
 
-    The meeting read for the link is verified too; a meeting whose settings are off is put
-    back first, and if that fails the class is not started from companion.
-    """
+
+@dataclass(frozen=True)
+class StartPlan:
+    """What "Start class" needs from the database, as plain values (read before Zoom is asked)."""
+
+    course_id: int
+    meeting_id: int
+    expected: safety.Expected
+    actor_id: int
+
+
+def start_plan(
+    session: Session, zoom: Any = None, *, actor: User, course_id: int, now: dt.datetime
+) -> StartPlan:
+    """Check that the actor may start the course now and put it on the audit trail; the start
+    link is then fetched from Zoom with no transaction open (:func:`.zoomwork.start_class`)."""
     course = get_course(session, actor, course_id)
     if course.teacher_id != actor.id:
         raise Forbidden("Only the course's teacher can start its classes.")
     meeting_id = _require_in_zoom(course)
     if course.ends_at is not None and course.ends_at <= now:
         raise Conflict("The last class of this course is over.")
-    try:
-        meeting = zoom.get_meeting(meeting_id)
-    except ZoomError as exc:
-        raise _zoom_failure(exc, "fetching the start link") from None
-    expected = _expected(course, now)
-    settings_problems = safety.verify(meeting, expected)
-    if settings_problems:
-        try:
-            zoom.update_meeting(meeting_id, safety.repair_body(expected))
-            meeting = zoom.get_meeting(meeting_id)
-        except ZoomError as exc:
-            log.warning("course %s: repair before start failed (%s)", course.id, type(exc).__name__)
+    audit(
+        session,
+        "course.start_link_issued",
+        actor=actor,
+        organisation_id=course.organisation_id,
+        subject=("course", course.id),
+        course_id=course.id,
+    )
+    session.flush()
+    return StartPlan(course.id, meeting_id, _expected(course, now), actor.id)
+
+
+def record_start(
+    session: Session,
+    plan: StartPlan,
+    meeting: dict[str, Any] | None,
+    *,
+    now: dt.datetime,
+) -> str:
+    """Record what Zoom said when the start link was fetched; the link, or NotSafeToStart.
+
+    ``meeting`` is None when Zoom no longer has the meeting. A meeting whose settings are off
+    (after the repair the fetch tried) marks the course not safe and tells people; the caller
+    commits that before refusing to start.
+    """
+    course = session.get(Course, plan.course_id)
+    actor = session.get(User, plan.actor_id)
+    if course is None:
+        raise NotFound("No such course.")
+    if meeting is None:
+        _meeting_gone(session, course, now=now, actor=actor)
+        raise NotSafeToStart(
+            "Zoom no longer has this course's meeting. The safeguarding lead has been told."
+        )
     _take_urls(course, meeting)
-    problems = _evaluate(course, meeting, expected, now)
+    problems = _evaluate(course, meeting, plan.expected, now)
     _record_safety(session, course, problems, now=now, actor=actor)
     blocking = [p for p in problems if p.setting != "schedule"]
     if blocking:
@@ -1295,14 +1045,6 @@ def start_link(
     url = meeting.get("start_url")
     if not isinstance(url, str) or not url.startswith(("https://", "http://")):
         raise ZoomRefused("Zoom did not give a start link for this meeting.")
-    audit(
-        session,
-        "course.start_link_issued",
-        actor=actor,
-        organisation_id=course.organisation_id,
-        subject=("course", course.id),
-        course_id=course.id,
-    )
     return url
 
 
@@ -1338,18 +1080,18 @@ def finished(session: Session, now: dt.datetime) -> list[int]:
     )
 
 
-def close_course(session: Session, zoom: Any, *, course_id: int, now: dt.datetime) -> str:
-    """Delete a finished course's meeting in Zoom so its links die; returns the new state."""
+def close_course(session: Session, zoom: Any = None, *, course_id: int, now: dt.datetime) -> str:
+    """Close a finished course; its meeting is deleted in Zoom by the work that follows the
+    commit, so its links die. Returns the course's state."""
     course = session.get(Course, course_id)
     if course is None or not course.is_open:
         return "gone"
     if course.ends_at is None or course.ends_at > now - CLOSE_GRACE:
         return course.zoom_state
-    _delete_in_zoom(zoom, course, "closing the course")
     course.zoom_state = "closed"
     course.closed_at = now
-    course.zoom_next_attempt_at = None
-    course.zoom_claimed_until = None
+    course.zoom_error = ""
+    _want_deleted(course)
     audit(
         session,
         "course.closed",

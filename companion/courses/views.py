@@ -13,6 +13,11 @@ URL map (all under /courses):
     POST      /<id>/verify                        re-check now (and repair)
     POST      /<id>/retry                         try Zoom again for a pending course
     POST      /<id>/start                         fetch a fresh start link and go there
+    GET       /<id>/zoom-state                    its Zoom state as JSON (the page polls it)
+
+No view calls Zoom while the request's transaction is open: a change is saved with what Zoom
+must be told and committed (:func:`_send_to_zoom`), and the Zoom work then runs on its own
+(:func:`.zoomwork.soon`); the course page shows its state and refreshes when it is done.
 """
 
 from __future__ import annotations
@@ -21,18 +26,27 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Any
 
-from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
+from flask import (
+    Blueprint,
+    current_app,
+    flash,
+    jsonify,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
 from wtforms import SelectChoice
 
 from ..access import ADMIN, LEAD, STAFF, TEACHER, allow, current_user
 from ..accounts.forms import ActionForm
 from ..accounts.views import form_failed
-from ..db import get_session, keep_changes, utcnow
+from ..db import get_session, utcnow
 from ..errors import CompanionError
 from . import schedule as sched
-from . import services
+from . import services, zoomwork
 from .forms import CourseForm, MoveClassForm
-from .models import SAFETY_LABELS, ZOOM_STATE_LABELS, ClassSession, Course
+from .models import SAFETY_LABELS, ZOOM_STATE_LABELS, ZOOM_WORK_LABELS, ClassSession, Course
 from .zoomclient import zoom_for
 
 bp = Blueprint("courses", __name__, url_prefix="/courses")
@@ -83,29 +97,46 @@ def describe(course: Course) -> str:
     )
 
 
+def zoom_version(course: Course) -> str:
+    """Changes whenever anything the course page shows about Zoom changes (the page polls it)."""
+    return "|".join(
+        str(v)
+        for v in (
+            course.zoom_state,
+            course.zoom_work,
+            course.zoom_error,
+            course.safety_state,
+            course.last_verified_at and course.last_verified_at.isoformat(),
+            course.zoom_next_attempt_at and course.zoom_next_attempt_at.isoformat(),
+        )
+    )
+
+
 def _template_globals() -> dict[str, Any]:
     return {
         "zoom_labels": ZOOM_STATE_LABELS,
+        "zoom_work_labels": ZOOM_WORK_LABELS,
         "safety_labels": SAFETY_LABELS,
         "describe": describe,
         "local_time": services.local_time,
+        "zoom_version": zoom_version,
     }
+
+
+def _send_to_zoom(course_id: int) -> None:
+    """Commit the request's change now, then let the work engine tell Zoom.
+
+    The commit comes first so that nothing waits on Zoom while the database is locked; the work
+    runs with no transaction open and records Zoom's answer in a transaction of its own.
+    """
+    get_session().commit()
+    zoomwork.soon(current_app._get_current_object(), course_id)  # type: ignore[attr-defined]
 
 
 def _flash_outcome(outcome: services.Outcome, done: str) -> None:
     for warning in outcome.warnings:
         flash(warning, "warning")
-    if outcome.zoom_problem is not None:
-        flash(outcome.zoom_problem.message, "error")
-    else:
-        flash(done)
-    course = outcome.course
-    if course.safety_state == "not_safe":
-        flash(
-            "Zoom is not applying every safety setting to this course; see the safety panel. "
-            "The safeguarding lead has been told.",
-            "error",
-        )
+    flash(done)
 
 
 def _prepare(form: CourseForm, user: Any, course: Course | None = None) -> None:
@@ -169,7 +200,6 @@ def new() -> Any:
         try:
             outcome = services.create_course(
                 session,
-                zoom_for(),
                 actor=user,
                 title=form.title.data,
                 series=form.series(),
@@ -181,8 +211,14 @@ def new() -> Any:
             form_failed(form, exc)
             status = 422
         else:
-            _flash_outcome(outcome, "The course is in Zoom and its settings were verified.")
-            return redirect(url_for("courses.detail", course_id=outcome.course.id))
+            course_id = outcome.course.id
+            _send_to_zoom(course_id)
+            _flash_outcome(
+                outcome,
+                "The course is saved. companion is putting it into Zoom and verifying its "
+                "settings; this page shows how that goes.",
+            )
+            return redirect(url_for("courses.detail", course_id=course_id))
     elif request.method == "POST":
         status = 422
     return render_template("courses/form.html", form=form, course=None), status
@@ -227,7 +263,6 @@ def edit(course_id: int) -> Any:
             series = form.series()
             outcome = services.update_course(
                 session,
-                zoom_for(),
                 actor=user,
                 course_id=course.id,
                 now=now,
@@ -239,7 +274,12 @@ def edit(course_id: int) -> Any:
             form_failed(form, exc)
             status = 422 if exc.status < 500 else exc.status
         else:
-            _flash_outcome(outcome, "Saved; Zoom has the change and it was verified.")
+            _send_to_zoom(course.id)
+            _flash_outcome(
+                outcome,
+                "Saved. companion is sending the change to Zoom and verifying it; this page "
+                "shows how that goes.",
+            )
             return redirect(url_for("courses.detail", course_id=course.id))
     elif request.method == "POST":
         status = 422
@@ -263,7 +303,6 @@ def move_class(course_id: int, class_id: int) -> Any:
         try:
             services.move_class(
                 get_session(),
-                zoom_for(),
                 actor=user,
                 course_id=course.id,
                 class_id=cls.id,
@@ -276,7 +315,8 @@ def move_class(course_id: int, class_id: int) -> Any:
             form_failed(form, exc)
             status = exc.status
         else:
-            flash("The class was moved in Zoom.")
+            _send_to_zoom(course.id)
+            flash("The class was moved; companion is moving it in Zoom.")
             return redirect(url_for("courses.detail", course_id=course.id))
     elif request.method == "POST":
         status = 422
@@ -286,21 +326,20 @@ def move_class(course_id: int, class_id: int) -> Any:
 
 
 def _action(course_id: int, run: Any, done: str) -> Any:
-    """Run a one-button change; a domain error is flashed and the course page shown again."""
+    """Run a one-button change, commit it and hand its Zoom work on; a domain error is flashed
+    and the course page shown again."""
     if not ActionForm().validate_on_submit():
         flash("This form has expired. Reload the page and try again.", "error")
         return redirect(url_for("courses.detail", course_id=course_id))
     try:
-        message = run()
+        run()
     except CompanionError as exc:
         if exc.status in (403, 404):
             raise
         flash(exc.message, "error")
     else:
-        if isinstance(message, tuple):
-            flash(*message)
-        else:
-            flash(message or done)
+        _send_to_zoom(course_id)
+        flash(done)
     return redirect(url_for("courses.detail", course_id=course_id))
 
 
@@ -309,18 +348,14 @@ def _action(course_id: int, run: Any, done: str) -> Any:
 def cancel_class(course_id: int, class_id: int) -> Any:
     return _action(
         course_id,
-        lambda: (
-            services.cancel_class(
-                get_session(),
-                zoom_for(),
-                actor=current_user(),
-                course_id=course_id,
-                class_id=class_id,
-                now=utcnow(),
-            )
-            and None
+        lambda: services.cancel_class(
+            get_session(),
+            actor=current_user(),
+            course_id=course_id,
+            class_id=class_id,
+            now=utcnow(),
         ),
-        "The class was cancelled; its Zoom occurrence is deleted.",
+        "The class was cancelled; companion is deleting it in Zoom so its link stops working.",
     )
 
 
@@ -332,13 +367,11 @@ def cancel_course(course_id: int) -> Any:
         return render_template("courses/cancel.html", course=course, action_form=ActionForm())
     return _action(
         course_id,
-        lambda: (
-            services.cancel_course(
-                get_session(), zoom_for(), actor=current_user(), course_id=course_id, now=utcnow()
-            )
-            and None
+        lambda: services.cancel_course(
+            get_session(), actor=current_user(), course_id=course_id, now=utcnow()
         ),
-        "The course is cancelled and its meeting deleted in Zoom; its links no longer work.",
+        "The course is cancelled; companion is deleting its meeting in Zoom so its links stop "
+        "working.",
     )
 
 
@@ -347,43 +380,36 @@ def cancel_course(course_id: int) -> Any:
 def rotate_passcode(course_id: int) -> Any:
     return _action(
         course_id,
-        lambda: (
-            services.rotate_passcode(
-                get_session(), zoom_for(), actor=current_user(), course_id=course_id, now=utcnow()
-            )
-            and None
+        lambda: services.rotate_passcode(
+            get_session(), actor=current_user(), course_id=course_id, now=utcnow()
         ),
-        "The passcode was changed in Zoom. The old one no longer works.",
+        "The passcode is changed; companion is changing it in Zoom, after which the old one no "
+        "longer works.",
     )
 
 
 @bp.post("/<int:course_id>/verify")
 @allow(*STAFF)
 def verify(course_id: int) -> Any:
-    def run() -> tuple[str, str]:
-        problems = services.verify_now(
-            get_session(), zoom_for(), actor=current_user(), course_id=course_id, now=utcnow()
-        )
-        if problems:
-            reasons = "; ".join(p.describe() for p in problems)
-            return f"Checked: the course is NOT safe: {reasons}.", "error"
-        return "Checked: every safety setting is on in Zoom.", "message"
-
-    return _action(course_id, run, "")
+    return _action(
+        course_id,
+        lambda: services.verify_now(
+            get_session(), actor=current_user(), course_id=course_id, now=utcnow()
+        ),
+        "companion is re-checking the meeting in Zoom; this page shows the result.",
+    )
 
 
 @bp.post("/<int:course_id>/retry")
 @allow(TEACHER, ADMIN)
 def retry(course_id: int) -> Any:
-    def run() -> str:
-        outcome = services.retry_create(
-            get_session(), zoom_for(), actor=current_user(), course_id=course_id, now=utcnow()
-        )
-        if outcome.zoom_problem is not None:
-            raise outcome.zoom_problem
-        return "The course is in Zoom now."
-
-    return _action(course_id, run, "")
+    return _action(
+        course_id,
+        lambda: services.retry_create(
+            get_session(), actor=current_user(), course_id=course_id, now=utcnow()
+        ),
+        "companion is trying Zoom again; this page shows how that goes.",
+    )
 
 
 @bp.post("/<int:course_id>/start")
@@ -392,14 +418,14 @@ def start(course_id: int) -> Any:
     if not ActionForm().validate_on_submit():
         flash("This form has expired. Reload the page and try again.", "error")
         return redirect(url_for("courses.detail", course_id=course_id))
+    now = utcnow()
     try:
-        url = services.start_link(
-            get_session(), zoom_for(), actor=current_user(), course_id=course_id, now=utcnow()
+        plan = services.start_plan(
+            get_session(), actor=current_user(), course_id=course_id, now=now
         )
-    except services.NotSafeToStart as exc:
-        keep_changes()  # the course is marked not safe and people are told, even so
-        flash(exc.message, "error")
-        return redirect(url_for("courses.detail", course_id=course_id))
+        # Access checked and the start on the audit trail: commit before asking Zoom.
+        get_session().commit()
+        url = zoomwork.start_class(current_app._get_current_object(), zoom_for(), plan, now=now)  # type: ignore[attr-defined]
     except CompanionError as exc:
         if exc.status in (403, 404):
             raise
@@ -407,3 +433,24 @@ def start(course_id: int) -> Any:
         return redirect(url_for("courses.detail", course_id=course_id))
     # Straight to Zoom; the link is in this answer only, never stored or logged.
     return redirect(url, code=303)
+
+
+@bp.get("/<int:course_id>/zoom-state")
+@allow(*STAFF)
+def zoom_state(course_id: int) -> Any:
+    """What the course page shows of Zoom, for the page to refresh itself when it changes."""
+    course = _course(course_id)
+    response = jsonify(
+        {
+            "state": course.zoom_state,
+            "label": ZOOM_STATE_LABELS[course.zoom_state],
+            "work": course.zoom_work or None,
+            "work_label": ZOOM_WORK_LABELS.get(course.zoom_work or ""),
+            "error": course.zoom_error or None,
+            "safety": course.safety_state,
+            "busy": course.zoom_busy,
+            "version": zoom_version(course),
+        }
+    )
+    response.headers["Cache-Control"] = "no-store"
+    return response

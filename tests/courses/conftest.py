@@ -6,11 +6,12 @@ import datetime as dt
 from typing import Any
 
 import pytest
-from flask import Flask
-from sqlalchemy.orm import Session
+from flask import Flask, current_app
+from sqlalchemy.orm import Session, object_session
 
+from companion import work
 from companion.courses import schedule as sched
-from companion.courses import services
+from companion.courses import services, zoomwork
 
 from .fake_zoom import FakeZoom
 
@@ -58,7 +59,28 @@ def make_course(
     title: str = "Art club",
     **overrides: Any,
 ) -> Any:
+    """A course as the page makes it: saved, committed, then put into Zoom by its work."""
     outcome = services.create_course(
-        session, zoom, actor=actor, title=title, series=series(**overrides), now=now
+        session, actor=actor, title=title, series=series(**overrides), now=now
     )
+    settle(zoom, outcome.course, now=now)
     return outcome.course
+
+
+def settle(zoom: Any, course: Any, *, now: dt.datetime = NOW) -> Any:
+    """Run the course's Zoom work as a request does right after its commit (work.run_one)."""
+    app = current_app._get_current_object()
+    return work.run_one(app, zoomwork.QUEUE, zoomwork.ZoomStep(zoom), course.id, now=now)
+
+
+def check(zoom: Any, course: Any, *, now: dt.datetime = NOW) -> list[Any]:
+    """The drift check of one course (what "Re-check now" and the hourly job run)."""
+    services.want_check(object_session(course), [course.id])
+    settle(zoom, course, now=now)
+    return services.problem_list(course)
+
+
+def start(zoom: Any, course: Any, actor: Any, *, now: dt.datetime = NOW) -> str:
+    """ "Start class" as the view runs it: check and audit, then Zoom, then record."""
+    plan = services.start_plan(object_session(course), actor=actor, course_id=course.id, now=now)
+    return zoomwork.start_class(current_app._get_current_object(), zoom, plan, now=now)

@@ -5,11 +5,13 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
+from flask import current_app
 from sqlalchemy import func, select
 
+from companion import work
 from companion.audit.models import AuditEvent
 from companion.audit.services import verify as verify_chain
-from companion.courses import services
+from companion.courses import services, zoomwork
 from companion.courses.models import ClassSession, Course
 from companion.errors import Conflict, Forbidden, NotFound, ValidationError
 from companion.mail.models import OutboxMessage
@@ -21,7 +23,7 @@ from companion.zoom import (
 )
 
 from .. import factories
-from .conftest import NOW, make_course, series
+from .conftest import NOW, check, make_course, series, settle, start
 
 pytestmark = pytest.mark.usefixtures("app")
 
@@ -85,7 +87,7 @@ def test_the_passcode_is_stored_encrypted_and_matches_zoom(db_session, zoom, tea
 
 def test_the_start_link_is_never_kept(db_session, zoom, teacher):
     course = make_course(db_session, zoom, teacher)
-    url = services.start_link(db_session, zoom, actor=teacher, course_id=course.id, now=NOW)
+    url = start(zoom, course, teacher)
     assert url.startswith("https://zoom.example/s/")
     db_session.flush()
     for column in Course.__table__.columns:
@@ -146,13 +148,10 @@ def test_zoom_unavailable_keeps_the_course_pending_and_the_job_creates_it_once(
     db_session, zoom, teacher, failure
 ):
     zoom.fail("create_meeting", failure)
-    outcome = services.create_course(
-        db_session, zoom, actor=teacher, title="Art club", series=series(), now=NOW
-    )
-    course = outcome.course
+    course = make_course(db_session, zoom, teacher)
     assert course.zoom_state == "pending"
-    assert isinstance(outcome.zoom_problem, services.ZoomUnavailable)
-    assert "pending in Zoom" in outcome.zoom_problem.message
+    assert "companion will try again automatically" in course.zoom_error
+    assert course.zoom_work == "create"
     assert course.zoom_attempts == 1
     assert course.zoom_next_attempt_at > NOW
     assert not services.course_is_safe(course)
@@ -161,16 +160,19 @@ def test_zoom_unavailable_keeps_the_course_pending_and_the_job_creates_it_once(
         assert course.zoom_next_attempt_at == NOW + dt.timedelta(seconds=30)
 
     later = NOW + dt.timedelta(hours=1)
-    assert services.due_for_create(db_session, later) == [course.id]
-    assert services.claim_for_create(db_session, course.id, later)
-    assert not services.claim_for_create(db_session, course.id, later)  # one worker at a time
-    assert services.push_pending(db_session, zoom, course_id=course.id, now=later) == "created"
+    assert work.due_ids(db_session, zoomwork.QUEUE, later) == [course.id]
+    assert work.claim(db_session, zoomwork.QUEUE, course.id, later)
+    assert not work.claim(db_session, zoomwork.QUEUE, course.id, later)  # one at a time
+    step = zoomwork.ZoomStep(zoom)
+    app = current_app._get_current_object()
+    assert work.run_one(app, zoomwork.QUEUE, step, course.id, now=later, claimed=True) == "created"
     # The retry looked for a meeting it might have made before creating one.
     assert zoom.calls["iter_meetings"] == 1
     assert zoom.calls["create_meeting"] == 2
     assert len(zoom.meetings) == 1
     assert course.safety_state == "safe"
-    assert services.due_for_create(db_session, later) == []
+    assert course.zoom_work == "" and course.zoom_attempts == 0
+    assert work.due_ids(db_session, zoomwork.QUEUE, later) == []
 
 
 def test_a_create_whose_answer_was_lost_is_found_not_made_again(db_session, zoom, teacher):
@@ -181,7 +183,7 @@ def test_a_create_whose_answer_was_lost_is_found_not_made_again(db_session, zoom
     assert len(zoom.meetings) == 1
 
     later = NOW + dt.timedelta(minutes=5)
-    services.push_pending(db_session, zoom, course_id=course.id, now=later)
+    settle(zoom, course, now=later)
     assert course.zoom_state == "created"
     assert zoom.calls["create_meeting"] == 1  # never created twice
     assert len(zoom.meetings) == 1
@@ -195,9 +197,10 @@ def test_a_lookup_that_fails_leaves_the_course_pending(db_session, zoom, teacher
     course = make_course(db_session, zoom, teacher)
     zoom.fail("iter_meetings", ZoomServerError("down", http_status=503))
     later = NOW + dt.timedelta(minutes=5)
-    services.push_pending(db_session, zoom, course_id=course.id, now=later)
+    assert settle(zoom, course, now=later) == "pending"
     assert course.zoom_state == "pending"
     assert zoom.calls["create_meeting"] == 1
+    assert course.zoom_next_attempt_at == later + dt.timedelta(minutes=2)  # one backoff
 
 
 def test_classes_that_passed_while_pending_are_not_sent_to_zoom(db_session, zoom, teacher):
@@ -206,7 +209,7 @@ def test_classes_that_passed_while_pending_are_not_sent_to_zoom(db_session, zoom
     # Zoom comes back after the first two classes.
     later = dt.datetime(2026, 3, 17, 12, 0, tzinfo=dt.UTC)
     zoom.now = lambda: later
-    services.push_pending(db_session, zoom, course_id=course.id, now=later)
+    settle(zoom, course, now=later)
     assert course.zoom_state == "created"
     meeting = zoom.meetings[course.zoom_meeting_id]
     assert meeting["recurrence"]["end_times"] == 8
@@ -221,19 +224,17 @@ def test_zoom_refusing_the_meeting_marks_the_course_failed(db_session, zoom, tea
         "create_meeting",
         ZoomValidationError("Invalid alternative host", http_status=400, zoom_code=1115),
     )
-    outcome = services.create_course(
-        db_session, zoom, actor=teacher, title="Art club", series=series(), now=NOW
-    )
-    assert outcome.course.zoom_state == "failed"
-    assert "Invalid alternative host" in outcome.course.zoom_error
-    assert isinstance(outcome.zoom_problem, services.ZoomRefused)
-    assert services.due_for_create(db_session, NOW + dt.timedelta(days=1)) == []
+    course = make_course(db_session, zoom, teacher)
+    assert course.zoom_state == "failed"
+    assert "Invalid alternative host" in course.zoom_error
+    assert course.zoom_work == ""
+    assert "course.zoom_refused" in audit_kinds(db_session, course.id)
+    assert work.due_ids(db_session, zoomwork.QUEUE, NOW + dt.timedelta(days=1)) == []
     # After a fix, trying again creates it.
-    retried = services.retry_create(
-        db_session, zoom, actor=teacher, course_id=outcome.course.id, now=NOW
-    )
-    assert retried.zoom_problem is None
-    assert outcome.course.zoom_state == "created"
+    services.retry_create(db_session, actor=teacher, course_id=course.id, now=NOW)
+    assert course.zoom_state == "pending" and course.zoom_work == "create"
+    assert settle(zoom, course) == "created"
+    assert course.zoom_state == "created"
 
 
 def test_read_back_failing_leaves_the_course_unverified(db_session, zoom, teacher):
@@ -244,7 +245,7 @@ def test_read_back_failing_leaves_the_course_unverified(db_session, zoom, teache
     assert not services.course_is_safe(course)
     # The occurrences from the create answer still link the classes.
     assert all(c.occurrence_id for c in course.classes)
-    services.check_course(db_session, zoom, course, now=NOW)
+    check(zoom, course)
     assert course.safety_state == "safe"
 
 
@@ -284,7 +285,7 @@ def test_drift_is_put_back_with_one_patch(db_session, zoom, teacher, lead):
     zoom.drift(course.zoom_meeting_id, waiting_room=False, auto_recording="none")
     zoom.calls.clear()
 
-    problems = services.check_course(db_session, zoom, course, now=NOW + dt.timedelta(hours=1))
+    problems = check(zoom, course, now=NOW + dt.timedelta(hours=1))
     assert problems == []
     assert dict(zoom.calls) == {"get_meeting": 2, "update_meeting": 1}
     assert zoom.meetings[course.zoom_meeting_id]["settings"]["waiting_room"] is True
@@ -298,17 +299,17 @@ def test_drift_that_cannot_be_fixed_raises_the_alarm_once(db_session, zoom, teac
     zoom.locks["auto_recording"] = "local"
     zoom.drift(course.zoom_meeting_id, auto_recording="local")
 
-    services.check_course(db_session, zoom, course, now=NOW + dt.timedelta(hours=1))
+    check(zoom, course, now=NOW + dt.timedelta(hours=1))
     assert course.safety_state == "not_safe"
     assert [p.setting for p in services.problem_list(course)] == ["auto_recording"]
     assert len(outbox(db_session)) == 2  # teacher and lead, one message each
 
-    services.check_course(db_session, zoom, course, now=NOW + dt.timedelta(hours=2))
+    check(zoom, course, now=NOW + dt.timedelta(hours=2))
     assert len(outbox(db_session)) == 2  # the same problem is not mailed every hour
 
     # Once the lock is lifted the next check puts it back and says so.
     zoom.locks.clear()
-    services.check_course(db_session, zoom, course, now=NOW + dt.timedelta(hours=3))
+    check(zoom, course, now=NOW + dt.timedelta(hours=3))
     assert course.safety_state == "safe"
     assert [m.subject for m in outbox(db_session)][-2:] == ["Safe again: Art club"] * 2
 
@@ -316,7 +317,7 @@ def test_drift_that_cannot_be_fixed_raises_the_alarm_once(db_session, zoom, teac
 def test_a_changed_passcode_in_zoom_is_put_back(db_session, zoom, teacher):
     course = make_course(db_session, zoom, teacher)
     zoom.meetings[course.zoom_meeting_id]["password"] = "123456"
-    services.check_course(db_session, zoom, course, now=NOW)
+    check(zoom, course)
     assert zoom.meetings[course.zoom_meeting_id]["password"] == services.passcode_of(course)
     assert course.safety_state == "safe"
 
@@ -325,7 +326,7 @@ def test_a_class_moved_in_zoom_is_moved_back(db_session, zoom, teacher):
     course = make_course(db_session, zoom, teacher)
     occ = zoom.meetings[course.zoom_meeting_id]["occurrences"][3]
     occ["start_time"] = "2026-03-30T18:00:00Z"
-    services.check_course(db_session, zoom, course, now=NOW)
+    check(zoom, course)
     assert occ["start_time"] == "2026-03-30T16:00:00Z"  # 17:00 BST
     assert course.safety_state == "safe"
 
@@ -333,7 +334,7 @@ def test_a_class_moved_in_zoom_is_moved_back(db_session, zoom, teacher):
 def test_a_meeting_deleted_in_zoom_is_not_safe(db_session, zoom, teacher, lead):
     course = make_course(db_session, zoom, teacher)
     del zoom.meetings[course.zoom_meeting_id]
-    services.check_course(db_session, zoom, course, now=NOW)
+    check(zoom, course)
     assert course.safety_state == "not_safe"
     assert services.problem_list(course)[0].setting == "meeting"
     assert len(outbox(db_session)) == 2
@@ -342,10 +343,11 @@ def test_a_meeting_deleted_in_zoom_is_not_safe(db_session, zoom, teacher, lead):
 def test_check_when_zoom_is_down_changes_nothing(db_session, zoom, teacher):
     course = make_course(db_session, zoom, teacher)
     zoom.fail("get_meeting", ZoomConnectionError("down"))
-    with pytest.raises(services.ZoomUnavailable):
-        services.check_course(db_session, zoom, course, now=NOW + dt.timedelta(hours=1))
+    services.want_check(db_session, [course.id])
+    assert settle(zoom, course, now=NOW + dt.timedelta(hours=1)) == "unreachable"
     assert course.safety_state == "safe"
     assert course.last_verified_at == NOW
+    assert course.zoom_work == "sync" and "did not answer" in course.zoom_error
 
 
 # --- changes ---------------------------------------------------------------------------------
@@ -365,7 +367,10 @@ def test_move_one_class(db_session, zoom, teacher):
         at=dt.time(16, 30),
         now=NOW,
     )
-    assert dict(zoom.calls) == {"update_meeting": 1, "get_meeting": 1}
+    assert zoom.total_calls == 0  # saved first; Zoom is told after the commit
+    settle(zoom, course)
+    # Read first (so a re-run after a crash sends nothing twice), one PATCH, read back.
+    assert dict(zoom.calls) == {"get_meeting": 2, "update_meeting": 1}
     assert cls.status == "moved"
     assert cls.starts_at == dt.datetime(2026, 3, 24, 16, 30, tzinfo=dt.UTC)
     assert cls.original_starts_at == dt.datetime(2026, 3, 23, 17, 0, tzinfo=dt.UTC)
@@ -407,6 +412,7 @@ def test_cancel_one_class(db_session, zoom, teacher):
     services.cancel_class(
         db_session, zoom, actor=teacher, course_id=course.id, class_id=last.id, now=NOW
     )
+    settle(zoom, course)
     assert last.status == "cancelled"
     occ = zoom.meetings[course.zoom_meeting_id]["occurrences"][-1]
     assert occ["status"] == "deleted"
@@ -432,8 +438,10 @@ def test_change_the_whole_series_from_a_later_date(db_session, zoom, teacher):
         now=later,
         series=series(first_date=dt.date(2026, 3, 23), start_time=dt.time(17, 30), class_count=6),
     )
-    assert outcome.zoom_problem is None
-    assert dict(zoom.calls) == {"update_meeting": 1, "get_meeting": 1}
+    assert outcome.warnings == ()
+    settle(zoom, course, now=later)
+    assert dict(zoom.calls) == {"get_meeting": 2, "update_meeting": 1}
+    assert course.zoom_work == "" and not course.zoom_resend_series
     classes = services.class_sessions(course)
     assert classes[:2] == rows[:2]  # history kept as it was
     assert [c.status for c in classes] == ["scheduled"] * 8 + ["cancelled"] * 2
@@ -450,24 +458,32 @@ def test_change_only_the_title(db_session, zoom, teacher):
     services.update_course(
         db_session, zoom, actor=teacher, course_id=course.id, now=NOW, title="Painting"
     )
+    settle(zoom, course)
     assert zoom.meetings[course.zoom_meeting_id]["topic"] == "Painting"
-    assert dict(zoom.calls) == {"update_meeting": 1, "get_meeting": 1}
+    assert dict(zoom.calls) == {"get_meeting": 2, "update_meeting": 1}
 
 
-def test_a_change_zoom_cannot_take_changes_nothing(db_session, zoom, teacher):
+def test_a_change_zoom_cannot_take_yet_is_kept_and_sent_later(db_session, zoom, teacher):
     course = make_course(db_session, zoom, teacher)
     zoom.fail("update_meeting", ZoomConnectionError("down"))
-    with pytest.raises(services.ZoomUnavailable, match="Nothing was changed"):
-        services.update_course(
-            db_session, zoom, actor=teacher, course_id=course.id, now=NOW, title="Painting"
-        )
-    assert course.title == "Art club"
+    services.update_course(
+        db_session, actor=teacher, course_id=course.id, now=NOW, title="Painting"
+    )
+    assert settle(zoom, course) == "unreachable"
+    assert course.title == "Painting"  # saved; Zoom has not got it yet, and the page says so
+    assert course.zoom_work == "sync" and "did not answer" in course.zoom_error
+    assert zoom.meetings[course.zoom_meeting_id]["topic"] == "Art club"
+    assert course.zoom_next_attempt_at == NOW + dt.timedelta(minutes=1)
+    settle(zoom, course, now=NOW + dt.timedelta(minutes=1))
+    assert zoom.meetings[course.zoom_meeting_id]["topic"] == "Painting"
+    assert course.zoom_work == "" and course.zoom_error == ""
 
 
 def test_rotate_the_passcode(db_session, zoom, teacher, lead):
     course = make_course(db_session, zoom, teacher)
     old = services.passcode_of(course)
     services.rotate_passcode(db_session, zoom, actor=lead, course_id=course.id, now=NOW)
+    settle(zoom, course)
     new = services.passcode_of(course)
     assert new != old
     assert zoom.meetings[course.zoom_meeting_id]["password"] == new
@@ -478,7 +494,9 @@ def test_rotate_the_passcode(db_session, zoom, teacher, lead):
 def test_cancel_the_course_deletes_the_meeting(db_session, zoom, teacher):
     course = make_course(db_session, zoom, teacher)
     services.cancel_course(db_session, zoom, actor=teacher, course_id=course.id, now=NOW)
-    assert course.zoom_state == "cancelled"
+    assert course.zoom_state == "cancelled" and course.zoom_work == "delete"
+    settle(zoom, course)
+    assert course.zoom_work == ""
     assert zoom.meetings == {}
     assert all(c.status == "cancelled" for c in course.classes)
     assert not services.course_is_safe(course)
@@ -491,9 +509,10 @@ def test_cancel_a_pending_course_removes_a_meeting_an_attempt_made(db_session, z
     course = make_course(db_session, zoom, teacher)
     assert len(zoom.meetings) == 1
     services.cancel_course(db_session, zoom, actor=teacher, course_id=course.id, now=NOW)
+    settle(zoom, course, now=NOW + dt.timedelta(minutes=1))
     assert zoom.meetings == {}
     assert course.zoom_state == "cancelled"
-    assert services.due_for_create(db_session, NOW + dt.timedelta(days=1)) == []
+    assert work.due_ids(db_session, zoomwork.QUEUE, NOW + dt.timedelta(days=1)) == []
 
 
 def test_close_after_the_last_class(db_session, zoom, teacher):
@@ -502,12 +521,13 @@ def test_close_after_the_last_class(db_session, zoom, teacher):
     assert services.finished(db_session, end) == []
     after = end + services.CLOSE_GRACE
     assert services.finished(db_session, after) == [course.id]
-    assert services.close_course(db_session, zoom, course_id=course.id, now=after) == "closed"
+    assert services.close_course(db_session, course_id=course.id, now=after) == "closed"
+    settle(zoom, course, now=after)
     assert zoom.meetings == {}
     assert course.closed_at == after
     assert "course.closed" in audit_kinds(db_session, course.id)
     # Running it again does nothing.
-    assert services.close_course(db_session, zoom, course_id=course.id, now=after) == "gone"
+    assert services.close_course(db_session, course_id=course.id, now=after) == "gone"
     assert services.finished(db_session, after) == []
 
 
@@ -516,14 +536,14 @@ def test_start_link_needs_a_safe_meeting(db_session, zoom, teacher, lead):
     zoom.locks["join_before_host"] = True
     zoom.drift(course.zoom_meeting_id, join_before_host=True)
     with pytest.raises(services.NotSafeToStart, match="join before host is on"):
-        services.start_link(db_session, zoom, actor=teacher, course_id=course.id, now=NOW)
+        start(zoom, course, teacher)
     assert course.safety_state == "not_safe"
 
 
 def test_a_drifted_meeting_is_repaired_before_starting(db_session, zoom, teacher):
     course = make_course(db_session, zoom, teacher)
     zoom.drift(course.zoom_meeting_id, waiting_room=False)
-    url = services.start_link(db_session, zoom, actor=teacher, course_id=course.id, now=NOW)
+    url = start(zoom, course, teacher)
     assert url.startswith("https://")
     assert zoom.meetings[course.zoom_meeting_id]["settings"]["waiting_room"] is True
 
@@ -551,7 +571,7 @@ def test_teachers_see_only_their_own_courses(db_session, zoom, org, teacher, lea
     with pytest.raises(Forbidden):
         services.cancel_course(db_session, zoom, actor=lead, course_id=mine.id, now=NOW)
     with pytest.raises(Forbidden):
-        services.start_link(db_session, zoom, actor=admin, course_id=mine.id, now=NOW)
+        services.start_plan(db_session, actor=admin, course_id=mine.id, now=NOW)
 
 
 def test_an_admin_schedules_for_a_teacher(db_session, zoom, org, admin, teacher):
@@ -580,10 +600,10 @@ def test_a_retry_while_the_job_holds_the_course_does_not_call_zoom(db_session, z
     zoom.fail("create_meeting", ZoomConnectionError("down"))
     course = make_course(db_session, zoom, teacher)
     later = NOW + dt.timedelta(minutes=5)
-    assert services.claim_for_create(db_session, course.id, later)  # the job has it
+    assert work.claim(db_session, zoomwork.QUEUE, course.id, later)  # the job has it
     zoom.calls.clear()
-    outcome = services.retry_create(db_session, zoom, actor=teacher, course_id=course.id, now=later)
-    assert isinstance(outcome.zoom_problem, Conflict)
+    services.retry_create(db_session, actor=teacher, course_id=course.id, now=later)
+    assert settle(zoom, course, now=later) == "skipped"  # the same claim: nothing twice
     assert zoom.total_calls == 0
     assert course.zoom_state == "pending"
 
@@ -593,16 +613,16 @@ def test_an_adopted_meeting_is_brought_up_to_date(db_session, zoom, teacher):
     zoom.fail("create_meeting", ZoomConnectionError("timeout"), after=True)
     course = make_course(db_session, zoom, teacher)
     zoom.fail("update_meeting", ZoomConnectionError("down"))  # nothing reaches Zoom yet
-    outcome = services.update_course(
+    services.update_course(
         db_session,
-        zoom,
         actor=teacher,
         course_id=course.id,
         now=NOW,
         series=series(start_time=dt.time(18, 0)),
     )
-    assert course.zoom_state == "pending" and outcome.zoom_problem is not None
-    services.push_pending(db_session, zoom, course_id=course.id, now=NOW + dt.timedelta(hours=1))
+    assert settle(zoom, course) == "pending"  # the request's own run: the meeting is found
+    assert course.zoom_state == "pending"
+    settle(zoom, course, now=NOW + dt.timedelta(hours=1))
     assert course.zoom_state == "created"
     assert zoom.calls["create_meeting"] == 1
     assert zoom.meetings[course.zoom_meeting_id]["start_time"] == "2026-03-09T18:00:00"
@@ -613,12 +633,13 @@ def test_passcodes_and_start_links_never_reach_the_log(db_session, zoom, teacher
     caplog.set_level("DEBUG")
     zoom.fail("create_meeting", ZoomConnectionError("timeout"), after=True)
     course = make_course(db_session, zoom, teacher)
-    services.push_pending(db_session, zoom, course_id=course.id, now=NOW + dt.timedelta(hours=1))
+    settle(zoom, course, now=NOW + dt.timedelta(hours=1))
     first = services.passcode_of(course)
     services.rotate_passcode(db_session, zoom, actor=teacher, course_id=course.id, now=NOW)
+    settle(zoom, course, now=NOW + dt.timedelta(hours=1))
     zoom.drift(course.zoom_meeting_id, waiting_room=False)
-    services.check_course(db_session, zoom, course, now=NOW)
-    url = services.start_link(db_session, zoom, actor=teacher, course_id=course.id, now=NOW)
+    check(zoom, course, now=NOW + dt.timedelta(hours=1))
+    url = start(zoom, course, teacher)
     logged = caplog.text + " ".join(str(r.args) for r in caplog.records)
     for secret in (first, services.passcode_of(course), url, "zak="):
         assert secret not in logged
@@ -628,7 +649,7 @@ def test_a_meeting_deleted_in_zoom_makes_the_course_not_safe(db_session, zoom, t
     course = make_course(db_session, zoom, teacher)
     del zoom.meetings[course.zoom_meeting_id]  # someone deleted it in Zoom's web portal
 
-    problems = services.check_course(db_session, zoom, course, now=NOW + dt.timedelta(hours=1))
+    problems = check(zoom, course, now=NOW + dt.timedelta(hours=1))
     assert [p.setting for p in problems] == ["meeting"]
     assert course.safety_state == "not_safe"
     assert not services.course_is_safe(course)

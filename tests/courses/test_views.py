@@ -143,10 +143,18 @@ def test_zoom_down_keeps_the_course_pending(client, db_session, zoom, teacher):
     assert "Pending in Zoom" in page
     assert "companion will try again automatically" in page
     assert "No family links or passcodes are sent" in page
+    # The page watches the course's Zoom state (a static script: the CSP allows no inline one).
+    assert f'data-poll="/courses/{course.id}/zoom-state"' in page
+    assert "/static/course_zoom.js" in page
+    state = client.get(f"/courses/{course.id}/zoom-state").get_json()
+    assert state["state"] == "pending" and state["work"] == "create" and state["busy"]
+    assert "try again automatically" in state["error"]
 
     post_form(client, f"/courses/{course.id}/retry", form_page=f"/courses/{course.id}")
     assert course.zoom_state == "created"
     assert zoom.calls["create_meeting"] == 2 and len(zoom.meetings) == 1
+    state = client.get(f"/courses/{course.id}/zoom-state").get_json()
+    assert state["state"] == "created" and state["work"] is None and not state["busy"]
 
 
 def test_not_safe_course_shows_the_reason(client, db_session, zoom, teacher):
@@ -226,8 +234,11 @@ def test_every_button_on_the_course_page(client, db_session, zoom, teacher):
     # Re-check now repairs drift.
     zoom.drift(course.zoom_meeting_id, waiting_room=False)
     r = post_form(client, f"{page_url}/verify", form_page=page_url)
-    assert "every safety setting is on" in text(client.get(page_url))
-    assert course.safety_state == "safe"
+    page = text(client.get(page_url))
+    assert "re-checking the meeting in Zoom" in page
+    assert course.safety_state == "safe" and course.zoom_work == ""
+    assert zoom.meetings[course.zoom_meeting_id]["settings"]["waiting_room"] is True
+    assert "data-poll" not in page  # nothing left to wait for: the page stays still
 
     # Start class: straight to Zoom with a fresh link, never stored.
     r = post_form(client, f"{page_url}/start", form_page=page_url)

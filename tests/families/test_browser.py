@@ -17,9 +17,12 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from companion import work
 from companion.accounts.models import User
 from companion.courses import schedule as sched
 from companion.courses import services as courses
+from companion.courses import zoomwork
+from companion.courses.models import Course
 from companion.courses.zoomclient import EXTENSION_KEY
 from companion.db import make_engine
 from companion.families import jobs, services
@@ -73,6 +76,14 @@ def enrolled(live_server: Any, sandbox: SandboxZoom) -> Iterator[dict[str, Any]]
             ),
             now=now,
         ).course
+        course_id = course.id
+    # The course is committed; its Zoom work runs after, as after the teacher's request.
+    with live_server.app.app_context():
+        step = zoomwork.ZoomStep(sandbox.client)
+        work.run_one(live_server.app, zoomwork.QUEUE, step, course_id)
+    with live_server.app.app_context(), Session(engine) as session, session.begin():
+        teacher = session.scalars(select(User).where(User.email == "teacher@example.org")).one()
+        course = session.get(Course, course_id)
         assert courses.course_is_safe(course), course.problems
         family_id = services.enrol(
             session,

@@ -18,6 +18,7 @@ from companion.courses import services as courses
 from companion.courses.zoomclient import EXTENSION_KEY
 from companion.families import jobs, services
 
+from ..courses.conftest import settle
 from ..courses.test_sandbox_integration import SandboxZoom
 from .helpers import zoom_now
 
@@ -55,6 +56,7 @@ def course(db_session: Session, sandbox: SandboxZoom, teacher: Any) -> Any:
         ),
         now=now(),
     )
+    settle(sandbox.client, outcome.course, now=now())  # the Zoom work that follows the commit
     assert outcome.course.safety_state == "safe", outcome.course.problems
     return outcome.course
 

@@ -129,6 +129,7 @@ EXPECT: dict[str, str] = {
     "POST /courses/<int:course_id>/retry": "t=404 l=403 a=ok",
     "POST /courses/<int:course_id>/start": "t=404 l=403 a=403",
     "POST /courses/<int:course_id>/verify": "t=404 l=ok a=ok",
+    "GET /courses/<int:course_id>/zoom-state": "t=404 l=ok a=ok",
     "GET /courses/new": "t=ok l=403 a=ok",
     "POST /courses/new": "t=ok l=403 a=ok",
     "GET /evidence/": "t=403 l=ok a=403",

@@ -53,7 +53,7 @@ from companion.zoom import (
     ZoomValidationError,
 )
 
-from ..courses.conftest import NOW, make_course, series
+from ..courses.conftest import NOW, check, make_course, series, settle, start
 from ..families.fake_zoom import RegistrantZoom
 
 pytestmark = pytest.mark.prism
@@ -370,7 +370,7 @@ def run_lifecycle(session: Session, zoom: Recorder, org: Any, teacher: Any, lead
     zoom.fail("create_meeting", ZoomConnectionError("Read timed out"), after=True)
     course = make_course(session, zoom, teacher, weekdays=("mon", "thu"), class_count=12)
     assert course.zoom_state == "pending"
-    services.push_pending(session, zoom, course_id=course.id, now=NOW + dt.timedelta(minutes=5))
+    settle(zoom, course, now=NOW + dt.timedelta(minutes=5))
     assert (course.zoom_state, course.safety_state) == ("created", "safe")
 
     # The whole series changes (title, time, number of classes).
@@ -383,6 +383,7 @@ def run_lifecycle(session: Session, zoom: Recorder, org: Any, teacher: Any, lead
         title="Art club (spring)",
         series=series(weekdays=("mon", "thu"), start_time=dt.time(17, 30), class_count=10),
     )
+    settle(zoom, course)  # each change goes to Zoom after its commit
     classes = services.upcoming_classes(course, NOW)
     # One class moves (Thursday 19 March to Friday), another is cancelled.
     services.move_class(
@@ -396,15 +397,18 @@ def run_lifecycle(session: Session, zoom: Recorder, org: Any, teacher: Any, lead
         duration_minutes=50,
         now=NOW,
     )
+    settle(zoom, course)
     services.cancel_class(
         session, zoom, actor=teacher, course_id=course.id, class_id=classes[-1].id, now=NOW
     )
+    settle(zoom, course)
     services.rotate_passcode(session, zoom, actor=lead, course_id=course.id, now=NOW)
+    settle(zoom, course)
     # Someone turned the waiting room off in Zoom's portal: the check puts every setting back.
     zoom.drift(course.zoom_meeting_id, waiting_room=False, waiting_room_options__mode="none")
     later = NOW + dt.timedelta(hours=1)
-    assert services.check_course(session, zoom, course, now=later) == []
-    assert services.start_link(session, zoom, actor=teacher, course_id=course.id, now=later)
+    assert check(zoom, course, now=later) == []
+    assert start(zoom, course, teacher, now=later)
 
     # Two families: one registered at once, one whose answer was lost and is found again.
     # (Each request commits what it wants, then runs the Zoom work, as the views do.)
@@ -439,6 +443,7 @@ def run_lifecycle(session: Session, zoom: Recorder, org: Any, teacher: Any, lead
     assert first.zoom_state == "cancelled"
 
     services.cancel_course(session, zoom, actor=teacher, course_id=course.id, now=NOW)
+    settle(zoom, course)
     return course
 
 
@@ -473,7 +478,8 @@ def test_every_request_companion_makes_is_one_zooms_spec_accepts(
     assert "agenda" not in adopt.args[1] and "settings" in adopt.args[1]
     assert "recurrence" in series_change.args[1] and "topic" in series_change.args[1]
     assert move.kwargs["occurrence_id"] and set(move.args[1]) == {"start_time", "duration"}
-    assert set(rotation.args[1]) == {"password"}
+    # A new passcode goes with every enforced setting: the sync sends the one repair body.
+    assert set(rotation.args[1]) == {"password", "settings"}
     assert set(repair.args[1]) == {"password", "settings"}
     deletes = recorder.of("delete_meeting")
     assert [bool(d.kwargs.get("occurrence_id")) for d in deletes] == [True, False]
