@@ -610,6 +610,15 @@ def summary(tally: Tally) -> dict[str, Any]:
     }
 
 
+def finite(value: Any) -> Any:
+    """``value`` with NaN and infinity (no figure) as None, so that the JSON is valid."""
+    if isinstance(value, dict):
+        return {k: finite(v) for k, v in value.items()}
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
 def ms(seconds: float) -> str:
     return "-" if seconds != seconds else f"{seconds * 1000:.1f} ms"
 
@@ -679,7 +688,7 @@ class Run:
                 ]
                 s = summary(self.drive(clients, self.plan.webhook_seconds)["webhook"])
                 out[f"{senders} {mode}"] = s
-                who = f"{senders:>3} sender{'s' if senders > 1 else ' '}"
+                who = f"{senders:>3} sender{'s' if senders > 1 else ''}"
                 line, ok = webhook_line(f"webhooks, {who}, {mode}", s)
                 self.targets.append((f"webhooks {senders} {mode}", ok))
                 self.say(line)
@@ -775,8 +784,11 @@ class Run:
         ok = ratio <= 1.5
         self.targets.append(("slow-Zoom p99 ratio", ok))
         self.results["slow-zoom"] = {"at once": at_once, "slow": slow, "p99_ratio": ratio}
+        # Timed-out webhooks count at the client's timeout, so the ratio is then a lower bound.
+        at_least = ">= " if slow["webhook"]["errors"].get("timeout") else ""
         self.say(
-            f"slow Zoom / Zoom at once, webhook p99: {ms(held)} / {ms(base)} = {ratio:.2f}x"
+            f"slow Zoom / Zoom at once, webhook p99: {ms(held)} / {ms(base)} = "
+            f"{at_least}{ratio:.2f}x"
             f"   [<= 1.5x {mark(ok)}]"
         )
 
@@ -865,7 +877,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"; not met: {', '.join(failed)}" if failed else "")
     print(f"load bench finished in {time.perf_counter() - started:.0f} s")
     if args.json:
-        print(json.dumps({r.label: r.results for r in runs}, indent=2, default=str))
+        print(json.dumps(finite({r.label: r.results for r in runs}), indent=2, default=str))
     broken = [f"[{r.label}] {b}" for r in runs for b in r.broken]
     if broken:
         print("the bench's own requests were refused: " + "; ".join(broken), file=sys.stderr)
