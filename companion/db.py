@@ -131,11 +131,18 @@ def init_app(app: Flask) -> None:
         # Popped, not read: an app context can outlive one request (tests, CLI) and the mark
         # belongs to this request only.
         keep = g.pop("keep_changes", False)
+        after = g.pop("after_commit", [])
+        success = response.status_code < 400 or keep
         if session is not None:
-            if response.status_code < 400 or keep:
+            if success:
                 session.commit()
             else:
                 session.rollback()
+        if success and after:
+            # Work that must not run inside the request's transaction (a Zoom call, say) runs
+            # once the answer has been sent, with no transaction open; see work.after_commit.
+            app_ = current_app._get_current_object()  # type: ignore[attr-defined]
+            response.call_on_close(lambda: _run_after_commit(app_, after))
         return response
 
     @app.teardown_appcontext
@@ -145,6 +152,25 @@ def init_app(app: Flask) -> None:
             if session.in_transaction():
                 session.rollback()
             current_app.extensions["companion.sessions"].close(session)
+
+
+def _run_after_commit(app: Flask, callbacks: list[Any]) -> None:
+    import logging
+
+    for callback in callbacks:
+        try:
+            with app.app_context():
+                callback()
+        except Exception:
+            # The work is durable (a work item) and the worker picks it up; the person already
+            # has their answer, so a failure here is only logged.
+            logging.getLogger(__name__).exception("work after the request failed")
+
+
+def after_commit(callback: Any) -> None:
+    """Run ``callback()`` once the current request's transaction has committed and its answer
+    has gone out, with no transaction open (and not at all if the request rolled back)."""
+    g.setdefault("after_commit", []).append(callback)
 
 
 def get_session() -> Session:

@@ -38,7 +38,7 @@ import logging
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Generic, Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from flask import Flask
 from sqlalchemy import ColumnElement, and_, or_, select, update

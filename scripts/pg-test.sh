@@ -3,6 +3,7 @@
 #
 #   eval "$(scripts/pg-test.sh start)"   # prints: export COMPANION_TEST_DATABASE_URL=postgresql://...
 #   scripts/pg-test.sh url               # the URL of the running server
+#   scripts/pg-test.sh restart           # restarts it (fault tests: every connection is cut)
 #   scripts/pg-test.sh stop              # stops it and deletes its data directory
 #
 # The server runs as a non-root user (PostgreSQL refuses root): when we are root that is the
@@ -114,9 +115,22 @@ stop() {
     say "stopped"
 }
 
+restart() {
+    # For fault tests: the server goes away (every connection is cut) and comes back.
+    [ -f "$state" ] || { say "not running"; exit 1; }
+    # shellcheck disable=SC1090
+    . "$state"
+    local -a as=()
+    if [ -n "$PG_RUN_AS" ]; then
+        read -r -a as <<<"$PG_RUN_AS"
+    fi
+    "${as[@]}" "$PG_BIN/pg_ctl" -D "$PG_DATA" -l "$PG_DATA/server.log" -m fast -w -t 60 restart >&2
+}
+
 case "${1:-}" in
     start) start ;;
     stop) stop ;;
+    restart) restart ;;
     url)
         [ -f "$state" ] || { say "not running"; exit 1; }
         # shellcheck disable=SC1090
@@ -124,7 +138,7 @@ case "${1:-}" in
         echo "$PG_URL"
         ;;
     *)
-        echo "usage: $0 start|stop|url" >&2
+        echo "usage: $0 start|stop|restart|url" >&2
         exit 2
         ;;
 esac

@@ -143,6 +143,19 @@ def db_session(engine: Engine) -> Iterator[Session]:
         conn.close()
 
 
+class ClosingClient(FlaskClient):
+    """Closes every answer that is not streamed, as a WSGI server does once it has sent it, so
+    work that runs after the answer (``db.after_commit``) has run when the call returns."""
+
+    def open(self, *args: Any, **kwargs: Any) -> Any:
+        response = super().open(*args, **kwargs)
+        if "Content-Length" in response.headers:
+            # A whole answer; a streamed one (a CSV export, a recording) has no length and
+            # closes when the test has read it.
+            response.close()
+        return response
+
+
 def make_app(database_url: str, instance_dir: Path, **overrides: Any) -> Flask:
     config = {
         "SECRET_KEY": SECRET,
@@ -152,7 +165,9 @@ def make_app(database_url: str, instance_dir: Path, **overrides: Any) -> Flask:
         "KEK": TEST_KEK,
     }
     config.update(overrides)
-    return create_app(config, instance_path=instance_dir, environ={})
+    application = create_app(config, instance_path=instance_dir, environ={})
+    application.test_client_class = ClosingClient
+    return application
 
 
 @pytest.fixture
@@ -310,17 +325,14 @@ def wait_for_port(port: int, *, timeout: float, process: Any = None, what: str =
 
 
 @pytest.fixture(scope="session")
-def zoom_spec_path() -> Path:
-    """Zoom's OpenAPI spec (patched), from the shared folder beside the repository."""
-    from companion import ROOT
+def zoom_spec_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Zoom's OpenAPI spec (patched), kept in the repository (tests/zoom_spec/SOURCE.md)."""
+    given = os.environ.get("COMPANION_TEST_ZOOM_SPEC")
+    if given:
+        return Path(given)
+    from .zoom_spec import write_patched
 
-    path = Path(
-        os.environ.get("COMPANION_TEST_ZOOM_SPEC")
-        or ROOT.parent / "shared" / "zoom" / "zoom-openapi.patched.json"
-    )
-    if not path.is_file():
-        ci_requires(f"Zoom's OpenAPI spec at {path}")
-    return path
+    return write_patched(tmp_path_factory.mktemp("zoom-spec"))
 
 
 # Prism needs about 2 s to load the 2 MB spec on this machine; allow for a slow CI machine.

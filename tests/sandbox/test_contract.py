@@ -1,7 +1,7 @@
 """CONTRACT: every answer the sandbox gives is one Zoom's own OpenAPI spec allows.
 
-Each response body is validated against the response schema of its operation in
-``../shared/zoom/zoom-openapi.patched.json`` (types, enums, formats), every field the sandbox
+Each response body is validated against the response schema of its operation in Zoom's OpenAPI
+document (``tests/zoom_spec``, patched): types, enums, formats. Every field the sandbox
 sends must be a field the spec names (so the sandbox cannot invent field names companion would
 then depend on), and every status code must be one the spec documents for that operation. The
 OAuth token endpoint and webhook payloads are not in this spec; they are covered by
@@ -10,9 +10,6 @@ test_auth.py and test_simulation.py against Zoom's documented shapes.
 
 from __future__ import annotations
 
-import json
-from functools import cache
-from pathlib import Path
 from typing import Any
 
 import jsonschema_rs
@@ -21,12 +18,9 @@ import pytest
 from companion.zoom.client import _recording_meeting
 from companion.zoom.sandbox import Sandbox
 
-from ..conftest import ci_requires
+from .. import zoom_spec
 from .conftest import Api
 
-SPEC_PATH = (
-    Path(__file__).resolve().parents[2].parent / "shared" / "zoom" / "zoom-openapi.patched.json"
-)
 # The spec has no OAS 3.0 features a JSON Schema validator misreads except these.
 _DROP = {
     "example",
@@ -59,15 +53,12 @@ ERROR_SCHEMA = {
 }
 
 
-@cache
 def load_spec() -> dict[str, Any]:
-    return json.loads(SPEC_PATH.read_text(encoding="utf-8"))
+    return zoom_spec.patched()
 
 
 @pytest.fixture(scope="module")
 def spec() -> dict[str, Any]:
-    if not SPEC_PATH.exists():
-        ci_requires(f"Zoom's OpenAPI spec at {SPEC_PATH}")
     return load_spec()
 
 

@@ -1,10 +1,10 @@
 """CONTRACT: every kind of request companion's Zoom client sends is one Zoom's own spec accepts.
 
 The real :class:`ZoomClient` (its URL building, query parameters, encoding and JSON) sends each
-request to Stoplight Prism serving ``../shared/zoom/zoom-openapi.patched.json``. Prism names
-whatever the spec does not allow in an ``sl-violations`` header; a hook on the client's
-``requests.Session`` records that header for every answer. Each request must come back with no
-violations and with a 2xx status the spec documents for its operation.
+request to Stoplight Prism serving Zoom's OpenAPI document (``tests/zoom_spec``, patched).
+Prism names whatever the spec does not allow in an ``sl-violations`` header; a hook on the
+client's ``requests.Session`` records that header for every answer. Each request must come back
+with no violations and with a 2xx status the spec documents for its operation.
 
 The bodies are the ones companion builds, not hand-written copies: the courses and families
 services run against their in-memory fake Zoom behind a recorder, and every call they made is
@@ -219,9 +219,9 @@ def documented(spec_path: Path, method: str, path: str) -> tuple[str, set[str]]:
 # `yyyy-MM-ddTHH:mm:ss` with the zone in `timezone` ("To set a meeting's start time using a
 # specific timezone, use the yyyy-MM-ddTHH:mm:ss date-time format and specify the timezone ID").
 # companion sends a series in that local form (schedule.meeting_times; zoom-api-notes §2), so
-# Prism refuses it. Like `weekly_days` (fixed in the shared patched spec), this is the spec
-# disagreeing with Zoom's prose, so exactly that violation, on exactly that form, is excused;
-# `send` then proves the same body with the equivalent UTC start is accepted in full.
+# Prism refuses it. Like `weekly_days` (fixed in the patched spec, tests/zoom_spec), this is
+# the spec disagreeing with Zoom's prose, so exactly that violation, on exactly that form, is
+# excused; `send` then proves the same body with the equivalent UTC start is accepted in full.
 LOCAL_START = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d")
 
 
