@@ -57,12 +57,14 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import requests
+from flask import g
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
@@ -79,6 +81,7 @@ from companion.families import services as families
 from companion.families.models import FamilyLink, FamilySession
 from companion.orgs.models import Organisation
 from companion.recordings.keys import generate_kek_line
+from companion.scheduler import JOBS, JobStatus, run_job
 from companion.zoom.webhooks import sandbox_webhook_secret, signed_headers
 
 HERE = Path(__file__).resolve().parent
@@ -232,6 +235,7 @@ class Data:
     classes: int
     families: int
     zoom_state: str
+    registered: int  # families registered in Zoom
     family_cookies: list[str]  # raw family session ids, one per page client
     creator_token: str  # API token of a second teacher, who creates courses in scenario 3
     teacher_email: str
@@ -263,10 +267,30 @@ def family_session(session: Any, contact: Any, now: dt.datetime) -> str:
     return raw
 
 
+@contextmanager
+def unit(app: Any) -> Iterator[Any]:
+    """One unit of work as a request does it: commit, then what the services handed on to run
+    after the commit (``db.after_commit``: a Zoom call, say), with no transaction open."""
+    with job_session(app) as session:
+        yield session
+    for callback in g.pop("after_commit", []):
+        callback()
+
+
+def catch_up(app: Any) -> None:
+    """What the worker's first pass would do for this data: Zoom work still pending."""
+    for spec in JOBS:
+        if spec.name in ("retry_pending_courses", "sync_family_registrants"):
+            try:
+                run_job(app, spec, JobStatus())
+            except Exception as exc:  # the pages are measured all the same; say why
+                print(f"load bench: the {spec.name} job failed: {exc}", file=sys.stderr)
+
+
 def build_data(app: Any, plan: Plan) -> Data:
     now = utcnow()
     zoom = zoom_for(app)
-    with job_session(app) as session:
+    with unit(app) as session:
         org = Organisation(
             name="Load Bench Music School",
             timezone="Europe/London",
@@ -304,7 +328,7 @@ def build_data(app: Any, plan: Plan) -> Data:
             session, zoom, actor=teacher, title="Bench course", series=series, now=now
         )
         course_id = outcome.course.id
-    with job_session(app) as session:
+    with unit(app) as session:
         teacher = session.get(User, teacher.id)
         for n in range(plan.families):
             families.enrol(
@@ -317,7 +341,13 @@ def build_data(app: Any, plan: Plan) -> Data:
                 contacts=[families.ContactInput(f"Parent {n + 1}", f"parent{n + 1}@example.net")],
                 now=now,
             )
-    with job_session(app) as session:
+    with unit(app) as session:
+        course = session.get(Course, course_id)
+        found = families.families_of(session, course_id)
+        pending = course.zoom_state != "created" or any(f.zoom_state != "registered" for f in found)
+    if pending:
+        catch_up(app)
+    with unit(app) as session:
         course = session.get(Course, course_id)
         found = families.families_of(session, course_id)
         contacts = [f.contacts[0] for f in found]
@@ -332,6 +362,7 @@ def build_data(app: Any, plan: Plan) -> Data:
             classes=len(course.classes),
             families=len(found),
             zoom_state=course.zoom_state,
+            registered=sum(f.zoom_state == "registered" for f in found),
             family_cookies=cookies,
             creator_token=creator_token,
             teacher_email="teacher@example.org",
@@ -668,12 +699,16 @@ class Run:
         self.results: dict[str, Any] = {}
         self.targets: list[tuple[str, bool]] = []
         self.broken: list[str] = []
+        self.generator_cpu = 0.0
 
     def say(self, line: str) -> None:
         print(f"[{self.label}] {line}", flush=True)
 
     def drive(self, clients: list[Client], seconds: float) -> dict[str, Tally]:
+        cpu, wall = time.process_time(), time.perf_counter()
         tallies = drive(self.port, clients, seconds, self.plan)
+        # Near 100 % the load generator, not the server, would be what limits the figure.
+        self.generator_cpu = (time.process_time() - cpu) / (time.perf_counter() - wall)
         self.broken += bench_broken(tallies)
         return tallies
 
@@ -705,10 +740,12 @@ class Run:
             return s
 
         bare = measure("bare endpoint", lambda _i: Requests.bare)
+        bare["generator_cpu"] = self.generator_cpu
         self.say(
             f"{'bare endpoint (/_bare/)':<20} {n} clients: {bare['rps']:8.1f} req/s  "
             f"p50 {ms(bare['p50']):>10}  p99 {ms(bare['p99']):>10}  "
-            f"errors: {errors_text(bare['errors'])}"
+            f"errors: {errors_text(bare['errors'])}  "
+            f"(load generator at {self.generator_cpu:.0%} of a core)"
         )
         pages: list[tuple[str, Callable[[int], Callable[[bool], bytes]], float]] = [
             ("family page", self.reqs.family, 0.2)
@@ -781,11 +818,13 @@ class Run:
         slow = self.mixed(slow=True)
         base, held = at_once["webhook"]["p99"], slow["webhook"]["p99"]
         ratio = held / base if base > 0 else math.inf
-        ok = ratio <= 1.5
+        # Timed-out webhooks count at the client's timeout, so the ratio is then only a lower
+        # bound: it cannot show the target met.
+        timed_out = bool(slow["webhook"]["errors"].get("timeout"))
+        ok = ratio <= 1.5 and not timed_out
         self.targets.append(("slow-Zoom p99 ratio", ok))
         self.results["slow-zoom"] = {"at once": at_once, "slow": slow, "p99_ratio": ratio}
-        # Timed-out webhooks count at the client's timeout, so the ratio is then a lower bound.
-        at_least = ">= " if slow["webhook"]["errors"].get("timeout") else ""
+        at_least = ">= " if timed_out else ""
         self.say(
             f"slow Zoom / Zoom at once, webhook p99: {ms(held)} / {ms(base)} = "
             f"{at_least}{ratio:.2f}x"
@@ -830,7 +869,8 @@ def run_database(given: str, plan: Plan, scenarios: list[str], threads: int) -> 
             run.say(
                 f"companion on {base} ({threads} threads, serving.serve), sandbox on "
                 f"{sandbox_url}; a course of {data.classes} classes (Zoom: {data.zoom_state}) "
-                f"and {data.families} families built in {built:.1f} s"
+                f"and {data.families} families ({data.registered} registered in Zoom) built in "
+                f"{built:.1f} s"
             )
             for scenario in scenarios:
                 getattr(run, scenario.replace("-", "_"))()
