@@ -690,8 +690,17 @@ def bench_broken(tallies: dict[str, Tally]) -> list[str]:
 
 
 class Run:
-    def __init__(self, label: str, port: int, plan: Plan, reqs: Requests, sandbox_url: str):
+    def __init__(
+        self,
+        label: str,
+        port: int,
+        plan: Plan,
+        reqs: Requests,
+        sandbox_url: str,
+        count_events: Callable[[], int],
+    ):
         self.label = label
+        self.count_events = count_events
         self.port = port
         self.plan = plan
         self.reqs = reqs
@@ -714,6 +723,7 @@ class Run:
 
     def webhooks(self) -> None:
         out = self.results.setdefault("webhooks", {})
+        before, answered = self.count_events(), 0
         for senders in WEBHOOK_SENDERS:
             for keepalive in (False, True):
                 mode = "keep-alive" if keepalive else "new connections"
@@ -727,6 +737,12 @@ class Run:
                 line, ok = webhook_line(f"webhooks, {who}, {mode}", s)
                 self.targets.append((f"webhooks {senders} {mode}", ok))
                 self.say(line)
+                answered += s["ok"]
+        # Each event is distinct, so each answered one must be a new row, not a redelivery.
+        stored = self.count_events() - before
+        self.say(f"webhooks stored: {stored} new events for {answered} answers")
+        if stored < answered:
+            self.broken.append(f"only {stored} of {answered} answered webhooks were new events")
 
     def pages(self) -> None:
         out = self.results.setdefault("pages", {})
@@ -832,6 +848,16 @@ class Run:
         )
 
 
+def count_events(url: str) -> int:
+    """How many webhook events the database holds (read between two scenarios)."""
+    engine = make_engine(url)
+    try:
+        with engine.connect() as conn:
+            return int(conn.execute(text("SELECT count(*) FROM webhook_events")).scalar_one())
+    finally:
+        engine.dispose()
+
+
 def run_database(given: str, plan: Plan, scenarios: list[str], threads: int) -> Run:
     with tempfile.TemporaryDirectory(prefix="load-bench-") as tmp:
         folder = Path(tmp)
@@ -865,6 +891,7 @@ def run_database(given: str, plan: Plan, scenarios: list[str], threads: int) -> 
                 plan,
                 Requests(sandbox_webhook_secret(config), data, staff_cookie),
                 sandbox_url,
+                lambda: count_events(database.url),
             )
             run.say(
                 f"companion on {base} ({threads} threads, serving.serve), sandbox on "
