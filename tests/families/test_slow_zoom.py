@@ -21,10 +21,12 @@ import requests
 from flask import Flask
 from sqlalchemy import Engine, select, text
 
-from companion import migrate
+from companion import migrate, work
 from companion.accounts import services as accounts
 from companion.courses import schedule as sched
 from companion.courses import services as courses
+from companion.courses import zoomwork
+from companion.courses.models import Course
 from companion.courses.zoomclient import EXTENSION_KEY
 from companion.db import job_session, make_engine
 from companion.families import jobs
@@ -174,9 +176,14 @@ def live(tmp_path: Path) -> Iterator[Live]:
             ),
             now=dt.datetime.now(dt.UTC),
         ).course
-        assert course.zoom_state == "created", course.zoom_error
         token = accounts.create_token(session, user=teacher, name="slow zoom")
         teacher_email, course_id = teacher.email, course.id
+    # The course's meeting is made as after a request: committed first, then its Zoom work.
+    with app.app_context():
+        work.run_one(app, zoomwork.QUEUE, zoomwork.ZoomStep(client), course_id)
+    with app.app_context(), job_session(app) as session:
+        course = session.get(Course, course_id)
+        assert course is not None and course.zoom_state == "created", course and course.zoom_error
     server.start(app)
     try:
         yield Live(app, server.url, engine, zoom, client, teacher_email, token, course_id)
