@@ -333,7 +333,6 @@ def build_data(app: Any, plan: Plan) -> Data:
         for n in range(plan.families):
             families.enrol(
                 session,
-                zoom,
                 actor=teacher,
                 course_id=course_id,
                 child_first_name=f"Child{n + 1}",

@@ -63,6 +63,8 @@ def make_course(
     outcome = services.create_course(
         session, actor=actor, title=title, series=series(**overrides), now=now
     )
+    # As a request does: commit, then the Zoom work with no transaction open.
+    session.commit()
     settle(zoom, outcome.course, now=now)
     return outcome.course
 
