@@ -467,7 +467,11 @@ def _live_database_url(folder: Path) -> str:
     if not suite_url.startswith("postgres"):
         return f"sqlite:///{folder / 'live.db'}"
     url = make_url(suite_url).set(drivername="postgresql+psycopg")
-    name = f"{url.database}_live"
+    # A name of its own per call: several fixtures (the session-wide live server among them)
+    # hold such a database at once, and a shared name would be dropped under another.
+    import secrets
+
+    name = f"{url.database}_live_{secrets.token_hex(4)}"
     admin = make_engine(url.render_as_string(hide_password=False))
     with admin.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
         conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
