@@ -459,25 +459,37 @@ class WsgiServer:
         self.thread.join(timeout=10)
 
 
-def _live_database_url(folder: Path) -> str:
-    """A fresh database of its own: SQLite file, or a new database on the suite's PostgreSQL."""
+def own_database_url(folder: Path, name: str = "live", *, migrated: bool = False) -> str:
+    """A fresh database of its own, for tests that need real commits from several connections:
+    a SQLite file in ``folder``, or a new database on the suite's PostgreSQL server (left for
+    the throwaway server to take away). ``migrated`` applies companion's migrations to it."""
+    import secrets
+
     from sqlalchemy.engine import make_url
 
     suite_url = os.environ.get("COMPANION_TEST_DATABASE_URL", "")
     if not suite_url.startswith("postgres"):
-        return f"sqlite:///{folder / 'live.db'}"
-    url = make_url(suite_url).set(drivername="postgresql+psycopg")
-    # A name of its own per call: several fixtures (the session-wide live server among them)
-    # hold such a database at once, and a shared name would be dropped under another.
-    import secrets
+        url = f"sqlite:///{folder / (name + '.db')}"
+    else:
+        base = make_url(suite_url).set(drivername="postgresql+psycopg")
+        # A name of its own per call: several fixtures (the session-wide live server among
+        # them) hold such a database at once, and a shared name would be dropped under another.
+        database = f"{base.database}_{name}_{secrets.token_hex(4)}"
+        admin = make_engine(base.render_as_string(hide_password=False))
+        with admin.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            conn.execute(text(f'CREATE DATABASE "{database}"'))
+        admin.dispose()
+        url = base.set(database=database).render_as_string(hide_password=False)
+    if migrated:
+        engine = make_engine(url)
+        with engine.begin() as conn:
+            migrate.upgrade(url, connection=conn)
+        engine.dispose()
+    return url
 
-    name = f"{url.database}_live_{secrets.token_hex(4)}"
-    admin = make_engine(url.render_as_string(hide_password=False))
-    with admin.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    admin.dispose()
-    return url.set(database=name).render_as_string(hide_password=False)
+
+def _live_database_url(folder: Path) -> str:
+    return own_database_url(folder, "live")
 
 
 @pytest.fixture(scope="session")

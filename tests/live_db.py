@@ -14,38 +14,15 @@ from pathlib import Path
 from typing import Any
 
 from flask import Flask
-from sqlalchemy import Engine, text
-from sqlalchemy.engine import make_url
+from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
-from companion import ROOT, migrate
+from companion import ROOT
 from companion.accounts import services as accounts
 from companion.accounts.models import User
-from companion.db import make_engine, utcnow
+from companion.db import utcnow
 
 from .conftest import SECRET, TEST_KEK
-
-
-def own_database_url(folder: Path, name: str) -> str:
-    """A fresh, migrated database: a SQLite file in ``folder``, or ``<suite db>_<name>`` on the
-    suite's PostgreSQL (dropped and made again)."""
-    suite_url = os.environ.get("COMPANION_TEST_DATABASE_URL", "")
-    if not suite_url.startswith("postgres"):
-        url = f"sqlite:///{folder / (name + '.db')}"
-    else:
-        base = make_url(suite_url).set(drivername="postgresql+psycopg")
-        db_name = f"{base.database}_{name}"
-        admin = make_engine(base.render_as_string(hide_password=False))
-        with admin.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{db_name}" WITH (FORCE)'))
-            conn.execute(text(f'CREATE DATABASE "{db_name}"'))
-        admin.dispose()
-        url = base.set(database=db_name).render_as_string(hide_password=False)
-    engine = make_engine(url)
-    with engine.begin() as conn:
-        migrate.upgrade(url, connection=conn)
-    engine.dispose()
-    return url
 
 
 def signed_in_cookie(app: Flask, engine: Engine, user_id: int) -> dict[str, str]:

@@ -40,8 +40,8 @@ from companion.recordings.models import Recording, RecordingFile
 from companion.zoom.webhooks import sandbox_webhook_secret, sign
 
 from . import factories
-from .conftest import free_port, make_app, wait_for_port
-from .live_db import companion_env, own_database_url, signed_in_cookie
+from .conftest import free_port, make_app, own_database_url, wait_for_port
+from .live_db import companion_env, signed_in_cookie
 
 SIZE = 64 * 1024 * 1024
 
@@ -122,7 +122,7 @@ def store_recording(app: Any, session: Session, org_id: int, plaintext: bytes) -
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     folder = tmp_path_factory.mktemp("serve")
-    database_url = own_database_url(folder, "serve")
+    database_url = own_database_url(folder, "serve", migrated=True)
     engine = make_engine(database_url)
     app = make_app(database_url, folder, TESTING=False)
     plaintext = os.urandom(SIZE)

@@ -51,8 +51,8 @@ from companion.webhooks.models import WebhookEvent
 from companion.zoom.webhooks import sandbox_webhook_secret, sign
 
 from . import factories
-from .conftest import WsgiServer, database_kind, make_app
-from .live_db import companion_command, companion_env, own_database_url, signed_in_cookie
+from .conftest import WsgiServer, database_kind, make_app, own_database_url
+from .live_db import companion_command, companion_env, signed_in_cookie
 
 # Longer than any prompt answer may take; a gate that is never released fails the test here.
 GATE_SECONDS = 15.0
@@ -157,7 +157,7 @@ class World:
 
 @pytest.fixture
 def world(tmp_path: Path) -> Iterator[World]:
-    database_url = own_database_url(tmp_path, "tx")
+    database_url = own_database_url(tmp_path, "tx", migrated=True)
     engine = make_engine(database_url)
     server = WsgiServer()
     app = make_app(database_url, tmp_path, TESTING=False, BASE_URL=server.url)

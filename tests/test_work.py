@@ -15,12 +15,13 @@ from typing import Any
 
 import pytest
 from flask import Flask
-from sqlalchemy import Engine, MetaData, String, select, text, update
-from sqlalchemy.engine import make_url
+from sqlalchemy import Engine, MetaData, String, select, update
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 from companion import work
 from companion.db import NAMING_CONVENTION, SessionProvider, UTCDateTime, make_engine, utcnow
+
+from .conftest import own_database_url
 
 
 class WorkBase(DeclarativeBase):
@@ -57,23 +58,8 @@ POSTGRES = os.environ.get("COMPANION_TEST_DATABASE_URL", "").startswith("postgre
 
 
 @pytest.fixture
-def url(tmp_path: Path) -> Iterator[str]:
-    suite = os.environ.get("COMPANION_TEST_DATABASE_URL", "")
-    if not POSTGRES:
-        yield f"sqlite:///{tmp_path / 'work.db'}"
-        return
-    base = make_url(suite).set(drivername="postgresql+psycopg")
-    name = f"{base.database}_work"
-    server = make_engine(base.render_as_string(hide_password=False))
-    with server.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield base.set(database=name).render_as_string(hide_password=False)
-    finally:
-        with server.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        server.dispose()
+def url(tmp_path: Path) -> str:
+    return own_database_url(tmp_path, "work")
 
 
 @pytest.fixture

@@ -6,17 +6,14 @@ from __future__ import annotations
 
 import gc
 import json
-import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from flask import Flask
-from sqlalchemy import select, text
-from sqlalchemy.engine import make_url
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from companion import ROOT, migrate, signals
@@ -26,7 +23,7 @@ from companion.db import job_session, make_engine
 from companion.mail.models import OutboxMessage
 
 from .. import factories
-from ..conftest import SECRET, TEST_KEK, make_app
+from ..conftest import SECRET, TEST_KEK, make_app, own_database_url
 from . import helpers
 from .fake_zoom import RegistrantZoom
 
@@ -53,29 +50,9 @@ print("emitted")
 """
 
 
-def _fresh_database_url(folder: Path) -> Iterator[str]:
-    """A database of this test's own (its commits must be real, and seen by another process)."""
-    suite_url = os.environ.get("COMPANION_TEST_DATABASE_URL", "")
-    if not suite_url.startswith("postgres"):
-        yield f"sqlite:///{folder / 'signals.db'}"
-        return
-    url = make_url(suite_url).set(drivername="postgresql+psycopg")
-    name = f"{url.database}_signals"
-    admin = make_engine(url.render_as_string(hide_password=False))
-    with admin.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield url.set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
-
-
 @pytest.fixture
-def own_database(tmp_path: Path) -> Iterator[str]:
-    yield from _fresh_database_url(tmp_path)
+def own_database(tmp_path: Path) -> str:
+    return own_database_url(tmp_path, "signals")
 
 
 def test_a_worker_that_imports_only_the_course_jobs_tells_the_parents(

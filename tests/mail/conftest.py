@@ -67,27 +67,8 @@ def use_smtp(
 
 
 def fresh_database(folder: Path, name: str) -> str:
-    """A migrated database of its own (SQLite file, or ``<suite>_<name>`` on the suite's
-    PostgreSQL), for tests that need real commits from several connections at once."""
-    import os
+    """A migrated database of its own, for tests that need real commits from several
+    connections at once."""
+    from ..conftest import own_database_url
 
-    from sqlalchemy import text
-    from sqlalchemy.engine import make_url
-
-    from companion import migrate
-    from companion.db import make_engine
-
-    suite_url = os.environ.get("COMPANION_TEST_DATABASE_URL", "")
-    if not suite_url.startswith("postgres"):
-        url = f"sqlite:///{folder / (name + '.db')}"
-    else:
-        base = make_url(suite_url).set(drivername="postgresql+psycopg")
-        database = f"{base.database}_{name}"
-        server = make_engine(base.render_as_string(hide_password=False))
-        with server.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)'))
-            conn.execute(text(f'CREATE DATABASE "{database}"'))
-        server.dispose()
-        url = base.set(database=database).render_as_string(hide_password=False)
-    migrate.upgrade(url)
-    return url
+    return own_database_url(folder, name, migrated=True)
