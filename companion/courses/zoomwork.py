@@ -296,12 +296,10 @@ class ZoomStep:
         course.zoom_error = f"Zoom refused {what}: {exc.message}"[:500]
         if plan.work == "create":
             course.zoom_state = "failed"
-        audit(
+        _audit(
             session,
+            course,
             "course.zoom_refused",
-            organisation_id=course.organisation_id,
-            subject=("course", course.id),
-            course_id=course.id,
             work=plan.work,
             zoom_code=exc.zoom_code,
             http_status=exc.http_status,
@@ -310,6 +308,18 @@ class ZoomStep:
         course.zoom_resend_series = False
         work.release(course, QUEUE)
         return "failed"
+
+
+def _audit(session: Session, course: Course, kind: str, **details: Any) -> None:
+    """An audit entry about the course, written by the worker (no acting person)."""
+    audit(
+        session,
+        kind,
+        organisation_id=course.organisation_id,
+        subject=("course", course.id),
+        course_id=course.id,
+        **details,
+    )
 
 
 def _classes(course: Course) -> tuple[ClassPlan, ...]:
@@ -406,12 +416,10 @@ def _record_create(
             cls.status = "cancelled"
             cls.cancelled_at = now
     services._refresh_ends_at(course)
-    audit(
+    _audit(
         session,
+        course,
         "course.zoom_created",
-        organisation_id=course.organisation_id,
-        subject=("course", course.id),
-        course_id=course.id,
         meeting_id=result.meeting_id,
         attempts=course.zoom_attempts,
         adopted=result.adopted,
@@ -440,24 +448,10 @@ def _record_sync(
     services._take_urls(course, result.meeting)
     problems = services._evaluate(course, result.meeting, plan.expected, now)
     if result.repaired and not problems and not plan.changed:
-        audit(
-            session,
-            "course.drift_repaired",
-            organisation_id=course.organisation_id,
-            subject=("course", course.id),
-            course_id=course.id,
-            settings=list(result.repaired),
-        )
+        _audit(session, course, "course.drift_repaired", settings=list(result.repaired))
     if result.refused:
         course.zoom_error = f"Zoom refused the change: {result.refused}"[:500]
-        audit(
-            session,
-            "course.zoom_refused",
-            organisation_id=course.organisation_id,
-            subject=("course", course.id),
-            course_id=course.id,
-            work=plan.work,
-        )
+        _audit(session, course, "course.zoom_refused", work=plan.work)
     elif result.interrupted is None:
         course.zoom_error = ""
     services._record_safety(session, course, problems, now=now, actor=None)
@@ -467,14 +461,7 @@ def _record_sync(
 def _record_delete(session: Session, course: Course, plan: Plan, result: Result) -> str:
     course.zoom_error = ""
     if result.meeting_id is not None:
-        audit(
-            session,
-            "course.zoom_deleted",
-            organisation_id=course.organisation_id,
-            subject=("course", course.id),
-            course_id=course.id,
-            meeting_id=result.meeting_id,
-        )
+        _audit(session, course, "course.zoom_deleted", meeting_id=result.meeting_id)
     return course.zoom_state
 
 
