@@ -44,6 +44,10 @@ def parse(body: bytes) -> dict[str, Any]:
     event = document.get("event")
     if not isinstance(event, str) or not event or len(event) > 100:
         raise ValidationError("The event has no name.", field="event")
+    if not event.isprintable():
+        # Zoom's event names are words and dots; a control character (a NUL cannot even be
+        # stored on PostgreSQL) is no event of Zoom's.
+        raise ValidationError("The event name is not valid.", field="event")
     if not isinstance(document.get("payload"), dict):
         raise ValidationError("The event has no payload object.", field="payload")
     return document

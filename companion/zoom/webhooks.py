@@ -121,6 +121,17 @@ def _text(value: Any) -> str:
     return "" if value is None else str(value)
 
 
+def _storable(text: str) -> bool:
+    """Whether every database companion runs on stores ``text`` as it is."""
+    if "\x00" in text:
+        return False
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def dedupe_key(event: Mapping[str, Any]) -> str:
     """A key that is the same for every delivery of one Zoom event and differs between events.
 
@@ -167,8 +178,12 @@ def dedupe_key(event: Mapping[str, Any]) -> str:
         parts.append(hashlib.sha256(canonical.encode()).hexdigest())
 
     key = "|".join(parts)
-    if len(key) > _MAX_KEY_LENGTH:
-        key = f"{name[:80]}|sha256:{hashlib.sha256(key.encode()).hexdigest()}"
+    # The key is a text column: PostgreSQL refuses a NUL and a lone surrogate in text, so a key
+    # holding one (any field of a signed body may) is kept by its hash, like one too long.
+    if len(key) > _MAX_KEY_LENGTH or not _storable(key):
+        raw = key.encode("utf-8", "surrogatepass")
+        prefix = name[:80] if _storable(name[:80]) else ""
+        key = f"{prefix}|sha256:{hashlib.sha256(raw).hexdigest()}"
     return key
 
 

@@ -352,3 +352,30 @@ def test_handled_events_are_pruned_after_a_month(app, db_session):
     assert jobs.prune_processed(app, now=now) == 1
     keys = {e.dedupe_key for e in db_session.query(WebhookEvent).all()}
     assert {"recent", "failing"} <= keys and "old" not in keys
+
+
+@pytest.mark.parametrize(
+    "name", ["meeting.\x00started", "meeting.\ud800started", "meeting\nstarted"]
+)
+def test_an_event_name_no_database_can_store_is_refused_clearly(
+    client: FlaskClient, db_session: Session, secret: str, name: str
+) -> None:
+    # json.dumps writes these as \u escapes, so the signed body itself is plain ASCII.
+    body = raw(event(name))
+    response = post(client, body, signed(secret, body))
+    assert response.status_code == 400
+    assert response.json["error"]["message"] == "The event name is not valid."
+    assert counts(db_session)[0] == 0
+
+
+@pytest.mark.parametrize("uuid", ["abc\x00def", "abc\udfffdef"])
+def test_a_meeting_id_with_a_nul_or_lone_surrogate_is_kept_once_by_its_hash(
+    client: FlaskClient, db_session: Session, secret: str, uuid: str
+) -> None:
+    body = raw(event("meeting.started", uuid=uuid))
+    answers = [post(client, body, signed(secret, body)).json for _ in range(2)]
+    assert answers == [{"status": "received"}, {"status": "duplicate"}]
+    db_session.expire_all()
+    (stored,) = db_session.scalars(select(WebhookEvent)).all()
+    assert stored.dedupe_key.startswith("meeting.started|sha256:")
+    assert stored.body == body
