@@ -49,8 +49,14 @@ def _one_compile_at_a_time() -> Iterator[None]:
     compiling at once can fail with "AST constructor recursion depth mismatch"
     (python/cpython#106905). Production servers compile every template before serving instead
     (companion.web.warm_templates).
+
+    The lock alone is not enough: the AST constructor's depth counter is shared, and a garbage
+    collection while it builds nodes can run finalizers (Python code) that compile again, or let
+    another thread run, in the middle of a conversion (seen once in CI, after=before+30). With the
+    collector paused for the call, no Python code runs inside it.
     """
     import builtins
+    import gc
     import sys
     import threading
 
@@ -62,7 +68,13 @@ def _one_compile_at_a_time() -> Iterator[None]:
 
     def locked(*args: Any, **kwargs: Any) -> Any:
         with lock:
-            return real(*args, **kwargs)
+            collecting = gc.isenabled()
+            gc.disable()
+            try:
+                return real(*args, **kwargs)
+            finally:
+                if collecting:
+                    gc.enable()
 
     builtins.compile = locked
     try:
