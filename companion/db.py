@@ -33,6 +33,8 @@ from sqlalchemy import DateTime, Engine, MetaData, create_engine, event, func
 from sqlalchemy.orm import DeclarativeBase, Session, mapped_column, sessionmaker
 from sqlalchemy.types import TypeDecorator
 
+from .errors import CompanionError
+
 log = logging.getLogger(__name__)
 
 # Requests that only read: their session begins deferred transactions (no write lock on SQLite).
@@ -234,6 +236,8 @@ def _before_execute(state: Any) -> None:
 def _transaction_ended(session: Session, transaction: Any) -> None:
     if transaction.parent is None:
         session.info.pop("companion_locked", None)
+        # "wrote" is about the open transaction: what was committed or rolled back is done.
+        session.info["companion_wrote"] = False
 
 
 @contextmanager
@@ -258,6 +262,43 @@ def write_transaction() -> Iterator[Session]:
         raise
     finally:
         session.info["companion_writing"] = False
+
+
+@contextmanager
+def kept_transaction(
+    keep: tuple[type[BaseException], ...] = (CompanionError,),
+) -> Iterator[Session]:
+    """Writes kept whatever the request answers: a refused attempt that counts towards
+    throttling, a refusal's audit row, an integrity failure.
+
+    The block is a transaction of its own, committed at its end, and also when it raises one of
+    ``keep`` (the service recorded the attempt, then refused it); any other exception rolls it
+    back. Only the block is kept: it must come before the request's other writes, which still
+    commit or roll back with the request (a failing request keeps nothing else).
+    """
+    session = get_session()
+    info = session.info
+    if info.get("companion_wrote") or session.new or session.dirty or session.deleted:
+        raise RuntimeError(
+            "kept_transaction() must come before the request's other writes: it would keep them"
+        )
+    if session.in_transaction():
+        session.rollback()  # reads only so far: nothing is lost
+    reading = info.get("companion_read")
+    info["companion_writing"] = True
+    try:
+        yield session
+    except keep:
+        session.commit()
+        raise
+    except BaseException:
+        session.rollback()
+        raise
+    else:
+        session.commit()
+    finally:
+        if reading:
+            info["companion_writing"] = False
 
 
 @contextmanager
@@ -326,6 +367,9 @@ def _failing(context: dict[str, Any]) -> bool:
     """Is the page being rendered the answer to a failure (so its writes must not stay)?"""
     if sys.exc_info()[0] is not None:
         return True  # rendered while an exception is handled: an error page
+    status = context.get("status")
+    if isinstance(status, int) and status >= 400:
+        return True  # the error page, shown by a view that answers with its status
     from wtforms.form import BaseForm
 
     return any(isinstance(v, BaseForm) and v.errors for v in context.values())
@@ -341,7 +385,7 @@ def _end_before_render(app: Flask, template: Any, context: dict[str, Any]) -> No
     if not _is_page(app, getattr(template, "name", None)):
         return
     wrote = bool(info.get("companion_wrote"))
-    if wrote and _failing(context) and not g.get("keep_changes"):
+    if wrote and _failing(context):
         session.rollback()
         g.db_ended_early = "rolled back"
     else:
@@ -364,24 +408,24 @@ def init_app(app: Flask) -> None:
 
     @app.after_request
     def _commit_or_roll_back(response: Any) -> Any:
-        # The request boundary owns the transaction: success commits, any error rolls back,
-        # except what a view marked to keep (a failed sign-in is still counted).
+        # The request boundary owns the transaction: success commits, any error rolls back.
+        # What must be kept whatever the answer (a failed sign-in is still counted) was
+        # committed by its own kept_transaction() block already.
         session = g.get("db_session")
-        # Popped, not read: an app context can outlive one request (tests, CLI) and the mark
-        # belongs to this request only.
-        keep = g.pop("keep_changes", False)
+        # Popped, not read: an app context can outlive one request (tests, CLI) and these
+        # belong to this request only.
         after = g.pop("after_commit", [])
-        success = response.status_code < 400 or keep
+        success = response.status_code < 400
         early = g.pop("db_ended_early", None)
         if session is not None:
             if success:
                 session.commit()
             else:
                 session.rollback()
-            if early == "committed" and response.status_code >= 400 and not keep:
+            if early == "committed" and response.status_code >= 400:
                 log.error(
                     "%s %s committed its writes before rendering, then answered %s: roll back "
-                    "(or raise) before rendering an error page, or call keep_changes()",
+                    "(or raise) before rendering an error page, or use kept_transaction()",
                     request.method,
                     request.path,
                     response.status_code,
@@ -445,9 +489,9 @@ def get_session() -> Session:
     return g.db_session
 
 
-def keep_changes() -> None:
-    """Commit this request's changes even though it answers with an error."""
-    g.keep_changes = True
+def refusal_recorded() -> None:
+    """This request's refusal is on the audit trail already: the access hook adds no second."""
+    g.refusal_recorded = True
 
 
 def get_engine(app: Flask | None = None) -> Engine:

@@ -44,7 +44,7 @@ from companion.access import public
 from companion.audit import services as audit
 from companion.audit import views as audit_views
 from companion.audit.models import AuditEvent
-from companion.db import get_session, keep_changes, make_engine
+from companion.db import get_session, kept_transaction, make_engine
 from companion.errors import Conflict
 from companion.security import csrf
 from companion.webhooks.models import WebhookEvent
@@ -119,8 +119,10 @@ def probe_raise() -> Any:
 @public
 @csrf.exempt
 def probe_keep() -> Any:
-    audit.record(get_session(), "tx.keep", actor_label="probe")
-    keep_changes()
+    with kept_transaction() as db:
+        audit.record(db, "tx.keep", actor_label="probe")
+    # Written after the kept block by the same failing request: rolled back with it.
+    audit.record(get_session(), "tx.keep_after", actor_label="probe")
     return render_template("error.html", status=429, message="counted"), 429
 
 
@@ -276,6 +278,18 @@ def test_a_write_request_ends_its_transaction_before_its_page_renders(
     finally:
         gate.close()
     assert kinds(world.engine, kind) == (1 if kept else 0)
+    assert kinds(world.engine, "tx.keep_after") == 0
+
+
+def test_kept_transaction_refuses_to_keep_earlier_writes(app: Flask, db_session: Any) -> None:
+    """Only the block is kept: after another write it would keep that too, so it refuses."""
+    with app.test_request_context("/", method="POST"):
+        audit.record(get_session(), "tx.before", actor_label="probe")
+        with (
+            pytest.raises(RuntimeError, match="before the request's other writes"),
+            kept_transaction(),
+        ):
+            pass
 
 
 def test_an_error_page_rolls_back_and_holds_no_lock_while_it_renders(world: World) -> None:

@@ -9,7 +9,7 @@ from flask import current_app, g, redirect, request, session, url_for
 from sqlalchemy import select
 
 from ..audit.services import record as audit
-from ..db import get_session, keep_changes, utcnow, write_transaction
+from ..db import get_session, kept_transaction, refusal_recorded, utcnow
 from ..errors import Forbidden
 from . import services, twofactor
 from .models import StaffSession, User
@@ -44,8 +44,9 @@ def user_from_browser_session() -> User | None:
         return None
     now = utcnow()
     # The idle-time touch (at most once a minute) and the end of a timed-out session are the
-    # only writes: a short write transaction of their own, so a page view takes no write lock.
-    with write_transaction() as db:
+    # only writes: a short transaction of their own, kept whatever the request answers, so a
+    # page view takes no write lock and a refused change does not undo them.
+    with kept_transaction() as db:
         row = services.resolve_session(db, raw, now=now, policy=session_policy())
         if (
             row is not None
@@ -102,15 +103,16 @@ def user_from_bearer_token() -> User | None:
     scheme, _, raw = header.partition(" ")
     if scheme.lower() != "bearer" or not raw.strip():
         return None
-    # Token use is recorded (at most once a minute): its own short write, even on a GET.
-    with write_transaction() as db:
+    # Token use is recorded (at most once a minute): its own short write, kept whatever the
+    # request answers.
+    with kept_transaction() as db:
         return services.user_for_token(db, raw.strip(), now=utcnow())
 
 
 def record_denied(user: User, method: str, path: str) -> None:
-    with write_transaction() as db:
+    with kept_transaction() as db:
         audit(db, "access.denied", actor=user, ip=client_ip(), method=method, path=path[:300])
-    keep_changes()
+    refusal_recorded()
 
 
 def begin_browser_session(user: User, *, second_factor_at: dt.datetime | None = None) -> None:

@@ -38,7 +38,7 @@ from wtforms import StringField
 from wtforms.validators import DataRequired, Length
 
 from ..access import ADMIN, STAFF, allow, current_user, public
-from ..db import get_session, keep_changes, utcnow
+from ..db import get_session, kept_transaction, utcnow
 from ..errors import CompanionError, Throttled, wants_json
 from . import auth, twofactor
 from .forms import ActionForm
@@ -131,18 +131,19 @@ def verify() -> Any:
     if form.validate_on_submit():
         now = utcnow()
         try:
-            method = twofactor.verify_sign_in(
-                get_session(),
-                user,
-                form.code.data,
-                secret_key=_secret_key(),
-                ip=auth.client_ip(),
-                now=now,
-                policy=auth.throttle_policy(),
-            )
+            # A wrong code is counted towards throttling and kept on the record, like a wrong
+            # password.
+            with kept_transaction() as db:
+                method = twofactor.verify_sign_in(
+                    db,
+                    user,
+                    form.code.data,
+                    secret_key=_secret_key(),
+                    ip=auth.client_ip(),
+                    now=now,
+                    policy=auth.throttle_policy(),
+                )
         except CompanionError as exc:
-            # Counted towards throttling and kept on the record, like a wrong password.
-            keep_changes()
             form_failed(form, exc)
             status = exc.status
             if isinstance(exc, Throttled):
@@ -276,18 +277,18 @@ def confirm() -> Any:
     headers: dict[str, str] = {}
     if form.validate_on_submit():
         try:
-            twofactor.step_up(
-                get_session(),
-                user,
-                g.staff_session,
-                form.code.data,
-                secret_key=_secret_key(),
-                ip=auth.client_ip(),
-                now=utcnow(),
-                policy=auth.throttle_policy(),
-            )
+            with kept_transaction() as db:  # a wrong code counts, as at sign-in
+                twofactor.step_up(
+                    db,
+                    user,
+                    g.staff_session,
+                    form.code.data,
+                    secret_key=_secret_key(),
+                    ip=auth.client_ip(),
+                    now=utcnow(),
+                    policy=auth.throttle_policy(),
+                )
         except CompanionError as exc:
-            keep_changes()
             form_failed(form, exc)
             status = exc.status
             if isinstance(exc, Throttled):

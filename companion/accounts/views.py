@@ -16,7 +16,7 @@ from flask import (
 
 from .. import mail
 from ..access import ADMIN, STAFF, allow, current_user, public
-from ..db import get_session, keep_changes, utcnow
+from ..db import get_session, kept_transaction, utcnow
 from ..errors import CompanionError, Throttled
 from . import auth, services, twofactor
 from .forms import ActionForm, InviteForm, LoginForm, RoleForm, SetPasswordForm, TokenForm
@@ -59,17 +59,17 @@ def login() -> Any:
     headers: dict[str, str] = {}
     if form.validate_on_submit():
         try:
-            user = services.sign_in(
-                get_session(),
-                email=form.email.data,
-                password=form.password.data,
-                ip=auth.client_ip(),
-                now=utcnow(),
-                policy=auth.throttle_policy(),
-            )
+            # A failed attempt is kept: it counts towards throttling and is on the record.
+            with kept_transaction() as db:
+                user = services.sign_in(
+                    db,
+                    email=form.email.data,
+                    password=form.password.data,
+                    ip=auth.client_ip(),
+                    now=utcnow(),
+                    policy=auth.throttle_policy(),
+                )
         except CompanionError as exc:
-            # The failed attempt is kept: it counts towards throttling and is on the record.
-            keep_changes()
             form_failed(form, exc)
             status = 401
             if isinstance(exc, Throttled):

@@ -21,7 +21,7 @@ from ..api import openapi
 from ..api.openapi import error_responses
 from ..api.views import api_blueprint, json_body
 from ..api.views import json_time as _time
-from ..db import get_session, keep_changes, utcnow
+from ..db import get_session, utcnow
 from ..errors import CompanionError, ValidationError, error_response
 from . import schedule as sched
 from . import services, zoomwork
@@ -247,8 +247,8 @@ def _zoom_problem(course: Course) -> CompanionError | None:
 
 
 def _zoom_unavailable(course: Course, problem: CompanionError) -> Any:
-    """The course was kept; say so with 503 (or 502 when Zoom refused), and keep the work."""
-    keep_changes()
+    """The course was kept (committed before its Zoom work); say so with 503 (or 502 when Zoom
+    refused)."""
     resp = error_response(problem.status, problem.code, problem.message, course_id=course.id)
     retry_after = getattr(problem, "retry_after", None)
     if retry_after:

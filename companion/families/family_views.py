@@ -33,7 +33,7 @@ from flask import (
 from ..access import family, public
 from ..accounts.auth import client_ip
 from ..courses import services as courses
-from ..db import get_session, keep_changes, utcnow
+from ..db import get_session, kept_transaction, utcnow
 from ..errors import CompanionError, Forbidden
 from ..security import csrf
 from . import agreement, jobs, services
@@ -133,9 +133,10 @@ def open_link(token: str) -> Any:
     """The emailed link: a session cookie for it, then the page at an address without it."""
     now = utcnow()
     try:
-        row, raw = services.open_link(get_session(), token, now=now, ip=client_ip())
+        # A refused attempt with a link that existed stays on the record.
+        with kept_transaction(keep=(services.LinkGone,)) as db:
+            row, raw = services.open_link(db, token, now=now, ip=client_ip())
     except services.LinkGone as exc:
-        keep_changes()  # the refused attempt stays on the record
         return _no_store(_link_problem(exc))
     except services.LinkInvalid as exc:
         return _no_store(_link_problem(exc))

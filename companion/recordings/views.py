@@ -44,7 +44,7 @@ from ..accounts.auth import client_ip
 from ..accounts.twofactor_views import require_recent_second_factor
 from ..accounts.views import form_failed
 from ..courses import services as courses
-from ..db import get_session, keep_changes, utcnow, write_transaction
+from ..db import get_session, kept_transaction, refusal_recorded, utcnow
 from ..errors import CompanionError, NotFound, error_response
 from . import concerns, services, vault
 from .crypto import CorruptedOrTampered, DecryptingReader
@@ -66,11 +66,12 @@ def _record_anonymous_attempts(response: Response) -> Response:
     # Staff with another role are refused (403) and recorded by the access layer. Somebody
     # not signed in as staff (a parent, a stranger) is sent to sign in; record the attempt too.
     if g.get("user") is None:
-        with write_transaction() as db:
+        get_session().rollback()  # a refused request keeps nothing but its refusal
+        with kept_transaction() as db:
             services.record_refused(
                 db, path=request.path, method=request.method, ip=client_ip(), actor=None
             )
-        keep_changes()
+        refusal_recorded()
     return response
 
 
@@ -210,7 +211,7 @@ def _grant(token: str, *, use: bool) -> Any:
     refused: NotFound | None = None
     # Using a grant (and a refusal) is written at once, in its own short transaction: the file
     # then streams with no transaction open.
-    with write_transaction() as db:
+    with kept_transaction() as db:
         try:
             return services.use_grant(
                 db,
@@ -224,7 +225,7 @@ def _grant(token: str, *, use: bool) -> Any:
             )
         except NotFound as exc:
             refused = exc  # the refusal is committed with the block and stays on the trail
-    keep_changes()
+    refusal_recorded()
     assert refused is not None
     raise refused
 
@@ -356,11 +357,10 @@ def stream(token: str) -> Any:
 def _damaged(file_id: uuid.UUID, what: str) -> Any:
     """The answer for a stored copy that failed its integrity check: a clear page, not a 5xx."""
     log.error("recording file %s failed its integrity check; refused", file_id)
-    with write_transaction() as db:
+    with kept_transaction() as db:
         told = services.record_integrity_failure(
             db, current_user(), file_id, ip=client_ip(), what=what, now=utcnow()
         )
-    keep_changes()
     if request.accept_mimetypes.best == "application/json":
         response = error_response(409, "recording_damaged", DAMAGED_MESSAGE)
     else:

@@ -16,7 +16,7 @@ from flask import Flask, g, request
 
 from ..accounts.auth import client_ip
 from ..audit.services import record as audit
-from ..db import get_session
+from ..db import get_session, kept_transaction
 
 DENIED_STATUSES = (403, 404)
 
@@ -24,35 +24,34 @@ DENIED_STATUSES = (403, 404)
 def _record(response: Any) -> Any:
     if response.status_code not in DENIED_STATUSES or request.endpoint in (None, "static"):
         return response
-    if g.get("keep_changes"):
+    if g.get("refusal_recorded"):
         return response  # the view already recorded its refusal (and keeps it)
     user = g.get("user")
     who = g.get("family")
     if user is None and who is None:
         return response  # anonymous callers are answered by sign-in, not by the objects
-    session = get_session()
-    session.rollback()
+    get_session().rollback()  # a refused request keeps nothing but its refusal
     detail: dict[str, Any] = {
         "method": request.method,
         "path": request.path[:300],
         "status": response.status_code,
         "endpoint": request.endpoint,
     }
-    if user is not None:
-        audit(session, "access.denied", actor=user, ip=client_ip(), **detail)
-    else:
-        family = who.family
-        audit(
-            session,
-            "access.denied",
-            actor_label=f"parent (contact {who.contact.id})",
-            organisation_id=family.organisation_id,
-            subject=("family_contact", who.contact.id),
-            family_id=family.id,
-            ip=client_ip(),
-            **detail,
-        )
-    g.keep_changes = True
+    with kept_transaction() as session:
+        if user is not None:
+            audit(session, "access.denied", actor=user, ip=client_ip(), **detail)
+        else:
+            family = who.family
+            audit(
+                session,
+                "access.denied",
+                actor_label=f"parent (contact {who.contact.id})",
+                organisation_id=family.organisation_id,
+                subject=("family_contact", who.contact.id),
+                family_id=family.id,
+                ip=client_ip(),
+                **detail,
+            )
     return response
 
 
