@@ -1,4 +1,5 @@
-"""Daily check of the audit chain; a break is reported to the organisation's admins and lead."""
+"""Daily check of the audit chain; a break is reported to the admins and lead of the
+organisation whose rows it touches."""
 
 from __future__ import annotations
 
@@ -17,19 +18,33 @@ log = logging.getLogger(__name__)
 
 
 def verify_chain(app: Flask) -> int:
-    """Verify the whole chain; returns the number of problems found (0 when intact)."""
+    """Verify the whole chain; returns the number of problems found (0 when intact).
+
+    Each organisation's admins and lead are told of the breaks in its own rows, and of those
+    no row can be tied to (missing rows, a removed tail), which may be anyone's; never of
+    another organisation's.
+    """
     with job_session(app) as session:
         problems = list(services.verify(session))
         if not problems:
             log.info("audit chain verified: intact")
             return 0
-        summary = "\n".join(f"- row {p.event_id}: {p.problem}" for p in problems[:50])
         log.error("audit chain broken: %d problem(s)", len(problems))
         people = session.scalars(
-            select(User).where(User.role.in_((ADMIN, LEAD)), User.active.is_(True))
+            select(User)
+            .where(User.role.in_((ADMIN, LEAD)), User.active.is_(True))
+            .order_by(User.id)
         ).all()
         with app.app_context():
             for person in people:
+                theirs = [
+                    p
+                    for p in problems
+                    if p.organisation_id is None or p.organisation_id == person.organisation_id
+                ]
+                if not theirs:
+                    continue
+                summary = "\n".join(f"- row {p.event_id}: {p.problem}" for p in theirs[:50])
                 mail.send(
                     session,
                     to_address=person.email,

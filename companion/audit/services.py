@@ -106,6 +106,9 @@ def _label(actor: Any) -> str:
 class ChainProblem:
     event_id: int
     problem: str
+    # The organisation of the row at fault, as the row says; None when no row says (missing
+    # rows, a removed tail, a system row): such a break may be anyone's.
+    organisation_id: int | None = None
 
 
 def verify(session: Session, batch: int = 1000) -> Iterator[ChainProblem]:
@@ -123,14 +126,15 @@ def verify(session: Session, batch: int = 1000) -> Iterator[ChainProblem]:
         for row in rows:
             if row.id != expected_id:
                 yield ChainProblem(expected_id, f"rows {expected_id}..{row.id - 1} are missing")
+            org = row.organisation_id
             if row.prev_hash != prev_hash:
                 yield ChainProblem(
-                    row.id, "does not follow the row before it (deleted or reordered)"
+                    row.id, "does not follow the row before it (deleted or reordered)", org
                 )
             if event_hash(row) != row.hash:
-                yield ChainProblem(row.id, "content was changed after it was written")
+                yield ChainProblem(row.id, "content was changed after it was written", org)
             if last_at is not None and row.at < last_at:
-                yield ChainProblem(row.id, "is dated before the row before it (reordered)")
+                yield ChainProblem(row.id, "is dated before the row before it (reordered)", org)
             prev_hash = row.hash
             expected_id = row.id + 1
             last_at = row.at

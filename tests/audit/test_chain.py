@@ -81,3 +81,55 @@ def test_head_tracks_the_tip(db_session):
     rows = _write(db_session, 2)
     head = db_session.get(AuditHead, 1)
     assert head.last_id == rows[-1].id and head.last_hash == rows[-1].hash
+
+
+def test_the_daily_check_tells_only_the_organisation_whose_rows_broke(app, db_session):
+    from sqlalchemy import select
+
+    from companion.audit.jobs import verify_chain
+    from companion.mail.models import OutboxMessage
+
+    from .. import factories
+
+    ours, theirs = factories.organisation(db_session), factories.organisation(db_session)
+    our_admin = factories.user(db_session, ours, role="admin")
+    our_lead = factories.user(db_session, ours, role="safeguarding_lead")
+    their_admin = factories.user(db_session, theirs, role="admin")
+    factories.user(db_session, theirs, role="safeguarding_lead")
+    our_rows = _write(db_session, 3, our_admin)
+    _write(db_session, 3, their_admin)
+    broken, ours_told = our_rows[1].id, sorted([our_admin.email, our_lead.email])
+    db_session.execute(update(AuditEvent).where(AuditEvent.id == broken).values(detail="{}"))
+    db_session.expire_all()
+
+    assert verify_chain(app) == 1
+    told = db_session.scalars(
+        select(OutboxMessage).where(OutboxMessage.kind == "audit_chain_broken")
+    ).all()
+    assert sorted(m.to_address for m in told) == ours_told
+    assert all(f"row {broken}:" in m.body_text for m in told)
+
+
+def test_a_break_no_row_can_be_tied_to_is_told_to_every_organisation(app, db_session):
+    from sqlalchemy import select
+
+    from companion.audit.jobs import verify_chain
+    from companion.mail.models import OutboxMessage
+
+    from .. import factories
+
+    admins = [
+        factories.user(db_session, factories.organisation(db_session), role="admin")
+        for _ in range(2)
+    ]
+    rows = _write(db_session, 2, admins[0]) + _write(db_session, 2, admins[1])
+    emails = sorted(a.email for a in admins)
+    db_session.execute(delete(AuditEvent).where(AuditEvent.id == rows[-1].id))
+    db_session.expire_all()
+
+    assert verify_chain(app) >= 1
+    told = db_session.scalars(
+        select(OutboxMessage).where(OutboxMessage.kind == "audit_chain_broken")
+    ).all()
+    assert sorted(m.to_address for m in told) == emails
+    assert all("newest rows were removed" in m.body_text for m in told)
