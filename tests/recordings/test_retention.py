@@ -228,3 +228,33 @@ def test_keys_are_really_gone_a_blob_copy_cannot_be_read(
     assert row.wrapped_dek is None
     # Someone kept the blob: without the key row it is noise (the key is not in the blob).
     assert wrapped not in copy and len(copy) > crypto.HEADER_SIZE
+
+
+def test_a_hold_placed_after_the_sweep_read_its_list_still_wins(
+    app: Any, vault: Vault, stored: Recording, db_session: Session, lead: Any, monkeypatch: Any
+) -> None:
+    """The due list is read first, the keys destroyed after: a hold placed in between (by the
+    lead, in another request) is seen by the check inside the transaction that destroys them."""
+    from companion.recordings import concerns
+
+    real_due = retention.due
+    held: list[uuid.UUID] = []
+
+    def due_then_hold(session: Session, now: dt.datetime, limit: int = retention.BATCH) -> Any:
+        ids = real_due(session, now, limit)
+        if not held:
+            assert ids == [stored.id]  # listed as due: no hold yet
+            hold = concerns.place_hold(
+                db_session, lead, recording_id=stored.id, reason="concern raised", now=now
+            )
+            db_session.flush()
+            held.append(hold.recording_id)
+        return ids
+
+    monkeypatch.setattr(retention, "due", due_then_hold)
+    assert sweep(app, vault, stored.delete_after) == {"held": 1}
+    rec = vault.recordings()[0]
+    assert rec.state == "active" and rec.on_hold
+    assert all(f.wrapped_dek is not None for f in rec.files)
+    assert len(vault.blob_names()) == 2
+    assert deletions(db_session) == []

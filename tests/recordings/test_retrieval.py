@@ -261,3 +261,23 @@ def test_retrieval_needs_a_fresh_second_factor(
     )
     assert back.headers["Location"] == f"/recordings/{recording.id}"
     assert "/recordings/open/" in stream_url(open_file(browser, recording, "MP4"))
+
+
+def test_a_grant_for_a_file_that_retention_deleted_since_is_refused_clearly(
+    app: Any, browser: Browser, lead: Any, recording: Recording, db_session: Session, vault: Vault
+) -> None:
+    from companion.recordings import retention
+
+    browser.login(lead.email)
+    url = stream_url(open_file(browser, recording, "MP4"))
+    assert browser.client.get(url, headers={"Range": "bytes=0-0"}).status_code == 206
+    # The grant is still within its time; the recording's retention date comes meanwhile.
+    assert retention.sweep(app, vault.storage, now=recording.delete_after) == {"deleted": 1}
+
+    answer = browser.client.get(url)
+    assert answer.status_code == 404
+    assert "expired" in answer.get_data(as_text=True)
+    (refused,) = events(db_session, "recording.access_refused")
+    assert json.loads(refused.detail)["problem"] == "file no longer readable"
+    # The player page for the grant says the same, not a 5xx.
+    assert browser.client.get(url.removesuffix("/file")).status_code == 404
