@@ -18,14 +18,11 @@ from companion.audit.models import AuditEvent
 from companion.courses import jobs, services, zoomwork
 from companion.mail.models import OutboxMessage
 
+from . import test_sandbox_integration as integration
 from .conftest import settle
-from .test_sandbox_integration import (  # noqa: F401  (sandbox: the fixture)
-    _app,
-    create,
-    now,
-    sandbox,
-    series_over_clock_change,
-)
+from .test_sandbox_integration import _app, create, now, series_over_clock_change
+
+sandbox = integration.sandbox  # the fixture: Zoom's sandbox on loopback, the real client on it
 
 
 def kinds(db_session: Any, kind: str) -> list[AuditEvent]:
@@ -82,9 +79,7 @@ def test_a_cancelled_class_zoom_still_holds_open_is_deleted_there(db_session, sa
     assert course.zoom_work != ""  # ...so the work is kept and tried again
     sandbox.state.clear_faults()
 
-    assert jobs.drift_check(_app(), [course.id], now=now() + dt.timedelta(minutes=5)) == {
-        "safe": 1
-    }
+    assert jobs.drift_check(_app(), [course.id], now=now() + dt.timedelta(minutes=5)) == {"safe": 1}
     assert occurrences(sandbox, course)[cls.occurrence_id]["status"] == "deleted"
     assert course.zoom_work == "" and course.safety_state == "safe"
 
