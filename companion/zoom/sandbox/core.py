@@ -1,22 +1,15 @@
 """The sandbox's state: one object composed of a part per Zoom resource, over one store.
 
 Everything here is plain Python (no Flask), so tests and the simulation can drive it directly;
-``app.py`` only maps HTTP requests onto these methods. Errors are :class:`ZoomApiError` with
-Zoom's status, code and message.
+``app.py`` and ``routes/`` only map HTTP requests onto these methods. Errors are
+:class:`ZoomApiError` with Zoom's status, code and message.
 
 :class:`Sandbox` is the one object the app, the simulation, the CLI and the tests use. Its
 methods come from one mixin per Zoom resource, each in its own module over the shared
-:class:`~.base.SandboxBase` (store, clock, URLs, keys):
-
-    tokens.py       OAuth access tokens, start-link and download tokens
-    account.py      the host user, default meeting settings, account locks, settings rules
-    meetings.py     meetings and occurrences
-    registrants.py  registrants
-    recordings.py   cloud recordings and signed file links
-    admin.py        injected faults, settings changed by hand, call statistics, reset
-
-A mixin that needs another resource inherits it (registrants need meetings), so each module
-reads on its own; this module adds the simulation entry point and the whole-state view.
+:class:`~.base.SandboxBase` (the package docstring lists them). A mixin that needs another
+resource inherits it (registrants need meetings, so ``Registrants`` extends ``Meetings``), so
+each module reads on its own; this module composes them and adds the simulation entry point and
+the whole-state view.
 """
 
 from __future__ import annotations
