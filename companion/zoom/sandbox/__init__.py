@@ -10,6 +10,27 @@ the endpoint list and ``simulate.py`` for what a simulated class emits.
                              webhook_secret=secret, public_url="http://127.0.0.1:5001")
     sandbox = app.extensions["zoom_sandbox"]
     sandbox.simulate_class(meeting_id, participants=[registrant_id, "A guest"])
+
+How the package is laid out: the state (plain Python, no Flask) is one object,
+``core.Sandbox``, composed of one mixin per Zoom resource over ``base.SandboxBase`` (the store,
+clock, URLs and keys); the HTTP app maps Zoom's paths onto it with one blueprint per resource.
+
+    core.py         Sandbox: the composition, the simulation entry point, the whole-state view
+    base.py         SandboxBase and the helpers every part uses (transactions, ids, paging)
+    tokens.py       OAuth access tokens, start-link (ZAK) and recording download tokens
+    account.py      the host user, default meeting settings, account locks, settings rules
+    meetings.py     meetings and their occurrences
+    registrants.py  registrants
+    recordings.py   cloud recordings and the signed links of their files
+    admin.py        what Zoom does not do: injected faults, settings changed by hand, counters
+    app.py          the WSGI app: hooks and error bodies for every request, the endpoint list
+    routes/         the views, one blueprint per resource (oauth, meetings, registrants,
+                    recordings, links, admin) and their shared request helpers (common.py)
+    simulate.py     a simulated class: its events, and the recording it leaves
+    delivery.py     webhook queue, signing, retries and endpoint validation
+    schedule.py     occurrences of a recurring meeting in its time zone (zoneinfo)
+    validation.py   Zoom's field rules for meeting and registrant bodies
+    store.py        the sandbox's own SQLite file; errors.py, media.py, cli.py
 """
 
 from __future__ import annotations

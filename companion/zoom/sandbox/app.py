@@ -34,58 +34,18 @@ Admin (not Zoom; no auth, loopback only)::
 
 from __future__ import annotations
 
-import html
-import json
-import re
 import time
-from collections.abc import Iterator
 from typing import Any
-from urllib.parse import unquote
 
-from flask import Flask, Response, g, jsonify, redirect, request
+from flask import Flask, Response, g, jsonify, request
 from werkzeug.exceptions import HTTPException
 
-from . import delivery, media
 from .core import Sandbox
-from .errors import ZoomApiError, bad_request
-from .simulate import end_instance, simulate_class
+from .errors import ZoomApiError
+from .routes import admin, links, meetings, oauth, recordings, registrants
 
 SANDBOX_HEADER = "X-Companion-Sandbox"
 EXTENSION_KEY = "zoom_sandbox"
-_RANGE_RE = re.compile(r"^bytes=(\d*)-(\d*)$")
-
-HTML_PAGE = """<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>{title} - companion Zoom sandbox</title></head>
-<body><p><strong>companion Zoom sandbox - this is not Zoom.</strong></p>
-<h1>{title}</h1><p>{text}</p></body></html>
-"""
-# What Zoom answers a recording download with a bad or expired token: 200 and an HTML page.
-DOWNLOAD_ERROR_TEXT = (
-    "Only the host or a user with permission can download this recording. "
-    "The download link or its token is invalid or has expired."
-)
-
-
-def _page(title: str, text: str, status: int = 200) -> Response:
-    body = HTML_PAGE.format(title=html.escape(title), text=html.escape(text))
-    return Response(body, status=status, content_type="text/html; charset=utf-8")
-
-
-def _json_body(*, required: bool = True) -> Any:
-    raw = request.get_data(cache=True)
-    if not raw.strip():
-        if required:
-            raise bad_request("Request Body should be a valid JSON object.")
-        return {}
-    try:
-        return json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
-        raise bad_request("Request Body should be a valid JSON object.") from None
-
-
-def _bool_arg(name: str) -> bool:
-    return str(request.args.get(name, "")).lower() in ("1", "true", "yes")
-
 
 _ZOOM_PARAMS = {
     "<user_id>": "{userId}",
@@ -102,12 +62,6 @@ def _zoom_path(rule: str) -> str:
     for flask_name, zoom_name in _ZOOM_PARAMS.items():
         rule = rule.replace(flask_name, zoom_name)
     return rule
-
-
-def _recording_ref(ref: str) -> str:
-    # UUIDs that start with "/" or contain "//" must be double-encoded by the caller; the
-    # server has decoded once already, so decode the rest here.
-    return unquote(ref) if "%" in ref else ref
 
 
 def create_sandbox_app(
@@ -209,404 +163,22 @@ def create_sandbox_app(
             response.headers["X-RateLimit-Type"] = "QPS"
         return response
 
-    # --- health and OAuth ------------------------------------------------------------------
+    # --- health and the endpoint list ------------------------------------------------------
 
     @app.get("/healthz")
     def healthz() -> Response:
         return jsonify({"status": "ok", "sandbox": True, "service": "companion Zoom sandbox"})
-
-    @app.post("/oauth/token")
-    def oauth_token() -> Response:
-        values = request.values
-        auth = request.authorization
-        body = sandbox.oauth_token(
-            grant_type=values.get("grant_type"),
-            account_id=values.get("account_id"),
-            client_id=auth.username if auth and auth.type == "basic" else None,
-            client_secret=auth.password if auth and auth.type == "basic" else None,
-        )
-        response = jsonify(body)
-        response.headers["Cache-Control"] = "no-store"
-        return response
-
-    # --- meetings --------------------------------------------------------------------------
-
-    @app.post("/v2/users/<user_id>/meetings")
-    def meeting_create(user_id: str) -> Response:
-        response = jsonify(sandbox.create_meeting(user_id, _json_body()))
-        response.status_code = 201
-        return response
-
-    @app.get("/v2/users/<user_id>/meetings")
-    def meeting_list(user_id: str) -> Response:
-        return jsonify(
-            sandbox.list_meetings(
-                user_id,
-                kind=request.args.get("type"),
-                page_size=request.args.get("page_size"),
-                next_page_token=request.args.get("next_page_token"),
-            )
-        )
-
-    @app.get("/v2/meetings/<meeting_id>")
-    def meeting_get(meeting_id: str) -> Response:
-        return jsonify(
-            sandbox.get_meeting(
-                meeting_id,
-                occurrence_id=request.args.get("occurrence_id"),
-                show_previous=_bool_arg("show_previous_occurrences"),
-            )
-        )
-
-    @app.patch("/v2/meetings/<meeting_id>")
-    def meeting_update(meeting_id: str) -> Response:
-        sandbox.update_meeting(
-            meeting_id, _json_body(), occurrence_id=request.args.get("occurrence_id")
-        )
-        return Response(status=204)
-
-    @app.delete("/v2/meetings/<meeting_id>")
-    def meeting_delete(meeting_id: str) -> Response:
-        sandbox.delete_meeting(meeting_id, occurrence_id=request.args.get("occurrence_id"))
-        return Response(status=204)
-
-    @app.put("/v2/meetings/<meeting_id>/status")
-    def meeting_status(meeting_id: str) -> Response:
-        sandbox.meeting_status(meeting_id, _json_body())
-        return Response(status=204)
-
-    # --- registrants -----------------------------------------------------------------------
-
-    @app.post("/v2/meetings/<meeting_id>/registrants")
-    def registrant_create(meeting_id: str) -> Response:
-        body = sandbox.add_registrant(
-            meeting_id, _json_body(), occurrence_ids=request.args.get("occurrence_ids")
-        )
-        response = jsonify(body)
-        response.status_code = 201
-        return response
-
-    @app.get("/v2/meetings/<meeting_id>/registrants")
-    def registrant_list(meeting_id: str) -> Response:
-        return jsonify(
-            sandbox.list_registrants(
-                meeting_id,
-                status=request.args.get("status"),
-                page_size=request.args.get("page_size"),
-                next_page_token=request.args.get("next_page_token"),
-                occurrence_id=request.args.get("occurrence_id"),
-            )
-        )
-
-    @app.put("/v2/meetings/<meeting_id>/registrants/status")
-    def registrant_status(meeting_id: str) -> Response:
-        sandbox.registrant_status(
-            meeting_id, _json_body(), occurrence_id=request.args.get("occurrence_id")
-        )
-        return Response(status=204)
-
-    @app.get("/v2/meetings/<meeting_id>/registrants/<registrant_id>")
-    def registrant_get(meeting_id: str, registrant_id: str) -> Response:
-        return jsonify(sandbox.get_registrant(meeting_id, registrant_id))
-
-    @app.delete("/v2/meetings/<meeting_id>/registrants/<registrant_id>")
-    def registrant_delete(meeting_id: str, registrant_id: str) -> Response:
-        sandbox.delete_registrant(
-            meeting_id, registrant_id, occurrence_id=request.args.get("occurrence_id")
-        )
-        return Response(status=204)
-
-    # --- recordings ------------------------------------------------------------------------
-
-    @app.get("/v2/meetings/<path:ref>/recordings")
-    def recording_get(ref: str) -> Response:
-        return jsonify(
-            sandbox.get_recordings(
-                _recording_ref(ref),
-                include_fields=request.args.get("include_fields"),
-                ttl=request.args.get("ttl"),
-            )
-        )
-
-    @app.delete("/v2/meetings/<path:ref>/recordings")
-    def recording_delete(ref: str) -> Response:
-        sandbox.delete_recordings(_recording_ref(ref), action=request.args.get("action"))
-        return Response(status=204)
-
-    @app.delete("/v2/meetings/<path:ref>/recordings/<recording_id>")
-    def recording_delete_one(ref: str, recording_id: str) -> Response:
-        sandbox.delete_recording_file(
-            _recording_ref(ref), recording_id, action=request.args.get("action")
-        )
-        return Response(status=204)
-
-    @app.get("/v2/users/<user_id>/recordings")
-    def recording_list(user_id: str) -> Response:
-        return jsonify(
-            sandbox.list_user_recordings(
-                user_id,
-                from_=request.args.get("from"),
-                to=request.args.get("to"),
-                page_size=request.args.get("page_size"),
-                next_page_token=request.args.get("next_page_token"),
-                trash=request.args.get("trash"),
-                meeting_id=request.args.get("meeting_id"),
-            )
-        )
-
-    # --- file downloads --------------------------------------------------------------------
-
-    @app.get("/rec/download/<file_id>")
-    def download(file_id: str) -> Response:
-        doc = sandbox.file_doc(file_id)
-        header = request.headers.get("Authorization", "")
-        token = header[7:].strip() if header[:7].lower() == "bearer " else None
-        fault = g.get("fault") or {}
-        if doc is None or doc["status"] != "completed":
-            return _page("Recording not found", "This recording does not exist.", 404)
-        if fault.get("html") or not sandbox.download_token_valid(token, doc["meeting_id"]):
-            return _page("Zoom", DOWNLOAD_ERROR_TEXT)
-        return redirect(sandbox.signed_file_path(doc), code=302)
-
-    @app.get("/rec/files/<file_id>/<name>")
-    def recording_file(file_id: str, name: str) -> Response:
-        if not sandbox.file_link_valid(file_id, request.args.get("exp"), request.args.get("sig")):
-            return _page("Link expired", "This download link is invalid or has expired.", 403)
-        doc = sandbox.file_doc(file_id)
-        if doc is None or doc["status"] != "completed":
-            return _page("Recording not found", "This recording does not exist.", 404)
-        size = int(doc["file_size"])
-        start, end = 0, size - 1
-        status = 200
-        wanted = request.headers.get("Range")
-        match = _RANGE_RE.match(wanted or "")
-        if match and (match.group(1) or match.group(2)):
-            if match.group(1):
-                start = int(match.group(1))
-                end = min(int(match.group(2)), size - 1) if match.group(2) else size - 1
-            else:
-                start = max(0, size - int(match.group(2)))
-            if start > end or start >= size:
-                response = Response(status=416)
-                response.headers["Content-Range"] = f"bytes */{size}"
-                return response
-            status = 206
-        truncate = (g.get("fault") or {}).get("truncate_after")
-        source = doc["_source"]
-
-        def body() -> Iterator[bytes]:
-            sent = 0
-            if source["kind"] == "synthetic":
-                pieces: Iterator[bytes] = media.synthetic_stream(end + 1, source["seed"], start)
-            else:
-                pieces = iter([media.media_bytes(source["name"])[start : end + 1]])
-            for piece in pieces:
-                if truncate is not None and sent + len(piece) > int(truncate):
-                    # Simulate a connection cut mid-file: fewer bytes than Content-Length.
-                    yield piece[: max(0, int(truncate) - sent)]
-                    return
-                sent += len(piece)
-                yield piece
-
-        response = Response(
-            body(),
-            status=status,
-            content_type=media.CONTENT_TYPES.get(doc["file_type"], "application/octet-stream"),
-            direct_passthrough=True,
-        )
-        response.headers["Content-Length"] = str(end - start + 1)
-        response.headers["Accept-Ranges"] = "bytes"
-        response.headers["Content-Disposition"] = f'attachment; filename="{name}"'
-        if status == 206:
-            response.headers["Content-Range"] = f"bytes {start}-{end}/{size}"
-        return response
-
-    @app.get("/rec/play/<file_id>")
-    def recording_play(file_id: str) -> Response:
-        return _page("Recording", f"The sandbox does not play recordings ({file_id}).")
-
-    @app.get("/rec/share/<token>")
-    def recording_share(token: str) -> Response:
-        return _page("Recording", "Shared recordings are not available in the sandbox.")
-
-    # --- join and start links --------------------------------------------------------------
-
-    @app.get("/j/<int:meeting_id>")
-    def join_page(meeting_id: int) -> Response:
-        try:
-            doc = sandbox.meeting_doc(meeting_id)
-        except ZoomApiError:
-            return _page("Invalid meeting ID", "This meeting link is not valid.", 404)
-        settings = sandbox.effective_settings(meeting_id)
-        if settings.get("approval_type") in (0, 1):
-            return _page(
-                "Registration required",
-                "This meeting requires registration; use your own registration link.",
-                403,
-            )
-        return _page("Join meeting", f"Zoom would now open '{doc['topic']}'.")
-
-    @app.get("/w/<int:meeting_id>")
-    def registrant_join_page(meeting_id: int) -> Response:
-        try:
-            doc = sandbox.meeting_doc(meeting_id)
-        except ZoomApiError:
-            return _page("Invalid meeting ID", "This meeting link is not valid.", 404)
-        reg = sandbox.registrant_by_token(meeting_id, request.args.get("tk", ""))
-        if reg is None or reg["status"] != "approved":
-            return _page("Invalid link", "This registration link is not valid.", 403)
-        who = " ".join(p for p in (reg.get("first_name"), reg.get("last_name")) if p)
-        return _page("Join meeting", f"Zoom would now let {who} into '{doc['topic']}'.")
-
-    @app.get("/s/<int:meeting_id>")
-    def start_page(meeting_id: int) -> Response:
-        if not sandbox.start_token_valid(request.args.get("zak"), meeting_id):
-            return _page("Link expired", "This start link is invalid or has expired.", 403)
-        doc = sandbox.meeting_doc(meeting_id)
-        return _page("Start meeting", f"Zoom would now start '{doc['topic']}' as the host.")
-
-    @app.get("/meeting/register/<token>")
-    def registration_page(token: str) -> Response:
-        return _page(
-            "Registration",
-            "Self-registration is closed: registrants are added by companion.",
-            403,
-        )
-
-    # --- admin -----------------------------------------------------------------------------
 
     @app.get("/_sandbox/")
     @app.get("/_sandbox")
     def admin_index() -> Response:
         return Response(__doc__ or "", content_type="text/plain; charset=utf-8")
 
-    @app.get("/_sandbox/state")
-    def admin_state() -> Response:
-        return jsonify(sandbox.state())
-
-    @app.post("/_sandbox/reset")
-    def admin_reset() -> Response:
-        sandbox.reset()
-        return jsonify({"reset": True})
-
-    @app.get("/_sandbox/stats")
-    def admin_stats() -> Response:
-        return jsonify(sandbox.stats())
-
-    @app.delete("/_sandbox/stats")
-    def admin_stats_reset() -> Response:
-        sandbox.reset_stats()
-        return Response(status=204)
-
-    @app.get("/_sandbox/locks")
-    def admin_locks() -> Response:
-        return jsonify(sandbox.locks())
-
-    @app.post("/_sandbox/locks")
-    def admin_set_locks() -> Response:
-        return jsonify(sandbox.set_locks(_json_body()))
-
-    @app.delete("/_sandbox/locks")
-    def admin_clear_locks() -> Response:
-        sandbox.clear_locks()
-        return Response(status=204)
-
-    @app.get("/_sandbox/faults")
-    def admin_faults() -> Response:
-        return jsonify(sandbox.faults())
-
-    @app.post("/_sandbox/faults")
-    def admin_add_fault() -> Response:
-        body = _json_body()
-        specs = body if isinstance(body, list) else [body]
-        added = [sandbox.add_fault(spec) for spec in specs]
-        response = jsonify(added if isinstance(body, list) else added[0])
-        response.status_code = 201
-        return response
-
-    @app.delete("/_sandbox/faults")
-    def admin_clear_faults() -> Response:
-        sandbox.clear_faults()
-        return Response(status=204)
-
-    @app.post("/_sandbox/meetings/<meeting_id>/settings")
-    def admin_tamper(meeting_id: str) -> Response:
-        return jsonify(sandbox.tamper_settings(meeting_id, _json_body()))
-
-    @app.post("/_sandbox/meetings/<meeting_id>/end")
-    def admin_end(meeting_id: str) -> Response:
-        doc = sandbox.meeting_doc(meeting_id)
-        if not doc.get("live_instance"):
-            raise bad_request("No class of this meeting is live.")
-        return jsonify(end_instance(sandbox, doc["live_instance"]))
-
-    @app.post("/_sandbox/simulate")
-    def admin_simulate() -> Response:
-        body = _json_body()
-        if not isinstance(body, dict) or "meeting_id" not in body:
-            raise bad_request('Send {"meeting_id": ..., optional "occurrence_id", ...}.')
-        participants = body.get("participants")
-        count = body.get("participant_count")
-        if participants is None and count is not None:
-            participants = _first_participants(sandbox, body["meeting_id"], int(count))
-        summary = simulate_class(
-            sandbox,
-            body["meeting_id"],
-            occurrence_id=body.get("occurrence_id"),
-            participants=participants,
-            teacher=body.get("teacher") or "Teacher",
-            start_at=body.get("start_at"),
-            minutes=body.get("minutes"),
-            end=body.get("end", True),
-            record=body.get("record"),
-            recording_bytes=body.get("recording_bytes"),
-            pace=float(body.get("pace") or 0),
-        )
-        response = jsonify(summary)
-        response.status_code = 201
-        return response
-
-    @app.get("/_sandbox/deliveries")
-    def admin_deliveries() -> Response:
-        since = int(request.args.get("since") or 0)
-        return jsonify(delivery.deliveries(sandbox, since_id=since))
-
-    @app.get("/_sandbox/deliveries/<int:delivery_id>")
-    def admin_delivery(delivery_id: int) -> Response:
-        try:
-            return jsonify(delivery.delivery(sandbox, delivery_id))
-        except KeyError:
-            raise ZoomApiError(404, 404, f"No delivery {delivery_id}.") from None
-
-    @app.post("/_sandbox/deliveries/<int:delivery_id>/redeliver")
-    def admin_redeliver(delivery_id: int) -> Response:
-        try:
-            return jsonify(delivery.redeliver(sandbox, delivery_id))
-        except KeyError:
-            raise ZoomApiError(404, 404, f"No delivery {delivery_id}.") from None
-
-    @app.post("/_sandbox/deliver")
-    def admin_deliver() -> Response:
-        attempted = delivery.deliver_due(sandbox, force=_bool_arg("force"))
-        return jsonify({"attempted": attempted})
-
-    @app.post("/_sandbox/validate-endpoint")
-    def admin_validate() -> Response:
-        return jsonify(delivery.validate_endpoint(sandbox))
-
-    @app.post("/_sandbox/tokens/revoke")
-    def admin_revoke() -> Response:
-        return jsonify({"revoked": sandbox.revoke_access_tokens()})
+    # Zoom's resources, then the sandbox's own admin endpoints (``routes/``).
+    for routes in (oauth, meetings, registrants, recordings, links, admin):
+        app.register_blueprint(routes.blueprint(sandbox))
 
     return app
-
-
-def _first_participants(sandbox: Sandbox, meeting_id: Any, count: int) -> list[Any]:
-    """``count`` participants: approved registrants first, then guests to make up the number."""
-    doc = sandbox.meeting_doc(meeting_id)
-    regs = [r["id"] for r in sandbox.registrants_of(doc["id"], "approved")][:count]
-    guests = [{"name": f"Guest {n + 1}"} for n in range(count - len(regs))]
-    return [*regs, *guests]
 
 
 def sandbox_of(app: Flask) -> Sandbox:

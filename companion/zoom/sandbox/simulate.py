@@ -29,9 +29,11 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from . import media, schedule
-from .core import HOST_EMAIL, WEBHOOK_DOWNLOAD_TOKEN_TTL, _zoom_uuid
+from .account import HOST_EMAIL
+from .base import zoom_uuid
 from .delivery import enqueue, event_body
 from .errors import bad_request
+from .recordings import WEBHOOK_DOWNLOAD_TOKEN_TTL
 from .store import dumps, loads
 
 if TYPE_CHECKING:
@@ -272,7 +274,7 @@ def simulate_class(
         "zoom_user_id": doc["host_id"],
     }
     instance: dict[str, Any] = {
-        "uuid": instance_uuid or _zoom_uuid(),
+        "uuid": instance_uuid or zoom_uuid(),
         "meeting_id": doc["id"],
         "occurrence_id": occurrence["occurrence_id"] if occurrence else None,
         "host_id": doc["host_id"],
