@@ -13,17 +13,29 @@ started=$SECONDS
 timings=()
 status=0
 
+# Tests run in as many processes as there are cores (pytest-xdist; PYTEST_WORKERS changes it),
+# each with a database of its own; those marked "serial" (a PostgreSQL restart cuts every
+# connection) run afterwards, alone.
+workers=${PYTEST_WORKERS:-auto}
+
 run_suite() {
     local name=$1
     shift
-    local t0=$SECONDS rc=0
-    echo "==> pytest on $name"
-    "$py" -m pytest -p no:cacheprovider --junitxml=".tmp/junit-$name.xml" "$@" || rc=$?
+    local t0=$SECONDS rc=0 rc_serial=0
+    echo "==> pytest on $name ($workers workers)"
+    "$py" -m pytest -p no:cacheprovider -n "$workers" -m "not serial" \
+        --junitxml=".tmp/junit-$name.xml" "$@" || rc=$?
     if [ "$rc" -eq 5 ]; then
         echo "pytest on $name collected no tests" >&2
     fi
-    timings+=("pytest on $name: $((SECONDS - t0)) s (exit $rc)")
-    if [ "$rc" -ne 0 ]; then
+    echo "==> pytest on $name: the tests that run alone"
+    "$py" -m pytest -p no:cacheprovider -m serial \
+        --junitxml=".tmp/junit-$name-serial.xml" "$@" || rc_serial=$?
+    if [ "$rc_serial" -eq 5 ]; then
+        rc_serial=0 # none selected (a run of some tests only)
+    fi
+    timings+=("pytest on $name: $((SECONDS - t0)) s (exit $rc, alone: exit $rc_serial)")
+    if [ "$rc" -ne 0 ] || [ "$rc_serial" -ne 0 ]; then
         status=1
     fi
 }

@@ -10,6 +10,7 @@ import os
 import re
 import socket
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -105,6 +106,11 @@ def database_url(tmp_path_factory: pytest.TempPathFactory) -> str:
     if url:
         if url.startswith("postgresql://"):
             url = "postgresql+psycopg://" + url[len("postgresql://") :]
+        worker = os.environ.get("PYTEST_XDIST_WORKER")
+        if worker:
+            # Tests run in several processes (pytest-xdist): each has a database of its own on
+            # the suite's server, as each has its own SQLite file in its own temporary folder.
+            url = own_database_url(tmp_path_factory.mktemp("db"), worker)
         return url
     return f"sqlite:///{tmp_path_factory.mktemp('db') / 'test.db'}"
 
@@ -189,11 +195,55 @@ def app_config() -> dict[str, Any]:
     return {}
 
 
+@dataclass
+class _Cached:
+    app: Flask
+    config: dict[str, Any]
+    extensions: dict[str, Any]
+    endpoints: int
+
+
+_apps: dict[str, _Cached] = {}
+
+
+def cached_app(database_url: str, instance_dir: Path, **overrides: Any) -> Flask:
+    """One app per configuration for the whole run (building one takes about 0.1 s), handed to
+    each test as it was built: its settings and extensions put back, ready for a first request.
+
+    A test that adds routes gets the app still (Flask allows that before a first request); the
+    app is then dropped from the cache, so no later test sees those routes.
+    """
+    key = repr((database_url, str(instance_dir), sorted(overrides.items())))
+    cached = _apps.get(key)
+    if cached is None:
+        application = make_app(database_url, instance_dir, **overrides)
+        cached = _Cached(
+            application,
+            dict(application.config),
+            dict(application.extensions),
+            len(application.view_functions),
+        )
+        _apps[key] = cached
+    application = cached.app
+    application.config.clear()
+    application.config.update(cached.config)
+    application.extensions.clear()
+    application.extensions.update(cached.extensions)
+    application._got_first_request = False
+    return application
+
+
+def _release_app(application: Flask) -> None:
+    for key, cached in list(_apps.items()):
+        if cached.app is application and len(application.view_functions) != cached.endpoints:
+            del _apps[key]
+
+
 @pytest.fixture
 def app(
     database_url: str, instance_dir: Path, db_session: Session, app_config: dict[str, Any]
 ) -> Iterator[Flask]:
-    application = make_app(database_url, instance_dir, **app_config)
+    application = cached_app(database_url, instance_dir, **app_config)
     application.extensions["companion.sessions"] = RollbackProvider(db_session)
 
     def _commit_test_setup(_sender: Any, **_extra: Any) -> None:
@@ -201,7 +251,7 @@ def app(
         # life; otherwise a request that fails and rolls back would undo the test's own setup.
         db_session.commit()
         # Requests share the test's app context, so give each one an empty `g` as in production
-        # (otherwise e.g. one client's CSRF token or keep_changes mark leaks into the next).
+        # (otherwise e.g. one client's CSRF token or refusal mark leaks into the next).
         for name in list(g):
             g.pop(name)
 
@@ -211,6 +261,7 @@ def app(
             yield application
     finally:
         request_started.disconnect(_commit_test_setup, application)
+        _release_app(application)
 
 
 @pytest.fixture

@@ -25,7 +25,8 @@ from companion.db import UTCDateTime, job_session, make_engine, utcnow
 
 from .conftest import _live_database_url, make_app
 
-pytestmark = pytest.mark.postgres
+# It cuts every connection to the server, other tests' too: it runs alone (scripts/test.sh).
+pytestmark = [pytest.mark.postgres, pytest.mark.serial]
 
 ROOT = Path(__file__).resolve().parent.parent
 
