@@ -77,8 +77,10 @@ from companion.courses import services as courses
 from companion.courses.models import Course
 from companion.courses.zoomclient import zoom_for
 from companion.db import job_session, make_engine, utcnow
-from companion.families import services as families
+from companion.families import access, enrolment
+from companion.families.family_sessions import SESSION_IDLE
 from companion.families.models import FamilyLink, FamilySession
+from companion.families.people import ContactInput
 from companion.orgs.models import Organisation
 from companion.recordings.keys import generate_kek_line
 from companion.scheduler import JOBS, JobStatus, run_job
@@ -260,7 +262,7 @@ def family_session(session: Any, contact: Any, now: dt.datetime) -> str:
             token_hash=hash_token(raw),
             created_at=now,
             last_seen_at=now,
-            expires_at=now + families.SESSION_IDLE,
+            expires_at=now + SESSION_IDLE,
         )
     )
     session.flush()
@@ -331,24 +333,24 @@ def build_data(app: Any, plan: Plan) -> Data:
     with unit(app) as session:
         teacher = session.get(User, teacher.id)
         for n in range(plan.families):
-            families.enrol(
+            enrolment.enrol(
                 session,
                 actor=teacher,
                 course_id=course_id,
                 child_first_name=f"Child{n + 1}",
                 child_last_name=f"Family{n + 1}",
-                contacts=[families.ContactInput(f"Parent {n + 1}", f"parent{n + 1}@example.net")],
+                contacts=[ContactInput(f"Parent {n + 1}", f"parent{n + 1}@example.net")],
                 now=now,
             )
     with unit(app) as session:
         course = session.get(Course, course_id)
-        found = families.families_of(session, course_id)
+        found = access.families_of(session, course_id)
         pending = course.zoom_state != "created" or any(f.zoom_state != "registered" for f in found)
     if pending:
         catch_up(app)
     with unit(app) as session:
         course = session.get(Course, course_id)
-        found = families.families_of(session, course_id)
+        found = access.families_of(session, course_id)
         contacts = [f.contacts[0] for f in found]
         cookies = [
             family_session(session, contacts[n % len(contacts)], now)

@@ -58,7 +58,8 @@ def create_course(session: Session, org: Organisation, teacher: User, now: dt.da
     """A weekly course starting next Monday at 17:00, with two families enrolled."""
     from .courses import schedule
     from .courses import services as courses
-    from .families import services as families
+    from .families import enrolment
+    from .families.people import ContactInput
 
     tz = ZoneInfo(org.timezone)
     today = now.astimezone(tz).date()
@@ -81,13 +82,13 @@ def create_course(session: Session, org: Organisation, teacher: User, now: dt.da
         now=now,
     ).course
     for first_name, last_name, parents in DEMO_FAMILIES:
-        families.enrol(
+        enrolment.enrol(
             session,
             actor=teacher,
             course_id=course.id,
             child_first_name=first_name,
             child_last_name=last_name,
-            contacts=[families.ContactInput(name=n, email=e) for n, e in parents],
+            contacts=[ContactInput(name=n, email=e) for n, e in parents],
             now=now,
         )
     return course

@@ -101,9 +101,9 @@ admit_columns = namespace.signal(
     "admit_columns",
     doc="""Which columns other packages add to the teacher's admit list.
 
-    Sent by ``companion.families.services.admit_columns()`` (for the admit list and its page)
+    Sent by ``companion.families.extensions.admit_columns()`` (for the admit list and its page)
     with no sender (None) and no arguments; each receiver returns one
-    ``companion.families.services.AdmitColumn`` (its ``values(session, cls, families)`` gives
+    ``companion.families.extensions.AdmitColumn`` (its ``values(session, cls, families)`` gives
     ``{family_id: value}``). Heard by ``companion.evidence`` (the "Adult present" column).""",
 )
 
@@ -111,9 +111,9 @@ family_class_panels = namespace.signal(
     "family_class_panels",
     doc="""Which panels other packages show in each class's row of the family page.
 
-    Sent by ``companion.families.services.family_class_panels()`` (for the family page) with no
+    Sent by ``companion.families.extensions.family_class_panels()`` (for the family page) with no
     sender (None) and no arguments; each receiver returns one
-    ``companion.families.services.ClassPanel``. Heard by ``companion.evidence`` (the "an adult
+    ``companion.families.extensions.ClassPanel``. Heard by ``companion.evidence`` (the "an adult
     is in the room" panel).""",
 )
 

@@ -36,7 +36,8 @@ from ..audit.services import record as audit
 from ..courses import services as courses
 from ..courses.models import ClassSession, Course
 from ..errors import ValidationError
-from ..families import services as families
+from ..families.access import family_for_registrant
+from ..families.links import base_url
 from ..families.models import Family
 from ..orgs.models import Organisation
 from ..recordings.ingest import match_class, parse_time
@@ -166,7 +167,7 @@ def identify(session: Session, meeting: ZoomMeeting, participant: Mapping[str, A
         return Identity("host", detail="meeting host")
     registrant_id = _text(participant.get("registrant_id"), 64)
     if registrant_id:
-        found = families.family_for_registrant(session, registrant_id)
+        found = family_for_registrant(session, registrant_id)
         if found is not None and meeting.organisation_id in (None, found.organisation_id):
             return Identity("family", found)
     course = meeting.course
@@ -566,7 +567,7 @@ def _tell(
     children = ", ".join(c["name"] for c in warning.details.get("children", [])) or "one child"
     link = ""
     if course is not None and cls is not None:
-        url = f"{families.base_url()}/courses/{course.id}/classes/{cls.id}/record"
+        url = f"{base_url()}/courses/{course.id}/classes/{cls.id}/record"
         link = f"\nThe class record: {url}\n"
     body = (
         f"In {title}, from {when}, one child ({children}) was in the class with only one adult "

@@ -27,8 +27,10 @@ from ..audit.services import record as audit
 from ..courses import services as courses
 from ..courses.models import ClassSession, Course
 from ..errors import Forbidden, NotFound, ValidationError
-from ..families import services as families
+from ..families import admit
+from ..families.family_sessions import FamilyPrincipal
 from ..families.models import Family, FamilyContact
+from ..families.people import display_name
 from ..recordings.models import Concern, Hold, Recording
 from . import attendance
 from .models import AdultConfirmation, ClassWarning, EvidenceSettings, ZoomMeeting
@@ -114,7 +116,7 @@ class Confirmed:
 
 def confirm_adult(
     session: Session,
-    principal: families.FamilyPrincipal,
+    principal: FamilyPrincipal,
     *,
     class_id: int,
     now: dt.datetime,
@@ -192,7 +194,7 @@ class AdultPanel:
 
 def family_panel_values(
     session: Session,
-    principal: families.FamilyPrincipal,
+    principal: FamilyPrincipal,
     classes: list[ClassSession],
     now: dt.datetime,
 ) -> dict[int, AdultPanel]:
@@ -280,7 +282,7 @@ class ClassRecord:
     cls: ClassSession
     now: dt.datetime
     meetings: list[MeetingView]
-    expected: list[families.AdmitRow]
+    expected: list[admit.AdmitRow]
     names: dict[int, str]
     contact_names: dict[int, str]
     audio_only_events: list[Any]
@@ -308,7 +310,7 @@ def get_class(session: Session, actor: User, course_id: int, class_id: int) -> C
     """The class if the actor may see its record (a teacher: only their own courses)."""
     if actor.role not in (TEACHER, LEAD, ADMIN):
         raise NotFound("No such class.")
-    return families.get_class_for(session, actor, course_id, class_id)
+    return admit.get_class_for(session, actor, course_id, class_id)
 
 
 def _timeline(meeting: ZoomMeeting) -> list[Any]:
@@ -324,14 +326,14 @@ def class_record(
         MeetingView(m, attendance.people(m.events), _timeline(m))
         for m in attendance.meetings_of_class(session, cls)
     ]
-    expected = families.admit_list(session, cls, now=now)
+    expected = admit.admit_list(session, cls, now=now)
     names: dict[int, str] = {r.family.id: r.child_name for r in expected}
     family_ids = {p.family_id for mv in meetings for p in mv.people if p.family_id}
     missing = family_ids - set(names)
     if missing:
         for fam in session.scalars(select(Family).where(Family.id.in_(missing))):
-            names[fam.id] = families.display_name(fam)
-    audio_events = families.audio_only_events_for_class(session, cls)
+            names[fam.id] = display_name(fam)
+    audio_events = admit.audio_only_events_for_class(session, cls)
     confirmations = confirmations_for(session, [cls.id])
     contact_ids = {e.contact_id for e in audio_events} | {c.contact_id for c in confirmations}
     contact_names = (

@@ -41,7 +41,6 @@ from ..audit.services import record as audit
 from ..courses import services as courses
 from ..courses.models import ClassSession
 from ..errors import Conflict, Forbidden, NotFound
-from ..families import services as families
 from ..families.models import (
     AgreementAcceptance,
     AudioOnlyEvent,
@@ -50,6 +49,7 @@ from ..families.models import (
     FamilyLink,
     FamilySession,
 )
+from ..families.people import display_name
 from ..mail.models import OutboxMessage
 from ..recordings.models import Hold, Recording
 from ..webhooks.models import WebhookEvent
@@ -395,7 +395,7 @@ def erase_family(session: Session, actor: User, family_id: int, *, now: dt.datet
     """Erase a family that has left; refused while a hold keeps a class the child attended."""
     fam = get_family(session, actor, family_id)
     session.refresh(fam, with_for_update=True)
-    name = families.display_name(fam)
+    name = display_name(fam)
     if fam.enrolled:
         raise Conflict(f"{name} is still enrolled: withdraw the family first, then erase it.")
     if fam.zoom_state not in ("cancelled", "pending", "failed"):

@@ -42,7 +42,8 @@ from ..courses import services as courses
 from ..db import get_session, utcnow
 from ..errors import CompanionError, ValidationError
 from ..families import family_views
-from ..families import services as families
+from ..families.extensions import AdmitColumn, ClassPanel
+from ..families.people import display_name
 from ..recordings.models import FILE_STATE_LABELS
 from ..recordings.views import human_size
 from ..security import csrf
@@ -67,14 +68,14 @@ def init_app(app: Flask) -> None:
         return {"evidence_warnings": _warnings_for_class}
 
 
-def admit_column(_sender: Any = None) -> families.AdmitColumn:
+def admit_column(_sender: Any = None) -> AdmitColumn:
     """The admit list's "Adult present" column (receiver of ``signals.admit_columns``)."""
-    return families.AdmitColumn("adult", "Adult present", services.admit_column_values)
+    return AdmitColumn("adult", "Adult present", services.admit_column_values)
 
 
-def family_class_panel(_sender: Any = None) -> families.ClassPanel:
+def family_class_panel(_sender: Any = None) -> ClassPanel:
     """The family page's "an adult is in the room" panel (``signals.family_class_panels``)."""
-    return families.ClassPanel("adult", "evidence/_adult_panel.html", services.family_panel_values)
+    return ClassPanel("adult", "evidence/_adult_panel.html", services.family_panel_values)
 
 
 def _warnings_for_class(cls: Any) -> list[Any]:
@@ -220,7 +221,7 @@ def _int(raw: str, field: str) -> int:
 @allow(ADMIN)
 def family_list() -> Any:
     rows = subject_access.list_families(get_session(), current_user())
-    return render_template("evidence/families.html", rows=rows, display_name=families.display_name)
+    return render_template("evidence/families.html", rows=rows, display_name=display_name)
 
 
 @bp.get("/evidence/families/<int:family_id>")
@@ -231,7 +232,7 @@ def family_data(family_id: int) -> Any:
     return render_template(
         "evidence/family.html",
         fam=fam,
-        name=families.display_name(fam),
+        name=display_name(fam),
         held=subject_access.holds_keeping(session, fam),
         attended=subject_access.attended_classes(session, fam),
         local_time=courses.local_time,

@@ -25,8 +25,9 @@ from ..courses.api import class_json
 from ..courses.models import ClassSession
 from ..db import get_session, utcnow
 from ..errors import ValidationError
-from . import agreement, jobs, services
+from . import access, admit, agreement, audio_only, enrolment, jobs, links, registrants
 from .models import ZOOM_STATE_LABELS, AgreementAcceptance, AgreementVersion, Family
+from .people import MAX_CONTACTS, ContactInput, display_name, zoom_name
 
 bp = api_blueprint("families_api", __name__)
 _body = json_body
@@ -52,7 +53,7 @@ def family_json(session: Session, family: Family, now: dt.datetime) -> dict[str,
     accepted = _latest_acceptances(session, family)
     contacts = []
     for contact in family.contacts:
-        link = services.link_state(session, contact, now)
+        link = links.link_state(session, contact, now)
         version, at = accepted.get(contact.id, (None, None))
         contacts.append(
             {
@@ -79,8 +80,8 @@ def family_json(session: Session, family: Family, now: dt.datetime) -> dict[str,
         "child": {
             "first_name": family.child_first_name,
             "last_name": family.child_last_name,
-            "display_name": services.display_name(family),
-            "zoom_name": services.zoom_name(family),
+            "display_name": display_name(family),
+            "zoom_name": zoom_name(family),
         },
         "status": family.status,
         "enrolled_at": _time(family.created_at),
@@ -111,18 +112,18 @@ def _string(data: dict[str, Any], name: str, label: str) -> str:
     return value
 
 
-def _contacts(data: dict[str, Any]) -> list[services.ContactInput | None]:
+def _contacts(data: dict[str, Any]) -> list[ContactInput | None]:
     given = data.get("contacts")
     if not isinstance(given, list) or not given:
         raise ValidationError(
             "Give contacts as a list of one or two {name, email} objects.", field="contacts"
         )
-    if len(given) > services.MAX_CONTACTS:
+    if len(given) > MAX_CONTACTS:
         raise ValidationError(
-            f"A family has at most {services.MAX_CONTACTS} parent/carer contacts.",
+            f"A family has at most {MAX_CONTACTS} parent/carer contacts.",
             field="contacts",
         )
-    people: list[services.ContactInput | None] = []
+    people: list[ContactInput | None] = []
     for index, item in enumerate(given, start=1):
         if not isinstance(item, dict) or set(item) - {"name", "email"}:
             raise ValidationError(
@@ -133,7 +134,7 @@ def _contacts(data: dict[str, Any]) -> list[services.ContactInput | None]:
             raise ValidationError(
                 f"Contact {index} needs a name and an email, both strings.", field="contacts"
             )
-        people.append(services.ContactInput(name, email))
+        people.append(ContactInput(name, email))
     return people
 
 
@@ -152,7 +153,7 @@ def _course_id_arg() -> int:
 def list_families() -> Any:
     session = get_session()
     now = utcnow()
-    families = services.list_families(session, current_user(), _course_id_arg())
+    families = access.list_families(session, current_user(), _course_id_arg())
     return jsonify({"families": [family_json(session, f, now) for f in families]})
 
 
@@ -169,7 +170,7 @@ def enrol() -> Any:
     if not isinstance(course_id, int) or isinstance(course_id, bool):
         raise ValidationError("Give course_id, the course's id.", field="course_id")
     now = utcnow()
-    family = services.enrol(
+    family = enrolment.enrol(
         session,
         actor=current_user(),
         course_id=course_id,
@@ -189,7 +190,7 @@ def enrol() -> Any:
 @allow(*STAFF)
 def get_family(family_id: int) -> Any:
     session = get_session()
-    family = services.find_family(session, current_user(), family_id)
+    family = access.find_family(session, current_user(), family_id)
     return jsonify(family_json(session, family, utcnow()))
 
 
@@ -198,9 +199,11 @@ def get_family(family_id: int) -> Any:
 def withdraw(family_id: int) -> Any:
     session = get_session()
     user = current_user()
-    family = services.find_family(session, user, family_id)
+    family = access.find_family(session, user, family_id)
     now = utcnow()
-    services.withdraw(session, actor=user, course_id=family.course_id, family_id=family.id, now=now)
+    registrants.withdraw(
+        session, actor=user, course_id=family.course_id, family_id=family.id, now=now
+    )
     if family.zoom_state == "cancelling":
         jobs.after_request(family, actor_id=user.id)
     body = family_json(session, family, now)
@@ -225,7 +228,7 @@ def _warnings(family: Family) -> list[str]:
 def _link_change(family_id: int, contact_id: int, change: Any) -> Any:
     session = get_session()
     user = current_user()
-    family = services.find_family(session, user, family_id)
+    family = access.find_family(session, user, family_id)
     now = utcnow()
     result = change(
         session,
@@ -246,27 +249,27 @@ def _link_change(family_id: int, contact_id: int, change: Any) -> Any:
 @bp.post("/families/<int:family_id>/contacts/<int:contact_id>/resend-link")
 @allow(*STAFF)
 def resend_link(family_id: int, contact_id: int) -> Any:
-    return _link_change(family_id, contact_id, services.resend_link)
+    return _link_change(family_id, contact_id, links.resend_link)
 
 
 @bp.post("/families/<int:family_id>/contacts/<int:contact_id>/revoke-link")
 @allow(*STAFF)
 def revoke_link(family_id: int, contact_id: int) -> Any:
-    return _link_change(family_id, contact_id, services.revoke_link)
+    return _link_change(family_id, contact_id, links.revoke_link)
 
 
 @bp.get("/classes/<int:class_id>/audio-only")
 @allow(*STAFF)
 def class_audio_only(class_id: int) -> Any:
     session = get_session()
-    cls = services.find_class(session, current_user(), class_id)
+    cls = access.find_class(session, current_user(), class_id)
     now = utcnow()
-    rows = services.admit_list(session, cls, now=now)
-    events = services.audio_only_events_for_class(session, cls)
+    rows = admit.admit_list(session, cls, now=now)
+    events = admit.audio_only_events_for_class(session, cls)
     return jsonify(
         {
             "class": _class_ref(cls),
-            "cutoff_at": _time(services.cutoff_of(cls.course.organisation, cls)),
+            "cutoff_at": _time(audio_only.cutoff_of(cls.course.organisation, cls)),
             "families": [
                 {
                     "family_id": row.family.id,
@@ -296,7 +299,7 @@ def class_audio_only(class_id: int) -> Any:
 
 # --- the OpenAPI fragment ---------------------------------------------------------------------
 
-_ID = {"type": "integer", "minimum": 1, "maximum": services.MAX_ID}
+_ID = {"type": "integer", "minimum": 1, "maximum": access.MAX_ID}
 _TIME = {"type": "string", "format": "date-time"}
 _NULLABLE_TIME = {"type": "string", "format": "date-time", "nullable": True}
 
@@ -410,7 +413,7 @@ SCHEMAS: dict[str, Any] = {
         "additionalProperties": False,
         "required": ["course_id", "child_first_name", "child_last_name", "contacts"],
         "properties": {
-            "course_id": {"type": "integer", "minimum": 1, "maximum": services.MAX_ID},
+            "course_id": {"type": "integer", "minimum": 1, "maximum": access.MAX_ID},
             "child_first_name": {"type": "string", "minLength": 1, "maxLength": 64},
             "child_last_name": {
                 "type": "string",

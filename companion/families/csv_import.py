@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 from ..errors import ValidationError
 from ..orgs.models import Organisation
-from .services import (
+from .people import (
     ContactInput,
     child_names,
     clean_email,
@@ -187,7 +187,7 @@ def _records(text: str, delimiter: str, parsed: Parsed) -> Iterable[tuple[int, l
 
 def parse(data: bytes, *, org: Organisation, existing: set[tuple[str, str]]) -> Parsed:
     """Every family of the file, or every problem in it. ``existing`` holds the name keys of
-    children already enrolled on the course (see :func:`services.name_key`)."""
+    children already enrolled on the course (see :func:`companion.families.people.name_key`)."""
     parsed = Parsed()
     if len(data) > MAX_BYTES:
         parsed.problems.append(

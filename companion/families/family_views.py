@@ -36,7 +36,7 @@ from ..courses import services as courses
 from ..db import get_session, kept_transaction, utcnow
 from ..errors import CompanionError, Forbidden
 from ..security import csrf
-from . import agreement, jobs, services
+from . import agreement, audio_only, errors, family_page, family_sessions, jobs, registrants
 
 bp = Blueprint("family", __name__, url_prefix="/f")
 # Family forms carry their own token (see check_form_token); Flask-WTF's lives in the staff
@@ -47,17 +47,17 @@ COOKIE = "companion_family"
 COOKIE_PATH = "/f/"
 
 
-def load_family(_app: Flask | None = None) -> services.FamilyPrincipal | None:
+def load_family(_app: Flask | None = None) -> family_sessions.FamilyPrincipal | None:
     """The family session of this request: the receiver of ``signals.family_for_request``, by
     which the access layer finds the family of an @family route (connected in
     companion.families.init_app)."""
     raw = request.cookies.get(COOKIE, "")
     if not raw:
         return None
-    return services.resolve_session(get_session(), raw, now=utcnow())
+    return family_sessions.resolve_session(get_session(), raw, now=utcnow())
 
 
-def principal() -> services.FamilyPrincipal:
+def principal() -> family_sessions.FamilyPrincipal:
     found = g.get("family")
     if found is None:  # pragma: no cover - the access layer refuses first
         raise Forbidden("Please open the personal link from your email again.")
@@ -70,7 +70,7 @@ def init_app(app: Flask) -> None:
         found = g.get("family")
         if found is None:
             return {}
-        token = services.form_token(found, current_app.config["SECRET_KEY"])
+        token = family_sessions.form_token(found, current_app.config["SECRET_KEY"])
         return {"family_csrf_token": lambda: token}
 
 
@@ -80,7 +80,7 @@ def check_form_token() -> None:
     if request.method != "POST" or g.get("family") is None:
         return
     given = request.form.get("csrf_token")
-    if not services.check_form_token(g.family, current_app.config["SECRET_KEY"], given):
+    if not family_sessions.check_form_token(g.family, current_app.config["SECRET_KEY"], given):
         raise _FormExpired("This form has expired. Reload the page and try again.")
 
 
@@ -134,11 +134,11 @@ def open_link(token: str) -> Any:
     now = utcnow()
     try:
         # A refused attempt with a link that existed stays on the record.
-        with kept_transaction(keep=(services.LinkGone,)) as db:
-            row, raw = services.open_link(db, token, now=now, ip=client_ip())
-    except services.LinkGone as exc:
+        with kept_transaction(keep=(errors.LinkGone,)) as db:
+            row, raw = family_sessions.open_link(db, token, now=now, ip=client_ip())
+    except errors.LinkGone as exc:
         return _no_store(_link_problem(exc))
-    except services.LinkInvalid as exc:
+    except errors.LinkInvalid as exc:
         return _no_store(_link_problem(exc))
     response = redirect(url_for("family.home"), code=303)
     _set_cookie(response, raw, int((row.expires_at - now).total_seconds()))
@@ -181,7 +181,7 @@ def _home() -> Any:
 def home() -> Any:
     now = utcnow()
     _recover_join_url()
-    page = services.family_page(get_session(), principal(), now=now)
+    page = family_page.family_page(get_session(), principal(), now=now)
     return render_template(
         "families/family_page.html",
         page=page,
@@ -198,7 +198,7 @@ def _recover_join_url() -> None:
     built, with the request's transaction committed first: the page never waits on Zoom while
     holding the database (and works without Zoom: the link then shows as pending)."""
     family = principal().family
-    if not services.join_url_lost(family):
+    if not registrants.join_url_lost(family):
         return
     session = get_session()
     session.commit()
@@ -210,7 +210,7 @@ def _recover_join_url() -> None:
 @family
 def calendar() -> Any:
     _recover_join_url()
-    body = services.calendar_file(get_session(), principal(), now=utcnow())
+    body = family_page.calendar_file(get_session(), principal(), now=utcnow())
     return Response(
         body,
         mimetype="text/calendar",
@@ -258,7 +258,7 @@ def accept_agreement() -> Any:
 def _audio_only(class_id: int | None) -> Any:
     action = request.form.get("action", "")
     try:
-        result = services.request_audio_only(
+        result = audio_only.request_audio_only(
             get_session(), principal(), class_id=class_id, action=action, now=utcnow()
         )
     except CompanionError as exc:
@@ -285,7 +285,7 @@ def audio_only_remaining() -> Any:
 @bp.post("/sign-out")
 @family
 def sign_out() -> Any:
-    services.end_session(get_session(), principal(), now=utcnow())
+    family_sessions.end_session(get_session(), principal(), now=utcnow())
     response = Response(
         render_template(
             "families/link_problem.html",

@@ -1,7 +1,7 @@
 """Scheduled work on families. Each job is safe to run twice, late, or with a list of ids.
 
 * :func:`sync_zoom` registers families left "pending in Zoom" and cancels the registrants of
-  withdrawn ones: the work engine's run of the :data:`~services.REGISTRANTS` queue. Each family
+  withdrawn ones: the work engine's run of the :data:`~registrants.REGISTRANTS` queue. Each family
   is claimed (committed) before Zoom is called, Zoom is called with no transaction open, and an
   attempt after a first one looks the registrant up by its address before adding it, so none is
   added twice.
@@ -32,7 +32,7 @@ from sqlalchemy.orm import Session
 from .. import db, work
 from ..courses.zoomclient import zoom_for
 from ..work import Outcome, run_each
-from . import services
+from . import admit, links, registrants
 from .models import Family
 
 log = logging.getLogger(__name__)
@@ -42,8 +42,8 @@ def sync_zoom(
     app: Flask, family_ids: Iterable[int] | None = None, *, now: dt.datetime | None = None
 ) -> dict[str, int]:
     """Register pending families and cancel withdrawn ones in Zoom (or exactly ``family_ids``)."""
-    step = services.RegistrantStep(zoom_for(app))
-    return work.run(app, services.REGISTRANTS, step, family_ids, now=now)
+    step = registrants.RegistrantStep(zoom_for(app))
+    return work.run(app, registrants.REGISTRANTS, step, family_ids, now=now)
 
 
 def work_family(
@@ -51,8 +51,8 @@ def work_family(
 ) -> Outcome:
     """One family's Zoom work now: claim and commit, call Zoom with no transaction open, record
     the answer in a transaction of its own. The caller must have committed what it wants."""
-    step = services.RegistrantStep(zoom or zoom_for(app), actor_id=actor_id)
-    return work.run_one(app, services.REGISTRANTS, step, family_id)
+    step = registrants.RegistrantStep(zoom or zoom_for(app), actor_id=actor_id)
+    return work.run_one(app, registrants.REGISTRANTS, step, family_id)
 
 
 def after_request(family: Family, *, actor_id: int | None) -> None:
@@ -75,7 +75,7 @@ def reread_join_url(app: Flask, family_id: int) -> Outcome:
     """
     try:
         return work.run_one(
-            app, services.JOIN_LINKS, services.JoinLinkStep(zoom_for(app)), family_id
+            app, registrants.JOIN_LINKS, registrants.JoinLinkStep(zoom_for(app)), family_id
         )
     except Exception:
         log.exception("family %s: could not re-read the join link", family_id)
@@ -91,13 +91,13 @@ def send_owed_links(
         family = session.get(Family, family_id)
         if family is None:
             return None
-        return ("sent", services.deliver_owed_links(session, family, now=now))
+        return ("sent", links.deliver_owed_links(session, family, now=now))
 
     return run_each(
         app,
         family_ids,
         what="family (owed links)",
-        due=services.families_owed_links,
+        due=links.families_owed_links,
         work=send,
         now=now,
         domain_errors="errors",
@@ -112,9 +112,9 @@ def class_summaries(
         app,
         class_ids,
         what="class (summary)",
-        due=services.due_summaries,
+        due=admit.due_summaries,
         work=lambda session, class_id, now: (
-            "sent" if services.send_summary(session, class_id=class_id, now=now) else "skipped"
+            "sent" if admit.send_summary(session, class_id=class_id, now=now) else "skipped"
         ),
         now=now,
         # Another worker sent it between our look and our write; nothing was queued.

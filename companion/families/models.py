@@ -62,7 +62,7 @@ class Family(Base):
     child_last_name: Mapped[str] = mapped_column(String(64))
     status: Mapped[str] = mapped_column(String(16), default="enrolled")
 
-    # Zoom. The registrant's email is made from zoom_ref (see services.registrant_email): never
+    # Zoom. The registrant's email is made from zoom_ref (see registrants.registrant_email): never
     # a parent's address, unique per family, and how a retry finds a registrant it already made.
     zoom_ref: Mapped[str] = mapped_column(String(40), unique=True)
     zoom_state: Mapped[str] = mapped_column(String(16), default="pending")
@@ -203,7 +203,7 @@ class AgreementAcceptance(Base):
 class AudioOnlyEvent(Base):
     """A parent asked for (or withdrew) audio-only: for one class, or (class_id None) for every
     class whose cut-off had not passed when they asked. Append-only; the latest event that
-    applies to a class decides (see services.audio_only_state)."""
+    applies to a class decides (see audio_only.audio_only_state)."""
 
     __tablename__ = "audio_only_events"
     __table_args__ = (

@@ -42,8 +42,23 @@ from ..accounts.views import form_failed
 from ..courses import services as courses
 from ..courses.models import Course
 from ..db import get_session, utcnow
-from ..errors import CompanionError
-from . import agreement, csv_import, jobs, services
+from ..errors import CompanionError, NotFound
+from . import (
+    access,
+    agreement,
+    audio_only,
+    csv_import,
+    enrolment,
+    errors,
+    extensions,
+    jobs,
+    links,
+    people,
+    registrants,
+)
+
+# By name, not as a module: the admit list's view below is called admit.
+from .admit import accepted_families, admit_page, get_class_for
 from .forms import AgreementForm, ContactForm, EnrolForm, ImportForm
 from .models import (
     ZOOM_STATE_LABELS,
@@ -69,13 +84,13 @@ def _too_large(_exc: RequestEntityTooLarge) -> Any:
 def _globals() -> dict[str, Any]:
     return {
         "zoom_labels": ZOOM_STATE_LABELS,
-        "display_name": services.display_name,
+        "display_name": people.display_name,
         "local_time": courses.local_time,
     }
 
 
 def _course(course_id: int) -> Course:
-    return services.get_course(get_session(), current_user(), course_id)
+    return access.get_course(get_session(), current_user(), course_id)
 
 
 @bp.get("/families/")
@@ -86,7 +101,7 @@ def index() -> Any:
     now = utcnow()
     listed = courses.list_courses(session, user)
     courses.preload_for_lists(session, listed)
-    counts = services.enrolled_counts(session, [c.id for c in listed])
+    counts = access.enrolled_counts(session, [c.id for c in listed])
     rows = []
     for course in listed:
         enrolled, waiting = counts.get(course.id, (0, 0))
@@ -111,11 +126,11 @@ def course_families(course_id: int) -> Any:
     now = utcnow()
     # Each kind of fact is read once for the whole course (families with their parents, links,
     # acceptances, audio-only requests), never once per family or per class.
-    families = services.families_of(session, course.id, with_contacts=True)
-    links = services.link_states(session, [c for f in families for c in f.contacts], now)
-    accepted = services.accepted_families(session, course.organisation, families, now=now)
+    families = access.families_of(session, course.id, with_contacts=True)
+    link_states = links.link_states(session, [c for f in families for c in f.contacts], now)
+    accepted = accepted_families(session, course.organisation, families, now=now)
     class_list = courses.class_sessions(course)
-    audio_by_class = services.audio_only_by_class(
+    audio_by_class = audio_only.audio_only_by_class(
         session, course, families, [cls for cls in class_list if cls.ends_at > now]
     )
     classes = []
@@ -134,10 +149,10 @@ def course_families(course_id: int) -> Any:
         "families/course.html",
         course=course,
         families=families,
-        links=links,
+        links=link_states,
         accepted=accepted,
         classes=classes,
-        can_change=services.may_change(user, course) and course.is_open,
+        can_change=access.may_change(user, course) and course.is_open,
         is_safe=courses.course_is_safe(course),
         **_globals(),
     )
@@ -162,15 +177,15 @@ def enrol(course_id: int) -> Any:
     status = 200
     if form.validate_on_submit():
         try:
-            family = services.enrol(
+            family = enrolment.enrol(
                 session,
                 actor=current_user(),
                 course_id=course.id,
                 child_first_name=form.child_first_name.data,
                 child_last_name=form.child_last_name.data,
                 contacts=[
-                    services.ContactInput(form.contact1_name.data, form.contact1_email.data),
-                    services.ContactInput(
+                    people.ContactInput(form.contact1_name.data, form.contact1_email.data),
+                    people.ContactInput(
                         form.contact2_name.data or "", form.contact2_email.data or ""
                     ),
                 ],
@@ -184,7 +199,7 @@ def enrol(course_id: int) -> Any:
             # once, "pending in Zoom", and a reload shows it registered.
             jobs.after_request(family, actor_id=current_user().id)
             flash(
-                f"{services.display_name(family)} is enrolled. companion is registering them in "
+                f"{people.display_name(family)} is enrolled. companion is registering them in "
                 "Zoom now; each parent's personal link is sent as soon as that is done and the "
                 "course is safe."
             )
@@ -206,10 +221,10 @@ def import_csv(course_id: int) -> Any:
         # Read one byte more than allowed, so a larger file is recognised without reading it all.
         data = upload.stream.read(csv_import.MAX_BYTES + 1)
         try:
-            families = services.import_families(
+            families = enrolment.import_families(
                 get_session(), actor=current_user(), course_id=course.id, data=data, now=utcnow()
             )
-        except services.ImportRejected as exc:
+        except errors.ImportRejected as exc:
             problems = exc.problems
             form.form_errors.append(exc.message)
             status = 422
@@ -255,7 +270,7 @@ def import_template(course_id: int) -> Any:
 def family_detail(course_id: int, family_id: int) -> Any:
     session = get_session()
     user = current_user()
-    family = services.get_family(session, user, course_id, family_id)
+    family = access.get_family(session, user, course_id, family_id)
     course = family.course
     now = utcnow()
     contacts = {c.id: c for c in family.contacts}
@@ -287,13 +302,13 @@ def family_detail(course_id: int, family_id: int) -> Any:
         course=course,
         family=family,
         contacts=contacts,
-        links=services.link_states(session, family.contacts, now),
+        links=links.link_states(session, family.contacts, now),
         acceptances=acceptances,
         events=events,
         people=people,
         current_version=agreement.current(session, course.organisation, now=now),
-        can_change=services.may_change(user, course),
-        can_manage_links=services.may_manage_links(user, course),
+        can_change=access.may_change(user, course),
+        can_manage_links=access.may_manage_links(user, course),
         action_form=ActionForm(),
         **_globals(),
     )
@@ -306,15 +321,15 @@ def family_detail(course_id: int, family_id: int) -> Any:
 @allow(TEACHER, ADMIN)
 def edit_contact(course_id: int, family_id: int, position: int) -> Any:
     session = get_session()
-    family = services.get_family(session, current_user(), course_id, family_id)
+    family = access.get_family(session, current_user(), course_id, family_id)
     contact = next((c for c in family.contacts if c.position == position), None)
     if position not in (1, 2) or (contact is None and position == 1):
-        raise services.NotFound("No such parent/carer in this family.")
+        raise NotFound("No such parent/carer in this family.")
     form = ContactForm(obj=contact if request.method == "GET" else None)
     status = 200
     if form.validate_on_submit():
         try:
-            _contact, result = services.save_contact(
+            _contact, result = links.save_contact(
                 session,
                 actor=current_user(),
                 course_id=course_id,
@@ -376,7 +391,7 @@ def _action(course_id: int, family_id: int, run: Any) -> Any:
 @allow(TEACHER, ADMIN)
 def withdraw(course_id: int, family_id: int) -> Any:
     session = get_session()
-    family = services.get_family(session, current_user(), course_id, family_id)
+    family = access.get_family(session, current_user(), course_id, family_id)
     if request.method == "GET":
         return render_template(
             "families/withdraw.html",
@@ -387,10 +402,10 @@ def withdraw(course_id: int, family_id: int) -> Any:
         )
 
     def run() -> tuple[str, str]:
-        withdrawn = services.withdraw(
+        withdrawn = registrants.withdraw(
             session, actor=current_user(), course_id=course_id, family_id=family_id, now=utcnow()
         )
-        name = services.display_name(withdrawn)
+        name = people.display_name(withdrawn)
         if withdrawn.zoom_state == "cancelled":
             return f"{name} is withdrawn; Zoom never had them.", "message"
         jobs.after_request(withdrawn, actor_id=current_user().id)
@@ -408,7 +423,7 @@ def withdraw(course_id: int, family_id: int) -> Any:
 def retry(course_id: int, family_id: int) -> Any:
     def run() -> tuple[str, str]:
         session = get_session()
-        family = services.retry_zoom(
+        family = registrants.retry_zoom(
             session, actor=current_user(), course_id=course_id, family_id=family_id, now=utcnow()
         )
         jobs.after_request(family, actor_id=current_user().id)
@@ -421,7 +436,7 @@ def retry(course_id: int, family_id: int) -> Any:
 @allow(*STAFF)
 def resend(course_id: int, family_id: int, contact_id: int) -> Any:
     def run() -> tuple[str, str]:
-        result = services.resend_link(
+        result = links.resend_link(
             get_session(),
             actor=current_user(),
             course_id=course_id,
@@ -444,7 +459,7 @@ def resend(course_id: int, family_id: int, contact_id: int) -> Any:
 @allow(*STAFF)
 def revoke(course_id: int, family_id: int, contact_id: int) -> Any:
     def run() -> tuple[str, str]:
-        services.revoke_link(
+        links.revoke_link(
             get_session(),
             actor=current_user(),
             course_id=course_id,
@@ -465,19 +480,19 @@ def revoke(course_id: int, family_id: int, contact_id: int) -> Any:
 @allow(*STAFF)
 def admit(course_id: int, class_id: int) -> Any:
     session = get_session()
-    cls = services.get_class_for(session, current_user(), course_id, class_id)
+    cls = get_class_for(session, current_user(), course_id, class_id)
     course = cls.course
     now = utcnow()
-    page = services.admit_page(session, cls, now=now)
+    page = admit_page(session, cls, now=now)
     return render_template(
         "families/admit.html",
         course=course,
         cls=cls,
         start=courses.local_time(course, cls.starts_at),
         end=courses.local_time(course, cls.ends_at),
-        cutoff=courses.local_time(course, services.cutoff_of(course.organisation, cls)),
+        cutoff=courses.local_time(course, audio_only.cutoff_of(course.organisation, cls)),
         rows=page.rows,
-        columns=services.admit_columns(),
+        columns=extensions.admit_columns(),
         events=page.events,
         names=page.names,
         contact_names=page.contact_names,

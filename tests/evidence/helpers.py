@@ -182,7 +182,7 @@ def class_of(course: Course, index: int = 0) -> ClassSession:
 def family_cookie(session: Session, contact: FamilyContact, now: dt.datetime | None = None) -> str:
     """A family session for a parent, as the cookie value a browser would hold."""
     from companion.accounts.services import hash_token
-    from companion.families import services as family_services
+    from companion.families.family_sessions import SESSION_IDLE
     from companion.families.models import FamilyLink, FamilySession
 
     now = now or dt.datetime.now(dt.UTC)
@@ -203,7 +203,7 @@ def family_cookie(session: Session, contact: FamilyContact, now: dt.datetime | N
             token_hash=hash_token(raw),
             created_at=now,
             last_seen_at=now,
-            expires_at=now + family_services.SESSION_IDLE,
+            expires_at=now + SESSION_IDLE,
         )
     )
     session.flush()

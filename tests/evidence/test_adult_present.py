@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 from companion.errors import ValidationError
 from companion.evidence import services
 from companion.evidence.models import AdultConfirmation, EvidenceSettings
-from companion.families import services as family_services
+from companion.families.family_sessions import FamilyPrincipal
 
 from ..staff_helpers import sign_in, text
 from . import helpers
@@ -127,7 +127,7 @@ def test_the_service_refuses_after_the_class_and_for_a_withdrawn_family(
 ) -> None:
     course = helpers.course_with_classes(db_session, teacher)  # yesterday's class
     fam = helpers.family(db_session, course)
-    principal = family_services.FamilyPrincipal(
+    principal = FamilyPrincipal(
         None,
         fam,
         fam.contacts[0],  # type: ignore[arg-type]

@@ -13,7 +13,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from companion.accounts.services import hash_token
-from companion.families import jobs, services
+from companion.families import enrolment, family_sessions, jobs, people, registrants
 from companion.families.models import Family, FamilyContact, FamilyLink, FamilySession
 from companion.mail.models import OutboxMessage
 
@@ -33,13 +33,13 @@ def enrol(
     contacts: Sequence[tuple[str, str]] = (("Rana Khan", "rana@example.net"),),
     now: dt.datetime = NOW,
 ) -> Family:
-    family = services.enrol(
+    family = enrolment.enrol(
         session,
         actor=actor,
         course_id=course.id,
         child_first_name=first,
         child_last_name=last,
-        contacts=[services.ContactInput(n, e) for n, e in contacts],
+        contacts=[people.ContactInput(n, e) for n, e in contacts],
         now=now,
     )
     zoom_now(session, zoom, family, actor)
@@ -56,14 +56,14 @@ def zoom_now(session: Session, zoom: Any, family: Family, actor: Any = None) -> 
 
 
 def withdraw(session: Session, zoom: Any, actor: Any, family: Family) -> Family:
-    services.withdraw(
+    registrants.withdraw(
         session, actor=actor, course_id=family.course_id, family_id=family.id, now=NOW
     )
     return zoom_now(session, zoom, family, actor)
 
 
 def retry(session: Session, zoom: Any, actor: Any, family: Family) -> Family:
-    services.retry_zoom(
+    registrants.retry_zoom(
         session, actor=actor, course_id=family.course_id, family_id=family.id, now=NOW
     )
     return zoom_now(session, zoom, family, actor)
@@ -71,7 +71,7 @@ def retry(session: Session, zoom: Any, actor: Any, family: Family) -> Family:
 
 def principal(
     session: Session, contact: FamilyContact, now: dt.datetime = NOW
-) -> services.FamilyPrincipal:
+) -> family_sessions.FamilyPrincipal:
     """A family session for a parent without going through a browser."""
     link = FamilyLink(
         family_id=contact.family_id,
@@ -88,11 +88,11 @@ def principal(
         token_hash=hash_token(secrets.token_urlsafe(32)),
         created_at=now,
         last_seen_at=now,
-        expires_at=now + services.SESSION_IDLE,
+        expires_at=now + family_sessions.SESSION_IDLE,
     )
     session.add(row)
     session.flush()
-    return services.FamilyPrincipal(row, contact.family, contact)
+    return family_sessions.FamilyPrincipal(row, contact.family, contact)
 
 
 def outbox(session: Session, kind: str | None = None) -> list[OutboxMessage]:

@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 
 from companion.accounts import services as accounts
 from companion.courses import services as courses
-from companion.families import services
+from companion.families import access, audio_only
 from companion.families.models import Family
 from companion.zoom import ZoomConnectionError
 
@@ -111,7 +111,7 @@ def test_bad_bodies(
     )
     assert response.status_code == 422
     assert response.json["error"]["field"] == field
-    assert services.families_of(db_session, course.id) == []
+    assert access.families_of(db_session, course.id) == []
 
 
 def test_not_json(db_session: Session, client: FlaskClient, teacher: Any, course: Any) -> None:
@@ -188,8 +188,8 @@ def test_links_and_audio_only_per_class(
 
     first = courses.class_sessions(course)[0]
     parent = helpers.principal(db_session, contact)
-    services.request_audio_only(db_session, parent, class_id=None, action="request", now=NOW)
-    services.request_audio_only(db_session, parent, class_id=first.id, action="withdraw", now=NOW)
+    audio_only.request_audio_only(db_session, parent, class_id=None, action="request", now=NOW)
+    audio_only.request_audio_only(db_session, parent, class_id=first.id, action="withdraw", now=NOW)
     answer = client.get(f"/api/v1/classes/{first.id}/audio-only", headers=auth)
     assert answer.status_code == 200
     body = answer.json

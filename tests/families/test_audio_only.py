@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 
 from companion.courses import services as courses
 from companion.errors import Conflict, NotFound
-from companion.families import jobs, services
+from companion.families import admit, audio_only, family_sessions, jobs
 from companion.families.models import AudioOnlyEvent, Family
 
 from ..courses.conftest import NOW
@@ -29,17 +29,17 @@ def state(db_session: Session, family: Family) -> list[bool]:
     """Audio-only per class of the course, in order."""
     result = []
     for cls in courses.class_sessions(family.course):
-        result.append(services.audio_only_for_class(db_session, cls).get(family.id, False))
+        result.append(audio_only.audio_only_for_class(db_session, cls).get(family.id, False))
     return result
 
 
 @pytest.fixture
-def parent(db_session: Session, family: Family) -> services.FamilyPrincipal:
+def parent(db_session: Session, family: Family) -> family_sessions.FamilyPrincipal:
     return helpers.principal(db_session, family.contacts[0])
 
 
 def ask(db_session: Session, parent: Any, class_id: int | None, action: str = "request", now=NOW):
-    return services.request_audio_only(
+    return audio_only.request_audio_only(
         db_session, parent, class_id=class_id, action=action, now=now
     )
 
@@ -165,7 +165,7 @@ def test_the_admit_list_flags_audio_only(
     helpers.enrol(db_session, zoom, teacher, course, first="Ben", contacts=[("Jo", "jo@x.net")])
     first = courses.class_sessions(course)[0]
     ask(db_session, parent, first.id)
-    rows = services.admit_list(db_session, first, now=NOW)
+    rows = admit.admit_list(db_session, first, now=NOW)
     assert [(r.child_name, r.zoom_name, r.audio_only) for r in rows] == [
         ("Amira K.", "Amira K", True),
         ("Ben K.", "Ben K", False),

@@ -25,7 +25,7 @@ from companion.courses import zoomwork
 from companion.courses.models import Course
 from companion.courses.zoomclient import EXTENSION_KEY
 from companion.db import make_engine
-from companion.families import jobs, services
+from companion.families import enrolment, jobs, people
 from companion.families.models import Family
 from companion.mail.models import OutboxMessage
 
@@ -85,13 +85,13 @@ def enrolled(live_server: Any, sandbox: SandboxZoom) -> Iterator[dict[str, Any]]
         teacher = session.scalars(select(User).where(User.email == "teacher@example.org")).one()
         course = session.get(Course, course_id)
         assert courses.course_is_safe(course), course.problems
-        family_id = services.enrol(
+        family_id = enrolment.enrol(
             session,
             actor=teacher,
             course_id=course.id,
             child_first_name="Amira",
             child_last_name="Khan",
-            contacts=[services.ContactInput("Rana Khan", parent)],
+            contacts=[people.ContactInput("Rana Khan", parent)],
             now=now,
         ).id
     # Committed; now the registrant work, as the request would run it after its commit.

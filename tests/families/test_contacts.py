@@ -10,7 +10,7 @@ from flask.testing import FlaskClient
 from sqlalchemy.orm import Session
 
 from companion.errors import NotFound, ValidationError
-from companion.families import services
+from companion.families import links
 from companion.families.models import Family
 
 from ..courses.conftest import NOW
@@ -21,7 +21,7 @@ pytestmark = pytest.mark.usefixtures("app_with_zoom")
 
 
 def save(db_session: Session, actor: Any, family: Family, position: int, name: str, email: str):
-    return services.save_contact(
+    return links.save_contact(
         db_session,
         actor=actor,
         course_id=family.course_id,

@@ -9,7 +9,7 @@ import pytest
 from flask.testing import FlaskClient
 from sqlalchemy.orm import Session
 
-from companion.families import csv_import, jobs, services
+from companion.families import access, csv_import, enrolment, errors, jobs, people
 
 from ..courses.conftest import NOW
 from ..staff_helpers import audit_events, csrf_of, sign_in, text
@@ -49,7 +49,7 @@ def test_semicolons_and_friendly_column_names(org: Any) -> None:
     data = b"Child first name;Child surname;Parent name;Parent email\nAmira;Khan;Rana;rana@x.net\n"
     parsed = parse(org, data)
     assert parsed.problems == []
-    assert parsed.rows[0].contacts == [services.ContactInput("Rana", "rana@x.net")]
+    assert parsed.rows[0].contacts == [people.ContactInput("Rana", "rana@x.net")]
 
 
 def test_a_missing_column(org: Any) -> None:
@@ -153,17 +153,19 @@ def test_an_unterminated_quote(org: Any) -> None:
 
 def test_import_is_all_or_nothing(db_session: Session, teacher: Any, course: Any) -> None:
     data = csv_bytes("Amira,Khan,Rana,rana@x.net,,", "Ben,Tan,Jo,not-an-email,,")
-    with pytest.raises(services.ImportRejected) as caught:
-        services.import_families(db_session, actor=teacher, course_id=course.id, data=data, now=NOW)
+    with pytest.raises(errors.ImportRejected) as caught:
+        enrolment.import_families(
+            db_session, actor=teacher, course_id=course.id, data=data, now=NOW
+        )
     assert len(caught.value.problems) == 1
-    assert services.families_of(db_session, course.id) == []
+    assert access.families_of(db_session, course.id) == []
 
 
 def test_an_imported_file_is_registered_by_the_job(
     app: Any, db_session: Session, zoom: Any, teacher: Any, course: Any
 ) -> None:
     data = csv_bytes("Amira,Khan,Rana,rana@x.net,Omar,omar@x.net", "Ben,Tan,Jo,jo@x.net,,")
-    families = services.import_families(
+    families = enrolment.import_families(
         db_session, actor=teacher, course_id=course.id, data=data, now=NOW
     )
     assert [f.zoom_state for f in families] == ["pending", "pending"]
@@ -200,11 +202,11 @@ def test_uploading_shows_every_problem_and_imports_nothing(
     assert "Nothing was imported: the file has 2 problem(s)." in page
     assert "“jo@” is not a valid email address." in page
     assert "amira K. is already on line 2 of this file." in page
-    assert services.families_of(db_session, course.id) == []
+    assert access.families_of(db_session, course.id) == []
 
     ok = upload(client, course, csv_bytes("Amira,Khan,Rana,rana@x.net,,"))
     assert ok.status_code == 302
-    assert len(services.families_of(db_session, course.id)) == 1
+    assert len(access.families_of(db_session, course.id)) == 1
     assert "1 family enrolled" in text(client.get(ok.headers["Location"]))
 
 
@@ -225,7 +227,7 @@ def test_a_huge_upload_is_refused_with_its_size(
     response = big_upload(client, course, 3 * 1024 * 1024)
     assert response.status_code == 422
     assert "the limit is 256 KB" in text(response)
-    assert services.families_of(db_session, course.id) == []
+    assert access.families_of(db_session, course.id) == []
 
 
 class TestBeyondTheRequestLimit:
@@ -240,7 +242,7 @@ class TestBeyondTheRequestLimit:
         response = big_upload(client, course, 2 * 1024 * 1024)
         assert response.status_code == 302
         assert "far too large" in text(client.get(response.headers["Location"]))
-        assert services.families_of(db_session, course.id) == []
+        assert access.families_of(db_session, course.id) == []
 
 
 def test_the_template_file(client: FlaskClient, teacher: Any, course: Any) -> None:

@@ -9,8 +9,8 @@ import pytest
 from sqlalchemy.orm import Session
 
 from companion import work
-from companion.errors import Conflict, NotFound, ValidationError
-from companion.families import crypto, jobs, services
+from companion.errors import Conflict, Forbidden, NotFound, ValidationError
+from companion.families import access, crypto, enrolment, jobs, people, registrants
 from companion.families.models import Family
 from companion.zoom import (
     ZoomConnectionError,
@@ -35,7 +35,7 @@ def test_enrolment_makes_one_registrant_with_its_own_link(
     assert family.zoom_registrant_id == registrant["id"]
     # Zoom knows the child by name and the family by an address companion made, not a parent's.
     assert (registrant["first_name"], registrant["last_name"]) == ("Amira", "K")
-    assert registrant["email"] == services.registrant_email(family)
+    assert registrant["email"] == registrants.registrant_email(family)
     assert "rana@example.net" not in str(zoom.requests)
     body = dict(zoom.requests[[op for op, _ in zoom.requests].index("add_registrant")][1])
     assert body["auto_approve"] is True
@@ -44,7 +44,7 @@ def test_enrolment_makes_one_registrant_with_its_own_link(
     assert (
         crypto.unseal(family.join_url_encrypted, app.config["SECRET_KEY"]) == registrant["join_url"]
     )
-    assert services.family_for_registrant(db_session, registrant["id"]) is family
+    assert access.family_for_registrant(db_session, registrant["id"]) is family
 
 
 def test_siblings_with_the_same_parent_get_two_registrants(
@@ -64,7 +64,7 @@ def test_full_surnames_when_the_organisation_chooses_them(
     course = helpers.make_course(db_session, zoom, teacher)
     family = helpers.enrol(db_session, zoom, teacher, course, last="  Khan-Smith ")
     assert family.child_last_name == "Khan-Smith"
-    assert services.display_name(family) == "Amira Khan-Smith"
+    assert people.display_name(family) == "Amira Khan-Smith"
 
 
 @pytest.mark.parametrize(
@@ -102,7 +102,7 @@ def test_bad_input_is_refused_before_anything_is_saved(
     with pytest.raises(ValidationError) as caught:
         helpers.enrol(db_session, zoom, teacher, course, first=first, last=last, contacts=contacts)
     assert caught.value.field == field
-    assert services.families_of(db_session, course.id) == []
+    assert access.families_of(db_session, course.id) == []
     assert zoom.total_calls == calls
 
 
@@ -112,7 +112,7 @@ def test_a_child_already_enrolled_is_refused(
     with pytest.raises(Conflict) as caught:
         helpers.enrol(db_session, zoom, teacher, course, first="amira", last="k.")
     assert "already enrolled" in caught.value.message
-    assert len(services.families_of(db_session, course.id)) == 1
+    assert len(access.families_of(db_session, course.id)) == 1
 
 
 def test_teachers_enrol_only_on_their_own_courses(
@@ -121,7 +121,7 @@ def test_teachers_enrol_only_on_their_own_courses(
     other = factories.user(db_session, org, role="teacher")
     with pytest.raises(NotFound):
         helpers.enrol(db_session, zoom, other, course)
-    with pytest.raises(services.Forbidden):
+    with pytest.raises(Forbidden):
         helpers.enrol(db_session, zoom, lead, course)
     assert helpers.enrol(db_session, zoom, admin, course).zoom_state == "registered"
 
@@ -131,13 +131,13 @@ def test_zoom_down_keeps_the_family_pending_and_the_job_registers_it_once(
 ) -> None:
     # Zoom made the registrant but the answer was lost on the way back.
     zoom.fail("add_registrant", ZoomServerError("bad gateway", http_status=502), after=True)
-    family = services.enrol(
+    family = enrolment.enrol(
         db_session,
         actor=teacher,
         course_id=course.id,
         child_first_name="Amira",
         child_last_name="K",
-        contacts=[services.ContactInput("Rana", "rana@example.net")],
+        contacts=[people.ContactInput("Rana", "rana@example.net")],
         now=NOW,
     )
     # Saved before Zoom is called: nothing has gone to Zoom yet.
@@ -212,10 +212,10 @@ def test_withdrawal_cancels_the_registrant(
     (op, body) = [r for r in zoom.requests if r[0] == "update_registrant_status"][0]
     assert body["action"] == "cancel"
     assert body["registrants"] == [
-        {"id": family.zoom_registrant_id, "email": services.registrant_email(family)}
+        {"id": family.zoom_registrant_id, "email": registrants.registrant_email(family)}
     ]
     with pytest.raises(Conflict):
-        services.withdraw(
+        registrants.withdraw(
             db_session, actor=teacher, course_id=course.id, family_id=family.id, now=NOW
         )
 
@@ -271,12 +271,12 @@ def test_withdrawing_a_family_a_job_is_working_on_leaves_the_cancel_to_the_job(
     app: Any, db_session: Session, zoom: Any, teacher: Any, course: Any, family: Family
 ) -> None:
     # As a job run would (here re-reading its join link): the claim is committed first.
-    assert work.claim(db_session, services.JOIN_LINKS, family.id, NOW)
+    assert work.claim(db_session, registrants.JOIN_LINKS, family.id, NOW)
     calls = zoom.total_calls
     helpers.withdraw(db_session, zoom, teacher, family)
     assert family.status == "withdrawn" and family.zoom_state == "cancelling"
     assert zoom.total_calls == calls  # the request left the family to whoever holds it
     assert len(zoom.approved(course.zoom_meeting_id)) == 1
-    later = NOW + services.REGISTRANTS.claim_for + dt.timedelta(seconds=1)
+    later = NOW + registrants.REGISTRANTS.claim_for + dt.timedelta(seconds=1)
     assert jobs.sync_zoom(app, now=later) == {"cancelled": 1}
     assert zoom.approved(course.zoom_meeting_id) == []

@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 
 from companion import signals
 from companion.courses import services as courses
-from companion.families import services
+from companion.families import access, admit, extensions
 from companion.families.models import Family
 
 from ..staff_helpers import sign_in, text
@@ -25,20 +25,20 @@ pytestmark = pytest.mark.usefixtures("app_with_zoom")
 def test_an_admit_column(
     db_session: Session, client: Any, teacher: Any, course: Any, family: Family
 ) -> None:
-    column = services.AdmitColumn(
+    column = extensions.AdmitColumn(
         "probe", "Probe column", lambda session, cls, families: {family.id: "yes, 16:58"}
     )
     first = courses.class_sessions(course)[0]
     with signals.admit_columns.connected_to(lambda _sender: column):
-        (row,) = services.admit_list(db_session, first, now=helpers.NOW)
+        (row,) = admit.admit_list(db_session, first, now=helpers.NOW)
         assert row.extras["probe"] == "yes, 16:58"
         # The evidence package's own column is there too, connected by create_app.
-        assert [c.key for c in services.admit_columns()] == ["adult", "probe"]
+        assert [c.key for c in extensions.admit_columns()] == ["adult", "probe"]
         sign_in(client, teacher.email)
         page = text(client.get(f"/courses/{course.id}/classes/{first.id}/admit"))
     assert "<th>Probe column</th>" in page and "<td>yes, 16:58</td>" in page
-    assert [c.key for c in services.admit_columns()] == ["adult"]
-    (row,) = services.admit_list(db_session, first, now=helpers.NOW)
+    assert [c.key for c in extensions.admit_columns()] == ["adult"]
+    (row,) = admit.admit_list(db_session, first, now=helpers.NOW)
     assert "probe" not in row.extras
 
 
@@ -56,7 +56,7 @@ def test_a_family_class_panel(app: Flask, db_session: Session, client: Any, fami
         ]
     )
     first = courses.class_sessions(family.course)[0]
-    panel = services.ClassPanel(
+    panel = extensions.ClassPanel(
         "probe",
         "probe_panel.html",
         lambda session, principal, classes, now: {first.id: "Is a probe in the room?"},
@@ -70,6 +70,6 @@ def test_a_family_class_panel(app: Flask, db_session: Session, client: Any, fami
 
 
 def test_the_family_of_a_registrant(db_session: Session, family: Family) -> None:
-    assert services.family_for_registrant(db_session, family.zoom_registrant_id) is family
-    assert services.family_for_registrant(db_session, "nobody") is None
-    assert services.family_for_registrant(db_session, "") is None
+    assert access.family_for_registrant(db_session, family.zoom_registrant_id) is family
+    assert access.family_for_registrant(db_session, "nobody") is None
+    assert access.family_for_registrant(db_session, "") is None

@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 
 from companion import work
 from companion.courses import services as courses
-from companion.families import jobs, services
+from companion.families import admit, audio_only, jobs, registrants
 from companion.families.models import ClassSummary, Family
 
 from ..courses.conftest import NOW
@@ -26,7 +26,7 @@ def test_the_summary_goes_once_two_hours_before(
     helpers.enrol(db_session, zoom, teacher, course, first="Ben", contacts=[("Jo", "jo@x.net")])
     first = courses.class_sessions(course)[0]
     parent = helpers.principal(db_session, family.contacts[0])
-    services.request_audio_only(db_session, parent, class_id=first.id, action="request", now=NOW)
+    audio_only.request_audio_only(db_session, parent, class_id=first.id, action="request", now=NOW)
     assert jobs.class_summaries(app, now=first.starts_at - dt.timedelta(hours=3)) == {}
     at = first.starts_at - dt.timedelta(hours=2)
     assert jobs.class_summaries(app, now=at) == {"sent": 1}
@@ -50,7 +50,7 @@ def test_no_summary_for_a_cancelled_or_started_class(
         db_session, zoom, actor=teacher, course_id=course.id, class_id=second.id, now=NOW
     )
     assert jobs.class_summaries(app, now=second.starts_at - dt.timedelta(hours=1)) == {}
-    assert services.send_summary(db_session, class_id=first.id, now=first.starts_at) is False
+    assert admit.send_summary(db_session, class_id=first.id, now=first.starts_at) is False
     assert helpers.outbox(db_session, "family.class_summary") == []
 
 
@@ -62,7 +62,7 @@ def test_a_claimed_family_is_left_to_whoever_holds_it(
     zoom.fail("add_registrant", ZoomConnectionError("timeout"))
     family = helpers.enrol(db_session, zoom, teacher, course)
     due = family.zoom_next_attempt_at
-    assert work.claim(db_session, services.REGISTRANTS, family.id, due)
+    assert work.claim(db_session, registrants.REGISTRANTS, family.id, due)
     assert jobs.sync_zoom(app, family_ids=[family.id], now=due) == {"skipped": 1}
     assert zoom.calls["add_registrant"] == 1
     assert family.zoom_state == "pending"

@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 from companion.accounts.services import hash_token
 from companion.courses import services as courses
 from companion.errors import Conflict
-from companion.families import jobs, services
+from companion.families import family_page, jobs, links
 from companion.families.models import Family, FamilyLink, FamilySession
 
 from ..courses.conftest import NOW, check
@@ -139,7 +139,7 @@ def test_resending_kills_the_old_link_and_its_sessions(
     assert client.get("/f/").status_code == 200
     contact = family.contacts[0]
 
-    result = services.resend_link(
+    result = links.resend_link(
         db_session,
         actor=teacher,
         course_id=course.id,
@@ -171,7 +171,7 @@ def test_revoking_a_link(
     client.get(path)
     contact = family.contacts[0]
     # The safeguarding lead may revoke a link that leaked.
-    services.revoke_link(
+    links.revoke_link(
         db_session,
         actor=lead,
         course_id=course.id,
@@ -184,7 +184,7 @@ def test_revoking_a_link(
     assert response.status_code == 410
     assert "withdrawn" in response.get_data(as_text=True)
     with pytest.raises(Conflict):
-        services.revoke_link(
+        links.revoke_link(
             db_session,
             actor=lead,
             course_id=course.id,
@@ -192,7 +192,7 @@ def test_revoking_a_link(
             contact_id=contact.id,
             now=NOW,
         )
-    assert services.link_state(db_session, contact, NOW).state == "revoked"
+    assert links.link_state(db_session, contact, NOW).state == "revoked"
     (event,) = audit_events(db_session, "family.link_revoked")
     assert event.actor == lead.email
 
@@ -206,11 +206,11 @@ def test_links_wait_for_a_safe_course_and_go_when_it_is(
     family = helpers.enrol(db_session, zoom, teacher, course, contacts=TWO_PARENTS)
     assert family.zoom_state == "registered"
     assert helpers.outbox(db_session, "family.link") == []
-    state = services.link_state(db_session, family.contacts[0], NOW)
+    state = links.link_state(db_session, family.contacts[0], NOW)
     assert state.state == "queued" and "safety" in state.label
     # A resend while not safe kills nothing new and stays queued.
     assert (
-        services.resend_link(
+        links.resend_link(
             db_session,
             actor=teacher,
             course_id=course.id,
@@ -254,7 +254,7 @@ def test_after_the_course_the_page_says_so_then_the_link_expires(
 
     version = agreement.current(db_session, family.organisation, now=NOW)
     agreement.accept(db_session, contact=family.contacts[0], agreement_id=version.id, now=NOW)
-    assert services.family_page(db_session, principal, now=NOW).join_url is not None
+    assert family_page.family_page(db_session, principal, now=NOW).join_url is not None
 
     clock.offset = course.ends_at + dt.timedelta(days=1) - dt.datetime.now(dt.UTC)
     assert client.get(path).status_code == 303
@@ -263,7 +263,7 @@ def test_after_the_course_the_page_says_so_then_the_link_expires(
     assert "zoom.example/w/" not in body
     assert "Passcode" not in body
 
-    clock.offset = course.ends_at + services.LINK_GRACE + dt.timedelta(minutes=1)
+    clock.offset = course.ends_at + links.LINK_GRACE + dt.timedelta(minutes=1)
     clock.offset -= dt.datetime.now(dt.UTC)
     assert client.get("/f/").status_code == 401
     response = client.get(path)
@@ -281,7 +281,7 @@ def test_a_withdrawn_familys_page_says_so_and_shows_no_link(
     assert "has been withdrawn" in body
     assert "zoom.example/w/" not in body
     with pytest.raises(Conflict):
-        services.resend_link(
+        links.resend_link(
             db_session,
             actor=teacher,
             course_id=course.id,

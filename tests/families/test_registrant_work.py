@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 
 from companion import work
 from companion.audit.models import AuditEvent
-from companion.families import crypto, jobs, services
+from companion.families import crypto, enrolment, family_page, jobs, people, registrants
 from companion.families.models import Family
 
 from ..courses.conftest import NOW
@@ -36,7 +36,7 @@ def crash_at() -> Iterator[Callable[[str], None]]:
         fired: list[bool] = []
 
         def hook(queue: str, _item: Any) -> None:
-            if queue == services.REGISTRANTS.name and not fired:
+            if queue == registrants.REGISTRANTS.name and not fired:
                 fired.append(True)
                 raise Crash(point)
 
@@ -50,13 +50,13 @@ def crash_at() -> Iterator[Callable[[str], None]]:
 
 def enrolled(db_session: Session, teacher: Any, course: Any) -> Family:
     """What the enrolment request commits: the family, pending in Zoom, due now."""
-    family = services.enrol(
+    family = enrolment.enrol(
         db_session,
         actor=teacher,
         course_id=course.id,
         child_first_name="Amira",
         child_last_name="K",
-        contacts=[services.ContactInput("Rana", "rana@example.net")],
+        contacts=[people.ContactInput("Rana", "rana@example.net")],
         now=NOW,
     )
     db_session.commit()
@@ -64,7 +64,7 @@ def enrolled(db_session: Session, teacher: Any, course: Any) -> Family:
 
 
 def after_the_claim_ran_out() -> dt.datetime:
-    return NOW + services.REGISTRANTS.claim_for + dt.timedelta(seconds=1)
+    return NOW + registrants.REGISTRANTS.claim_for + dt.timedelta(seconds=1)
 
 
 def test_enrolment_saves_the_family_and_calls_zoom_only_afterwards(
@@ -78,11 +78,11 @@ def test_enrolment_saves_the_family_and_calls_zoom_only_afterwards(
         0,
         None,
     )
-    assert work.due_ids(db_session, services.REGISTRANTS, NOW) == [family.id]
+    assert work.due_ids(db_session, registrants.REGISTRANTS, NOW) == [family.id]
     assert jobs.work_family(app, family.id) == "registered"
     db_session.expire_all()
     assert family.zoom_state == "registered" and family.zoom_claimed_until is None
-    assert work.due_ids(db_session, services.REGISTRANTS, NOW) == []
+    assert work.due_ids(db_session, registrants.REGISTRANTS, NOW) == []
 
 
 def test_a_crash_after_the_claim_is_recovered_by_the_next_run(
@@ -160,7 +160,9 @@ def test_a_crash_while_cancelling_is_recovered_by_the_next_run(
     crash_at: Callable[[str], None],
     point: str,
 ) -> None:
-    services.withdraw(db_session, actor=teacher, course_id=course.id, family_id=family.id, now=NOW)
+    registrants.withdraw(
+        db_session, actor=teacher, course_id=course.id, family_id=family.id, now=NOW
+    )
     db_session.commit()
     assert family.zoom_state == "cancelling"
     crash_at(point)
@@ -182,8 +184,8 @@ def test_a_family_withdrawn_while_zoom_registers_it_is_then_cancelled(
 
     def withdraw_meanwhile(queue: str, _item: Any) -> None:
         # The teacher withdraws the family while Zoom is still answering the registration.
-        if queue == services.REGISTRANTS.name and family.status == "enrolled":
-            services.withdraw(
+        if queue == registrants.REGISTRANTS.name and family.status == "enrolled":
+            registrants.withdraw(
                 db_session, actor=teacher, course_id=course.id, family_id=family.id, now=NOW
             )
             db_session.commit()
@@ -204,7 +206,7 @@ def test_a_family_withdrawn_while_zoom_registers_it_is_then_cancelled(
 
 def test_the_old_claim_and_backoff_copies_are_gone() -> None:
     for name in ("claim_for_zoom", "due_for_zoom", "push_zoom", "_retry_delay", "_postpone"):
-        assert not hasattr(services, name), name
+        assert not hasattr(registrants, name), name
 
 
 def test_a_join_link_sealed_under_an_old_key_is_read_again_outside_the_page(
@@ -226,10 +228,10 @@ def test_a_join_link_sealed_under_an_old_key_is_read_again_outside_the_page(
     principal = helpers.principal(db_session, contact)
     # The page service never calls Zoom: it shows the link as pending.
     calls = zoom.total_calls
-    page = services.family_page(db_session, principal, now=NOW)
+    page = family_page.family_page(db_session, principal, now=NOW)
     assert page.join_url is None and page.join_problem == "pending"
     assert zoom.total_calls == calls
-    assert services.join_url_lost(family)
+    assert registrants.join_url_lost(family)
 
     # The family's own page reads it again, with the request's transaction committed first.
     path = helpers.links_to(db_session, "rana@example.net")[0]

@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 from companion.courses import schedule as sched
 from companion.courses import services as courses
 from companion.courses.zoomclient import EXTENSION_KEY
-from companion.families import jobs, services
+from companion.families import access, enrolment, family_page, jobs, people, registrants
 
 from ..courses.conftest import settle
 from ..courses.test_sandbox_integration import SandboxZoom
@@ -62,19 +62,19 @@ def course(db_session: Session, sandbox: SandboxZoom, teacher: Any) -> Any:
 
 
 def enrol(db_session: Session, sandbox: SandboxZoom, teacher: Any, course: Any, **kw: Any) -> Any:
-    family = services.enrol(
+    family = enrolment.enrol(
         db_session,
         actor=teacher,
         course_id=course.id,
         child_first_name=kw.get("first", "Amira"),
         child_last_name="Khan",
-        contacts=[services.ContactInput("Rana Khan", "rana@example.net")],
+        contacts=[people.ContactInput("Rana Khan", "rana@example.net")],
         now=now(),
     )
     return zoom_now(db_session, sandbox.client, family, teacher)
 
 
-def registrants(sandbox: SandboxZoom, course: Any, status: str = "approved") -> list[Any]:
+def sandbox_registrants(sandbox: SandboxZoom, course: Any, status: str = "approved") -> list[Any]:
     return sandbox.state.registrants_of(course.zoom_meeting_id, status)
 
 
@@ -83,13 +83,13 @@ def test_each_family_is_a_registrant_with_a_working_link(
 ) -> None:
     family = enrol(db_session, sandbox, teacher, course)
     sibling = enrol(db_session, sandbox, teacher, course, first="Yusuf")
-    regs = registrants(sandbox, course)
+    regs = sandbox_registrants(sandbox, course)
     assert [(r["first_name"], r["last_name"], r["email"]) for r in regs] == [
-        ("Amira", "K", services.registrant_email(family)),
-        ("Yusuf", "K", services.registrant_email(sibling)),
+        ("Amira", "K", registrants.registrant_email(family)),
+        ("Yusuf", "K", registrants.registrant_email(sibling)),
     ]
     assert family.zoom_registrant_id == regs[0]["id"]
-    page = services.family_page(db_session, _principal(db_session, family), now=now())
+    page = family_page.family_page(db_session, _principal(db_session, family), now=now())
     assert page.join_problem == "agreement"
     from companion.families import crypto
 
@@ -97,14 +97,14 @@ def test_each_family_is_a_registrant_with_a_working_link(
     assert url.startswith(f"{sandbox.server.url}/w/{course.zoom_meeting_id}?tk=")
     assert requests.get(url, timeout=5).status_code == 200
 
-    services.withdraw(
+    registrants.withdraw(
         db_session, actor=teacher, course_id=course.id, family_id=family.id, now=now()
     )
     zoom_now(db_session, sandbox.client, family, teacher)
     assert family.zoom_state == "cancelled"
-    assert [r["id"] for r in registrants(sandbox, course, "denied")] == [regs[0]["id"]]
+    assert [r["id"] for r in sandbox_registrants(sandbox, course, "denied")] == [regs[0]["id"]]
     assert requests.get(url, timeout=5).status_code == 403
-    assert services.family_for_registrant(db_session, regs[1]["id"]) is sibling
+    assert access.family_for_registrant(db_session, regs[1]["id"]) is sibling
 
 
 def _principal(db_session: Session, family: Any) -> Any:
@@ -123,10 +123,10 @@ def test_zoom_failing_keeps_the_family_pending_then_the_job_registers_it_once(
     family = enrol(db_session, sandbox, teacher, course)
     assert family.zoom_state == "pending"
     assert "try again automatically" in family.zoom_error
-    assert registrants(sandbox, course) == []
+    assert sandbox_registrants(sandbox, course) == []
     assert jobs.sync_zoom(app, [family.id], now=family.zoom_next_attempt_at) == {"registered": 1}
     assert family.zoom_state == "registered"
-    assert len(registrants(sandbox, course)) == 1
+    assert len(sandbox_registrants(sandbox, course)) == 1
 
 
 def test_a_slow_zoom_that_made_the_registrant_is_not_asked_twice(
@@ -137,10 +137,10 @@ def test_a_slow_zoom_that_made_the_registrant_is_not_asked_twice(
     family = enrol(db_session, sandbox, teacher, course)
     assert family.zoom_state == "pending"
     deadline = time.monotonic() + 10
-    while not registrants(sandbox, course) and time.monotonic() < deadline:
+    while not sandbox_registrants(sandbox, course) and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert len(registrants(sandbox, course)) == 1
+    assert len(sandbox_registrants(sandbox, course)) == 1
     sandbox.client.calls.clear()
     assert jobs.sync_zoom(app, [family.id], now=family.zoom_next_attempt_at) == {"registered": 1}
     assert sandbox.client.calls["add_registrant"] == 0
-    assert family.zoom_registrant_id == registrants(sandbox, course)[0]["id"]
+    assert family.zoom_registrant_id == sandbox_registrants(sandbox, course)[0]["id"]

@@ -13,7 +13,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from companion.courses import services as courses
-from companion.families import services
+from companion.families import access, audio_only
 from companion.families.models import AgreementVersion, Family
 
 from .. import factories
@@ -111,7 +111,7 @@ def test_enrolling_with_the_form(
     assert len(helpers.links_to(db_session, "rana@example.net")) == 1
     assert len(helpers.links_to(db_session, "omar@example.net")) == 1
     assert "rana@example.net" in listing and "omar@example.net" in listing
-    (family,) = services.families_of(db_session, course.id)
+    (family,) = access.families_of(db_session, course.id)
     assert [c.email for c in family.contacts] == ["rana@example.net", "omar@example.net"]
     again = post_form(
         client,
@@ -183,7 +183,7 @@ def test_the_admit_list_shows_the_flag(
 ) -> None:
     first = courses.class_sessions(course)[0]
     parent = helpers.principal(db_session, family.contacts[0])
-    services.request_audio_only(db_session, parent, class_id=first.id, action="request", now=NOW)
+    audio_only.request_audio_only(db_session, parent, class_id=first.id, action="request", now=NOW)
     sign_in(client, teacher.email)
     page = text(client.get(f"/courses/{course.id}/classes/{first.id}/admit"))
     row = re.search(r'<tr class="admit-row audio-only-row".*?</tr>', page, re.S).group(0)

@@ -30,8 +30,7 @@ from companion.audit import queries
 from companion.audit import services as audit_services
 from companion.audit.models import AuditEvent
 from companion.db import utcnow
-from companion.families import agreement
-from companion.families import services as families
+from companion.families import agreement, audio_only
 from companion.families.models import AudioOnlyEvent
 from companion.recordings.models import Concern
 
@@ -145,7 +144,7 @@ def test_agreement_acceptance_and_audio_only_request_are_recorded(
 
     from ..families.helpers import principal
 
-    families.request_audio_only(
+    audio_only.request_audio_only(
         db_session, principal(db_session, contact, now), class_id=None, action="request", now=now
     )
     [asked] = audit_events(db_session, "family.audio_only_requested")

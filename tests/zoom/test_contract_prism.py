@@ -42,8 +42,9 @@ from companion.courses import safety, services
 from companion.courses import schedule as sched
 from companion.courses.zoomclient import EXTENSION_KEY
 from companion.db import Clock
+from companion.families import enrolment, registrants
 from companion.families import jobs as family_jobs
-from companion.families import services as families
+from companion.families.people import ContactInput
 from companion.zoom import (
     RequestBudget,
     TokenCache,
@@ -413,13 +414,13 @@ def run_lifecycle(session: Session, zoom: Recorder, org: Any, teacher: Any, lead
     # Two families: one registered at once, one whose answer was lost and is found again.
     # (Each request commits what it wants, then runs the Zoom work, as the views do.)
     def enrol(first_name: str, last_name: str, parent: tuple[str, str]) -> Any:
-        family = families.enrol(
+        family = enrolment.enrol(
             session,
             actor=teacher,
             course_id=course.id,
             child_first_name=first_name,
             child_last_name=last_name,
-            contacts=[families.ContactInput(*parent)],
+            contacts=[ContactInput(*parent)],
             now=NOW,
         )
         return after_the_answer(family)
@@ -434,11 +435,13 @@ def run_lifecycle(session: Session, zoom: Recorder, org: Any, teacher: Any, lead
     zoom.fail("add_registrant", ZoomConnectionError("Read timed out"), after=True)
     second = enrol("Yusuf", "Okafor", ("Ada Okafor", "ada@example.net"))
     assert second.zoom_state == "pending"
-    families.retry_zoom(session, actor=teacher, course_id=course.id, family_id=second.id, now=NOW)
+    registrants.retry_zoom(
+        session, actor=teacher, course_id=course.id, family_id=second.id, now=NOW
+    )
     after_the_answer(second)
     assert (first.zoom_state, second.zoom_state) == ("registered", "registered")
     # Withdrawing a family cancels its registrant, so its personal link stops working.
-    families.withdraw(session, actor=teacher, course_id=course.id, family_id=first.id, now=NOW)
+    registrants.withdraw(session, actor=teacher, course_id=course.id, family_id=first.id, now=NOW)
     after_the_answer(first)
     assert first.zoom_state == "cancelled"
 

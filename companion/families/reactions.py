@@ -1,0 +1,126 @@
+"""What families does when a course changes: the receivers of the course signals
+(:mod:`companion.signals`), connected by :func:`companion.families.init_app`.
+
+Each gets the Course as sender and the change's session."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from .. import mail
+from ..courses import services as courses
+from ..courses.models import ClassSession, Course
+from ..db import utcnow
+from . import agreement
+from .access import families_of
+from .links import deliver_owed_links
+from .models import Family, FamilyContact, FamilyLink
+from .people import display_name
+
+
+def on_safety_changed(
+    course: Course, *, session: Session, after: str | None = None, **_details: Any
+) -> None:
+    """The course became safe: send every link that was waiting for it."""
+    if after != "safe":
+        return
+    # The check that found the course safe stamped its time; links carry that time.
+    now = course.last_verified_at or utcnow()
+    for family in families_of(session, course.id, enrolled_only=True):
+        if any(c.link_owed_since is not None for c in family.contacts):
+            deliver_owed_links(session, family, now=now)
+
+
+def _parents_with_links(session: Session, course: Course) -> list[tuple[Family, FamilyContact]]:
+    """Parents of enrolled families who hold a working link (the others have nothing to open)."""
+    rows = session.execute(
+        select(Family, FamilyContact)
+        .join(FamilyContact, FamilyContact.family_id == Family.id)
+        .join(FamilyLink, FamilyLink.contact_id == FamilyContact.id)
+        .where(
+            Family.course_id == course.id,
+            Family.status == "enrolled",
+            FamilyLink.revoked_at.is_(None),
+        )
+        .distinct()
+        .order_by(Family.id, FamilyContact.position)
+    ).all()
+    return [(family, contact) for family, contact in rows]
+
+
+def _tell_parents(session: Session, course: Course, subject: str, news: str, kind: str) -> None:
+    for family, contact in _parents_with_links(session, course):
+        mail.send(
+            session,
+            to_address=contact.email,
+            to_name=contact.name,
+            subject=subject,
+            body=(
+                f"Dear {contact.name},\n\n{news}\n\n"
+                f"This concerns {display_name(family)}. Your family page, opened from the link in "
+                "our earlier email, always shows the current classes and join details; if you "
+                "added the classes to your calendar, download the calendar file again.\n\n"
+                f"{agreement.lead_contact_line(family.organisation)}\n"
+            ),
+            kind=kind,
+            organisation_id=course.organisation_id,
+        )
+
+
+def _class_line(course: Course, cls: ClassSession) -> str:
+    start = courses.local_time(course, cls.starts_at)
+    line = f"  - {start:%A %-d %B}, {start:%H:%M}-{courses.local_time(course, cls.ends_at):%H:%M}"
+    if not cls.takes_place:
+        return line + ": CANCELLED"
+    if cls.original_starts_at is not None:
+        was = courses.local_time(course, cls.original_starts_at)
+        line += f" (moved from {was:%A %-d %B, %H:%M})"
+    return line
+
+
+def on_schedule_changed(
+    course: Course,
+    *,
+    session: Session,
+    classes: Sequence[ClassSession] = (),
+    **_details: Any,
+) -> None:
+    """A class was moved or cancelled (or the series changed): parents are told."""
+    now = utcnow()
+    changed = [c for c in classes if c.ends_at > now]
+    if not changed:
+        return
+    lines = "\n".join(_class_line(course, c) for c in sorted(changed, key=lambda c: c.starts_at))
+    _tell_parents(
+        session,
+        course,
+        f"Class times changed: {course.title}",
+        f'The teacher has changed classes of "{course.title}" (times in {course.timezone}):\n\n'
+        f"{lines}",
+        "family.schedule_changed",
+    )
+
+
+def on_course_cancelled(course: Course, *, session: Session, **_details: Any) -> None:
+    _tell_parents(
+        session,
+        course,
+        f"Cancelled: {course.title}",
+        f'The course "{course.title}" has been cancelled; there are no more classes, and its Zoom '
+        "link no longer works.",
+        "family.course_cancelled",
+    )
+
+
+def on_passcode_rotated(course: Course, *, session: Session, **_details: Any) -> None:
+    _tell_parents(
+        session,
+        course,
+        f"New passcode: {course.title}",
+        f'The passcode of "{course.title}" has changed. The new one is on your family page.',
+        "family.passcode_changed",
+    )
