@@ -137,17 +137,13 @@ def _send_invite(person: Any, raw: str) -> None:
     org = person.organisation
     mail.send(
         get_session(),
+        kind="staff_invite",
         to_address=person.email,
         to_name=person.name,
         organisation_id=person.organisation_id,
-        kind="staff_invite",
-        subject=f"Your companion account at {org.name}",
-        body=(
-            f"Hello {person.name},\n\n"
-            f"You have been given a companion account at {org.name}.\n"
-            f"Set your password here (the link works once, for {hours} hours):\n\n{link}\n\n"
-            "If you did not expect this, you can ignore this message.\n"
-        ),
+        organisation=org,
+        hours=hours,
+        link=link,
     )
 
 

@@ -44,18 +44,12 @@ def verify_chain(app: Flask) -> int:
                 ]
                 if not theirs:
                     continue
-                summary = "\n".join(f"- row {p.event_id}: {p.problem}" for p in theirs[:50])
                 mail.send(
                     session,
+                    kind="audit_chain_broken",
                     to_address=person.email,
                     to_name=person.name,
                     organisation_id=person.organisation_id,
-                    kind="audit_chain_broken",
-                    subject="companion: the audit trail has been altered",
-                    body=(
-                        "The daily check of companion's audit trail found rows that were edited, "
-                        "deleted or reordered after they were written:\n\n"
-                        f"{summary}\n\nRun `companion audit verify` for the full list.\n"
-                    ),
+                    problems=theirs[:50],
                 )
         return len(problems)

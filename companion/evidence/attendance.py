@@ -567,23 +567,18 @@ def _tell(
     children = ", ".join(c["name"] for c in warning.details.get("children", [])) or "one child"
     link = ""
     if course is not None and cls is not None:
-        url = f"{base_url()}/courses/{course.id}/classes/{cls.id}/record"
-        link = f"\nThe class record: {url}\n"
-    body = (
-        f"In {title}, from {when}, one child ({children}) was in the class with only one adult "
-        "and no second adult (the safeguarding lead or an alternative host).\n"
-        "The organisation's rule is never one child alone with one adult. The teacher sees "
-        "this warning on the class page, and it is kept on the class record.\n" + link
-    )
+        link = f"{base_url()}/courses/{course.id}/classes/{cls.id}/record"
     for email, name in _lead_recipients(session, meeting.organisation_id):
         mail.send(
             session,
+            kind="evidence.one_child_alone",
             to_address=email,
             to_name=name,
-            subject=f"One child alone with one adult: {title}",
-            body=body,
-            kind="evidence.one_child_alone",
             organisation_id=meeting.organisation_id,
+            title=title,
+            when=when,
+            children=children,
+            link=link,
         )
     warning.notified_at = now
     session.flush()

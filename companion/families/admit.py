@@ -196,55 +196,23 @@ def send_summary(session: Session, *, class_id: int, now: dt.datetime) -> bool:
         ClassSummary(class_id=cls.id, sent_at=now, expected=len(rows), audio_only=len(audio))
     )
     session.flush()
-    subject, body = _summary_text(course, cls, rows, now)
     teacher = course.teacher
+    cutoff = cutoff_of(course.organisation, cls)
     mail.send(
         session,
+        kind="family.class_summary",
         to_address=teacher.email,
         to_name=teacher.name,
-        subject=subject,
-        body=body,
-        kind="family.class_summary",
         organisation_id=course.organisation_id,
+        course=course,
+        start=courses.local_time(course, cls.starts_at),
+        rows=rows,
+        audio=audio,
+        now=now,
+        cutoff=cutoff,
+        cutoff_local=courses.local_time(course, cutoff),
+        admit_url=admit_url(course, cls),
     )
     return True
 
 
-def _summary_text(
-    course: Course, cls: ClassSession, rows: Sequence[AdmitRow], now: dt.datetime
-) -> tuple[str, str]:
-    org = course.organisation
-    start = courses.local_time(course, cls.starts_at)
-    audio = [r for r in rows if r.audio_only]
-    lines = []
-    for row in rows:
-        flags = []
-        if row.audio_only:
-            flags.append("AUDIO ONLY - camera off")
-        if not row.agreement_accepted:
-            flags.append("agreement not accepted yet")
-        lines.append(f"  - {row.zoom_name}" + (f"  [{'; '.join(flags)}]" if flags else ""))
-    listing = "\n".join(lines) if lines else "  (no children are enrolled)"
-    cutoff = cutoff_of(org, cls)
-    later = (
-        f"Parents can still change audio-only until {courses.local_time(course, cutoff):%H:%M}; "
-        "you will get an email for any change after this one."
-        if cutoff > now
-        else "The audio-only cut-off has passed; this list is final."
-    )
-    body = (
-        f"Hello {course.teacher.name},\n\n"
-        f'Your class "{course.title}" starts on {start:%A %-d %B %Y at %H:%M} ({course.timezone}).'
-        f"\n\nAdmit these children from the waiting room ({len(rows)}):\n{listing}\n\n"
-        f"Audio-only ({len(audio)}): "
-        + (", ".join(r.child_name for r in audio) if audio else "nobody")
-        + f".\n\n{later}\n\n"
-        "Anyone in the waiting room who is not on this list did not use a family's link: check "
-        "with the safeguarding lead before admitting them.\n\n"
-        f"The live list: {admit_url(course, cls)}\n"
-    )
-    subject = (
-        f"{course.title} at {start:%H:%M} {start:%a %-d %b}: {len(rows)} expected, "
-        f"{len(audio)} audio-only"
-    )
-    return subject, body

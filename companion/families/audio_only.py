@@ -239,18 +239,15 @@ def _tell_teacher_of_late_change(
     for cls in classes:
         if cls.id not in summarised:
             continue
-        how = "by audio only (camera off)" if want else "with video (audio-only withdrawn)"
         mail.send(
             session,
+            kind="family.audio_only_change",
             to_address=teacher.email,
             to_name=teacher.name,
-            subject=f"Change for {course.title} at {_when(course, cls.starts_at)}",
-            body=(
-                f"Hello {teacher.name},\n\n"
-                f"Since your summary for the class on {_when(course, cls.starts_at)}, a parent "
-                f"told us that {display_name(family)} will join {how}.\n\n"
-                f"The up-to-date list to admit: {admit_url(course, cls)}\n"
-            ),
-            kind="family.audio_only_change",
             organisation_id=course.organisation_id,
+            course=course,
+            when=_when(course, cls.starts_at),
+            child=display_name(family),
+            audio_only=want,
+            admit_url=admit_url(course, cls),
         )

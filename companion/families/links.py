@@ -96,25 +96,6 @@ def _revoke_links(session: Session, contact: FamilyContact, now: dt.datetime, re
     return len(links)
 
 
-def _link_message(family: Family, contact: FamilyContact, url: str) -> tuple[str, str]:
-    course = family.course
-    org = family.organisation
-    child = display_name(family)
-    body = (
-        f"Dear {contact.name},\n\n"
-        f'{child} is enrolled on "{course.title}" with {org.name}, taught by '
-        f"{course.teacher.name}.\n\n"
-        f"Your personal family page shows every class, {family.child_first_name}'s own Zoom link "
-        "and the passcode, and is where you can ask for audio-only. Open it here:\n\n"
-        f"{url}\n\n"
-        "This link is for you alone: please do not forward it. It works until the course ends. "
-        "Before the Zoom link is shown you will be asked to read and accept our e-safety "
-        "agreement.\n\n"
-        f"{agreement.lead_contact_line(org)}\n"
-    )
-    return f"Your family link for {course.title}", body
-
-
 def _issue_link(
     session: Session,
     family: Family,
@@ -132,16 +113,19 @@ def _issue_link(
         )
     )
     contact.link_owed_since = None
-    subject, body = _link_message(family, contact, f"{base_url()}/f/{raw}")
     # One message to this parent alone; the other parent (if any) gets their own.
     mail.send(
         session,
+        kind="family.link",
         to_address=contact.email,
         to_name=contact.name,
-        subject=subject,
-        body=body,
-        kind="family.link",
         organisation_id=family.organisation_id,
+        family=family,
+        course=family.course,
+        organisation=family.organisation,
+        child=display_name(family),
+        url=f"{base_url()}/f/{raw}",
+        lead_line=agreement.lead_contact_line(family.organisation),
     )
     audit(
         session,

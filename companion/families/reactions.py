@@ -52,34 +52,33 @@ def _parents_with_links(session: Session, course: Course) -> list[tuple[Family, 
     return [(family, contact) for family, contact in rows]
 
 
-def _tell_parents(session: Session, course: Course, subject: str, news: str, kind: str) -> None:
+def _tell_parents(session: Session, course: Course, kind: str, **facts: Any) -> None:
     for family, contact in _parents_with_links(session, course):
         mail.send(
             session,
+            kind=kind,
             to_address=contact.email,
             to_name=contact.name,
-            subject=subject,
-            body=(
-                f"Dear {contact.name},\n\n{news}\n\n"
-                f"This concerns {display_name(family)}. Your family page, opened from the link in "
-                "our earlier email, always shows the current classes and join details; if you "
-                "added the classes to your calendar, download the calendar file again.\n\n"
-                f"{agreement.lead_contact_line(family.organisation)}\n"
-            ),
-            kind=kind,
             organisation_id=course.organisation_id,
+            course=course,
+            child=display_name(family),
+            lead_line=agreement.lead_contact_line(family.organisation),
+            **facts,
         )
 
 
-def _class_line(course: Course, cls: ClassSession) -> str:
-    start = courses.local_time(course, cls.starts_at)
-    line = f"  - {start:%A %-d %B}, {start:%H:%M}-{courses.local_time(course, cls.ends_at):%H:%M}"
-    if not cls.takes_place:
-        return line + ": CANCELLED"
-    if cls.original_starts_at is not None:
-        was = courses.local_time(course, cls.original_starts_at)
-        line += f" (moved from {was:%A %-d %B, %H:%M})"
-    return line
+def _class_change(course: Course, cls: ClassSession) -> dict[str, Any]:
+    """A changed class as the parents' message shows it: local times, cancelled or moved."""
+    return {
+        "start": courses.local_time(course, cls.starts_at),
+        "end": courses.local_time(course, cls.ends_at),
+        "cancelled": not cls.takes_place,
+        "was": (
+            courses.local_time(course, cls.original_starts_at)
+            if cls.original_starts_at is not None
+            else None
+        ),
+    }
 
 
 def on_schedule_changed(
@@ -94,33 +93,17 @@ def on_schedule_changed(
     changed = [c for c in classes if c.ends_at > now]
     if not changed:
         return
-    lines = "\n".join(_class_line(course, c) for c in sorted(changed, key=lambda c: c.starts_at))
     _tell_parents(
         session,
         course,
-        f"Class times changed: {course.title}",
-        f'The teacher has changed classes of "{course.title}" (times in {course.timezone}):\n\n'
-        f"{lines}",
         "family.schedule_changed",
+        classes=[_class_change(course, c) for c in sorted(changed, key=lambda c: c.starts_at)],
     )
 
 
 def on_course_cancelled(course: Course, *, session: Session, **_details: Any) -> None:
-    _tell_parents(
-        session,
-        course,
-        f"Cancelled: {course.title}",
-        f'The course "{course.title}" has been cancelled; there are no more classes, and its Zoom '
-        "link no longer works.",
-        "family.course_cancelled",
-    )
+    _tell_parents(session, course, "family.course_cancelled")
 
 
 def on_passcode_rotated(course: Course, *, session: Session, **_details: Any) -> None:
-    _tell_parents(
-        session,
-        course,
-        f"New passcode: {course.title}",
-        f'The passcode of "{course.title}" has changed. The new one is on your family page.',
-        "family.passcode_changed",
-    )
+    _tell_parents(session, course, "family.passcode_changed")

@@ -10,10 +10,35 @@ from sqlalchemy.orm import Session
 from ..db import utcnow
 
 
-def send(session: Session, **message: Any) -> Any:
-    """Queue a message with the app's mail mode (SMTP, or held in the outbox)."""
-    from . import services
+def send(
+    session: Session,
+    *,
+    kind: str,
+    to_address: str,
+    to_name: str = "",
+    organisation_id: int | None = None,
+    subject: str | None = None,
+    body: str | None = None,
+    **facts: Any,
+) -> Any:
+    """Queue one message of ``kind`` for one person, worded by its template
+    (``templates/email/<kind>.txt``, see ``messages``) from ``facts``; ``to_name`` is among them.
 
+    The app's mail mode decides whether it goes out over SMTP or is held in the outbox.
+    """
+    from . import messages, services
+
+    if subject is None or body is None:
+        message = messages.render(kind, to_name=to_name, **facts)
+        subject, body = message.subject, message.body
     return services.queue(
-        session, smtp_enabled=bool(current_app.config["SMTP_HOST"]), now=utcnow(), **message
+        session,
+        to_address=to_address,
+        to_name=to_name,
+        organisation_id=organisation_id,
+        subject=subject,
+        body=body,
+        kind=kind,
+        smtp_enabled=bool(current_app.config["SMTP_HOST"]),
+        now=utcnow(),
     )

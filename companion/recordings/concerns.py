@@ -15,6 +15,7 @@ import datetime as dt
 import re
 import uuid
 import zoneinfo
+from typing import Any
 
 from flask import current_app
 from sqlalchemy import or_, select
@@ -89,19 +90,16 @@ def _lead_recipients(session: Session, organisation_id: int | None) -> list[tupl
     return people
 
 
-def _tell_leads(
-    session: Session, organisation_id: int | None, subject: str, body: str, kind: str
-) -> int:
+def _tell_leads(session: Session, organisation_id: int | None, kind: str, **facts: Any) -> int:
     recipients = _lead_recipients(session, organisation_id)
     for email, name in recipients:
         mail.send(
             session,
+            kind=kind,
             to_address=email,
             to_name=name,
-            subject=subject,
-            body=body,
-            kind=kind,
             organisation_id=organisation_id,
+            **facts,
         )
     return len(recipients)
 
@@ -332,13 +330,13 @@ def raise_concern(
     told = _tell_leads(
         session,
         course.organisation_id,
-        f"Safeguarding concern: {course.title}, {local:%-d %B}",
-        (
-            f'{actor.name} raised a safeguarding concern about the class of "{course.title}" '
-            f"on {local:%A %-d %B %Y at %H:%M}, at minute {minute} of the class.\n\n"
-            f"{kept}\n\nRead the concern in companion (sign in first): {link}\n"
-        ),
         "safeguarding_concern",
+        course=course,
+        actor=actor,
+        local=local,
+        minute=minute,
+        kept=kept,
+        link=link,
     )
     audit(
         session,

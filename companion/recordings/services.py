@@ -326,23 +326,15 @@ def record_integrity_failure(
         )
         .order_by(User.id)
     ).all()
-    when = f"{rec.started_at:%Y-%m-%d %H:%M} UTC"
     for person in people:
         mail.send(
             session,
+            kind="recording_integrity_failed",
             to_address=person.email,
             to_name=person.name,
-            subject="A stored recording is damaged",
-            body=(
-                f"The stored copy of a recording ({file.file_type}, class recorded {when}) "
-                "failed its integrity check when it was opened, so it was not shown.\n\n"
-                "The stored file has been changed or damaged since it was copied from Zoom. "
-                "Nothing of it was sent. Check the storage, and if the recording matters, ask "
-                "whoever runs the service to restore the file from a backup.\n\n"
-                f"Recording {rec.id}, file {file.id}."
-            ),
-            kind="recording_integrity_failed",
             organisation_id=organisation_id,
+            recording=rec,
+            file=file,
         )
     session.flush()
     return len(people)

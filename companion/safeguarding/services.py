@@ -552,12 +552,13 @@ def tell_family(
     for parent in parents:
         mail.send(
             session,
+            kind="safeguarding.family_notice",
             to_address=parent.email,
             to_name=parent.name,
-            subject=title,
-            body=f"Dear {parent.name},\n\n{text}\n\n{actor.name}\nSafeguarding lead\n",
-            kind="safeguarding.family_notice",
             organisation_id=family.organisation_id,
+            title=title,
+            text=text,
+            actor=actor,
         )
     audit(
         session,
