@@ -214,5 +214,3 @@ def send_summary(session: Session, *, class_id: int, now: dt.datetime) -> bool:
         admit_url=admit_url(course, cls),
     )
     return True
-
-
