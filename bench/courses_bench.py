@@ -44,11 +44,10 @@ from companion.accounts.models import User
 from companion.courses import jobs, services
 from companion.courses import schedule as sched
 from companion.courses.models import Course
-from companion.courses.zoomclient import EXTENSION_KEY
 from companion.db import job_session, utcnow
 from companion.orgs.models import Organisation
 from companion.recordings.keys import generate_kek_line
-from companion.zoom import client_from_config
+from companion.zoom import EXTENSION_KEY, client_from_config
 from companion.zoom.sandbox import create_sandbox_app
 
 

@@ -75,13 +75,13 @@ from companion.accounts.services import hash_token
 from companion.courses import schedule as sched
 from companion.courses import services as courses
 from companion.courses.models import Course
-from companion.courses.zoomclient import zoom_for
 from companion.db import job_session, make_engine, utcnow
 from companion.families import services as families
 from companion.families.models import FamilyLink, FamilySession
 from companion.orgs.models import Organisation
 from companion.recordings.keys import generate_kek_line
 from companion.scheduler import JOBS, JobStatus, run_job
+from companion.zoom import zoom_for
 from companion.zoom.webhooks import sandbox_webhook_secret, signed_headers
 
 HERE = Path(__file__).resolve().parent

@@ -23,6 +23,7 @@ from ..api.views import api_blueprint, json_body
 from ..api.views import json_time as _time
 from ..db import get_session, keep_changes, utcnow
 from ..errors import CompanionError, ValidationError, error_response
+from ..zoom import ZoomRefused, ZoomUnavailable
 from . import schedule as sched
 from . import services, zoomwork
 from .models import ZOOM_STATE_LABELS, ClassSession, Course
@@ -234,13 +235,13 @@ def _class_answer(course_id: int, class_id: int) -> Any:
 def _zoom_problem(course: Course) -> CompanionError | None:
     """Why the course is not in Zoom after its attempt, as the error the answer carries."""
     if course.zoom_state == "failed":
-        return services.ZoomRefused(course.zoom_error or "Zoom refused the meeting.")
+        return ZoomRefused(course.zoom_error or "Zoom refused the meeting.")
     if course.zoom_state == "pending":
         wait = 60
         if course.zoom_next_attempt_at is not None:
             wait = max(1, int((course.zoom_next_attempt_at - utcnow()).total_seconds()))
         reason = course.zoom_error or "Zoom did not answer yet; companion will try again."
-        return services.ZoomUnavailable(
+        return ZoomUnavailable(
             "The course is saved but is still pending in Zoom: " + reason, retry_after=wait
         )
     return None

@@ -41,18 +41,17 @@ from ..audit.services import record as audit
 from ..errors import (
     CompanionError,
     Conflict,
-    ExternalServiceError,
     Forbidden,
     NotFound,
     ValidationError,
 )
 from ..zoom import (
-    ZoomAuthError,
-    ZoomConnectionError,
+    TRANSIENT,
     ZoomError,
     ZoomNotFound,
     ZoomRateLimited,
-    ZoomServerError,
+    ZoomRefused,
+    ZoomUnavailable,
 )
 from . import crypto, safety
 from . import schedule as sched
@@ -61,9 +60,6 @@ from .safety import SafetyProblem
 
 log = logging.getLogger(__name__)
 
-# Zoom failures worth trying again without a person changing anything. An auth failure is a
-# configuration problem an admin fixes; the course waits for that rather than failing.
-TRANSIENT = (ZoomConnectionError, ZoomServerError, ZoomRateLimited, ZoomAuthError)
 # A meeting is closed this long after its last class, so a class that overran is not cut off
 # and Zoom has time to hand over the recording.
 CLOSE_GRACE = dt.timedelta(hours=2)
@@ -73,23 +69,6 @@ MAX_TITLE = 200
 
 
 # --- errors the views turn into responses ----------------------------------------------------
-
-
-class ZoomUnavailable(ExternalServiceError):
-    """Zoom did not answer (or is rate limiting); nothing was changed, or the work was kept."""
-
-    code = "zoom_unavailable"
-
-    def __init__(self, message: str, *, retry_after: int | None = None, **details: Any):
-        super().__init__(message, **details)
-        self.retry_after = retry_after
-
-
-class ZoomRefused(CompanionError):
-    """Zoom answered and refused; a person has to change something."""
-
-    code = "zoom_refused"
-    status = 502
 
 
 class NotSafeToStart(Conflict):

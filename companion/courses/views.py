@@ -43,11 +43,11 @@ from ..accounts.forms import ActionForm
 from ..accounts.views import form_failed
 from ..db import get_session, utcnow
 from ..errors import CompanionError
+from ..zoom import zoom_for
 from . import schedule as sched
 from . import services, zoomwork
 from .forms import CourseForm, MoveClassForm
 from .models import SAFETY_LABELS, ZOOM_STATE_LABELS, ZOOM_WORK_LABELS, ClassSession, Course
-from .zoomclient import zoom_for
 
 bp = Blueprint("courses", __name__, url_prefix="/courses")
 

@@ -39,12 +39,11 @@ from .. import work
 from ..audit.services import record as audit
 from ..db import job_session, utcnow
 from ..errors import CompanionError
-from ..zoom import ZoomAuthError, ZoomError, ZoomNotFound, ZoomRateLimited
+from ..zoom import TRANSIENT, ZoomAuthError, ZoomError, ZoomNotFound, ZoomRateLimited, zoom_for
 from . import safety, services
 from . import schedule as sched
 from .models import Course
 from .safety import SafetyProblem
-from .zoomclient import zoom_for
 
 log = logging.getLogger(__name__)
 
@@ -244,7 +243,7 @@ class ZoomStep:
                     meeting = result.meeting = zoom.get_meeting(meeting_id)
         except ZoomNotFound:
             result.gone = True
-        except services.TRANSIENT as exc:
+        except TRANSIENT as exc:
             # What was read stands; the work stays and is tried again.
             log.warning("course %s: sync interrupted (%s)", plan.course_id, type(exc).__name__)
             result.interrupted = exc
@@ -286,7 +285,7 @@ class ZoomStep:
         course = session.get(Course, course_id)
         if course is None:
             return "gone"
-        if isinstance(exc, services.TRANSIENT):
+        if isinstance(exc, TRANSIENT):
             _postpone(course, plan, exc)
             return "pending" if plan.work == "create" else "unreachable"
         # Zoom answered and refused: trying the same again will not help; a person must act.

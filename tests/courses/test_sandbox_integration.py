@@ -18,8 +18,7 @@ from flask import Flask
 
 from companion.courses import jobs, services
 from companion.courses import schedule as sched
-from companion.courses.zoomclient import EXTENSION_KEY
-from companion.zoom import client_from_config
+from companion.zoom import EXTENSION_KEY, client_from_config
 from companion.zoom.sandbox import create_sandbox_app
 
 from ..conftest import WsgiServer

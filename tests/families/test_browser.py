@@ -23,11 +23,11 @@ from companion.courses import schedule as sched
 from companion.courses import services as courses
 from companion.courses import zoomwork
 from companion.courses.models import Course
-from companion.courses.zoomclient import EXTENSION_KEY
 from companion.db import make_engine
 from companion.families import jobs, services
 from companion.families.models import Family
 from companion.mail.models import OutboxMessage
+from companion.zoom import EXTENSION_KEY
 
 from ..courses.test_sandbox_integration import SandboxZoom
 from .helpers import LINK_RE

@@ -18,9 +18,9 @@ from sqlalchemy.orm import Session
 
 from companion import ROOT, migrate, signals
 from companion.courses import services as courses
-from companion.courses.zoomclient import EXTENSION_KEY
 from companion.db import job_session, make_engine
 from companion.mail.models import OutboxMessage
+from companion.zoom import EXTENSION_KEY
 
 from .. import factories
 from ..conftest import SECRET, TEST_KEK, make_app, own_database_url

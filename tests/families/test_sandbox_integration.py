@@ -15,8 +15,8 @@ from sqlalchemy.orm import Session
 
 from companion.courses import schedule as sched
 from companion.courses import services as courses
-from companion.courses.zoomclient import EXTENSION_KEY
 from companion.families import jobs, services
+from companion.zoom import EXTENSION_KEY
 
 from ..courses.conftest import settle
 from ..courses.test_sandbox_integration import SandboxZoom

@@ -27,11 +27,10 @@ from companion.courses import schedule as sched
 from companion.courses import services as courses
 from companion.courses import zoomwork
 from companion.courses.models import Course
-from companion.courses.zoomclient import EXTENSION_KEY
 from companion.db import job_session, make_engine
 from companion.families import jobs
 from companion.families.models import Family
-from companion.zoom import client_from_config
+from companion.zoom import EXTENSION_KEY, client_from_config
 from companion.zoom.webhooks import sandbox_webhook_secret, sign
 
 from .. import factories

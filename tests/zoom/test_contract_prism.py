@@ -40,11 +40,11 @@ from werkzeug.serving import make_server
 
 from companion.courses import safety, services
 from companion.courses import schedule as sched
-from companion.courses.zoomclient import EXTENSION_KEY
 from companion.db import Clock
 from companion.families import jobs as family_jobs
 from companion.families import services as families
 from companion.zoom import (
+    EXTENSION_KEY,
     RequestBudget,
     TokenCache,
     ZoomClient,
