@@ -41,7 +41,7 @@ from werkzeug.serving import make_server
 
 from companion import create_app, migrate
 from companion.accounts.models import User
-from companion.courses import jobs, services
+from companion.courses import jobs, provisioning, verification
 from companion.courses import schedule as sched
 from companion.courses.models import Course
 from companion.db import job_session, utcnow
@@ -170,7 +170,7 @@ def main(argv: list[str] | None = None) -> int:
                     )
                     with job_session(app) as session:
                         actor = session.get(User, teacher_id)
-                        outcome = services.create_course(
+                        outcome = provisioning.create_course(
                             session,
                             client,
                             actor=actor,
@@ -213,7 +213,7 @@ def main(argv: list[str] | None = None) -> int:
                 courses = session.query(Course).all()
                 summary = {
                     "courses": len(courses),
-                    "safe": sum(services.course_is_safe(c) for c in courses),
+                    "safe": sum(verification.course_is_safe(c) for c in courses),
                     "meetings_in_sandbox": len(list(client.iter_meetings("me"))),
                     "classes": sum(len(c.classes) for c in courses),
                 }

@@ -72,9 +72,10 @@ from companion import create_app, migrate
 from companion.accounts import services as accounts
 from companion.accounts.models import User
 from companion.accounts.services import hash_token
+from companion.courses import provisioning
 from companion.courses import schedule as sched
-from companion.courses import services as courses
 from companion.courses.models import Course
+from companion.courses.timetable import upcoming_classes
 from companion.db import job_session, make_engine, utcnow
 from companion.families import services as families
 from companion.families.models import FamilyLink, FamilySession
@@ -324,7 +325,7 @@ def build_data(app: Any, plan: Plan) -> Data:
             timezone="Europe/London",
             class_count=plan.classes,
         )
-        outcome = courses.create_course(
+        outcome = provisioning.create_course(
             session, zoom, actor=teacher, title="Bench course", series=series, now=now
         )
         course_id = outcome.course.id
@@ -354,7 +355,7 @@ def build_data(app: Any, plan: Plan) -> Data:
             family_session(session, contacts[n % len(contacts)], now)
             for n in range(plan.page_clients)
         ]
-        upcoming = courses.upcoming_classes(course, now)
+        upcoming = upcoming_classes(course, now)
         return Data(
             course_id=course_id,
             class_id=upcoming[0].id,

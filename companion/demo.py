@@ -56,8 +56,7 @@ DEMO_FAMILIES = (
 
 def create_course(session: Session, org: Organisation, teacher: User, now: dt.datetime) -> Any:
     """A weekly course starting next Monday at 17:00, with two families enrolled."""
-    from .courses import schedule
-    from .courses import services as courses
+    from .courses import provisioning, schedule
     from .families import services as families
 
     tz = ZoneInfo(org.timezone)
@@ -72,7 +71,7 @@ def create_course(session: Session, org: Organisation, teacher: User, now: dt.da
         class_count=8,
     )
     zoom = ZoomLater()
-    course = courses.create_course(
+    course = provisioning.create_course(
         session,
         zoom,
         actor=teacher,

@@ -17,7 +17,7 @@ Every function takes a Session and plain values (plus the Zoom client, the actin
   adding it again, so no family is registered twice. Withdrawal cancels the registrant the same
   way ("cancelling" until Zoom confirms).
 * A family link goes to one parent alone, holds a 256-bit token of which only the hash is kept,
-  and is only sent while the course is safe (:func:`companion.courses.services.course_is_safe`)
+  and is only sent while the course is safe (:func:`companion.courses.verification.course_is_safe`)
   and the family has its Zoom link; until then it is owed and sent as soon as both hold.
 * Audio-only requests are append-only events; the latest event that applies to a class decides.
 """
@@ -45,8 +45,11 @@ from ..access import LEAD
 from ..accounts.models import User
 from ..accounts.services import EMAIL_RE, hash_token
 from ..audit.services import record as audit
-from ..courses import services as courses
+from ..courses import access as course_access
 from ..courses.models import ClassSession, Course
+from ..courses.passcodes import passcode_of
+from ..courses.timetable import class_sessions, local_time, upcoming_classes
+from ..courses.verification import course_is_safe
 from ..db import utcnow
 from ..errors import CompanionError, Conflict, Forbidden, NotFound, ValidationError
 from ..orgs.models import Organisation
@@ -73,7 +76,7 @@ from .models import (
 log = logging.getLogger(__name__)
 
 TRANSIENT = (ZoomConnectionError, ZoomServerError, ZoomRateLimited, ZoomAuthError)
-MAX_ID = courses.MAX_ID
+MAX_ID = course_access.MAX_ID
 MAX_CONTACTS = 2
 # Zoom's limit for a registrant's first and last name.
 CHILD_NAME_MAX = 64
@@ -238,17 +241,17 @@ def zoom_name(family: Family) -> str:
 
 def may_change(user: User, course: Course) -> bool:
     """Enrol and withdraw: the course's teacher or an admin."""
-    return courses.may_change(user, course)
+    return course_access.may_change(user, course)
 
 
 def may_manage_links(user: User, course: Course) -> bool:
     """Re-send and revoke links: also the safeguarding lead (a link that leaked is theirs too)."""
-    return courses.may_change(user, course) or user.role == LEAD
+    return course_access.may_change(user, course) or user.role == LEAD
 
 
 def get_course(session: Session, user: User, course_id: int) -> Course:
     """The course if the user may see it (a teacher: only their own), else 404."""
-    return courses.get_course(session, user, course_id)
+    return course_access.get_course(session, user, course_id)
 
 
 def _changeable(session: Session, user: User, course_id: int) -> Course:
@@ -999,7 +1002,7 @@ def link_blocker(family: Family, now: dt.datetime) -> str | None:
         return "The course is over."
     if family.zoom_state != "registered":
         return "Waiting for Zoom to register the family."
-    if not courses.course_is_safe(course):
+    if not course_is_safe(course):
         return "Waiting until Zoom confirms the course's safety settings."
     return None
 
@@ -1577,7 +1580,7 @@ class AudioOnlyResult:
 
 
 def _when(course: Course, at: dt.datetime) -> str:
-    local = courses.local_time(course, at)
+    local = local_time(course, at)
     return f"{local:%A %-d %B} at {local:%H:%M}"
 
 
@@ -1599,7 +1602,7 @@ def _too_late(course: Course, org: Organisation, cls: ClassSession, now: dt.date
         )
     return (
         f"Too late: audio-only for the class on {_when(course, cls.starts_at)} had to be asked for "
-        f"by {courses.local_time(course, cutoff_of(org, cls)):%H:%M}. Please tell the teacher "
+        f"by {local_time(course, cutoff_of(org, cls)):%H:%M}. Please tell the teacher "
         "directly."
     )
 
@@ -1654,7 +1657,7 @@ def request_audio_only(
             else f"Done: {child} will join the class on {when} with video as usual."
         )
     else:
-        touched = [c for c in courses.upcoming_classes(course, now) if now < cutoff_of(org, c)]
+        touched = [c for c in upcoming_classes(course, now) if now < cutoff_of(org, c)]
         if not touched:
             raise Conflict(
                 "No class is left that can still be changed: the cut-off has passed for every "
@@ -1859,7 +1862,7 @@ def _admit_rows(
 
 def get_class_for(session: Session, user: User, course_id: int, class_id: int) -> ClassSession:
     course = get_course(session, user, course_id)
-    cls = courses.get_class(course, class_id)
+    cls = course_access.get_class(course, class_id)
     # Loading the course's classes does not point each class back at the course: without this
     # ``cls.course`` reads the course again once this function's reference to it is gone.
     set_committed_value(cls, "course", course)
@@ -1981,7 +1984,7 @@ def _summary_text(
     course: Course, cls: ClassSession, rows: Sequence[AdmitRow], now: dt.datetime
 ) -> tuple[str, str]:
     org = course.organisation
-    start = courses.local_time(course, cls.starts_at)
+    start = local_time(course, cls.starts_at)
     audio = [r for r in rows if r.audio_only]
     lines = []
     for row in rows:
@@ -1994,7 +1997,7 @@ def _summary_text(
     listing = "\n".join(lines) if lines else "  (no children are enrolled)"
     cutoff = cutoff_of(org, cls)
     later = (
-        f"Parents can still change audio-only until {courses.local_time(course, cutoff):%H:%M}; "
+        f"Parents can still change audio-only until {local_time(course, cutoff):%H:%M}; "
         "you will get an email for any change after this one."
         if cutoff > now
         else "The audio-only cut-off has passed; this list is final."
@@ -2106,7 +2109,7 @@ def family_page(session: Session, principal: FamilyPrincipal, *, now: dt.datetim
     over = course_over(course, now)
     rows = []
     number = 0
-    for cls in courses.class_sessions(course):
+    for cls in class_sessions(course):
         if cls.takes_place:
             number += 1
         cutoff = cutoff_of(org, cls)
@@ -2114,19 +2117,19 @@ def family_page(session: Session, principal: FamilyPrincipal, *, now: dt.datetim
             FamilyClass(
                 cls=cls,
                 number=number if cls.takes_place else 0,
-                start=courses.local_time(course, cls.starts_at),
-                end=courses.local_time(course, cls.ends_at),
-                original=courses.local_time(course, cls.original_starts_at)
+                start=local_time(course, cls.starts_at),
+                end=local_time(course, cls.ends_at),
+                original=local_time(course, cls.original_starts_at)
                 if cls.original_starts_at
                 else None,
                 audio_only=cls.takes_place and audio_only_state(events, cls, cutoff),
-                cutoff=courses.local_time(course, cutoff),
+                cutoff=local_time(course, cutoff),
                 changeable=cls.takes_place and not withdrawn and not over and now < cutoff,
                 past=cls.ends_at <= now,
             )
         )
     open_rows = [r for r in rows if r.changeable]
-    paused = not courses.course_is_safe(course)
+    paused = not course_is_safe(course)
     join_url = passcode = None
     join_problem = ""
     if withdrawn:
@@ -2143,7 +2146,7 @@ def family_page(session: Session, principal: FamilyPrincipal, *, now: dt.datetim
             join_problem = "pending"
         else:
             try:
-                passcode = courses.passcode_of(course)
+                passcode = passcode_of(course)
             except Exception:  # unreadable after a key change: Zoom's link still admits them
                 passcode = None
     return FamilyPage(
@@ -2246,12 +2249,12 @@ def _tell_parents(session: Session, course: Course, subject: str, news: str, kin
 
 
 def _class_line(course: Course, cls: ClassSession) -> str:
-    start = courses.local_time(course, cls.starts_at)
-    line = f"  - {start:%A %-d %B}, {start:%H:%M}-{courses.local_time(course, cls.ends_at):%H:%M}"
+    start = local_time(course, cls.starts_at)
+    line = f"  - {start:%A %-d %B}, {start:%H:%M}-{local_time(course, cls.ends_at):%H:%M}"
     if not cls.takes_place:
         return line + ": CANCELLED"
     if cls.original_starts_at is not None:
-        was = courses.local_time(course, cls.original_starts_at)
+        was = local_time(course, cls.original_starts_at)
         line += f" (moved from {was:%A %-d %B, %H:%M})"
     return line
 

@@ -39,8 +39,11 @@ from ..access import ADMIN, STAFF, TEACHER, allow, current_user
 from ..accounts.forms import ActionForm
 from ..accounts.models import User
 from ..accounts.views import form_failed
-from ..courses import services as courses
+from ..courses.access import list_courses
 from ..courses.models import Course
+from ..courses.presentation import preload_for_lists
+from ..courses.timetable import class_sessions, local_time, upcoming_classes
+from ..courses.verification import course_is_safe
 from ..db import get_session, utcnow
 from ..errors import CompanionError
 from . import agreement, csv_import, jobs, services
@@ -70,7 +73,7 @@ def _globals() -> dict[str, Any]:
     return {
         "zoom_labels": ZOOM_STATE_LABELS,
         "display_name": services.display_name,
-        "local_time": courses.local_time,
+        "local_time": local_time,
     }
 
 
@@ -84,13 +87,13 @@ def index() -> Any:
     session = get_session()
     user = current_user()
     now = utcnow()
-    listed = courses.list_courses(session, user)
-    courses.preload_for_lists(session, listed)
+    listed = list_courses(session, user)
+    preload_for_lists(session, listed)
     counts = services.enrolled_counts(session, [c.id for c in listed])
     rows = []
     for course in listed:
         enrolled, waiting = counts.get(course.id, (0, 0))
-        upcoming = courses.upcoming_classes(course, now)
+        upcoming = upcoming_classes(course, now)
         rows.append(
             {
                 "course": course,
@@ -114,7 +117,7 @@ def course_families(course_id: int) -> Any:
     families = services.families_of(session, course.id, with_contacts=True)
     links = services.link_states(session, [c for f in families for c in f.contacts], now)
     accepted = services.accepted_families(session, course.organisation, families, now=now)
-    class_list = courses.class_sessions(course)
+    class_list = class_sessions(course)
     audio_by_class = services.audio_only_by_class(
         session, course, families, [cls for cls in class_list if cls.ends_at > now]
     )
@@ -124,8 +127,8 @@ def course_families(course_id: int) -> Any:
         classes.append(
             {
                 "cls": cls,
-                "start": courses.local_time(course, cls.starts_at),
-                "end": courses.local_time(course, cls.ends_at),
+                "start": local_time(course, cls.starts_at),
+                "end": local_time(course, cls.ends_at),
                 "expected": len(audio) if audio is not None else None,
                 "audio_only": sum(audio.values()) if audio is not None else None,
             }
@@ -138,7 +141,7 @@ def course_families(course_id: int) -> Any:
         accepted=accepted,
         classes=classes,
         can_change=services.may_change(user, course) and course.is_open,
-        is_safe=courses.course_is_safe(course),
+        is_safe=course_is_safe(course),
         **_globals(),
     )
 
@@ -473,9 +476,9 @@ def admit(course_id: int, class_id: int) -> Any:
         "families/admit.html",
         course=course,
         cls=cls,
-        start=courses.local_time(course, cls.starts_at),
-        end=courses.local_time(course, cls.ends_at),
-        cutoff=courses.local_time(course, services.cutoff_of(course.organisation, cls)),
+        start=local_time(course, cls.starts_at),
+        end=local_time(course, cls.ends_at),
+        cutoff=local_time(course, services.cutoff_of(course.organisation, cls)),
         rows=page.rows,
         columns=services.admit_columns(),
         events=page.events,

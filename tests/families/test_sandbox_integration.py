@@ -14,7 +14,7 @@ from flask import Flask
 from sqlalchemy.orm import Session
 
 from companion.courses import schedule as sched
-from companion.courses import services as courses
+from companion.courses.provisioning import create_course
 from companion.families import jobs, services
 from companion.zoom import EXTENSION_KEY
 
@@ -40,7 +40,7 @@ def now() -> dt.datetime:
 @pytest.fixture
 def course(db_session: Session, sandbox: SandboxZoom, teacher: Any) -> Any:
     start = now().date() + dt.timedelta(days=7)
-    outcome = courses.create_course(
+    outcome = create_course(
         db_session,
         sandbox.client,
         actor=teacher,
