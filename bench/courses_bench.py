@@ -172,7 +172,6 @@ def main(argv: list[str] | None = None) -> int:
                         actor = session.get(User, teacher_id)
                         outcome = provisioning.create_course(
                             session,
-                            client,
                             actor=actor,
                             title=f"Bench course {n + 1}",
                             series=series,

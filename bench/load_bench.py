@@ -82,7 +82,6 @@ from companion.families.models import FamilyLink, FamilySession
 from companion.orgs.models import Organisation
 from companion.recordings.keys import generate_kek_line
 from companion.scheduler import JOBS, JobStatus, run_job
-from companion.zoom import zoom_for
 from companion.zoom.webhooks import sandbox_webhook_secret, signed_headers
 
 HERE = Path(__file__).resolve().parent
@@ -290,7 +289,6 @@ def catch_up(app: Any) -> None:
 
 def build_data(app: Any, plan: Plan) -> Data:
     now = utcnow()
-    zoom = zoom_for(app)
     with unit(app) as session:
         org = Organisation(
             name="Load Bench Music School",
@@ -326,7 +324,7 @@ def build_data(app: Any, plan: Plan) -> Data:
             class_count=plan.classes,
         )
         outcome = provisioning.create_course(
-            session, zoom, actor=teacher, title="Bench course", series=series, now=now
+            session, actor=teacher, title="Bench course", series=series, now=now
         )
         course_id = outcome.course.id
     with unit(app) as session:

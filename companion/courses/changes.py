@@ -8,7 +8,6 @@ after the commit (:mod:`.zoomwork`), and the meeting is read back and verified.
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
 
 from sqlalchemy.orm import Session
 
@@ -47,7 +46,6 @@ def _check_duration(minutes: int, field: str = "duration_minutes") -> int:
 
 def move_class(
     session: Session,
-    zoom: Any = None,
     *,
     actor: User,
     course_id: int,
@@ -115,7 +113,6 @@ def move_class(
 
 def cancel_class(
     session: Session,
-    zoom: Any = None,
     *,
     actor: User,
     course_id: int,
@@ -167,7 +164,6 @@ def _series_differs(course: Course, series: sched.Series) -> bool:
 
 def update_course(
     session: Session,
-    zoom: Any = None,
     *,
     actor: User,
     course_id: int,
@@ -231,9 +227,7 @@ def update_course(
     return Outcome(course, schedule.warnings if schedule is not None else ())
 
 
-def cancel_course(
-    session: Session, zoom: Any = None, *, actor: User, course_id: int, now: dt.datetime
-) -> Course:
+def cancel_course(session: Session, *, actor: User, course_id: int, now: dt.datetime) -> Course:
     """Cancel the course; its meeting is deleted in Zoom right after the commit, so no link of
     it works any more (until Zoom confirms, the page says the deletion is under way)."""
     course = changeable(session, actor, course_id)
@@ -260,9 +254,7 @@ def cancel_course(
     return course
 
 
-def rotate_passcode(
-    session: Session, zoom: Any = None, *, actor: User, course_id: int, now: dt.datetime
-) -> Course:
+def rotate_passcode(session: Session, *, actor: User, course_id: int, now: dt.datetime) -> Course:
     """Give the meeting a new passcode (the old one leaked, or someone left); Zoom is told
     right after the commit, and the meeting is read back and verified."""
     course = get_course(session, actor, course_id)

@@ -65,9 +65,7 @@ class StartPlan:
     actor_id: int
 
 
-def start_plan(
-    session: Session, zoom: Any = None, *, actor: User, course_id: int, now: dt.datetime
-) -> StartPlan:
+def start_plan(session: Session, *, actor: User, course_id: int, now: dt.datetime) -> StartPlan:
     """Check that the actor may start the course now and put it on the audit trail; the start
     link is then fetched from Zoom with no transaction open (:func:`.zoomwork.start_class`)."""
     course = get_course(session, actor, course_id)
@@ -155,7 +153,7 @@ def finished(session: Session, now: dt.datetime) -> list[int]:
     )
 
 
-def close_course(session: Session, zoom: Any = None, *, course_id: int, now: dt.datetime) -> str:
+def close_course(session: Session, *, course_id: int, now: dt.datetime) -> str:
     """Close a finished course; its meeting is deleted in Zoom by the work that follows the
     commit, so its links die. Returns the course's state."""
     course = session.get(Course, course_id)

@@ -56,7 +56,6 @@ def marker(ref: str) -> str:
 
 def create_course(
     session: Session,
-    zoom: Any = None,
     *,
     actor: User,
     title: str,
@@ -68,8 +67,7 @@ def create_course(
     """Save a course "pending in Zoom"; the meeting is created after the commit (see
     :mod:`.zoomwork`), so nobody waits on Zoom while the database is locked.
 
-    Bad input raises ValidationError before anything is saved. ``zoom`` is not used: it is kept
-    so that callers written before the work engine need not change.
+    Bad input raises ValidationError before anything is saved.
     """
     teacher = teacher_for(session, actor, teacher_id)
     title = check_title(title)
@@ -146,9 +144,7 @@ def create_body(course: Course, plan: sched.Schedule, expected: safety.Expected)
     return body
 
 
-def retry_create(
-    session: Session, zoom: Any = None, *, actor: User, course_id: int, now: dt.datetime
-) -> Outcome:
+def retry_create(session: Session, *, actor: User, course_id: int, now: dt.datetime) -> Outcome:
     """A person asks to try a pending or refused course again now.
 
     Only the intent is recorded; the attempt is the work engine's, under the same claim as the

@@ -211,9 +211,7 @@ def _tell(session: Session, course: Course, text: tuple[str, str], *, kind: str)
         )
 
 
-def verify_now(
-    session: Session, zoom: Any = None, *, actor: User, course_id: int, now: dt.datetime
-) -> Course:
+def verify_now(session: Session, *, actor: User, course_id: int, now: dt.datetime) -> Course:
     """ "Re-check now": ask for the scheduled check (read, repair, verify) of one course now."""
     course = get_course(session, actor, course_id)
     if course.zoom_state != "created" or course.zoom_meeting_id is None:

@@ -214,7 +214,6 @@ def test_schemathesis_finds_no_server_errors(app_with_zoom, db_session, zoom, or
     # A course to act on, so ids in paths sometimes exist.
     provisioning.create_course(
         db_session,
-        zoom,
         actor=teacher,
         title="Fuzzed",
         series=sched.Series(

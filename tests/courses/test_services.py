@@ -369,7 +369,6 @@ def test_move_one_class(db_session, zoom, teacher):
     zoom.calls.clear()
     changes.move_class(
         db_session,
-        zoom,
         actor=teacher,
         course_id=course.id,
         class_id=cls.id,
@@ -398,7 +397,6 @@ def test_move_refuses_overlaps_the_past_and_skipped_times(db_session, zoom, teac
     def move(day, at):
         changes.move_class(
             db_session,
-            zoom,
             actor=teacher,
             course_id=course.id,
             class_id=cls.id,
@@ -419,9 +417,7 @@ def test_move_refuses_overlaps_the_past_and_skipped_times(db_session, zoom, teac
 def test_cancel_one_class(db_session, zoom, teacher):
     course = make_course(db_session, zoom, teacher)
     last = timetable.class_sessions(course)[-1]
-    changes.cancel_class(
-        db_session, zoom, actor=teacher, course_id=course.id, class_id=last.id, now=NOW
-    )
+    changes.cancel_class(db_session, actor=teacher, course_id=course.id, class_id=last.id, now=NOW)
     settle(zoom, course)
     assert last.status == "cancelled"
     occ = zoom.meetings[course.zoom_meeting_id]["occurrences"][-1]
@@ -430,7 +426,7 @@ def test_cancel_one_class(db_session, zoom, teacher):
     assert course.ends_at == timetable.class_sessions(course)[-2].ends_at
     with pytest.raises(Conflict):
         changes.cancel_class(
-            db_session, zoom, actor=teacher, course_id=course.id, class_id=last.id, now=NOW
+            db_session, actor=teacher, course_id=course.id, class_id=last.id, now=NOW
         )
 
 
@@ -442,7 +438,6 @@ def test_change_the_whole_series_from_a_later_date(db_session, zoom, teacher):
     zoom.calls.clear()
     outcome = changes.update_course(
         db_session,
-        zoom,
         actor=teacher,
         course_id=course.id,
         now=later,
@@ -465,9 +460,7 @@ def test_change_the_whole_series_from_a_later_date(db_session, zoom, teacher):
 def test_change_only_the_title(db_session, zoom, teacher):
     course = make_course(db_session, zoom, teacher)
     zoom.calls.clear()
-    changes.update_course(
-        db_session, zoom, actor=teacher, course_id=course.id, now=NOW, title="Painting"
-    )
+    changes.update_course(db_session, actor=teacher, course_id=course.id, now=NOW, title="Painting")
     settle(zoom, course)
     assert zoom.meetings[course.zoom_meeting_id]["topic"] == "Painting"
     assert dict(zoom.calls) == {"get_meeting": 2, "update_meeting": 1}
@@ -490,7 +483,7 @@ def test_a_change_zoom_cannot_take_yet_is_kept_and_sent_later(db_session, zoom, 
 def test_rotate_the_passcode(db_session, zoom, teacher, lead):
     course = make_course(db_session, zoom, teacher)
     old = passcodes.passcode_of(course)
-    changes.rotate_passcode(db_session, zoom, actor=lead, course_id=course.id, now=NOW)
+    changes.rotate_passcode(db_session, actor=lead, course_id=course.id, now=NOW)
     settle(zoom, course)
     new = passcodes.passcode_of(course)
     assert new != old
@@ -501,7 +494,7 @@ def test_rotate_the_passcode(db_session, zoom, teacher, lead):
 
 def test_cancel_the_course_deletes_the_meeting(db_session, zoom, teacher):
     course = make_course(db_session, zoom, teacher)
-    changes.cancel_course(db_session, zoom, actor=teacher, course_id=course.id, now=NOW)
+    changes.cancel_course(db_session, actor=teacher, course_id=course.id, now=NOW)
     assert course.zoom_state == "cancelled" and course.zoom_work == "delete"
     settle(zoom, course)
     assert course.zoom_work == ""
@@ -509,14 +502,14 @@ def test_cancel_the_course_deletes_the_meeting(db_session, zoom, teacher):
     assert all(c.status == "cancelled" for c in course.classes)
     assert not verification.course_is_safe(course)
     with pytest.raises(Conflict):
-        changes.rotate_passcode(db_session, zoom, actor=teacher, course_id=course.id, now=NOW)
+        changes.rotate_passcode(db_session, actor=teacher, course_id=course.id, now=NOW)
 
 
 def test_cancel_a_pending_course_removes_a_meeting_an_attempt_made(db_session, zoom, teacher):
     zoom.fail("create_meeting", ZoomConnectionError("timeout"), after=True)
     course = make_course(db_session, zoom, teacher)
     assert len(zoom.meetings) == 1
-    changes.cancel_course(db_session, zoom, actor=teacher, course_id=course.id, now=NOW)
+    changes.cancel_course(db_session, actor=teacher, course_id=course.id, now=NOW)
     settle(zoom, course, now=NOW + dt.timedelta(minutes=1))
     assert zoom.meetings == {}
     assert course.zoom_state == "cancelled"
@@ -575,33 +568,31 @@ def test_teachers_see_only_their_own_courses(db_session, zoom, org, teacher, lea
     with pytest.raises(NotFound):
         access.get_course(db_session, stranger, mine.id)
     with pytest.raises(NotFound):
-        changes.cancel_course(db_session, zoom, actor=teacher, course_id=theirs.id, now=NOW)
+        changes.cancel_course(db_session, actor=teacher, course_id=theirs.id, now=NOW)
     with pytest.raises(Forbidden):
-        changes.cancel_course(db_session, zoom, actor=lead, course_id=mine.id, now=NOW)
+        changes.cancel_course(db_session, actor=lead, course_id=mine.id, now=NOW)
     with pytest.raises(Forbidden):
         lifecycle.start_plan(db_session, actor=admin, course_id=mine.id, now=NOW)
 
 
 def test_an_admin_schedules_for_a_teacher(db_session, zoom, org, admin, teacher):
     with pytest.raises(ValidationError) as err:
-        provisioning.create_course(
-            db_session, zoom, actor=admin, title="X", series=series(), now=NOW
-        )
+        provisioning.create_course(db_session, actor=admin, title="X", series=series(), now=NOW)
     assert err.value.field == "teacher_id"
     outcome = provisioning.create_course(
-        db_session, zoom, actor=admin, title="X", series=series(), now=NOW, teacher_id=teacher.id
+        db_session, actor=admin, title="X", series=series(), now=NOW, teacher_id=teacher.id
     )
     assert outcome.course.teacher_id == teacher.id
     with pytest.raises(ValidationError):
         provisioning.create_course(
-            db_session, zoom, actor=admin, title="X", series=series(), now=NOW, teacher_id=admin.id
+            db_session, actor=admin, title="X", series=series(), now=NOW, teacher_id=admin.id
         )
 
 
 def test_the_audit_chain_stays_intact(db_session, zoom, teacher, lead):
     course = make_course(db_session, zoom, teacher)
-    changes.rotate_passcode(db_session, zoom, actor=teacher, course_id=course.id, now=NOW)
-    changes.cancel_course(db_session, zoom, actor=teacher, course_id=course.id, now=NOW)
+    changes.rotate_passcode(db_session, actor=teacher, course_id=course.id, now=NOW)
+    changes.cancel_course(db_session, actor=teacher, course_id=course.id, now=NOW)
     assert list(verify_chain(db_session)) == []
     assert db_session.scalar(select(func.count()).select_from(ClassSession)) == 10
 
@@ -645,7 +636,7 @@ def test_passcodes_and_start_links_never_reach_the_log(db_session, zoom, teacher
     course = make_course(db_session, zoom, teacher)
     settle(zoom, course, now=NOW + dt.timedelta(hours=1))
     first = passcodes.passcode_of(course)
-    changes.rotate_passcode(db_session, zoom, actor=teacher, course_id=course.id, now=NOW)
+    changes.rotate_passcode(db_session, actor=teacher, course_id=course.id, now=NOW)
     settle(zoom, course, now=NOW + dt.timedelta(hours=1))
     zoom.drift(course.zoom_meeting_id, waiting_room=False)
     check(zoom, course, now=NOW + dt.timedelta(hours=1))

@@ -139,7 +139,7 @@ def test_a_cancelled_class_and_a_withdrawn_family(
     db_session: Session, zoom: Any, teacher: Any, course: Any, family: Family, parent: Any
 ) -> None:
     cls = class_sessions(course)[1]
-    cancel_class(db_session, zoom, actor=teacher, course_id=course.id, class_id=cls.id, now=NOW)
+    cancel_class(db_session, actor=teacher, course_id=course.id, class_id=cls.id, now=NOW)
     with pytest.raises(Conflict, match="cancelled"):
         ask(db_session, parent, cls.id)
     helpers.withdraw(db_session, zoom, teacher, family)

@@ -65,7 +65,6 @@ def enrolled(live_server: Any, sandbox: SandboxZoom) -> Iterator[dict[str, Any]]
         teacher = session.scalars(select(User).where(User.email == "teacher@example.org")).one()
         course = create_course(
             session,
-            sandbox.client,
             actor=teacher,
             title=f"Guitar club {secrets.token_hex(2)}",
             series=sched.Series(

@@ -153,7 +153,6 @@ def test_classes_in_the_course_zone_moved_and_cancelled(
     first, second, third = class_sessions(course)[:3]
     move_class(
         db_session,
-        zoom,
         actor=teacher,
         course_id=course.id,
         class_id=second.id,
@@ -161,7 +160,7 @@ def test_classes_in_the_course_zone_moved_and_cancelled(
         at=dt.time(18, 30),
         now=NOW,
     )
-    cancel_class(db_session, zoom, actor=teacher, course_id=course.id, class_id=third.id, now=NOW)
+    cancel_class(db_session, actor=teacher, course_id=course.id, class_id=third.id, now=NOW)
     page = sign_in_parent(client, db_session, "rana@example.net")
     assert "Times are in Europe/London" in page
     # 17:00 London in March before the clock change is 17:00 GMT; after it, BST.
@@ -176,9 +175,7 @@ def test_the_calendar_file(
     db_session: Session, client: FlaskClient, zoom: Any, teacher: Any, course: Any, family: Any
 ) -> None:
     cancelled = class_sessions(course)[2]
-    cancel_class(
-        db_session, zoom, actor=teacher, course_id=course.id, class_id=cancelled.id, now=NOW
-    )
+    cancel_class(db_session, actor=teacher, course_id=course.id, class_id=cancelled.id, now=NOW)
     sign_in_parent(client, db_session, "rana@example.net")
     before = client.get("/f/calendar.ics")
     assert before.status_code == 200

@@ -47,7 +47,7 @@ def test_no_summary_for_a_cancelled_or_started_class(
     app: Any, db_session: Session, zoom: Any, teacher: Any, course: Any, family: Family
 ) -> None:
     first, second = class_sessions(course)[:2]
-    cancel_class(db_session, zoom, actor=teacher, course_id=course.id, class_id=second.id, now=NOW)
+    cancel_class(db_session, actor=teacher, course_id=course.id, class_id=second.id, now=NOW)
     assert jobs.class_summaries(app, now=second.starts_at - dt.timedelta(hours=1)) == {}
     assert services.send_summary(db_session, class_id=first.id, now=first.starts_at) is False
     assert helpers.outbox(db_session, "family.class_summary") == []

@@ -43,7 +43,6 @@ def test_a_moved_and_a_cancelled_class(
     second, third = class_sessions(course)[1:3]
     move_class(
         db_session,
-        zoom,
         actor=teacher,
         course_id=course.id,
         class_id=second.id,
@@ -58,7 +57,7 @@ def test_a_moved_and_a_cancelled_class(
         in messages[0].body_text
     )
     assert "omar" not in messages[0].body_text.lower()
-    cancel_class(db_session, zoom, actor=teacher, course_id=course.id, class_id=third.id, now=NOW)
+    cancel_class(db_session, actor=teacher, course_id=course.id, class_id=third.id, now=NOW)
     latest = helpers.outbox(db_session, "family.schedule_changed")[-1]
     assert "  - Monday 23 March, 17:00-17:45: CANCELLED" in latest.body_text
 
@@ -66,11 +65,11 @@ def test_a_moved_and_a_cancelled_class(
 def test_the_course_cancelled_and_the_passcode_changed(
     db_session: Session, zoom: Any, teacher: Any, course: Any, two_families: Any
 ) -> None:
-    rotate_passcode(db_session, zoom, actor=teacher, course_id=course.id, now=NOW)
+    rotate_passcode(db_session, actor=teacher, course_id=course.id, now=NOW)
     changed = helpers.outbox(db_session, "family.passcode_changed")
     assert len(changed) == 2
     assert passcode_of(course) not in changed[0].body_text
-    cancel_course(db_session, zoom, actor=teacher, course_id=course.id, now=NOW)
+    cancel_course(db_session, actor=teacher, course_id=course.id, now=NOW)
     assert [m.to_address for m in helpers.outbox(db_session, "family.course_cancelled")] == [
         "rana@example.net",
         "omar@example.net",

@@ -42,7 +42,6 @@ def course(db_session: Session, sandbox: SandboxZoom, teacher: Any) -> Any:
     start = now().date() + dt.timedelta(days=7)
     outcome = create_course(
         db_session,
-        sandbox.client,
         actor=teacher,
         title="Cello ensemble",
         series=sched.Series(

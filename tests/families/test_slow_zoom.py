@@ -161,7 +161,6 @@ def live(tmp_path: Path) -> Iterator[Live]:
         teacher = factories.user(session, org, role="teacher")
         course = create_course(
             session,
-            client,
             actor=teacher,
             title="Cello ensemble",
             series=sched.Series(

@@ -376,7 +376,6 @@ def run_lifecycle(session: Session, zoom: Recorder, org: Any, teacher: Any, lead
     # The whole series changes (title, time, number of classes).
     changes.update_course(
         session,
-        zoom,
         actor=teacher,
         course_id=course.id,
         now=NOW,
@@ -388,7 +387,6 @@ def run_lifecycle(session: Session, zoom: Recorder, org: Any, teacher: Any, lead
     # One class moves (Thursday 19 March to Friday), another is cancelled.
     changes.move_class(
         session,
-        zoom,
         actor=teacher,
         course_id=course.id,
         class_id=classes[3].id,
@@ -399,10 +397,10 @@ def run_lifecycle(session: Session, zoom: Recorder, org: Any, teacher: Any, lead
     )
     settle(zoom, course)
     changes.cancel_class(
-        session, zoom, actor=teacher, course_id=course.id, class_id=classes[-1].id, now=NOW
+        session, actor=teacher, course_id=course.id, class_id=classes[-1].id, now=NOW
     )
     settle(zoom, course)
-    changes.rotate_passcode(session, zoom, actor=lead, course_id=course.id, now=NOW)
+    changes.rotate_passcode(session, actor=lead, course_id=course.id, now=NOW)
     settle(zoom, course)
     # Someone turned the waiting room off in Zoom's portal: the check puts every setting back.
     zoom.drift(course.zoom_meeting_id, waiting_room=False, waiting_room_options__mode="none")
@@ -442,7 +440,7 @@ def run_lifecycle(session: Session, zoom: Recorder, org: Any, teacher: Any, lead
     after_the_answer(first)
     assert first.zoom_state == "cancelled"
 
-    changes.cancel_course(session, zoom, actor=teacher, course_id=course.id, now=NOW)
+    changes.cancel_course(session, actor=teacher, course_id=course.id, now=NOW)
     settle(zoom, course)
     return course
 
