@@ -6,6 +6,9 @@ while creating answers 503 with the course kept "pending in Zoom" (its id is in 
 A change is committed before Zoom is asked (:func:`_send_to_zoom`); the Zoom work then runs in
 the request with no transaction open, so the answer says what Zoom did. When Zoom did not
 answer, the change is kept and ``zoom.work`` says what companion will still send.
+
+The module runs past 600 lines because its second half (from "the OpenAPI fragment" on) is the
+OpenAPI description of these operations, written out by hand.
 """
 
 from __future__ import annotations
