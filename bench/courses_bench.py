@@ -41,14 +41,13 @@ from werkzeug.serving import make_server
 
 from companion import create_app, migrate
 from companion.accounts.models import User
-from companion.courses import jobs, services
+from companion.courses import jobs, provisioning, verification
 from companion.courses import schedule as sched
 from companion.courses.models import Course
-from companion.courses.zoomclient import EXTENSION_KEY
 from companion.db import job_session, utcnow
 from companion.orgs.models import Organisation
 from companion.recordings.keys import generate_kek_line
-from companion.zoom import client_from_config
+from companion.zoom import EXTENSION_KEY, client_from_config
 from companion.zoom.sandbox import create_sandbox_app
 
 
@@ -171,9 +170,8 @@ def main(argv: list[str] | None = None) -> int:
                     )
                     with job_session(app) as session:
                         actor = session.get(User, teacher_id)
-                        outcome = services.create_course(
+                        outcome = provisioning.create_course(
                             session,
-                            client,
                             actor=actor,
                             title=f"Bench course {n + 1}",
                             series=series,
@@ -214,7 +212,7 @@ def main(argv: list[str] | None = None) -> int:
                 courses = session.query(Course).all()
                 summary = {
                     "courses": len(courses),
-                    "safe": sum(services.course_is_safe(c) for c in courses),
+                    "safe": sum(verification.course_is_safe(c) for c in courses),
                     "meetings_in_sandbox": len(list(client.iter_meetings("me"))),
                     "classes": sum(len(c.classes) for c in courses),
                 }

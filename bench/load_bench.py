@@ -72,10 +72,10 @@ from companion import create_app, migrate
 from companion.accounts import services as accounts
 from companion.accounts.models import User
 from companion.accounts.services import hash_token
+from companion.courses import provisioning
 from companion.courses import schedule as sched
-from companion.courses import services as courses
 from companion.courses.models import Course
-from companion.courses.zoomclient import zoom_for
+from companion.courses.timetable import upcoming_classes
 from companion.db import job_session, make_engine, utcnow
 from companion.families import access, enrolment
 from companion.families.family_sessions import SESSION_IDLE
@@ -291,7 +291,6 @@ def catch_up(app: Any) -> None:
 
 def build_data(app: Any, plan: Plan) -> Data:
     now = utcnow()
-    zoom = zoom_for(app)
     with unit(app) as session:
         org = Organisation(
             name="Load Bench Music School",
@@ -326,8 +325,8 @@ def build_data(app: Any, plan: Plan) -> Data:
             timezone="Europe/London",
             class_count=plan.classes,
         )
-        outcome = courses.create_course(
-            session, zoom, actor=teacher, title="Bench course", series=series, now=now
+        outcome = provisioning.create_course(
+            session, actor=teacher, title="Bench course", series=series, now=now
         )
         course_id = outcome.course.id
     with unit(app) as session:
@@ -356,7 +355,7 @@ def build_data(app: Any, plan: Plan) -> Data:
             family_session(session, contacts[n % len(contacts)], now)
             for n in range(plan.page_clients)
         ]
-        upcoming = courses.upcoming_classes(course, now)
+        upcoming = upcoming_classes(course, now)
         return Data(
             course_id=course_id,
             class_id=upcoming[0].id,

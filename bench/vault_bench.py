@@ -50,12 +50,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import crypto_bench  # noqa: E402
 
 from companion import create_app  # noqa: E402
-from companion.courses.zoomclient import EXTENSION_KEY  # noqa: E402
 from companion.db import job_session, make_engine, utcnow  # noqa: E402
 from companion.recordings import crypto, ingest, retention, vault  # noqa: E402
 from companion.recordings.keys import generate_kek_line  # noqa: E402
 from companion.recordings.models import Hold, Recording, RecordingFile  # noqa: E402
-from companion.zoom import client_from_config  # noqa: E402
+from companion.zoom import (
+    EXTENSION_KEY,  # noqa: E402
+    client_from_config,  # noqa: E402
+)
 
 MIB = 1 << 20
 SECRET = secrets.token_urlsafe(48)  # a throwaway instance

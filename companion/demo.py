@@ -15,7 +15,6 @@ from .accounts.models import User
 from .db import utcnow
 from .orgs import services as orgs
 from .orgs.models import Organisation
-from .zoom import ZoomConnectionError
 
 DEMO_PEOPLE = (
     ("admin", "admin@example.org", "Avery Admin"),
@@ -27,21 +26,6 @@ DEMO_PEOPLE = (
 def demo_password() -> str:
     # Four random words' worth of entropy, readable enough to type from the terminal.
     return "-".join(secrets.token_hex(3) for _ in range(4))
-
-
-class ZoomLater:
-    """Zoom as seen by `companion demo`: not reached yet.
-
-    The demo runs before the Zoom sandbox is up, so the demo course is saved "pending in Zoom"
-    and the worker creates it (and registers its families) within a minute or two, through the
-    same path that recovers from a Zoom outage.
-    """
-
-    def __getattr__(self, operation: str) -> Any:
-        def unreachable(*_args: Any, **_kwargs: Any) -> Any:
-            raise ZoomConnectionError(f"{operation}: Zoom is reached by the worker, not the demo")
-
-        return unreachable
 
 
 DEMO_FAMILIES = (
@@ -56,8 +40,7 @@ DEMO_FAMILIES = (
 
 def create_course(session: Session, org: Organisation, teacher: User, now: dt.datetime) -> Any:
     """A weekly course starting next Monday at 17:00, with two families enrolled."""
-    from .courses import schedule
-    from .courses import services as courses
+    from .courses import provisioning, schedule
     from .families import enrolment
     from .families.people import ContactInput
 
@@ -72,10 +55,11 @@ def create_course(session: Session, org: Organisation, teacher: User, now: dt.da
         timezone=org.timezone,
         class_count=8,
     )
-    zoom = ZoomLater()
-    course = courses.create_course(
+    # The demo runs before the Zoom sandbox is up: the course is saved "pending in Zoom" and the
+    # worker creates it (and registers its families) within a minute or two, through the same
+    # path that recovers from a Zoom outage.
+    course = provisioning.create_course(
         session,
-        zoom,
         actor=teacher,
         title="Violin for beginners (ages 8-10)",
         series=series,

@@ -44,13 +44,13 @@ __all__ = [
 
 namespace = Namespace()
 
-# --- courses: a course changed (sent by companion.courses.services._emit) -----------------------
+# --- courses: a course changed (sent by companion.courses.events.emit) --------------------------
 
 schedule_changed = namespace.signal(
     "schedule_changed",
     doc="""Classes of a course were moved or cancelled, or the series changed.
 
-    Sent by ``companion.courses.services`` (move, cancel or change classes) with the Course as
+    Sent by ``companion.courses.changes`` (move, cancel or change classes) with the Course as
     sender and ``session`` and ``classes`` (the ClassSessions affected). Heard by
     ``companion.families`` (connected in ``companion.families.init_app``): parents holding a
     link are mailed the new times.""",
@@ -60,7 +60,7 @@ course_cancelled = namespace.signal(
     "course_cancelled",
     doc="""A course was cancelled: no more classes, its Zoom meeting is deleted.
 
-    Sent by ``companion.courses.services.cancel_course`` with the Course as sender and
+    Sent by ``companion.courses.changes.cancel_course`` with the Course as sender and
     ``session``. Heard by ``companion.families``: parents holding a link are told.""",
 )
 
@@ -68,7 +68,7 @@ passcode_rotated = namespace.signal(
     "passcode_rotated",
     doc="""A course's meeting passcode was changed.
 
-    Sent by ``companion.courses.services.rotate_passcode`` with the Course as sender and
+    Sent by ``companion.courses.changes.rotate_passcode`` with the Course as sender and
     ``session``. Heard by ``companion.families``: parents holding a link are told (the passcode
     itself is only on their family page).""",
 )
@@ -77,13 +77,13 @@ safety_changed = namespace.signal(
     "safety_changed",
     doc="""A course's safety check came to another result.
 
-    Sent by ``companion.courses.services`` after each verification whose result differs from the
+    Sent by ``companion.courses.verification`` after each verification whose result differs from the
     last, with the Course as sender and ``session``, ``before`` and ``after`` (safety states:
     "safe", "not_safe", ...). Heard by ``companion.families``: when it becomes "safe", every
     family link that was waiting for it is sent.""",
 )
 
-# Every event companion.courses.services._emit may be asked to send, and its signal; None for an
+# Every event companion.courses.events.emit may be asked to send, and its signal; None for an
 # event no package reacts to yet (declare a signal above when one must, so that no signal here
 # is without a receiver). An event not in this table is a mistake and fails loudly.
 COURSE_EVENTS: dict[str, NamedSignal | None] = {

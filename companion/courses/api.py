@@ -6,6 +6,9 @@ while creating answers 503 with the course kept "pending in Zoom" (its id is in 
 A change is committed before Zoom is asked (:func:`_send_to_zoom`); the Zoom work then runs in
 the request with no transaction open, so the answer says what Zoom did. When Zoom did not
 answer, the change is kept and ``zoom.work`` says what companion will still send.
+
+The module runs past 600 lines because its second half (from "the OpenAPI fragment" on) is the
+OpenAPI description of these operations, written out by hand.
 """
 
 from __future__ import annotations
@@ -23,8 +26,9 @@ from ..api.views import api_blueprint, json_body
 from ..api.views import json_time as _time
 from ..db import get_session, utcnow
 from ..errors import CompanionError, ValidationError, error_response
+from ..zoom import ZoomRefused, ZoomUnavailable
+from . import access, changes, presentation, provisioning, timetable, verification, zoomwork
 from . import schedule as sched
-from . import services, zoomwork
 from .models import ZOOM_STATE_LABELS, ClassSession, Course
 
 bp = api_blueprint("courses_api", __name__)
@@ -39,7 +43,7 @@ def class_json(course: Course, cls: ClassSession) -> dict[str, Any]:
         "id": cls.id,
         "course_id": course.id,
         "starts_at": _time(cls.starts_at),
-        "local_start": services.local_time(course, cls.starts_at).isoformat(),
+        "local_start": timetable.local_time(course, cls.starts_at).isoformat(),
         "duration_minutes": cls.duration_minutes,
         "status": cls.status,
         "original_starts_at": _time(cls.original_starts_at),
@@ -74,7 +78,7 @@ def course_json(course: Course, *, detail: bool = False) -> dict[str, Any]:
         },
         "safety": {
             "state": course.safety_state,
-            "safe": services.course_is_safe(course),
+            "safe": verification.course_is_safe(course),
             "last_verified_at": _time(course.last_verified_at),
             "problems": [
                 {
@@ -83,17 +87,17 @@ def course_json(course: Course, *, detail: bool = False) -> dict[str, Any]:
                     "actual": p.actual,
                     "message": p.describe(),
                 }
-                for p in services.problem_list(course)
+                for p in presentation.problem_list(course)
             ],
         },
     }
     if detail:
         data["safety"]["panel"] = [
             {"area": row.key, "label": row.label, "ok": row.ok, "reasons": list(row.reasons)}
-            for row in services.safety_panel(course)
+            for row in presentation.safety_panel(course)
         ]
         data["join_url"] = course.join_url or None
-        data["passcode"] = services.passcode_preview(course) if course.is_open else None
+        data["passcode"] = presentation.passcode_preview(course) if course.is_open else None
     return data
 
 
@@ -209,7 +213,7 @@ def _series(data: Mapping[str, Any], base: sched.Series | None, default_tz: str)
 def _teacher_id(data: Mapping[str, Any]) -> int | None:
     if data.get("teacher_id") is None:
         return None
-    return _int(data["teacher_id"], "teacher_id", low=1, high=services.MAX_ID)
+    return _int(data["teacher_id"], "teacher_id", low=1, high=access.MAX_ID)
 
 
 def _send_to_zoom(course_id: int) -> Course:
@@ -228,19 +232,19 @@ def _send_to_zoom(course_id: int) -> Course:
 
 def _class_answer(course_id: int, class_id: int) -> Any:
     course = _send_to_zoom(course_id)
-    return jsonify(class_json(course, services.get_class(course, class_id)))
+    return jsonify(class_json(course, access.get_class(course, class_id)))
 
 
 def _zoom_problem(course: Course) -> CompanionError | None:
     """Why the course is not in Zoom after its attempt, as the error the answer carries."""
     if course.zoom_state == "failed":
-        return services.ZoomRefused(course.zoom_error or "Zoom refused the meeting.")
+        return ZoomRefused(course.zoom_error or "Zoom refused the meeting.")
     if course.zoom_state == "pending":
         wait = 60
         if course.zoom_next_attempt_at is not None:
             wait = max(1, int((course.zoom_next_attempt_at - utcnow()).total_seconds()))
         reason = course.zoom_error or "Zoom did not answer yet; companion will try again."
-        return services.ZoomUnavailable(
+        return ZoomUnavailable(
             "The course is saved but is still pending in Zoom: " + reason, retry_after=wait
         )
     return None
@@ -256,7 +260,7 @@ def _zoom_unavailable(course: Course, problem: CompanionError) -> Any:
     return resp
 
 
-def _outcome(outcome: services.Outcome, status: int) -> Any:
+def _outcome(outcome: provisioning.Outcome, status: int) -> Any:
     course = _send_to_zoom(outcome.course.id)
     problem = _zoom_problem(course)
     if problem is not None:
@@ -272,7 +276,7 @@ def _outcome(outcome: services.Outcome, status: int) -> Any:
 @bp.get("/courses")
 @allow(*STAFF)
 def list_courses() -> Any:
-    courses = services.list_courses(get_session(), current_user())
+    courses = access.list_courses(get_session(), current_user())
     return jsonify({"courses": [course_json(c) for c in courses]})
 
 
@@ -282,7 +286,7 @@ def create_course() -> Any:
     user = current_user()
     data = _body()
     _check_fields(data, ("title", "teacher_id", *SERIES_FIELDS))
-    outcome = services.create_course(
+    outcome = provisioning.create_course(
         get_session(),
         actor=user,
         title=_title(data),
@@ -297,7 +301,7 @@ def create_course() -> Any:
 @bp.get("/courses/<int:course_id>")
 @allow(*STAFF)
 def get_course(course_id: int) -> Any:
-    course = services.get_course(get_session(), current_user(), course_id)
+    course = access.get_course(get_session(), current_user(), course_id)
     return jsonify(course_json(course, detail=True))
 
 
@@ -308,12 +312,12 @@ def update_course(course_id: int) -> Any:
     session = get_session()
     data = _body()
     _check_fields(data, ("title", "teacher_id", *SERIES_FIELDS))
-    course = services.get_course(session, user, course_id)
+    course = access.get_course(session, user, course_id)
     now = utcnow()
     series = None
     if any(f in data for f in SERIES_FIELDS):
-        series = _series(data, services.edit_defaults(course, now), course.timezone)
-    outcome = services.update_course(
+        series = _series(data, timetable.edit_defaults(course, now), course.timezone)
+    outcome = changes.update_course(
         session,
         actor=user,
         course_id=course.id,
@@ -328,8 +332,8 @@ def update_course(course_id: int) -> Any:
 @bp.get("/courses/<int:course_id>/classes")
 @allow(*STAFF)
 def list_classes(course_id: int) -> Any:
-    course = services.get_course(get_session(), current_user(), course_id)
-    return jsonify({"classes": [class_json(course, c) for c in services.class_sessions(course)]})
+    course = access.get_course(get_session(), current_user(), course_id)
+    return jsonify({"classes": [class_json(course, c) for c in timetable.class_sessions(course)]})
 
 
 @bp.post("/courses/<int:course_id>/classes/<int:class_id>/move")
@@ -345,7 +349,7 @@ def move_class(course_id: int, class_id: int) -> Any:
         duration = _int(
             data["duration_minutes"], "duration_minutes", low=1, high=sched.MAX_DURATION_MINUTES
         )
-    cls = services.move_class(
+    cls = changes.move_class(
         get_session(),
         actor=current_user(),
         course_id=course_id,
@@ -361,7 +365,7 @@ def move_class(course_id: int, class_id: int) -> Any:
 @bp.post("/courses/<int:course_id>/classes/<int:class_id>/cancel")
 @allow(TEACHER, ADMIN)
 def cancel_class(course_id: int, class_id: int) -> Any:
-    cls = services.cancel_class(
+    cls = changes.cancel_class(
         get_session(),
         actor=current_user(),
         course_id=course_id,
@@ -374,14 +378,14 @@ def cancel_class(course_id: int, class_id: int) -> Any:
 @bp.post("/courses/<int:course_id>/cancel")
 @allow(TEACHER, ADMIN)
 def cancel_course(course_id: int) -> Any:
-    services.cancel_course(get_session(), actor=current_user(), course_id=course_id, now=utcnow())
+    changes.cancel_course(get_session(), actor=current_user(), course_id=course_id, now=utcnow())
     return jsonify(course_json(_send_to_zoom(course_id), detail=True))
 
 
 @bp.post("/courses/<int:course_id>/passcode")
 @allow(*STAFF)
 def rotate_passcode(course_id: int) -> Any:
-    services.rotate_passcode(get_session(), actor=current_user(), course_id=course_id, now=utcnow())
+    changes.rotate_passcode(get_session(), actor=current_user(), course_id=course_id, now=utcnow())
     return jsonify(course_json(_send_to_zoom(course_id), detail=True))
 
 
@@ -390,14 +394,14 @@ def rotate_passcode(course_id: int) -> Any:
 def verify_course(course_id: int) -> Any:
     user = current_user()
     session = get_session()
-    services.verify_now(session, actor=user, course_id=course_id, now=utcnow())
+    verification.verify_now(session, actor=user, course_id=course_id, now=utcnow())
     return jsonify(course_json(_send_to_zoom(course_id), detail=True))
 
 
 @bp.post("/courses/<int:course_id>/retry")
 @allow(TEACHER, ADMIN)
 def retry_course(course_id: int) -> Any:
-    outcome = services.retry_create(
+    outcome = provisioning.retry_create(
         get_session(), actor=current_user(), course_id=course_id, now=utcnow()
     )
     return _outcome(outcome, 200)
@@ -405,7 +409,7 @@ def retry_course(course_id: int) -> Any:
 
 # --- the OpenAPI fragment ---------------------------------------------------------------------
 
-_ID = {"type": "integer", "minimum": 1, "maximum": services.MAX_ID}
+_ID = {"type": "integer", "minimum": 1, "maximum": access.MAX_ID}
 _NULLABLE_TIME = {"type": "string", "format": "date-time", "nullable": True}
 _WEEKDAYS = {
     "type": "array",

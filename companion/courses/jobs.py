@@ -22,7 +22,7 @@ from flask import Flask
 
 from ..db import job_session, utcnow
 from ..work import run_each
-from . import services, zoomwork
+from . import lifecycle, verification, zoomwork
 
 # What the Zoom half of closing reports, when it did not simply work.
 _TROUBLE = ("pending", "unreachable", "failed", "errors")
@@ -41,9 +41,9 @@ def drift_check(
     """Verify (and repair) every upcoming course meeting, or exactly ``course_ids``."""
     at = now or utcnow()
     with app.app_context(), job_session(app) as session:
-        ids = services.want_check(
+        ids = verification.want_check(
             session,
-            services.upcoming_in_zoom(session, at) if course_ids is None else course_ids,
+            lifecycle.upcoming_in_zoom(session, at) if course_ids is None else course_ids,
         )
     if not ids:
         return {}
@@ -57,14 +57,14 @@ def close_finished(
     at = now or utcnow()
     if course_ids is None:
         with app.app_context(), job_session(app) as session:
-            course_ids = services.finished(session, at)
+            course_ids = lifecycle.finished(session, at)
     ids = list(course_ids)
     result = run_each(
         app,
         ids,
         what="course (closing)",
-        due=services.finished,
-        work=lambda session, course_id, now: services.close_course(
+        due=lifecycle.finished,
+        work=lambda session, course_id, now: lifecycle.close_course(
             session, course_id=course_id, now=now
         ),
         now=at,

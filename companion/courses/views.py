@@ -43,11 +43,20 @@ from ..accounts.forms import ActionForm
 from ..accounts.views import form_failed
 from ..db import get_session, utcnow
 from ..errors import CompanionError
+from ..zoom import zoom_for
+from . import (
+    access,
+    changes,
+    lifecycle,
+    presentation,
+    provisioning,
+    timetable,
+    verification,
+    zoomwork,
+)
 from . import schedule as sched
-from . import services, zoomwork
 from .forms import CourseForm, MoveClassForm
 from .models import SAFETY_LABELS, ZOOM_STATE_LABELS, ZOOM_WORK_LABELS, ClassSession, Course
-from .zoomclient import zoom_for
 
 bp = Blueprint("courses", __name__, url_prefix="/courses")
 
@@ -65,18 +74,18 @@ class ClassRow:
 def _rows(course: Course, now: dt.datetime, user: Any) -> list[ClassRow]:
     rows = []
     number = 0
-    can_change = services.may_change(user, course) and course.zoom_state == "created"
-    for cls in services.class_sessions(course):
+    can_change = access.may_change(user, course) and course.zoom_state == "created"
+    for cls in timetable.class_sessions(course):
         if cls.takes_place:
             number += 1
         rows.append(
             ClassRow(
                 number=number if cls.takes_place else 0,
                 cls=cls,
-                start=services.local_time(course, cls.starts_at),
-                end=services.local_time(course, cls.ends_at),
+                start=timetable.local_time(course, cls.starts_at),
+                end=timetable.local_time(course, cls.ends_at),
                 changeable=can_change and cls.takes_place and cls.starts_at > now,
-                original=services.local_time(course, cls.original_starts_at)
+                original=timetable.local_time(course, cls.original_starts_at)
                 if cls.original_starts_at
                 else None,
             )
@@ -118,7 +127,7 @@ def _template_globals() -> dict[str, Any]:
         "zoom_work_labels": ZOOM_WORK_LABELS,
         "safety_labels": SAFETY_LABELS,
         "describe": describe,
-        "local_time": services.local_time,
+        "local_time": timetable.local_time,
         "zoom_version": zoom_version,
     }
 
@@ -133,7 +142,7 @@ def _send_to_zoom(course_id: int) -> None:
     zoomwork.soon(current_app._get_current_object(), course_id)  # type: ignore[attr-defined]
 
 
-def _flash_outcome(outcome: services.Outcome, done: str) -> None:
+def _flash_outcome(outcome: provisioning.Outcome, done: str) -> None:
     for warning in outcome.warnings:
         flash(warning, "warning")
     flash(done)
@@ -143,7 +152,7 @@ def _prepare(form: CourseForm, user: Any, course: Course | None = None) -> None:
     if user.role == ADMIN:
         choices = [
             SelectChoice(t.id, f"{t.name} ({t.email})")
-            for t in services.teachers(get_session(), user.organisation_id)
+            for t in access.teachers(get_session(), user.organisation_id)
         ]
         if course is not None and course.teacher_id not in {c.value for c in choices}:
             choices.insert(0, SelectChoice(course.teacher_id, course.teacher.name))
@@ -164,7 +173,7 @@ def _fill(form: CourseForm, series: sched.Series) -> None:
 
 
 def _course(course_id: int) -> Course:
-    return services.get_course(get_session(), current_user(), course_id)
+    return access.get_course(get_session(), current_user(), course_id)
 
 
 @bp.get("/")
@@ -172,9 +181,9 @@ def _course(course_id: int) -> Course:
 def index() -> Any:
     user = current_user()
     now = utcnow()
-    courses = services.list_courses(get_session(), user)
-    services.preload_for_lists(get_session(), courses)
-    next_class = {c.id: next(iter(services.upcoming_classes(c, now)), None) for c in courses}
+    courses = access.list_courses(get_session(), user)
+    presentation.preload_for_lists(get_session(), courses)
+    next_class = {c.id: next(iter(timetable.upcoming_classes(c, now)), None) for c in courses}
     return render_template(
         "courses/index.html",
         courses=courses,
@@ -198,7 +207,7 @@ def new() -> Any:
     status = 200
     if form.validate_on_submit():
         try:
-            outcome = services.create_course(
+            outcome = provisioning.create_course(
                 session,
                 actor=user,
                 title=form.title.data,
@@ -234,12 +243,12 @@ def detail(course_id: int) -> Any:
         "courses/detail.html",
         course=course,
         rows=_rows(course, now, user),
-        panel=services.safety_panel(course),
-        passcode=services.passcode_preview(course) if course.is_open else None,
-        can_change=services.may_change(user, course) and course.is_open,
-        can_rotate=course.is_open and (services.may_change(user, course) or user.role == LEAD),
+        panel=presentation.safety_panel(course),
+        passcode=presentation.passcode_preview(course) if course.is_open else None,
+        can_change=access.may_change(user, course) and course.is_open,
+        can_rotate=course.is_open and (access.may_change(user, course) or user.role == LEAD),
         can_start=course.teacher_id == user.id and course.zoom_state == "created",
-        is_safe=services.course_is_safe(course),
+        is_safe=verification.course_is_safe(course),
         action_form=ActionForm(),
         **_template_globals(),
     )
@@ -252,7 +261,7 @@ def edit(course_id: int) -> Any:
     session = get_session()
     course = _course(course_id)
     now = utcnow()
-    initial = services.edit_defaults(course, now)
+    initial = timetable.edit_defaults(course, now)
     form = CourseForm(obj=course if request.method == "GET" else None)
     _prepare(form, user, course)
     if request.method == "GET":
@@ -261,7 +270,7 @@ def edit(course_id: int) -> Any:
     if form.validate_on_submit():
         try:
             series = form.series()
-            outcome = services.update_course(
+            outcome = changes.update_course(
                 session,
                 actor=user,
                 course_id=course.id,
@@ -291,9 +300,9 @@ def edit(course_id: int) -> Any:
 def move_class(course_id: int, class_id: int) -> Any:
     user = current_user()
     course = _course(course_id)
-    cls = services.get_class(course, class_id)
+    cls = access.get_class(course, class_id)
     form = MoveClassForm()
-    start = services.local_time(course, cls.starts_at)
+    start = timetable.local_time(course, cls.starts_at)
     if request.method == "GET":
         form.date.data = start.date()
         form.start_time.data = start.time().replace(tzinfo=None)
@@ -301,7 +310,7 @@ def move_class(course_id: int, class_id: int) -> Any:
     status = 200
     if form.validate_on_submit():
         try:
-            services.move_class(
+            changes.move_class(
                 get_session(),
                 actor=user,
                 course_id=course.id,
@@ -348,7 +357,7 @@ def _action(course_id: int, run: Any, done: str) -> Any:
 def cancel_class(course_id: int, class_id: int) -> Any:
     return _action(
         course_id,
-        lambda: services.cancel_class(
+        lambda: changes.cancel_class(
             get_session(),
             actor=current_user(),
             course_id=course_id,
@@ -367,7 +376,7 @@ def cancel_course(course_id: int) -> Any:
         return render_template("courses/cancel.html", course=course, action_form=ActionForm())
     return _action(
         course_id,
-        lambda: services.cancel_course(
+        lambda: changes.cancel_course(
             get_session(), actor=current_user(), course_id=course_id, now=utcnow()
         ),
         "The course is cancelled; companion is deleting its meeting in Zoom so its links stop "
@@ -380,7 +389,7 @@ def cancel_course(course_id: int) -> Any:
 def rotate_passcode(course_id: int) -> Any:
     return _action(
         course_id,
-        lambda: services.rotate_passcode(
+        lambda: changes.rotate_passcode(
             get_session(), actor=current_user(), course_id=course_id, now=utcnow()
         ),
         "The passcode is changed; companion is changing it in Zoom, after which the old one no "
@@ -393,7 +402,7 @@ def rotate_passcode(course_id: int) -> Any:
 def verify(course_id: int) -> Any:
     return _action(
         course_id,
-        lambda: services.verify_now(
+        lambda: verification.verify_now(
             get_session(), actor=current_user(), course_id=course_id, now=utcnow()
         ),
         "companion is re-checking the meeting in Zoom; this page shows the result.",
@@ -405,7 +414,7 @@ def verify(course_id: int) -> Any:
 def retry(course_id: int) -> Any:
     return _action(
         course_id,
-        lambda: services.retry_create(
+        lambda: provisioning.retry_create(
             get_session(), actor=current_user(), course_id=course_id, now=utcnow()
         ),
         "companion is trying Zoom again; this page shows how that goes.",
@@ -420,7 +429,7 @@ def start(course_id: int) -> Any:
         return redirect(url_for("courses.detail", course_id=course_id))
     now = utcnow()
     try:
-        plan = services.start_plan(
+        plan = lifecycle.start_plan(
             get_session(), actor=current_user(), course_id=course_id, now=now
         )
         # Access checked and the start on the audit trail: commit before asking Zoom.

@@ -19,6 +19,9 @@ sends the same thing again, or nothing when Zoom already has it:
 
 Each change a person makes bumps ``zoom_work_seq``; a step that prepared an older version
 records what it did and leaves the work for another run.
+
+The module is about 600 lines and kept whole: prepare, call and record of the three kinds of work
+share the Plan and Result shapes and are read together.
 """
 
 from __future__ import annotations
@@ -39,12 +42,11 @@ from .. import work
 from ..audit.services import record as audit
 from ..db import job_session, utcnow
 from ..errors import CompanionError
-from ..zoom import ZoomAuthError, ZoomError, ZoomNotFound, ZoomRateLimited
-from . import safety, services
+from ..zoom import TRANSIENT, ZoomAuthError, ZoomError, ZoomNotFound, ZoomRateLimited, zoom_for
+from . import lifecycle, provisioning, safety, timetable, verification
 from . import schedule as sched
 from .models import Course
 from .safety import SafetyProblem
-from .zoomclient import zoom_for
 
 log = logging.getLogger(__name__)
 
@@ -128,7 +130,7 @@ class ZoomStep:
             "seq": course.zoom_work_seq,
             "now": now,
             "user_id": course.zoom_user_id,
-            "marker": services._marker(course.companion_ref),
+            "marker": provisioning.marker(course.companion_ref),
             "meeting_id": course.zoom_meeting_id,
             "topic": course.title,
             "timezone": course.timezone,
@@ -139,19 +141,19 @@ class ZoomStep:
             if course.zoom_state != "pending" or course.zoom_meeting_id is not None:
                 course.zoom_work = "sync" if course.zoom_meeting_id is not None else ""
                 return None
-            remaining = services._zoom_plan(course, now)
+            remaining = provisioning.zoom_plan(course, now)
             if remaining is None:
                 course.zoom_state = "failed"
                 course.zoom_work = ""
                 course.zoom_next_attempt_at = None
                 course.zoom_error = "Every class had passed before Zoom could be reached."
                 return None
-            expected = services._expected(course, now)
+            expected = verification.expected_of(course, now)
             return Plan(
                 work="create",
                 # This claim is counted: a second attempt looks for what the first one made.
                 search=course.zoom_attempts > 1,
-                body=services._create_body(course, remaining, expected),
+                body=provisioning.create_body(course, remaining, expected),
                 expected=expected,
                 classes=_classes(course),
                 **base,
@@ -162,13 +164,13 @@ class ZoomStep:
                 return None
             body = None
             if course.zoom_resend_series:
-                remaining = services._zoom_plan(course, now)
+                remaining = provisioning.zoom_plan(course, now)
                 if remaining is not None:
                     body = {"topic": course.title, **sched.meeting_times(remaining)}
             return Plan(
                 work="sync",
                 body=body,
-                expected=services._expected(course, now),
+                expected=verification.expected_of(course, now),
                 classes=_classes(course),
                 changed=course.zoom_work_seq != course.zoom_synced_seq,
                 **base,
@@ -244,7 +246,7 @@ class ZoomStep:
                     meeting = result.meeting = zoom.get_meeting(meeting_id)
         except ZoomNotFound:
             result.gone = True
-        except services.TRANSIENT as exc:
+        except TRANSIENT as exc:
             # What was read stands; the work stays and is tried again.
             log.warning("course %s: sync interrupted (%s)", plan.course_id, type(exc).__name__)
             result.interrupted = exc
@@ -286,7 +288,7 @@ class ZoomStep:
         course = session.get(Course, course_id)
         if course is None:
             return "gone"
-        if isinstance(exc, services.TRANSIENT):
+        if isinstance(exc, TRANSIENT):
             _postpone(course, plan, exc)
             return "pending" if plan.work == "create" else "unreachable"
         # Zoom answered and refused: trying the same again will not help; a person must act.
@@ -325,7 +327,7 @@ def _audit(session: Session, course: Course, kind: str, **details: Any) -> None:
 def _classes(course: Course) -> tuple[ClassPlan, ...]:
     return tuple(
         ClassPlan(c.starts_at, c.duration_minutes, c.takes_place, c.occurrence_id)
-        for c in services.class_sessions(course)
+        for c in timetable.class_sessions(course)
     )
 
 
@@ -355,6 +357,10 @@ def _problems(plan: Plan, meeting: dict[str, Any]) -> list[SafetyProblem]:
     return problems
 
 
+def _zoom_utc(at: dt.datetime) -> str:
+    return at.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 def _repair(zoom: Any, plan: Plan, meeting: dict[str, Any], problems: list[SafetyProblem]) -> bool:
     """Put drifted settings back with one PATCH, and make each class what companion says: moved
     (or moved back), its length, or deleted when it is cancelled. Returns whether anything was
@@ -382,7 +388,7 @@ def _repair(zoom: Any, plan: Plan, meeting: dict[str, Any], problems: list[Safet
             # Moved in companion (or by someone in Zoom): families were told companion's time.
             zoom.update_meeting(
                 meeting_id,
-                {"start_time": services._zoom_utc(cls.starts_at), "duration": cls.duration_minutes},
+                {"start_time": _zoom_utc(cls.starts_at), "duration": cls.duration_minutes},
                 occurrence_id=cls.occurrence_id,
             )
             sent = True
@@ -409,13 +415,13 @@ def _record_create(
         return course.zoom_state
     course.zoom_state = "created"
     course.zoom_error = ""
-    services._take_urls(course, result.created)
+    verification.take_urls(course, result.created)
     # Classes that passed while Zoom was unreachable never took place.
-    for cls in services.class_sessions(course):
-        if cls.takes_place and cls.starts_at <= now + services.CREATE_MARGIN:
+    for cls in timetable.class_sessions(course):
+        if cls.takes_place and cls.starts_at <= now + provisioning.CREATE_MARGIN:
             cls.status = "cancelled"
             cls.cancelled_at = now
-    services._refresh_ends_at(course)
+    timetable.refresh_ends_at(course)
     _audit(
         session,
         course,
@@ -427,14 +433,14 @@ def _record_create(
     session.flush()
     if result.meeting is None:
         if result.created:
-            services._schedule_problems(course, result.created, now)
+            verification.schedule_problems(course, result.created, now)
         if course.safety_state != "not_safe":
             course.safety_state = "unverified"
         return "created"
     assert plan.expected is not None
-    services._take_urls(course, result.meeting)
-    problems = services._evaluate(course, result.meeting, plan.expected, now)
-    services._record_safety(session, course, problems, now=now, actor=None)
+    verification.take_urls(course, result.meeting)
+    problems = verification.evaluate(course, result.meeting, plan.expected, now)
+    verification.record_safety(session, course, problems, now=now, actor=None)
     return "created"
 
 
@@ -442,11 +448,11 @@ def _record_sync(
     session: Session, course: Course, plan: Plan, result: Result, now: dt.datetime
 ) -> str:
     if result.gone:
-        services._meeting_gone(session, course, now=now, actor=None)
+        verification.meeting_gone(session, course, now=now, actor=None)
         return "not_safe"
     assert result.meeting is not None and plan.expected is not None
-    services._take_urls(course, result.meeting)
-    problems = services._evaluate(course, result.meeting, plan.expected, now)
+    verification.take_urls(course, result.meeting)
+    problems = verification.evaluate(course, result.meeting, plan.expected, now)
     if result.repaired and not problems and not plan.changed:
         _audit(session, course, "course.drift_repaired", settings=list(result.repaired))
     if result.refused:
@@ -454,7 +460,7 @@ def _record_sync(
         _audit(session, course, "course.zoom_refused", work=plan.work)
     elif result.interrupted is None:
         course.zoom_error = ""
-    services._record_safety(session, course, problems, now=now, actor=None)
+    verification.record_safety(session, course, problems, now=now, actor=None)
     return "not_safe" if problems else "safe"
 
 
@@ -583,7 +589,7 @@ def _background(app: Flask, course_id: int) -> None:
 # --- "Start class" -------------------------------------------------------------------------------
 
 
-def start_class(app: Flask, zoom: Any, plan: services.StartPlan, *, now: dt.datetime) -> str:
+def start_class(app: Flask, zoom: Any, plan: lifecycle.StartPlan, *, now: dt.datetime) -> str:
     """Fetch the host's start link with no transaction open, then record what Zoom said.
 
     The meeting read for the link is verified too; a meeting whose settings are off is put
@@ -596,7 +602,7 @@ def start_class(app: Flask, zoom: Any, plan: services.StartPlan, *, now: dt.date
     except ZoomNotFound:
         meeting = None
     except ZoomError as exc:
-        raise services._zoom_failure(exc, "fetching the start link") from None
+        raise lifecycle.zoom_failure(exc, "fetching the start link") from None
     if meeting is not None and safety.verify(meeting, plan.expected):
         try:
             zoom.update_meeting(plan.meeting_id, safety.repair_body(plan.expected))
@@ -605,10 +611,10 @@ def start_class(app: Flask, zoom: Any, plan: services.StartPlan, *, now: dt.date
             log.warning(
                 "course %s: repair before start failed (%s)", plan.course_id, type(exc).__name__
             )
-    refusal: services.NotSafeToStart | None = None
+    refusal: lifecycle.NotSafeToStart | None = None
     with job_session(app) as session:
         try:
-            return services.record_start(session, plan, meeting, now=now)
-        except services.NotSafeToStart as exc:
+            return lifecycle.record_start(session, plan, meeting, now=now)
+        except lifecycle.NotSafeToStart as exc:
             refusal = exc  # keep what was recorded (not safe, people told), then refuse
     raise refusal

@@ -33,8 +33,8 @@ from .. import mail
 from ..access import LEAD
 from ..accounts.models import User
 from ..audit.services import record as audit
-from ..courses import services as courses
 from ..courses.models import ClassSession, Course
+from ..courses.timetable import local_time
 from ..errors import ValidationError
 from ..families.access import family_for_registrant
 from ..families.links import base_url
@@ -559,7 +559,7 @@ def _tell(
     course = meeting.course
     cls = meeting.class_session
     when = (
-        courses.local_time(course, warning.period_start).strftime("%A %-d %B %Y, %H:%M")
+        local_time(course, warning.period_start).strftime("%A %-d %B %Y, %H:%M")
         if course is not None
         else warning.period_start.strftime("%Y-%m-%d %H:%M UTC")
     )

@@ -44,6 +44,7 @@ from sqlalchemy.orm import Session
 from ..access import LEAD
 from ..accounts.models import User
 from ..audit.services import record as audit
+from ..courses.timetable import local_time
 from ..errors import Forbidden, ValidationError
 from ..orgs.models import Organisation
 from ..recordings import crypto, vault
@@ -272,7 +273,7 @@ def build_pack(
     }
     manifest_bytes = json.dumps(manifest, indent=2, sort_keys=True).encode("utf-8")
     signature = base64.b64encode(key.sign(manifest_bytes))
-    local = services.courses.local_time(record.course, record.cls.starts_at)
+    local = local_time(record.course, record.cls.starts_at)
     filename = f"evidence-class-{record.cls.id}-{local:%Y%m%d-%H%M}.zip"
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as zf:

@@ -24,8 +24,9 @@ from sqlalchemy.orm import Session
 from ..access import ADMIN, LEAD, TEACHER
 from ..accounts.models import User
 from ..audit.services import record as audit
-from ..courses import services as courses
+from ..courses.access import MAX_ID
 from ..courses.models import ClassSession, Course
+from ..courses.timetable import local_time
 from ..errors import Forbidden, NotFound, ValidationError
 from ..families import admit
 from ..families.family_sessions import FamilyPrincipal
@@ -124,7 +125,7 @@ def confirm_adult(
 ) -> Confirmed:
     """A parent says an adult is in the room for this class (kept with the time and parent)."""
     family = principal.family
-    cls = session.get(ClassSession, class_id) if 0 < class_id <= courses.MAX_ID else None
+    cls = session.get(ClassSession, class_id) if 0 < class_id <= MAX_ID else None
     if cls is None or cls.course_id != family.course_id:
         raise NotFound("No such class.")
     if not family.enrolled:
@@ -142,7 +143,7 @@ def confirm_adult(
     if existing is not None:
         return Confirmed(existing, created=False)
     if now < opens:
-        local = courses.local_time(cls.course, opens)
+        local = local_time(cls.course, opens)
         raise ValidationError(
             f"You can confirm from {local:%H:%M} on {local:%A %-d %B}, shortly before the class."
         )
@@ -246,7 +247,7 @@ def admit_column_values(
     for fam in family_rows:
         c = done.get(fam.id)
         if c is not None:
-            when = courses.local_time(cls.course, c.confirmed_at)
+            when = local_time(cls.course, c.confirmed_at)
             values[fam.id] = f"✓ confirmed {when:%H:%M} by {names.get(c.contact_id, 'a parent')}"
         else:
             values[fam.id] = NOT_CONFIRMED if settings.list_unconfirmed else DO_NOT_ADMIT
@@ -303,7 +304,7 @@ class ClassRecord:
         return [w for w in self.warnings if w.status != "retracted"]
 
     def local(self, moment: dt.datetime | None) -> dt.datetime | None:
-        return courses.local_time(self.course, moment) if moment is not None else None
+        return local_time(self.course, moment) if moment is not None else None
 
 
 def get_class(session: Session, actor: User, course_id: int, class_id: int) -> ClassSession:
@@ -424,7 +425,7 @@ def unmatched_meetings(session: Session, actor: User, limit: int = 100) -> list[
 
 def get_meeting(session: Session, actor: User, meeting_id: int) -> MeetingView:
     _require_lead(actor)
-    meeting = session.get(ZoomMeeting, meeting_id) if 0 < meeting_id <= courses.MAX_ID else None
+    meeting = session.get(ZoomMeeting, meeting_id) if 0 < meeting_id <= MAX_ID else None
     if meeting is None or meeting.organisation_id not in (None, actor.organisation_id):
         raise NotFound("No such meeting.")
     return MeetingView(meeting, attendance.people(meeting.events), _timeline(meeting))

@@ -38,8 +38,9 @@ from ..access import ADMIN
 from ..accounts.models import User
 from ..audit.models import AuditEvent
 from ..audit.services import record as audit
-from ..courses import services as courses
+from ..courses.access import MAX_ID
 from ..courses.models import ClassSession
+from ..courses.timetable import class_sessions, local_time
 from ..errors import Conflict, Forbidden, NotFound
 from ..families.models import (
     AgreementAcceptance,
@@ -65,7 +66,7 @@ def _iso(moment: dt.datetime | None) -> str | None:
 def get_family(session: Session, actor: User, family_id: int) -> Family:
     if actor.role != ADMIN:
         raise Forbidden("Only an admin exports or erases a family's data.")
-    fam = session.get(Family, family_id) if 0 < family_id <= courses.MAX_ID else None
+    fam = session.get(Family, family_id) if 0 < family_id <= MAX_ID else None
     if fam is None or fam.organisation_id != actor.organisation_id:
         raise NotFound("No such family.")
     return fam
@@ -216,7 +217,7 @@ def export_family(
             "timezone": course.timezone,
             "classes": [
                 {"id": c.id, "starts_at": _iso(c.starts_at), "status": c.status}
-                for c in courses.class_sessions(course)
+                for c in class_sessions(course)
             ],
         },
         "contacts": [
@@ -406,7 +407,7 @@ def erase_family(session: Session, actor: User, family_id: int, *, now: dt.datet
     held = holds_keeping(session, fam)
     if held:
         when = ", ".join(
-            courses.local_time(c.course, c.starts_at).strftime("%-d %B %Y %H:%M") for c in held
+            local_time(c.course, c.starts_at).strftime("%-d %B %Y %H:%M") for c in held
         )
         audit(
             session,

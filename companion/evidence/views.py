@@ -38,7 +38,7 @@ from sqlalchemy import select
 
 from ..access import ADMIN, LEAD, STAFF, allow, current_user, family
 from ..accounts.auth import client_ip
-from ..courses import services as courses
+from ..courses.timetable import local_time
 from ..db import get_session, utcnow
 from ..errors import CompanionError, ValidationError
 from ..families import family_views
@@ -97,7 +97,7 @@ def _globals() -> dict[str, Any]:
         "warning_labels": WARNING_LABELS,
         "state_labels": FILE_STATE_LABELS,
         "human_size": human_size,
-        "local_time": courses.local_time,
+        "local_time": local_time,
     }
 
 
@@ -235,7 +235,7 @@ def family_data(family_id: int) -> Any:
         name=display_name(fam),
         held=subject_access.holds_keeping(session, fam),
         attended=subject_access.attended_classes(session, fam),
-        local_time=courses.local_time,
+        local_time=local_time,
     )
 
 

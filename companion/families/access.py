@@ -12,28 +12,28 @@ from sqlalchemy.orm.attributes import set_committed_value
 
 from ..access import LEAD
 from ..accounts.models import User
-from ..courses import services as courses
+from ..courses import access as course_access
 from ..courses.models import ClassSession, Course
 from ..errors import Forbidden, NotFound
 from .models import Family, FamilyContact
 from .people import display_name
 
-MAX_ID = courses.MAX_ID
+MAX_ID = course_access.MAX_ID
 
 
 def may_change(user: User, course: Course) -> bool:
     """Enrol and withdraw: the course's teacher or an admin."""
-    return courses.may_change(user, course)
+    return course_access.may_change(user, course)
 
 
 def may_manage_links(user: User, course: Course) -> bool:
     """Re-send and revoke links: also the safeguarding lead (a link that leaked is theirs too)."""
-    return courses.may_change(user, course) or user.role == LEAD
+    return course_access.may_change(user, course) or user.role == LEAD
 
 
 def get_course(session: Session, user: User, course_id: int) -> Course:
     """The course if the user may see it (a teacher: only their own), else 404."""
-    return courses.get_course(session, user, course_id)
+    return course_access.get_course(session, user, course_id)
 
 
 def course_to_change(session: Session, user: User, course_id: int) -> Course:

@@ -14,7 +14,8 @@ from sqlalchemy.orm.attributes import set_committed_value
 
 from .. import mail
 from ..accounts.models import User
-from ..courses import services as courses
+from ..courses import access as course_access
+from ..courses import timetable
 from ..courses.models import ClassSession, Course
 from ..orgs.models import Organisation
 from . import agreement
@@ -96,7 +97,7 @@ def _admit_rows(
 
 def get_class_for(session: Session, user: User, course_id: int, class_id: int) -> ClassSession:
     course = get_course(session, user, course_id)
-    cls = courses.get_class(course, class_id)
+    cls = course_access.get_class(course, class_id)
     # Loading the course's classes does not point each class back at the course: without this
     # ``cls.course`` reads the course again once this function's reference to it is gone.
     set_committed_value(cls, "course", course)
@@ -205,12 +206,12 @@ def send_summary(session: Session, *, class_id: int, now: dt.datetime) -> bool:
         to_name=teacher.name,
         organisation_id=course.organisation_id,
         course=course,
-        start=courses.local_time(course, cls.starts_at),
+        start=timetable.local_time(course, cls.starts_at),
         rows=rows,
         audio=audio,
         now=now,
         cutoff=cutoff,
-        cutoff_local=courses.local_time(course, cutoff),
+        cutoff_local=timetable.local_time(course, cutoff),
         admit_url=admit_url(course, cls),
     )
     return True

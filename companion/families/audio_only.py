@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 
 from .. import mail
 from ..audit.services import record as audit
-from ..courses import services as courses
+from ..courses import timetable
 from ..courses.models import ClassSession, Course
 from ..errors import Conflict, NotFound, ValidationError
 from ..orgs.models import Organisation
@@ -97,7 +97,7 @@ class AudioOnlyResult:
 
 
 def _when(course: Course, at: dt.datetime) -> str:
-    local = courses.local_time(course, at)
+    local = timetable.local_time(course, at)
     return f"{local:%A %-d %B} at {local:%H:%M}"
 
 
@@ -119,7 +119,7 @@ def _too_late(course: Course, org: Organisation, cls: ClassSession, now: dt.date
         )
     return (
         f"Too late: audio-only for the class on {_when(course, cls.starts_at)} had to be asked for "
-        f"by {courses.local_time(course, cutoff_of(org, cls)):%H:%M}. Please tell the teacher "
+        f"by {timetable.local_time(course, cutoff_of(org, cls)):%H:%M}. Please tell the teacher "
         "directly."
     )
 
@@ -174,7 +174,7 @@ def request_audio_only(
             else f"Done: {child} will join the class on {when} with video as usual."
         )
     else:
-        touched = [c for c in courses.upcoming_classes(course, now) if now < cutoff_of(org, c)]
+        touched = [c for c in timetable.upcoming_classes(course, now) if now < cutoff_of(org, c)]
         if not touched:
             raise Conflict(
                 "No class is left that can still be changed: the cut-off has passed for every "

@@ -10,7 +10,7 @@ from urllib.parse import urlparse
 
 from sqlalchemy.orm import Session
 
-from ..courses import services as courses
+from ..courses import passcodes, timetable, verification
 from ..courses.models import ClassSession, Course
 from ..orgs.models import Organisation
 from . import agreement, ics
@@ -75,7 +75,7 @@ def family_page(session: Session, principal: FamilyPrincipal, *, now: dt.datetim
     over = course_over(course, now)
     rows = []
     number = 0
-    for cls in courses.class_sessions(course):
+    for cls in timetable.class_sessions(course):
         if cls.takes_place:
             number += 1
         cutoff = cutoff_of(org, cls)
@@ -83,19 +83,19 @@ def family_page(session: Session, principal: FamilyPrincipal, *, now: dt.datetim
             FamilyClass(
                 cls=cls,
                 number=number if cls.takes_place else 0,
-                start=courses.local_time(course, cls.starts_at),
-                end=courses.local_time(course, cls.ends_at),
-                original=courses.local_time(course, cls.original_starts_at)
+                start=timetable.local_time(course, cls.starts_at),
+                end=timetable.local_time(course, cls.ends_at),
+                original=timetable.local_time(course, cls.original_starts_at)
                 if cls.original_starts_at
                 else None,
                 audio_only=cls.takes_place and audio_only_state(events, cls, cutoff),
-                cutoff=courses.local_time(course, cutoff),
+                cutoff=timetable.local_time(course, cutoff),
                 changeable=cls.takes_place and not withdrawn and not over and now < cutoff,
                 past=cls.ends_at <= now,
             )
         )
     open_rows = [r for r in rows if r.changeable]
-    paused = not courses.course_is_safe(course)
+    paused = not verification.course_is_safe(course)
     join_url = passcode = None
     join_problem = ""
     if withdrawn:
@@ -112,7 +112,7 @@ def family_page(session: Session, principal: FamilyPrincipal, *, now: dt.datetim
             join_problem = "pending"
         else:
             try:
-                passcode = courses.passcode_of(course)
+                passcode = passcodes.passcode_of(course)
             except Exception:  # unreadable after a key change: Zoom's link still admits them
                 passcode = None
     return FamilyPage(

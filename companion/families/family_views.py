@@ -32,7 +32,7 @@ from flask import (
 
 from ..access import family, public
 from ..accounts.auth import client_ip
-from ..courses import services as courses
+from ..courses.timetable import local_time
 from ..db import get_session, kept_transaction, utcnow
 from ..errors import CompanionError, Forbidden
 from ..security import csrf
@@ -189,7 +189,7 @@ def home() -> Any:
         lead=page.organisation,
         lead_line=agreement.lead_contact_line(page.organisation),
         now=now,
-        local_time=courses.local_time,
+        local_time=local_time,
     )
 
 

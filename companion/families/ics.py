@@ -12,8 +12,8 @@ from collections.abc import Sequence
 
 import icalendar
 
-from ..courses import services as courses
 from ..courses.models import ClassSession, Course
+from ..courses.timetable import local_time
 from .models import Family
 
 
@@ -54,8 +54,8 @@ def calendar(
         event = icalendar.Event()
         event.add("uid", f"class-{cls.id}-family-{family.id}@{uid_domain}")
         event.add("dtstamp", now.astimezone(dt.UTC))
-        event.add("dtstart", courses.local_time(course, cls.starts_at))
-        event.add("dtend", courses.local_time(course, cls.ends_at))
+        event.add("dtstart", local_time(course, cls.starts_at))
+        event.add("dtend", local_time(course, cls.ends_at))
         event.add("sequence", _sequence(cls))
         if cls.takes_place:
             event.add("summary", course.title)

@@ -30,8 +30,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from .. import db, work
-from ..courses.zoomclient import zoom_for
 from ..work import Outcome, run_each
+from ..zoom import zoom_for
 from . import admit, links, registrants
 from .models import Family
 

@@ -2,7 +2,7 @@
 the parents' contacts it goes to.
 
 A family link goes to one parent alone, holds a 256-bit token of which only the hash is kept,
-and is only sent while the course is safe (:func:`companion.courses.services.course_is_safe`)
+and is only sent while the course is safe (:func:`companion.courses.verification.course_is_safe`)
 and the family has its Zoom link; until then it is owed and sent as soon as both hold.
 """
 
@@ -22,7 +22,7 @@ from .. import mail
 from ..accounts.models import User
 from ..accounts.services import hash_token
 from ..audit.services import record as audit
-from ..courses import services as courses
+from ..courses import verification
 from ..courses.models import Course
 from ..errors import Conflict, Forbidden, NotFound, ValidationError
 from . import agreement
@@ -58,7 +58,7 @@ def link_blocker(family: Family, now: dt.datetime) -> str | None:
         return "The course is over."
     if family.zoom_state != "registered":
         return "Waiting for Zoom to register the family."
-    if not courses.course_is_safe(course):
+    if not verification.course_is_safe(course):
         return "Waiting until Zoom confirms the course's safety settings."
     return None
 

@@ -12,7 +12,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from .. import mail
-from ..courses import services as courses
+from ..courses import timetable
 from ..courses.models import ClassSession, Course
 from ..db import utcnow
 from . import agreement
@@ -70,11 +70,11 @@ def _tell_parents(session: Session, course: Course, kind: str, **facts: Any) -> 
 def _class_change(course: Course, cls: ClassSession) -> dict[str, Any]:
     """A changed class as the parents' message shows it: local times, cancelled or moved."""
     return {
-        "start": courses.local_time(course, cls.starts_at),
-        "end": courses.local_time(course, cls.ends_at),
+        "start": timetable.local_time(course, cls.starts_at),
+        "end": timetable.local_time(course, cls.ends_at),
         "cancelled": not cls.takes_place,
         "was": (
-            courses.local_time(course, cls.original_starts_at)
+            timetable.local_time(course, cls.original_starts_at)
             if cls.original_starts_at is not None
             else None
         ),

@@ -39,8 +39,10 @@ from ..access import ADMIN, STAFF, TEACHER, allow, current_user
 from ..accounts.forms import ActionForm
 from ..accounts.models import User
 from ..accounts.views import form_failed
-from ..courses import services as courses
+from ..courses import access as course_access
+from ..courses import presentation, timetable, verification
 from ..courses.models import Course
+from ..courses.timetable import local_time, upcoming_classes
 from ..db import get_session, utcnow
 from ..errors import CompanionError, NotFound
 from . import (
@@ -85,7 +87,7 @@ def _globals() -> dict[str, Any]:
     return {
         "zoom_labels": ZOOM_STATE_LABELS,
         "display_name": people.display_name,
-        "local_time": courses.local_time,
+        "local_time": timetable.local_time,
     }
 
 
@@ -99,13 +101,13 @@ def index() -> Any:
     session = get_session()
     user = current_user()
     now = utcnow()
-    listed = courses.list_courses(session, user)
-    courses.preload_for_lists(session, listed)
+    listed = course_access.list_courses(session, user)
+    presentation.preload_for_lists(session, listed)
     counts = access.enrolled_counts(session, [c.id for c in listed])
     rows = []
     for course in listed:
         enrolled, waiting = counts.get(course.id, (0, 0))
-        upcoming = courses.upcoming_classes(course, now)
+        upcoming = upcoming_classes(course, now)
         rows.append(
             {
                 "course": course,
@@ -129,7 +131,7 @@ def course_families(course_id: int) -> Any:
     families = access.families_of(session, course.id, with_contacts=True)
     link_states = links.link_states(session, [c for f in families for c in f.contacts], now)
     accepted = accepted_families(session, course.organisation, families, now=now)
-    class_list = courses.class_sessions(course)
+    class_list = timetable.class_sessions(course)
     audio_by_class = audio_only.audio_only_by_class(
         session, course, families, [cls for cls in class_list if cls.ends_at > now]
     )
@@ -139,8 +141,8 @@ def course_families(course_id: int) -> Any:
         classes.append(
             {
                 "cls": cls,
-                "start": courses.local_time(course, cls.starts_at),
-                "end": courses.local_time(course, cls.ends_at),
+                "start": local_time(course, cls.starts_at),
+                "end": local_time(course, cls.ends_at),
                 "expected": len(audio) if audio is not None else None,
                 "audio_only": sum(audio.values()) if audio is not None else None,
             }
@@ -153,7 +155,7 @@ def course_families(course_id: int) -> Any:
         accepted=accepted,
         classes=classes,
         can_change=access.may_change(user, course) and course.is_open,
-        is_safe=courses.course_is_safe(course),
+        is_safe=verification.course_is_safe(course),
         **_globals(),
     )
 
@@ -488,9 +490,9 @@ def admit(course_id: int, class_id: int) -> Any:
         "families/admit.html",
         course=course,
         cls=cls,
-        start=courses.local_time(course, cls.starts_at),
-        end=courses.local_time(course, cls.ends_at),
-        cutoff=courses.local_time(course, audio_only.cutoff_of(course.organisation, cls)),
+        start=timetable.local_time(course, cls.starts_at),
+        end=timetable.local_time(course, cls.ends_at),
+        cutoff=timetable.local_time(course, audio_only.cutoff_of(course.organisation, cls)),
         rows=page.rows,
         columns=extensions.admit_columns(),
         events=page.events,

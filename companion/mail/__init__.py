@@ -24,7 +24,9 @@ def send(
     """Queue one message of ``kind`` for one person, worded by its template
     (``templates/email/<kind>.txt``, see ``messages``) from ``facts``; ``to_name`` is among them.
 
-    The app's mail mode decides whether it goes out over SMTP or is held in the outbox.
+    ``subject`` and ``body`` given together are sent as they are instead (the delivery tests
+    use that; every message companion itself writes has its template). The app's mail mode
+    decides whether it goes out over SMTP or is held in the outbox.
     """
     from . import messages, services
 

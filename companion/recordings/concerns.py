@@ -25,8 +25,9 @@ from .. import mail
 from ..access import LEAD, TEACHER
 from ..accounts.models import User
 from ..audit.services import record as audit
-from ..courses import services as courses
+from ..courses.access import MAX_ID, get_course
 from ..courses.models import ClassSession, Course
+from ..courses.timetable import local_time
 from ..errors import Conflict, Forbidden, NotFound, ValidationError
 from ..orgs.models import Organisation
 from .models import Concern, Hold, Recording
@@ -271,7 +272,7 @@ def raise_concern(
     if cls is None:
         raise NotFound("No such class.", field="class_session_id")
     # A teacher sees only their own courses: another course's class is "not found".
-    course = courses.get_course(session, actor, cls.course_id)
+    course = get_course(session, actor, cls.course_id)
     if cls.starts_at > now:
         raise ValidationError("This class has not taken place yet.", field="class_session_id")
     text = _text(what_happened, "what_happened", "Describe what happened", MAX_TEXT)
@@ -320,7 +321,7 @@ def raise_concern(
         concern_id=concern.id,
         recording_ids=[str(r.id) for r in recordings],
     )
-    local = courses.local_time(course, cls.starts_at)
+    local = local_time(course, cls.starts_at)
     link = f"{current_app.config['BASE_URL']}/concerns/{concern.id}"
     kept = (
         "Its recording is on hold and will not be deleted until you release the hold."
@@ -364,7 +365,7 @@ def list_concerns(session: Session, actor: User, limit: int = 200) -> list[Conce
 
 
 def get_concern(session: Session, actor: User, concern_id: int) -> Concern:
-    if not 0 < concern_id <= courses.MAX_ID:
+    if not 0 < concern_id <= MAX_ID:
         raise NotFound("No such concern.")
     query = _visible_concerns(actor).where(Concern.id == concern_id)  # type: ignore[attr-defined]
     concern = session.scalars(query).first()

@@ -21,8 +21,8 @@ from collections import Counter
 from flask import Flask
 
 from .. import work
-from ..courses.zoomclient import zoom_for
 from ..db import job_session, utcnow
+from ..zoom import zoom_for
 from . import ingest, retention, vault
 
 log = logging.getLogger(__name__)

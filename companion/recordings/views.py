@@ -43,7 +43,7 @@ from ..access import LEAD, TEACHER, allow, current_user
 from ..accounts.auth import client_ip
 from ..accounts.twofactor_views import require_recent_second_factor
 from ..accounts.views import form_failed
-from ..courses import services as courses
+from ..courses import timetable
 from ..db import get_session, kept_transaction, refusal_recorded, utcnow
 from ..errors import CompanionError, NotFound, error_response
 from . import concerns, services, vault
@@ -82,7 +82,7 @@ def local_time(rec: Recording, moment: dt.datetime | None) -> dt.datetime | None
     if moment is None:
         return None
     if rec.course is not None:
-        return courses.local_time(rec.course, moment)
+        return timetable.local_time(rec.course, moment)
     tz = current_app.config.get("DEFAULT_TIMEZONE") or "UTC"
     return moment.astimezone(zoneinfo.ZoneInfo(tz))
 
@@ -394,14 +394,14 @@ def concerns_index() -> Any:
         concerns=concerns.list_concerns(session, user),
         holds=holds,
         release_form=ReasonForm(formdata=None),
-        local_time=courses.local_time,
+        local_time=timetable.local_time,
     )
 
 
 def _class_choices(user: Any) -> list[SelectChoice]:
     choices = []
     for cls in concerns.classes_for_concerns(get_session(), user, utcnow()):
-        start = courses.local_time(cls.course, cls.starts_at)
+        start = timetable.local_time(cls.course, cls.starts_at)
         choices.append(SelectChoice(cls.id, f"{cls.course.title}: {start:%a %-d %b %Y, %H:%M}"))
     return choices
 
@@ -453,7 +453,7 @@ def concern_detail(concern_id: int) -> Any:
         if user.role == LEAD
         else [],
         release_form=ReasonForm(formdata=None),
-        local_time=courses.local_time,
+        local_time=timetable.local_time,
     )
 
 

@@ -23,7 +23,8 @@ from ..access import LEAD
 from ..accounts.models import User
 from ..audit.models import AuditEvent
 from ..audit.services import record as audit
-from ..courses import services as courses
+from ..courses import access as course_access
+from ..courses.access import get_course
 from ..courses.models import ClassSession, Course
 from ..errors import Conflict, Forbidden, NotFound, ValidationError
 from ..families.models import Family
@@ -35,7 +36,7 @@ MIN_TEXT = 10
 MAX_TEXT = 5000
 MAX_NAME = 200
 MAX_SUBJECT = 200
-MAX_ID = courses.MAX_ID
+MAX_ID = course_access.MAX_ID
 # Disclosures are recorded after the fact, but not years after, and never in the future.
 DISCLOSURE_PAST = dt.timedelta(days=366)
 RETRIEVAL_KINDS = ("recording.access_granted", "recording.retrieved", "recording.access_refused")
@@ -577,5 +578,5 @@ def class_choices(session: Session, actor: User, course_id: int | None) -> list[
     require_lead(actor)
     if course_id is None:
         return []
-    course = courses.get_course(session, actor, course_id)
+    course = get_course(session, actor, course_id)
     return sorted(course.classes, key=lambda c: c.starts_at)

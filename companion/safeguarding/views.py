@@ -24,7 +24,7 @@ from zoneinfo import ZoneInfo
 from flask import Blueprint, flash, redirect, render_template, request, url_for
 
 from ..access import LEAD, allow, current_user
-from ..courses import services as courses
+from ..courses.timetable import local_time
 from ..db import get_session, utcnow
 from ..errors import CompanionError, ValidationError
 from . import services
@@ -66,7 +66,7 @@ def _helpers() -> dict[str, Any]:
         "tz": tz,
         "local": lambda moment: moment.astimezone(tz) if moment else None,
         "outcomes": OUTCOMES,
-        "course_time": courses.local_time,
+        "course_time": local_time,
     }
 
 

@@ -2,10 +2,13 @@
 
 Import from here; the modules behind it are implementation detail::
 
-    from companion.zoom import ZoomNotFound, client_from_config
+    from companion.zoom import ZoomNotFound, zoom_for
 
-    zoom = client_from_config(current_app.config)
+    zoom = zoom_for(app)  # the app's one client (accessor.py), built by client_from_config
     meeting = zoom.get_meeting(meeting_id)
+
+``failures.py`` holds what a Zoom failure means to the rest of companion (the domain errors
+``ZoomUnavailable`` and ``ZoomRefused``, and which client errors are ``TRANSIENT``).
 """
 
 # The sandbox's fixed Server-to-Server credentials. The sandbox accepts exactly these and
@@ -14,6 +17,7 @@ SANDBOX_ACCOUNT_ID = "sandbox-account"
 SANDBOX_CLIENT_ID = "sandbox-client"
 SANDBOX_CLIENT_SECRET = "sandbox-secret"  # noqa: S105
 
+from .accessor import EXTENSION_KEY, zoom_for  # noqa: E402
 from .auth import AccessToken, FileTokenCache, TokenCache  # noqa: E402
 from .budget import (  # noqa: E402
     HEAVY,
@@ -42,15 +46,18 @@ from .errors import (  # noqa: E402
     ZoomServerError,
     ZoomValidationError,
 )
+from .failures import TRANSIENT, ZoomRefused, ZoomUnavailable  # noqa: E402
 
 __all__ = [
     "API_URL",
+    "EXTENSION_KEY",
     "HEAVY",
     "LIGHT",
     "MEDIUM",
     "OAUTH_URL",
     "PLAN_RATES",
     "RESOURCE_INTENSIVE",
+    "TRANSIENT",
     "SANDBOX_ACCOUNT_ID",
     "SANDBOX_CLIENT_ID",
     "SANDBOX_CLIENT_SECRET",
@@ -66,9 +73,12 @@ __all__ = [
     "ZoomForbidden",
     "ZoomNotFound",
     "ZoomRateLimited",
+    "ZoomRefused",
     "ZoomServerError",
+    "ZoomUnavailable",
     "ZoomValidationError",
     "clear_shared_state",
     "client_from_config",
     "recording_windows",
+    "zoom_for",
 ]

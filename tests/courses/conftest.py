@@ -10,8 +10,8 @@ from flask import Flask, current_app
 from sqlalchemy.orm import Session, object_session
 
 from companion import work
+from companion.courses import lifecycle, presentation, provisioning, verification, zoomwork
 from companion.courses import schedule as sched
-from companion.courses import services, zoomwork
 
 from .fake_zoom import FakeZoom
 
@@ -60,7 +60,7 @@ def make_course(
     **overrides: Any,
 ) -> Any:
     """A course as the page makes it: saved, committed, then put into Zoom by its work."""
-    outcome = services.create_course(
+    outcome = provisioning.create_course(
         session, actor=actor, title=title, series=series(**overrides), now=now
     )
     # As a request does: commit, then the Zoom work with no transaction open.
@@ -77,12 +77,12 @@ def settle(zoom: Any, course: Any, *, now: dt.datetime = NOW) -> Any:
 
 def check(zoom: Any, course: Any, *, now: dt.datetime = NOW) -> list[Any]:
     """The drift check of one course (what "Re-check now" and the hourly job run)."""
-    services.want_check(object_session(course), [course.id])
+    verification.want_check(object_session(course), [course.id])
     settle(zoom, course, now=now)
-    return services.problem_list(course)
+    return presentation.problem_list(course)
 
 
 def start(zoom: Any, course: Any, actor: Any, *, now: dt.datetime = NOW) -> str:
     """ "Start class" as the view runs it: check and audit, then Zoom, then record."""
-    plan = services.start_plan(object_session(course), actor=actor, course_id=course.id, now=now)
+    plan = lifecycle.start_plan(object_session(course), actor=actor, course_id=course.id, now=now)
     return zoomwork.start_class(current_app._get_current_object(), zoom, plan, now=now)

@@ -10,7 +10,8 @@ import pytest
 from sqlalchemy import select
 
 from companion.accounts import services as accounts
-from companion.courses import services
+from companion.courses import provisioning
+from companion.courses import schedule as sched
 from companion.courses.models import Course
 from companion.zoom import ZoomConnectionError, ZoomRateLimited
 
@@ -211,12 +212,11 @@ def test_schemathesis_finds_no_server_errors(app_with_zoom, db_session, zoom, or
     from hypothesis import HealthCheck, given, settings
 
     # A course to act on, so ids in paths sometimes exist.
-    services.create_course(
+    provisioning.create_course(
         db_session,
-        zoom,
         actor=teacher,
         title="Fuzzed",
-        series=services.sched.Series(
+        series=sched.Series(
             first_date=next_monday(),
             weekdays=("mon",),
             start_time=dt.time(17, 0),

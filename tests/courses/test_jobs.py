@@ -6,7 +6,7 @@ import datetime as dt
 
 from sqlalchemy import select
 
-from companion.courses import jobs, services
+from companion.courses import jobs, lifecycle
 from companion.mail.models import OutboxMessage
 from companion.zoom import ZoomConnectionError, ZoomRateLimited
 
@@ -73,7 +73,7 @@ def test_drift_check_survives_zoom_being_down(app_with_zoom, db_session, zoom, t
 def test_close_finished_deletes_old_meetings(app_with_zoom, db_session, zoom, teacher):
     short = make_course(db_session, zoom, teacher, class_count=1)
     long = make_course(db_session, zoom, teacher, class_count=10)
-    after_short = short.ends_at + services.CLOSE_GRACE
+    after_short = short.ends_at + lifecycle.CLOSE_GRACE
     assert jobs.close_finished(app_with_zoom, now=after_short) == {"closed": 1}
     assert short.zoom_state == "closed" and long.zoom_state == "created"
     assert set(zoom.meetings) == {long.zoom_meeting_id}

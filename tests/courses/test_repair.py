@@ -15,7 +15,8 @@ from sqlalchemy import select
 
 from companion import work
 from companion.audit.models import AuditEvent
-from companion.courses import jobs, services, zoomwork
+from companion.courses import changes, jobs, presentation, provisioning, timetable, zoomwork
+from companion.courses.verification import course_is_safe
 from companion.mail.models import OutboxMessage
 
 from . import test_sandbox_integration as integration
@@ -49,7 +50,7 @@ def no_hooks() -> Iterator[None]:
 
 def test_a_class_whose_length_drifted_in_zoom_is_put_back(db_session, sandbox, teacher):
     course = create(db_session, sandbox, teacher).course
-    cls = services.class_sessions(course)[2]
+    cls = timetable.class_sessions(course)[2]
     # Someone lengthens one class in Zoom's web portal (an occurrence update, as the API does).
     sandbox.state.update_meeting(
         course.zoom_meeting_id, {"duration": 90}, occurrence_id=cls.occurrence_id
@@ -65,14 +66,12 @@ def test_a_class_whose_length_drifted_in_zoom_is_put_back(db_session, sandbox, t
 
 def test_a_cancelled_class_zoom_still_holds_open_is_deleted_there(db_session, sandbox, teacher):
     course = create(db_session, sandbox, teacher).course
-    cls = services.class_sessions(course)[3]
+    cls = timetable.class_sessions(course)[3]
     # Zoom fails to take the class away when the teacher cancels it...
     sandbox.state.add_fault(
         {"path": "/v2/meetings/*", "method": "DELETE", "status": 503, "count": -1}
     )
-    services.cancel_class(
-        db_session, sandbox.client, actor=teacher, course_id=course.id, class_id=cls.id, now=now()
-    )
+    changes.cancel_class(db_session, actor=teacher, course_id=course.id, class_id=cls.id, now=now())
     settle(sandbox.client, course, now=now())
     assert cls.status == "cancelled"  # cancelled for companion and for the families at once
     assert occurrences(sandbox, course)[cls.occurrence_id]["status"] == "available"
@@ -95,8 +94,8 @@ def test_a_repair_zoom_refuses_leaves_the_course_not_safe_until_a_check_succeeds
 
     assert jobs.drift_check(_app(), [course.id], now=now()) == {"not_safe": 1}
     assert course.safety_state == "not_safe"
-    assert not services.course_is_safe(course)
-    assert "waiting_room" in {p.setting for p in services.problem_list(course)}
+    assert not course_is_safe(course)
+    assert "waiting_room" in {p.setting for p in presentation.problem_list(course)}
     assert "Zoom refused" in course.zoom_error
     assert kinds(db_session, "course.zoom_refused")
     told = {m.to_address for m in mails(db_session, "course.not_safe")}
@@ -115,7 +114,7 @@ def test_a_repair_zoom_refuses_leaves_the_course_not_safe_until_a_check_succeeds
 def test_a_meeting_made_while_the_course_was_cancelled_is_deleted_next(
     db_session, sandbox, teacher, no_hooks
 ):
-    outcome = services.create_course(
+    outcome = provisioning.create_course(
         db_session,
         actor=teacher,
         title="Cello ensemble",
@@ -129,9 +128,7 @@ def test_a_meeting_made_while_the_course_was_cancelled_is_deleted_next(
         # commits meanwhile); the meeting Zoom then makes must not be left behind.
         if queue == zoomwork.QUEUE.name and item_id == course.id:
             work.hooks.after_claim.clear()
-            services.cancel_course(
-                db_session, sandbox.client, actor=teacher, course_id=course.id, now=now()
-            )
+            changes.cancel_course(db_session, actor=teacher, course_id=course.id, now=now())
             db_session.flush()
 
     work.hooks.after_claim.append(teacher_cancels)

@@ -16,10 +16,18 @@ from typing import Any
 import pytest
 from flask import Flask
 
-from companion.courses import jobs, services
+from companion.courses import (
+    changes,
+    jobs,
+    lifecycle,
+    passcodes,
+    presentation,
+    provisioning,
+    timetable,
+    verification,
+)
 from companion.courses import schedule as sched
-from companion.courses.zoomclient import EXTENSION_KEY
-from companion.zoom import client_from_config
+from companion.zoom import EXTENSION_KEY, client_from_config
 from companion.zoom.sandbox import create_sandbox_app
 
 from ..conftest import WsgiServer
@@ -101,7 +109,7 @@ def series_over_clock_change(tz: str, **overrides: Any) -> sched.Series:
 def create(session: Any, sandbox: SandboxZoom, actor: Any, **overrides: Any) -> Any:
     """Save a course, then run its Zoom work as the request does after its commit."""
     tz = overrides.pop("timezone", "Europe/London")
-    outcome = services.create_course(
+    outcome = provisioning.create_course(
         session,
         actor=actor,
         title=overrides.pop("title", "Cello ensemble"),
@@ -125,13 +133,13 @@ def test_schedule_matches_zooms_occurrences_across_the_clock_change(
     assert calls == {"oauth_token": 1, "create_meeting": 1, "get_meeting": 1}
     meeting = sandbox.client.get_meeting(course.zoom_meeting_id)
     zoom_starts = [o["start_time"] for o in meeting["occurrences"]]
-    ours = [c.starts_at.strftime("%Y-%m-%dT%H:%M:%SZ") for c in services.class_sessions(course)]
+    ours = [c.starts_at.strftime("%Y-%m-%dT%H:%M:%SZ") for c in timetable.class_sessions(course)]
     assert zoom_starts == ours
-    local_hours = {services.local_time(course, c.starts_at).hour for c in course.classes}
+    local_hours = {timetable.local_time(course, c.starts_at).hour for c in course.classes}
     assert local_hours == {17}
     utc_hours = {c.starts_at.hour for c in course.classes}
     assert len(utc_hours) == 2  # the clock change moved the UTC time, not the local one
-    assert [c.occurrence_id for c in services.class_sessions(course)] == [
+    assert [c.occurrence_id for c in timetable.class_sessions(course)] == [
         o["occurrence_id"] for o in meeting["occurrences"]
     ]
 
@@ -141,8 +149,11 @@ def test_an_account_lock_makes_the_course_not_safe(db_session, sandbox, teacher,
     course = create(db_session, sandbox, teacher).course
     assert course.zoom_state == "created"
     assert course.safety_state == "not_safe"
-    assert {p.setting for p in services.problem_list(course)} == {"waiting_room", "auto_recording"}
-    assert not services.course_is_safe(course)
+    assert {p.setting for p in presentation.problem_list(course)} == {
+        "waiting_room",
+        "auto_recording",
+    }
+    assert not verification.course_is_safe(course)
 
     # The drift check tries to put it back, cannot, and keeps it not safe.
     assert jobs.drift_check(_app(), [course.id]) == {"not_safe": 1}
@@ -215,14 +226,13 @@ def test_a_slow_zoom_that_made_the_meeting_is_not_asked_twice(db_session, sandbo
 
 def test_every_change_against_the_sandbox(db_session, sandbox, teacher):
     course = create(db_session, sandbox, teacher).course
-    classes = services.class_sessions(course)
+    classes = timetable.class_sessions(course)
     t = now()
 
     # Move one class to the next day, an hour later.
-    local = services.local_time(course, classes[2].starts_at)
-    services.move_class(
+    local = timetable.local_time(course, classes[2].starts_at)
+    changes.move_class(
         db_session,
-        sandbox.client,
         actor=teacher,
         course_id=course.id,
         class_id=classes[2].id,
@@ -235,9 +245,8 @@ def test_every_change_against_the_sandbox(db_session, sandbox, teacher):
     assert course.zoom_work == ""
 
     # Cancel another.
-    services.cancel_class(
+    changes.cancel_class(
         db_session,
-        sandbox.client,
         actor=teacher,
         course_id=course.id,
         class_id=classes[3].id,
@@ -250,21 +259,19 @@ def test_every_change_against_the_sandbox(db_session, sandbox, teacher):
     assert by_id[classes[3].occurrence_id]["status"] == "deleted"
 
     # Rotate the passcode.
-    services.rotate_passcode(db_session, sandbox.client, actor=teacher, course_id=course.id, now=t)
+    changes.rotate_passcode(db_session, actor=teacher, course_id=course.id, now=t)
     settle(sandbox.client, course, now=t)
-    assert sandbox.client.get_meeting(course.zoom_meeting_id)["password"] == services.passcode_of(
+    assert sandbox.client.get_meeting(course.zoom_meeting_id)["password"] == passcodes.passcode_of(
         course
     )
     assert course.safety_state == "safe"
 
     # Change the whole series: later start, fewer classes.
     new = series_over_clock_change("Europe/London", start_time=dt.time(17, 30), class_count=5)
-    services.update_course(
-        db_session, sandbox.client, actor=teacher, course_id=course.id, now=t, series=new
-    )
+    changes.update_course(db_session, actor=teacher, course_id=course.id, now=t, series=new)
     settle(sandbox.client, course, now=t)
     assert course.safety_state == "safe", course.problems
-    live = [c for c in services.class_sessions(course) if c.takes_place]
+    live = [c for c in timetable.class_sessions(course) if c.takes_place]
     assert len(live) == 5
     zoom_starts = [
         o["start_time"]
@@ -279,14 +286,14 @@ def test_every_change_against_the_sandbox(db_session, sandbox, teacher):
     assert "zak=" in url
 
     # Cancel the course: the meeting is gone from Zoom.
-    services.cancel_course(db_session, sandbox.client, actor=teacher, course_id=course.id, now=t)
+    changes.cancel_course(db_session, actor=teacher, course_id=course.id, now=t)
     settle(sandbox.client, course, now=t)
     assert sandbox.meetings() == []
 
 
 def test_close_after_the_last_class_kills_the_meeting(db_session, sandbox, teacher):
     course = create(db_session, sandbox, teacher, class_count=2).course
-    later = course.ends_at + services.CLOSE_GRACE
+    later = course.ends_at + lifecycle.CLOSE_GRACE
     assert jobs.close_finished(_app(), now=later) == {"closed": 1}
     assert course.zoom_state == "closed"
     assert sandbox.meetings() == []

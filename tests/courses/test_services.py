@@ -11,7 +11,17 @@ from sqlalchemy import func, select
 from companion import work
 from companion.audit.models import AuditEvent
 from companion.audit.services import verify as verify_chain
-from companion.courses import services, zoomwork
+from companion.courses import (
+    access,
+    changes,
+    lifecycle,
+    passcodes,
+    presentation,
+    provisioning,
+    timetable,
+    verification,
+    zoomwork,
+)
 from companion.courses.models import ClassSession, Course
 from companion.errors import Conflict, Forbidden, NotFound, ValidationError
 from companion.mail.models import OutboxMessage
@@ -53,7 +63,7 @@ def test_create_makes_one_verified_meeting_for_the_whole_course(db_session, zoom
     assert course.zoom_state == "created"
     assert course.safety_state == "safe"
     assert course.last_verified_at == NOW
-    assert services.course_is_safe(course)
+    assert verification.course_is_safe(course)
     meeting = zoom.meetings[course.zoom_meeting_id]
     assert meeting["type"] == 8
     assert f"[companion:{course.companion_ref}]" in meeting["agenda"]
@@ -66,19 +76,19 @@ def test_create_makes_one_verified_meeting_for_the_whole_course(db_session, zoom
     assert meeting["settings"]["waiting_room"] is True
     assert meeting["settings"]["approval_type"] == 1
     # Ten classes, each linked to its Zoom occurrence; the clock change in between is handled.
-    classes = services.class_sessions(course)
+    classes = timetable.class_sessions(course)
     assert len(classes) == 10
     assert [c.occurrence_id for c in classes] == [
         o["occurrence_id"] for o in meeting["occurrences"]
     ]
-    assert {services.local_time(course, c.starts_at).hour for c in classes} == {17}
+    assert {timetable.local_time(course, c.starts_at).hour for c in classes} == {17}
     assert course.ends_at == classes[-1].ends_at
     assert course.join_url.endswith(str(course.zoom_meeting_id))
 
 
 def test_the_passcode_is_stored_encrypted_and_matches_zoom(db_session, zoom, teacher):
     course = make_course(db_session, zoom, teacher)
-    passcode = services.passcode_of(course)
+    passcode = passcodes.passcode_of(course)
     assert zoom.meetings[course.zoom_meeting_id]["password"] == passcode
     assert passcode not in course.passcode_encrypted
     details = " ".join(db_session.scalars(select(AuditEvent.detail)))
@@ -154,8 +164,8 @@ def test_zoom_unavailable_keeps_the_course_pending_and_the_job_creates_it_once(
     assert course.zoom_work == "create"
     assert course.zoom_attempts == 1
     assert course.zoom_next_attempt_at > NOW
-    assert not services.course_is_safe(course)
-    assert len(services.class_sessions(course)) == 10  # the plan is there to see
+    assert not verification.course_is_safe(course)
+    assert len(timetable.class_sessions(course)) == 10  # the plan is there to see
     if isinstance(failure, ZoomRateLimited):
         assert course.zoom_next_attempt_at == NOW + dt.timedelta(seconds=30)
 
@@ -214,7 +224,7 @@ def test_classes_that_passed_while_pending_are_not_sent_to_zoom(db_session, zoom
     meeting = zoom.meetings[course.zoom_meeting_id]
     assert meeting["recurrence"]["end_times"] == 8
     assert meeting["start_time"] == "2026-03-23T17:00:00"
-    statuses = [c.status for c in services.class_sessions(course)]
+    statuses = [c.status for c in timetable.class_sessions(course)]
     assert statuses == ["cancelled"] * 2 + ["scheduled"] * 8
     assert course.safety_state == "safe"
 
@@ -231,7 +241,7 @@ def test_zoom_refusing_the_meeting_marks_the_course_failed(db_session, zoom, tea
     assert "course.zoom_refused" in audit_kinds(db_session, course.id)
     assert work.due_ids(db_session, zoomwork.QUEUE, NOW + dt.timedelta(days=1)) == []
     # After a fix, trying again creates it.
-    services.retry_create(db_session, actor=teacher, course_id=course.id, now=NOW)
+    provisioning.retry_create(db_session, actor=teacher, course_id=course.id, now=NOW)
     assert course.zoom_state == "pending" and course.zoom_work == "create"
     assert settle(zoom, course) == "created"
     assert course.zoom_state == "created"
@@ -242,7 +252,7 @@ def test_read_back_failing_leaves_the_course_unverified(db_session, zoom, teache
     course = make_course(db_session, zoom, teacher)
     assert course.zoom_state == "created"
     assert course.safety_state == "unverified"
-    assert not services.course_is_safe(course)
+    assert not verification.course_is_safe(course)
     # The occurrences from the create answer still link the classes.
     assert all(c.occurrence_id for c in course.classes)
     check(zoom, course)
@@ -263,8 +273,8 @@ def test_a_setting_zoom_overrides_marks_the_course_not_safe_and_tells_people(
 
     assert course.zoom_state == "created"
     assert course.safety_state == "not_safe"
-    assert not services.course_is_safe(course)
-    (problem,) = services.problem_list(course)
+    assert not verification.course_is_safe(course)
+    (problem,) = presentation.problem_list(course)
     assert problem.setting == "waiting_room"
     assert problem.describe() == "waiting room is off in Zoom (must be on)"
     messages = outbox(db_session)
@@ -273,9 +283,9 @@ def test_a_setting_zoom_overrides_marks_the_course_not_safe_and_tells_people(
     )
     assert all(m.subject == "Not safe: Art club" for m in messages)
     assert "waiting room is off in Zoom" in messages[0].body_text
-    assert services.passcode_of(course) not in messages[0].body_text
+    assert passcodes.passcode_of(course) not in messages[0].body_text
     assert "course.safety_changed" in audit_kinds(db_session, course.id)
-    panel = {row.key: row for row in services.safety_panel(course)}
+    panel = {row.key: row for row in presentation.safety_panel(course)}
     assert panel["waiting_room"].ok is False
     assert panel["passcode"].ok is True
 
@@ -301,7 +311,7 @@ def test_drift_that_cannot_be_fixed_raises_the_alarm_once(db_session, zoom, teac
 
     check(zoom, course, now=NOW + dt.timedelta(hours=1))
     assert course.safety_state == "not_safe"
-    assert [p.setting for p in services.problem_list(course)] == ["auto_recording"]
+    assert [p.setting for p in presentation.problem_list(course)] == ["auto_recording"]
     assert len(outbox(db_session)) == 2  # teacher and lead, one message each
 
     check(zoom, course, now=NOW + dt.timedelta(hours=2))
@@ -318,7 +328,7 @@ def test_a_changed_passcode_in_zoom_is_put_back(db_session, zoom, teacher):
     course = make_course(db_session, zoom, teacher)
     zoom.meetings[course.zoom_meeting_id]["password"] = "123456"
     check(zoom, course)
-    assert zoom.meetings[course.zoom_meeting_id]["password"] == services.passcode_of(course)
+    assert zoom.meetings[course.zoom_meeting_id]["password"] == passcodes.passcode_of(course)
     assert course.safety_state == "safe"
 
 
@@ -336,14 +346,14 @@ def test_a_meeting_deleted_in_zoom_is_not_safe(db_session, zoom, teacher, lead):
     del zoom.meetings[course.zoom_meeting_id]
     check(zoom, course)
     assert course.safety_state == "not_safe"
-    assert services.problem_list(course)[0].setting == "meeting"
+    assert presentation.problem_list(course)[0].setting == "meeting"
     assert len(outbox(db_session)) == 2
 
 
 def test_check_when_zoom_is_down_changes_nothing(db_session, zoom, teacher):
     course = make_course(db_session, zoom, teacher)
     zoom.fail("get_meeting", ZoomConnectionError("down"))
-    services.want_check(db_session, [course.id])
+    verification.want_check(db_session, [course.id])
     assert settle(zoom, course, now=NOW + dt.timedelta(hours=1)) == "unreachable"
     assert course.safety_state == "safe"
     assert course.last_verified_at == NOW
@@ -355,11 +365,10 @@ def test_check_when_zoom_is_down_changes_nothing(db_session, zoom, teacher):
 
 def test_move_one_class(db_session, zoom, teacher):
     course = make_course(db_session, zoom, teacher)
-    cls = services.class_sessions(course)[2]
+    cls = timetable.class_sessions(course)[2]
     zoom.calls.clear()
-    services.move_class(
+    changes.move_class(
         db_session,
-        zoom,
         actor=teacher,
         course_id=course.id,
         class_id=cls.id,
@@ -382,13 +391,12 @@ def test_move_one_class(db_session, zoom, teacher):
 
 def test_move_refuses_overlaps_the_past_and_skipped_times(db_session, zoom, teacher):
     course = make_course(db_session, zoom, teacher)
-    cls = services.class_sessions(course)[2]
+    cls = timetable.class_sessions(course)[2]
     zoom.calls.clear()
 
     def move(day, at):
-        services.move_class(
+        changes.move_class(
             db_session,
-            zoom,
             actor=teacher,
             course_id=course.id,
             class_id=cls.id,
@@ -408,31 +416,28 @@ def test_move_refuses_overlaps_the_past_and_skipped_times(db_session, zoom, teac
 
 def test_cancel_one_class(db_session, zoom, teacher):
     course = make_course(db_session, zoom, teacher)
-    last = services.class_sessions(course)[-1]
-    services.cancel_class(
-        db_session, zoom, actor=teacher, course_id=course.id, class_id=last.id, now=NOW
-    )
+    last = timetable.class_sessions(course)[-1]
+    changes.cancel_class(db_session, actor=teacher, course_id=course.id, class_id=last.id, now=NOW)
     settle(zoom, course)
     assert last.status == "cancelled"
     occ = zoom.meetings[course.zoom_meeting_id]["occurrences"][-1]
     assert occ["status"] == "deleted"
     assert course.safety_state == "safe"
-    assert course.ends_at == services.class_sessions(course)[-2].ends_at
+    assert course.ends_at == timetable.class_sessions(course)[-2].ends_at
     with pytest.raises(Conflict):
-        services.cancel_class(
-            db_session, zoom, actor=teacher, course_id=course.id, class_id=last.id, now=NOW
+        changes.cancel_class(
+            db_session, actor=teacher, course_id=course.id, class_id=last.id, now=NOW
         )
 
 
 def test_change_the_whole_series_from_a_later_date(db_session, zoom, teacher):
     course = make_course(db_session, zoom, teacher)
-    rows = services.class_sessions(course)
+    rows = timetable.class_sessions(course)
     later = dt.datetime(2026, 3, 17, 9, 0, tzinfo=dt.UTC)  # two classes are history
     zoom.now = lambda: later
     zoom.calls.clear()
-    outcome = services.update_course(
+    outcome = changes.update_course(
         db_session,
-        zoom,
         actor=teacher,
         course_id=course.id,
         now=later,
@@ -442,11 +447,11 @@ def test_change_the_whole_series_from_a_later_date(db_session, zoom, teacher):
     settle(zoom, course, now=later)
     assert dict(zoom.calls) == {"get_meeting": 2, "update_meeting": 1}
     assert course.zoom_work == "" and not course.zoom_resend_series
-    classes = services.class_sessions(course)
+    classes = timetable.class_sessions(course)
     assert classes[:2] == rows[:2]  # history kept as it was
     assert [c.status for c in classes] == ["scheduled"] * 8 + ["cancelled"] * 2
     assert classes[2] is rows[2]  # same day, same class, new time
-    assert services.local_time(course, classes[2].starts_at).strftime("%H:%M") == "17:30"
+    assert timetable.local_time(course, classes[2].starts_at).strftime("%H:%M") == "17:30"
     assert all(c.occurrence_id for c in classes[2:8])
     assert course.safety_state == "safe"
     assert course.start_time == dt.time(17, 30) and course.class_count == 6
@@ -455,9 +460,7 @@ def test_change_the_whole_series_from_a_later_date(db_session, zoom, teacher):
 def test_change_only_the_title(db_session, zoom, teacher):
     course = make_course(db_session, zoom, teacher)
     zoom.calls.clear()
-    services.update_course(
-        db_session, zoom, actor=teacher, course_id=course.id, now=NOW, title="Painting"
-    )
+    changes.update_course(db_session, actor=teacher, course_id=course.id, now=NOW, title="Painting")
     settle(zoom, course)
     assert zoom.meetings[course.zoom_meeting_id]["topic"] == "Painting"
     assert dict(zoom.calls) == {"get_meeting": 2, "update_meeting": 1}
@@ -466,9 +469,7 @@ def test_change_only_the_title(db_session, zoom, teacher):
 def test_a_change_zoom_cannot_take_yet_is_kept_and_sent_later(db_session, zoom, teacher):
     course = make_course(db_session, zoom, teacher)
     zoom.fail("update_meeting", ZoomConnectionError("down"))
-    services.update_course(
-        db_session, actor=teacher, course_id=course.id, now=NOW, title="Painting"
-    )
+    changes.update_course(db_session, actor=teacher, course_id=course.id, now=NOW, title="Painting")
     assert settle(zoom, course) == "unreachable"
     assert course.title == "Painting"  # saved; Zoom has not got it yet, and the page says so
     assert course.zoom_work == "sync" and "did not answer" in course.zoom_error
@@ -481,10 +482,10 @@ def test_a_change_zoom_cannot_take_yet_is_kept_and_sent_later(db_session, zoom, 
 
 def test_rotate_the_passcode(db_session, zoom, teacher, lead):
     course = make_course(db_session, zoom, teacher)
-    old = services.passcode_of(course)
-    services.rotate_passcode(db_session, zoom, actor=lead, course_id=course.id, now=NOW)
+    old = passcodes.passcode_of(course)
+    changes.rotate_passcode(db_session, actor=lead, course_id=course.id, now=NOW)
     settle(zoom, course)
-    new = services.passcode_of(course)
+    new = passcodes.passcode_of(course)
     assert new != old
     assert zoom.meetings[course.zoom_meeting_id]["password"] == new
     assert course.safety_state == "safe"
@@ -493,22 +494,22 @@ def test_rotate_the_passcode(db_session, zoom, teacher, lead):
 
 def test_cancel_the_course_deletes_the_meeting(db_session, zoom, teacher):
     course = make_course(db_session, zoom, teacher)
-    services.cancel_course(db_session, zoom, actor=teacher, course_id=course.id, now=NOW)
+    changes.cancel_course(db_session, actor=teacher, course_id=course.id, now=NOW)
     assert course.zoom_state == "cancelled" and course.zoom_work == "delete"
     settle(zoom, course)
     assert course.zoom_work == ""
     assert zoom.meetings == {}
     assert all(c.status == "cancelled" for c in course.classes)
-    assert not services.course_is_safe(course)
+    assert not verification.course_is_safe(course)
     with pytest.raises(Conflict):
-        services.rotate_passcode(db_session, zoom, actor=teacher, course_id=course.id, now=NOW)
+        changes.rotate_passcode(db_session, actor=teacher, course_id=course.id, now=NOW)
 
 
 def test_cancel_a_pending_course_removes_a_meeting_an_attempt_made(db_session, zoom, teacher):
     zoom.fail("create_meeting", ZoomConnectionError("timeout"), after=True)
     course = make_course(db_session, zoom, teacher)
     assert len(zoom.meetings) == 1
-    services.cancel_course(db_session, zoom, actor=teacher, course_id=course.id, now=NOW)
+    changes.cancel_course(db_session, actor=teacher, course_id=course.id, now=NOW)
     settle(zoom, course, now=NOW + dt.timedelta(minutes=1))
     assert zoom.meetings == {}
     assert course.zoom_state == "cancelled"
@@ -518,24 +519,24 @@ def test_cancel_a_pending_course_removes_a_meeting_an_attempt_made(db_session, z
 def test_close_after_the_last_class(db_session, zoom, teacher):
     course = make_course(db_session, zoom, teacher, class_count=2)
     end = course.ends_at
-    assert services.finished(db_session, end) == []
-    after = end + services.CLOSE_GRACE
-    assert services.finished(db_session, after) == [course.id]
-    assert services.close_course(db_session, course_id=course.id, now=after) == "closed"
+    assert lifecycle.finished(db_session, end) == []
+    after = end + lifecycle.CLOSE_GRACE
+    assert lifecycle.finished(db_session, after) == [course.id]
+    assert lifecycle.close_course(db_session, course_id=course.id, now=after) == "closed"
     settle(zoom, course, now=after)
     assert zoom.meetings == {}
     assert course.closed_at == after
     assert "course.closed" in audit_kinds(db_session, course.id)
     # Running it again does nothing.
-    assert services.close_course(db_session, course_id=course.id, now=after) == "gone"
-    assert services.finished(db_session, after) == []
+    assert lifecycle.close_course(db_session, course_id=course.id, now=after) == "gone"
+    assert lifecycle.finished(db_session, after) == []
 
 
 def test_start_link_needs_a_safe_meeting(db_session, zoom, teacher, lead):
     course = make_course(db_session, zoom, teacher)
     zoom.locks["join_before_host"] = True
     zoom.drift(course.zoom_meeting_id, join_before_host=True)
-    with pytest.raises(services.NotSafeToStart, match="join before host is on"):
+    with pytest.raises(lifecycle.NotSafeToStart, match="join before host is on"):
         start(zoom, course, teacher)
     assert course.safety_state == "not_safe"
 
@@ -558,40 +559,40 @@ def test_teachers_see_only_their_own_courses(db_session, zoom, org, teacher, lea
     other_org = factories.organisation(db_session)
     stranger = factories.user(db_session, other_org, role="admin")
 
-    assert services.list_courses(db_session, teacher) == [mine]
+    assert access.list_courses(db_session, teacher) == [mine]
     with pytest.raises(NotFound):
-        services.get_course(db_session, teacher, theirs.id)
-    assert {c.id for c in services.list_courses(db_session, lead)} == {mine.id, theirs.id}
-    assert {c.id for c in services.list_courses(db_session, admin)} == {mine.id, theirs.id}
-    assert services.list_courses(db_session, stranger) == []
+        access.get_course(db_session, teacher, theirs.id)
+    assert {c.id for c in access.list_courses(db_session, lead)} == {mine.id, theirs.id}
+    assert {c.id for c in access.list_courses(db_session, admin)} == {mine.id, theirs.id}
+    assert access.list_courses(db_session, stranger) == []
     with pytest.raises(NotFound):
-        services.get_course(db_session, stranger, mine.id)
+        access.get_course(db_session, stranger, mine.id)
     with pytest.raises(NotFound):
-        services.cancel_course(db_session, zoom, actor=teacher, course_id=theirs.id, now=NOW)
+        changes.cancel_course(db_session, actor=teacher, course_id=theirs.id, now=NOW)
     with pytest.raises(Forbidden):
-        services.cancel_course(db_session, zoom, actor=lead, course_id=mine.id, now=NOW)
+        changes.cancel_course(db_session, actor=lead, course_id=mine.id, now=NOW)
     with pytest.raises(Forbidden):
-        services.start_plan(db_session, actor=admin, course_id=mine.id, now=NOW)
+        lifecycle.start_plan(db_session, actor=admin, course_id=mine.id, now=NOW)
 
 
 def test_an_admin_schedules_for_a_teacher(db_session, zoom, org, admin, teacher):
     with pytest.raises(ValidationError) as err:
-        services.create_course(db_session, zoom, actor=admin, title="X", series=series(), now=NOW)
+        provisioning.create_course(db_session, actor=admin, title="X", series=series(), now=NOW)
     assert err.value.field == "teacher_id"
-    outcome = services.create_course(
-        db_session, zoom, actor=admin, title="X", series=series(), now=NOW, teacher_id=teacher.id
+    outcome = provisioning.create_course(
+        db_session, actor=admin, title="X", series=series(), now=NOW, teacher_id=teacher.id
     )
     assert outcome.course.teacher_id == teacher.id
     with pytest.raises(ValidationError):
-        services.create_course(
-            db_session, zoom, actor=admin, title="X", series=series(), now=NOW, teacher_id=admin.id
+        provisioning.create_course(
+            db_session, actor=admin, title="X", series=series(), now=NOW, teacher_id=admin.id
         )
 
 
 def test_the_audit_chain_stays_intact(db_session, zoom, teacher, lead):
     course = make_course(db_session, zoom, teacher)
-    services.rotate_passcode(db_session, zoom, actor=teacher, course_id=course.id, now=NOW)
-    services.cancel_course(db_session, zoom, actor=teacher, course_id=course.id, now=NOW)
+    changes.rotate_passcode(db_session, actor=teacher, course_id=course.id, now=NOW)
+    changes.cancel_course(db_session, actor=teacher, course_id=course.id, now=NOW)
     assert list(verify_chain(db_session)) == []
     assert db_session.scalar(select(func.count()).select_from(ClassSession)) == 10
 
@@ -602,7 +603,7 @@ def test_a_retry_while_the_job_holds_the_course_does_not_call_zoom(db_session, z
     later = NOW + dt.timedelta(minutes=5)
     assert work.claim(db_session, zoomwork.QUEUE, course.id, later)  # the job has it
     zoom.calls.clear()
-    services.retry_create(db_session, actor=teacher, course_id=course.id, now=later)
+    provisioning.retry_create(db_session, actor=teacher, course_id=course.id, now=later)
     assert settle(zoom, course, now=later) == "skipped"  # the same claim: nothing twice
     assert zoom.total_calls == 0
     assert course.zoom_state == "pending"
@@ -613,7 +614,7 @@ def test_an_adopted_meeting_is_brought_up_to_date(db_session, zoom, teacher):
     zoom.fail("create_meeting", ZoomConnectionError("timeout"), after=True)
     course = make_course(db_session, zoom, teacher)
     zoom.fail("update_meeting", ZoomConnectionError("down"))  # nothing reaches Zoom yet
-    services.update_course(
+    changes.update_course(
         db_session,
         actor=teacher,
         course_id=course.id,
@@ -634,14 +635,14 @@ def test_passcodes_and_start_links_never_reach_the_log(db_session, zoom, teacher
     zoom.fail("create_meeting", ZoomConnectionError("timeout"), after=True)
     course = make_course(db_session, zoom, teacher)
     settle(zoom, course, now=NOW + dt.timedelta(hours=1))
-    first = services.passcode_of(course)
-    services.rotate_passcode(db_session, zoom, actor=teacher, course_id=course.id, now=NOW)
+    first = passcodes.passcode_of(course)
+    changes.rotate_passcode(db_session, actor=teacher, course_id=course.id, now=NOW)
     settle(zoom, course, now=NOW + dt.timedelta(hours=1))
     zoom.drift(course.zoom_meeting_id, waiting_room=False)
     check(zoom, course, now=NOW + dt.timedelta(hours=1))
     url = start(zoom, course, teacher)
     logged = caplog.text + " ".join(str(r.args) for r in caplog.records)
-    for secret in (first, services.passcode_of(course), url, "zak="):
+    for secret in (first, passcodes.passcode_of(course), url, "zak="):
         assert secret not in logged
 
 
@@ -652,5 +653,5 @@ def test_a_meeting_deleted_in_zoom_makes_the_course_not_safe(db_session, zoom, t
     problems = check(zoom, course, now=NOW + dt.timedelta(hours=1))
     assert [p.setting for p in problems] == ["meeting"]
     assert course.safety_state == "not_safe"
-    assert not services.course_is_safe(course)
+    assert not verification.course_is_safe(course)
     assert {m.to_address for m in outbox(db_session)} == {teacher.email, lead.email}

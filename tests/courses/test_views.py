@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from companion.courses import services
+from companion.courses import passcodes, timetable
 from companion.courses.models import Course
 from companion.zoom import ZoomConnectionError
 
@@ -74,7 +74,7 @@ def test_teacher_creates_a_course_and_sees_it_verified(client, db_session, zoom,
         page.count("✓ on") == 6
     )  # waiting room, passcode, recording, registration, host, schedule
     assert "Last verified in Zoom" in page
-    assert services.passcode_of(course) in page
+    assert passcodes.passcode_of(course) in page
     first = course.first_date.strftime("%a %-d %b %Y").replace(" 0", " ")
     assert first in page
     assert "17:00–17:45" in page
@@ -195,11 +195,11 @@ def test_every_button_on_the_course_page(client, db_session, zoom, teacher):
     create(client)
     course = only_course(db_session)
     page_url = f"/courses/{course.id}"
-    classes = services.class_sessions(course)
+    classes = timetable.class_sessions(course)
 
     # Move one class.
     move_url = f"{page_url}/classes/{classes[1].id}/move"
-    new_day = services.local_time(course, classes[1].starts_at).date() + dt.timedelta(days=1)
+    new_day = timetable.local_time(course, classes[1].starts_at).date() + dt.timedelta(days=1)
     r = post_form(
         client,
         move_url,
@@ -208,10 +208,10 @@ def test_every_button_on_the_course_page(client, db_session, zoom, teacher):
     )
     assert r.status_code == 302
     assert classes[1].status == "moved"
-    assert services.local_time(course, classes[1].starts_at).strftime("%H:%M") == "18:15"
+    assert timetable.local_time(course, classes[1].starts_at).strftime("%H:%M") == "18:15"
 
     # A move onto another class is refused beside the date.
-    clash = services.local_time(course, classes[2].starts_at)
+    clash = timetable.local_time(course, classes[2].starts_at)
     r = post_form(
         client,
         move_url,
@@ -226,10 +226,10 @@ def test_every_button_on_the_course_page(client, db_session, zoom, teacher):
     assert classes[2].status == "cancelled"
 
     # Rotate the passcode.
-    old = services.passcode_of(course)
+    old = passcodes.passcode_of(course)
     post_form(client, f"{page_url}/passcode", form_page=page_url)
-    assert services.passcode_of(course) != old
-    assert zoom.meetings[course.zoom_meeting_id]["password"] == services.passcode_of(course)
+    assert passcodes.passcode_of(course) != old
+    assert zoom.meetings[course.zoom_meeting_id]["password"] == passcodes.passcode_of(course)
 
     # Re-check now repairs drift.
     zoom.drift(course.zoom_meeting_id, waiting_room=False)

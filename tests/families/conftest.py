@@ -13,8 +13,8 @@ import pytest
 from flask import Flask
 from sqlalchemy.orm import Session
 
-from companion.courses.zoomclient import EXTENSION_KEY
 from companion.db import Clock
+from companion.zoom import EXTENSION_KEY
 
 from ..courses.conftest import NOW
 from . import helpers

@@ -10,7 +10,7 @@ from flask.testing import FlaskClient
 from sqlalchemy.orm import Session
 
 from companion.accounts import services as accounts
-from companion.courses import services as courses
+from companion.courses.timetable import class_sessions
 from companion.families import access, audio_only
 from companion.families.models import Family
 from companion.zoom import ZoomConnectionError
@@ -148,7 +148,7 @@ def test_access(
     client = app.test_client()
     other = bearer(db_session, factories.user(db_session, org, role="teacher"))
     listing = f"/api/v1/families?course_id={course.id}"
-    first = courses.class_sessions(course)[0]
+    first = class_sessions(course)[0]
     contact = family.contacts[0]
     assert client.get(listing, headers=other).status_code == 404
     assert client.get(f"/api/v1/families/{family.id}", headers=other).status_code == 404
@@ -186,7 +186,7 @@ def test_links_and_audio_only_per_class(
     missing = f"/api/v1/families/{family.id}/contacts/999999/resend-link"
     assert client.post(missing, headers=auth).status_code == 404
 
-    first = courses.class_sessions(course)[0]
+    first = class_sessions(course)[0]
     parent = helpers.principal(db_session, contact)
     audio_only.request_audio_only(db_session, parent, class_id=None, action="request", now=NOW)
     audio_only.request_audio_only(db_session, parent, class_id=first.id, action="withdraw", now=NOW)
@@ -208,7 +208,7 @@ def test_links_and_audio_only_per_class(
         ("request", "remaining"),
         ("withdraw", "class"),
     ]
-    second = courses.class_sessions(course)[1]
+    second = class_sessions(course)[1]
     answer = client.get(f"/api/v1/classes/{second.id}/audio-only", headers=auth)
     assert answer.json["families"][0]["audio_only"] is True
     assert (client.get("/api/v1/classes/2147483647/audio-only", headers=auth)).status_code == 404

@@ -10,7 +10,9 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from companion.courses import services as courses
+from companion.courses import timetable
+from companion.courses.changes import cancel_class
+from companion.courses.timetable import class_sessions
 from companion.errors import Conflict, NotFound
 from companion.families import admit, audio_only, family_sessions, jobs
 from companion.families.models import AudioOnlyEvent, Family
@@ -28,7 +30,7 @@ def events(db_session: Session) -> int:
 def state(db_session: Session, family: Family) -> list[bool]:
     """Audio-only per class of the course, in order."""
     result = []
-    for cls in courses.class_sessions(family.course):
+    for cls in timetable.class_sessions(family.course):
         result.append(audio_only.audio_only_for_class(db_session, cls).get(family.id, False))
     return result
 
@@ -47,7 +49,7 @@ def ask(db_session: Session, parent: Any, class_id: int | None, action: str = "r
 def test_one_class_then_a_second_click_then_withdrawal(
     db_session: Session, course: Any, family: Family, parent: Any
 ) -> None:
-    first, second = courses.class_sessions(course)[:2]
+    first, second = class_sessions(course)[:2]
     result = ask(db_session, parent, first.id)
     assert result.changed
     assert "Amira will join the class on Monday 9 March at 17:00 by audio only" in result.message
@@ -73,7 +75,7 @@ def test_one_class_then_a_second_click_then_withdrawal(
 def test_all_remaining_classes_then_one_back_to_video(
     db_session: Session, course: Any, family: Family, parent: Any
 ) -> None:
-    classes = courses.class_sessions(course)
+    classes = class_sessions(course)
     result = ask(db_session, parent, None)
     assert result.changed and f"all {len(classes)} remaining" in result.message
     assert all(state(db_session, family))
@@ -92,7 +94,7 @@ def test_all_remaining_leaves_classes_past_their_cut_off_alone(
     db_session: Session, org: Any, course: Any, family: Family, parent: Any
 ) -> None:
     org.audio_only_cutoff_minutes = 60
-    first = courses.class_sessions(course)[0]
+    first = class_sessions(course)[0]
     later = first.starts_at - dt.timedelta(minutes=5)  # past the first class's cut-off
     ask(db_session, parent, None, now=later)
     flags = state(db_session, family)
@@ -103,7 +105,7 @@ def test_after_the_cut_off_it_is_too_late(
     db_session: Session, org: Any, course: Any, family: Family, parent: Any
 ) -> None:
     org.audio_only_cutoff_minutes = 120
-    first = courses.class_sessions(course)[0]
+    first = class_sessions(course)[0]
     with pytest.raises(Conflict) as caught:
         ask(db_session, parent, first.id, now=first.starts_at - dt.timedelta(minutes=90))
     assert "Too late" in caught.value.message and "by 15:00" in caught.value.message
@@ -116,7 +118,7 @@ def test_after_the_cut_off_it_is_too_late(
 def test_a_class_that_has_started_is_refused(
     db_session: Session, course: Any, family: Family, parent: Any
 ) -> None:
-    first = courses.class_sessions(course)[0]
+    first = class_sessions(course)[0]
     with pytest.raises(Conflict) as caught:
         ask(db_session, parent, first.id, now=first.starts_at + dt.timedelta(minutes=1))
     assert "has already started" in caught.value.message
@@ -128,7 +130,7 @@ def test_a_class_of_another_course_is_not_found(
 ) -> None:
     other = helpers.make_course(db_session, zoom, teacher, title="Drama")
     with pytest.raises(NotFound):
-        ask(db_session, parent, courses.class_sessions(other)[0].id)
+        ask(db_session, parent, class_sessions(other)[0].id)
     with pytest.raises(NotFound):
         ask(db_session, parent, 2**40)
     assert events(db_session) == 0
@@ -137,15 +139,13 @@ def test_a_class_of_another_course_is_not_found(
 def test_a_cancelled_class_and_a_withdrawn_family(
     db_session: Session, zoom: Any, teacher: Any, course: Any, family: Family, parent: Any
 ) -> None:
-    cls = courses.class_sessions(course)[1]
-    courses.cancel_class(
-        db_session, zoom, actor=teacher, course_id=course.id, class_id=cls.id, now=NOW
-    )
+    cls = class_sessions(course)[1]
+    cancel_class(db_session, actor=teacher, course_id=course.id, class_id=cls.id, now=NOW)
     with pytest.raises(Conflict, match="cancelled"):
         ask(db_session, parent, cls.id)
     helpers.withdraw(db_session, zoom, teacher, family)
     with pytest.raises(Conflict, match="withdrawn"):
-        ask(db_session, parent, courses.class_sessions(course)[0].id)
+        ask(db_session, parent, class_sessions(course)[0].id)
 
 
 def test_one_family_never_changes_another(
@@ -163,7 +163,7 @@ def test_the_admit_list_flags_audio_only(
     db_session: Session, zoom: Any, teacher: Any, course: Any, family: Family, parent: Any
 ) -> None:
     helpers.enrol(db_session, zoom, teacher, course, first="Ben", contacts=[("Jo", "jo@x.net")])
-    first = courses.class_sessions(course)[0]
+    first = class_sessions(course)[0]
     ask(db_session, parent, first.id)
     rows = admit.admit_list(db_session, first, now=NOW)
     assert [(r.child_name, r.zoom_name, r.audio_only) for r in rows] == [
@@ -175,7 +175,7 @@ def test_the_admit_list_flags_audio_only(
 def test_a_change_after_the_summary_is_mailed_to_the_teacher(
     app: Any, db_session: Session, teacher: Any, course: Any, family: Family, parent: Any
 ) -> None:
-    first = courses.class_sessions(course)[0]
+    first = class_sessions(course)[0]
     before = first.starts_at - dt.timedelta(minutes=90)
     assert jobs.class_summaries(app, now=before) == {"sent": 1}
     ask(db_session, parent, first.id, now=before + dt.timedelta(minutes=10))
@@ -183,5 +183,5 @@ def test_a_change_after_the_summary_is_mailed_to_the_teacher(
     assert change.to_address == teacher.email
     assert "Amira K. will join by audio only" in change.body_text
     # A change for a class whose summary has not gone out is not mailed on its own.
-    ask(db_session, parent, courses.class_sessions(course)[2].id, now=before)
+    ask(db_session, parent, class_sessions(course)[2].id, now=before)
     assert len(helpers.outbox(db_session, "family.audio_only_change")) == 1

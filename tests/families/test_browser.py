@@ -20,14 +20,16 @@ from sqlalchemy.orm import Session
 from companion import work
 from companion.accounts.models import User
 from companion.courses import schedule as sched
-from companion.courses import services as courses
-from companion.courses import zoomwork
+from companion.courses import verification, zoomwork
 from companion.courses.models import Course
-from companion.courses.zoomclient import EXTENSION_KEY
+from companion.courses.passcodes import passcode_of
+from companion.courses.provisioning import create_course
+from companion.courses.timetable import class_sessions
 from companion.db import make_engine
 from companion.families import enrolment, jobs, people
 from companion.families.models import Family
 from companion.mail.models import OutboxMessage
+from companion.zoom import EXTENSION_KEY
 
 from ..courses.test_sandbox_integration import SandboxZoom
 from .helpers import LINK_RE
@@ -60,9 +62,8 @@ def enrolled(live_server: Any, sandbox: SandboxZoom) -> Iterator[dict[str, Any]]
     parent = f"parent-{secrets.token_hex(4)}@example.net"
     with live_server.app.app_context(), Session(engine) as session, session.begin():
         teacher = session.scalars(select(User).where(User.email == "teacher@example.org")).one()
-        course = courses.create_course(
+        course = create_course(
             session,
-            sandbox.client,
             actor=teacher,
             title=f"Guitar club {secrets.token_hex(2)}",
             series=sched.Series(
@@ -84,7 +85,7 @@ def enrolled(live_server: Any, sandbox: SandboxZoom) -> Iterator[dict[str, Any]]
     with live_server.app.app_context(), Session(engine) as session, session.begin():
         teacher = session.scalars(select(User).where(User.email == "teacher@example.org")).one()
         course = session.get(Course, course_id)
-        assert courses.course_is_safe(course), course.problems
+        assert verification.course_is_safe(course), course.problems
         family_id = enrolment.enrol(
             session,
             actor=teacher,
@@ -103,12 +104,12 @@ def enrolled(live_server: Any, sandbox: SandboxZoom) -> Iterator[dict[str, Any]]
         message = session.scalars(
             select(OutboxMessage).where(OutboxMessage.to_address == parent)
         ).one()
-        first = courses.class_sessions(course)[0]
+        first = class_sessions(course)[0]
         info = {
             "course_id": course.id,
             "title": course.title,
             "class_id": first.id,
-            "passcode": courses.passcode_of(course),
+            "passcode": passcode_of(course),
             "registrant": family.zoom_registrant_id,
             "message": message.body_text,
         }

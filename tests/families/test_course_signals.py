@@ -17,10 +17,10 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from companion import ROOT, migrate, signals
-from companion.courses import services as courses
-from companion.courses.zoomclient import EXTENSION_KEY
+from companion.courses.events import emit
 from companion.db import job_session, make_engine
 from companion.mail.models import OutboxMessage
+from companion.zoom import EXTENSION_KEY
 
 from .. import factories
 from ..conftest import SECRET, TEST_KEK, make_app, own_database_url
@@ -40,12 +40,13 @@ from companion import create_app
 config, instance, course_id = json.loads(sys.argv[1]), sys.argv[2], int(sys.argv[3])
 app = create_app(config, instance_path=instance, environ={})
 
-import companion.courses.jobs as jobs
+import companion.courses.jobs  # noqa: F401  (all a worker imports; it loads courses.events)
+from companion.courses.events import emit
 from companion.courses.models import Course
 from companion.db import job_session
 
 with app.app_context(), job_session(app) as session:
-    jobs.services._emit("course_cancelled", session, session.get(Course, course_id))
+    emit("course_cancelled", session, session.get(Course, course_id))
 print("emitted")
 """
 
@@ -118,7 +119,7 @@ def test_building_more_apps_does_not_tell_parents_twice(
     more = [make_app(database_url, instance_dir) for _ in range(2)]
     try:
         assert len(signals.passcode_rotated.receivers) == 1
-        courses._emit("passcode_rotated", db_session, course)
+        emit("passcode_rotated", db_session, course)
         told = [m.to_address for m in helpers.outbox(db_session, "family.passcode_changed")]
         assert told == ["rana@example.net", "omar@example.net"]
     finally:
@@ -132,4 +133,4 @@ def test_building_more_apps_does_not_tell_parents_twice(
 
 def test_an_unknown_course_event_is_refused(db_session: Session, course: Any) -> None:
     with pytest.raises(ValueError, match="unknown course event"):
-        courses._emit("course_renamed", db_session, course)
+        emit("course_renamed", db_session, course)

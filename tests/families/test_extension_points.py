@@ -12,7 +12,8 @@ from jinja2 import ChoiceLoader, DictLoader
 from sqlalchemy.orm import Session
 
 from companion import signals
-from companion.courses import services as courses
+from companion.courses import timetable
+from companion.courses.timetable import class_sessions
 from companion.families import access, admit, extensions
 from companion.families.models import Family
 
@@ -28,7 +29,7 @@ def test_an_admit_column(
     column = extensions.AdmitColumn(
         "probe", "Probe column", lambda session, cls, families: {family.id: "yes, 16:58"}
     )
-    first = courses.class_sessions(course)[0]
+    first = class_sessions(course)[0]
     with signals.admit_columns.connected_to(lambda _sender: column):
         (row,) = admit.admit_list(db_session, first, now=helpers.NOW)
         assert row.extras["probe"] == "yes, 16:58"
@@ -55,7 +56,7 @@ def test_a_family_class_panel(app: Flask, db_session: Session, client: Any, fami
             app.jinja_env.loader,
         ]
     )
-    first = courses.class_sessions(family.course)[0]
+    first = timetable.class_sessions(family.course)[0]
     panel = extensions.ClassPanel(
         "probe",
         "probe_panel.html",

@@ -13,7 +13,9 @@ from flask.testing import FlaskClient
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from companion.courses import services as courses
+from companion.courses.changes import cancel_class, move_class
+from companion.courses.passcodes import passcode_of
+from companion.courses.timetable import class_sessions
 from companion.families import agreement
 from companion.families.models import AgreementAcceptance, AudioOnlyEvent, Family
 
@@ -54,7 +56,7 @@ def test_the_agreement_comes_before_the_link_and_passcode(
 ) -> None:
     page = sign_in_parent(client, db_session, "rana@example.net")
     url = join_url(zoom, family)
-    passcode = courses.passcode_of(course)
+    passcode = passcode_of(course)
     assert url not in page and passcode not in page
     assert "accept the e-safety agreement" in page
     for words in (
@@ -148,10 +150,9 @@ def test_a_form_without_the_family_token_is_refused(
 def test_classes_in_the_course_zone_moved_and_cancelled(
     db_session: Session, client: FlaskClient, zoom: Any, teacher: Any, course: Any, family: Any
 ) -> None:
-    first, second, third = courses.class_sessions(course)[:3]
-    courses.move_class(
+    first, second, third = class_sessions(course)[:3]
+    move_class(
         db_session,
-        zoom,
         actor=teacher,
         course_id=course.id,
         class_id=second.id,
@@ -159,9 +160,7 @@ def test_classes_in_the_course_zone_moved_and_cancelled(
         at=dt.time(18, 30),
         now=NOW,
     )
-    courses.cancel_class(
-        db_session, zoom, actor=teacher, course_id=course.id, class_id=third.id, now=NOW
-    )
+    cancel_class(db_session, actor=teacher, course_id=course.id, class_id=third.id, now=NOW)
     page = sign_in_parent(client, db_session, "rana@example.net")
     assert "Times are in Europe/London" in page
     # 17:00 London in March before the clock change is 17:00 GMT; after it, BST.
@@ -175,10 +174,8 @@ def test_classes_in_the_course_zone_moved_and_cancelled(
 def test_the_calendar_file(
     db_session: Session, client: FlaskClient, zoom: Any, teacher: Any, course: Any, family: Any
 ) -> None:
-    cancelled = courses.class_sessions(course)[2]
-    courses.cancel_class(
-        db_session, zoom, actor=teacher, course_id=course.id, class_id=cancelled.id, now=NOW
-    )
+    cancelled = class_sessions(course)[2]
+    cancel_class(db_session, actor=teacher, course_id=course.id, class_id=cancelled.id, now=NOW)
     sign_in_parent(client, db_session, "rana@example.net")
     before = client.get("/f/calendar.ics")
     assert before.status_code == 200
@@ -190,19 +187,17 @@ def test_the_calendar_file(
     response = client.get("/f/calendar.ics")
     cal = icalendar.Calendar.from_ical(response.data)
     events = [c for c in cal.walk("VEVENT")]
-    assert len(events) == len(courses.class_sessions(course)) == 10
+    assert len(events) == len(class_sessions(course)) == 10
     assert [c["TZID"] for c in cal.walk("VTIMEZONE")] == ["Europe/London"]
     first = events[0]
     assert first.decoded("DTSTART") == dt.datetime(
         2026, 3, 9, 17, 0, tzinfo=first.decoded("DTSTART").tzinfo
     )
     assert first["DTSTART"].params["TZID"] == "Europe/London"
-    assert (
-        first.decoded("DTSTART").astimezone(dt.UTC) == courses.class_sessions(course)[0].starts_at
-    )
+    assert first.decoded("DTSTART").astimezone(dt.UTC) == class_sessions(course)[0].starts_at
     description = str(first["DESCRIPTION"])
     assert join_url(zoom, family) in description
-    assert courses.passcode_of(course) in description
+    assert passcode_of(course) in description
     assert str(events[2]["STATUS"]) == "CANCELLED"
     assert str(first["STATUS"]) == "CONFIRMED"
     uids = [str(e["UID"]) for e in events]
@@ -238,7 +233,7 @@ def test_audio_only_over_http(
 ) -> None:
     org.audio_only_cutoff_minutes = 30
     sign_in_parent(client, db_session, "rana@example.net")
-    first = courses.class_sessions(course)[0]
+    first = class_sessions(course)[0]
     response = post(client, f"/f/classes/{first.id}/audio-only", action="request")
     assert response.status_code == 303
     assert response.headers["Location"] == "/f/"
@@ -257,7 +252,7 @@ def test_audio_only_after_the_cut_off_over_http(
     db_session: Session, client: FlaskClient, clock: Any, course: Any, family: Family
 ) -> None:
     sign_in_parent(client, db_session, "rana@example.net")
-    first = courses.class_sessions(course)[0]
+    first = class_sessions(course)[0]
     token = csrf_from(client.get("/f/").get_data(as_text=True))
     clock.offset = first.starts_at + dt.timedelta(minutes=1) - dt.datetime.now(dt.UTC)
     client.post(
@@ -276,7 +271,7 @@ def test_a_class_of_another_course_or_family_over_http(
         db_session, zoom, teacher, other_course, first="Zed", contacts=[("Kim", "kim@x.net")]
     )
     sign_in_parent(client, db_session, "rana@example.net")
-    foreign = courses.class_sessions(other_course)[0]
+    foreign = class_sessions(other_course)[0]
     response = post(client, f"/f/classes/{foreign.id}/audio-only", action="request")
     assert response.status_code == 404
     body = response.get_data(as_text=True)

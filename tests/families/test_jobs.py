@@ -10,7 +10,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from companion import work
-from companion.courses import services as courses
+from companion.courses.changes import cancel_class
+from companion.courses.timetable import class_sessions
 from companion.families import admit, audio_only, jobs, registrants
 from companion.families.models import ClassSummary, Family
 
@@ -24,7 +25,7 @@ def test_the_summary_goes_once_two_hours_before(
     app: Any, db_session: Session, zoom: Any, teacher: Any, course: Any, family: Family
 ) -> None:
     helpers.enrol(db_session, zoom, teacher, course, first="Ben", contacts=[("Jo", "jo@x.net")])
-    first = courses.class_sessions(course)[0]
+    first = class_sessions(course)[0]
     parent = helpers.principal(db_session, family.contacts[0])
     audio_only.request_audio_only(db_session, parent, class_id=first.id, action="request", now=NOW)
     assert jobs.class_summaries(app, now=first.starts_at - dt.timedelta(hours=3)) == {}
@@ -45,10 +46,8 @@ def test_the_summary_goes_once_two_hours_before(
 def test_no_summary_for_a_cancelled_or_started_class(
     app: Any, db_session: Session, zoom: Any, teacher: Any, course: Any, family: Family
 ) -> None:
-    first, second = courses.class_sessions(course)[:2]
-    courses.cancel_class(
-        db_session, zoom, actor=teacher, course_id=course.id, class_id=second.id, now=NOW
-    )
+    first, second = class_sessions(course)[:2]
+    cancel_class(db_session, actor=teacher, course_id=course.id, class_id=second.id, now=NOW)
     assert jobs.class_summaries(app, now=second.starts_at - dt.timedelta(hours=1)) == {}
     assert admit.send_summary(db_session, class_id=first.id, now=first.starts_at) is False
     assert helpers.outbox(db_session, "family.class_summary") == []

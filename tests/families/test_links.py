@@ -13,7 +13,7 @@ from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
 from companion.accounts.services import hash_token
-from companion.courses import services as courses
+from companion.courses.verification import course_is_safe
 from companion.errors import Conflict
 from companion.families import family_page, jobs, links
 from companion.families.models import Family, FamilyLink, FamilySession
@@ -202,7 +202,7 @@ def test_links_wait_for_a_safe_course_and_go_when_it_is(
 ) -> None:
     zoom.locks["waiting_room"] = False  # an account lock: Zoom ignores companion's setting
     course = helpers.make_course(db_session, zoom, teacher)
-    assert not courses.course_is_safe(course)
+    assert not course_is_safe(course)
     family = helpers.enrol(db_session, zoom, teacher, course, contacts=TWO_PARENTS)
     assert family.zoom_state == "registered"
     assert helpers.outbox(db_session, "family.link") == []
@@ -224,7 +224,7 @@ def test_links_wait_for_a_safe_course_and_go_when_it_is(
 
     del zoom.locks["waiting_room"]
     check(zoom, course, now=NOW + dt.timedelta(minutes=5))  # the drift check, after the commit
-    assert courses.course_is_safe(course)
+    assert course_is_safe(course)
     sent = helpers.outbox(db_session, "family.link")
     assert sorted(m.to_address for m in sent) == ["omar@example.net", "rana@example.net"]
     assert all(c.link_owed_since is None for c in family.contacts)

@@ -9,7 +9,9 @@ from typing import Any
 import pytest
 from sqlalchemy.orm import Session
 
-from companion.courses import services as courses
+from companion.courses.changes import cancel_class, cancel_course, move_class, rotate_passcode
+from companion.courses.passcodes import passcode_of
+from companion.courses.timetable import class_sessions
 
 from ..courses.conftest import NOW
 from . import helpers
@@ -38,10 +40,9 @@ def two_families(db_session: Session, zoom: Any, teacher: Any, course: Any) -> l
 def test_a_moved_and_a_cancelled_class(
     db_session: Session, zoom: Any, teacher: Any, course: Any, two_families: Any
 ) -> None:
-    second, third = courses.class_sessions(course)[1:3]
-    courses.move_class(
+    second, third = class_sessions(course)[1:3]
+    move_class(
         db_session,
-        zoom,
         actor=teacher,
         course_id=course.id,
         class_id=second.id,
@@ -56,9 +57,7 @@ def test_a_moved_and_a_cancelled_class(
         in messages[0].body_text
     )
     assert "omar" not in messages[0].body_text.lower()
-    courses.cancel_class(
-        db_session, zoom, actor=teacher, course_id=course.id, class_id=third.id, now=NOW
-    )
+    cancel_class(db_session, actor=teacher, course_id=course.id, class_id=third.id, now=NOW)
     latest = helpers.outbox(db_session, "family.schedule_changed")[-1]
     assert "  - Monday 23 March, 17:00-17:45: CANCELLED" in latest.body_text
 
@@ -66,11 +65,11 @@ def test_a_moved_and_a_cancelled_class(
 def test_the_course_cancelled_and_the_passcode_changed(
     db_session: Session, zoom: Any, teacher: Any, course: Any, two_families: Any
 ) -> None:
-    courses.rotate_passcode(db_session, zoom, actor=teacher, course_id=course.id, now=NOW)
+    rotate_passcode(db_session, actor=teacher, course_id=course.id, now=NOW)
     changed = helpers.outbox(db_session, "family.passcode_changed")
     assert len(changed) == 2
-    assert courses.passcode_of(course) not in changed[0].body_text
-    courses.cancel_course(db_session, zoom, actor=teacher, course_id=course.id, now=NOW)
+    assert passcode_of(course) not in changed[0].body_text
+    cancel_course(db_session, actor=teacher, course_id=course.id, now=NOW)
     assert [m.to_address for m in helpers.outbox(db_session, "family.course_cancelled")] == [
         "rana@example.net",
         "omar@example.net",

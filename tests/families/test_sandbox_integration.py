@@ -14,9 +14,9 @@ from flask import Flask
 from sqlalchemy.orm import Session
 
 from companion.courses import schedule as sched
-from companion.courses import services as courses
-from companion.courses.zoomclient import EXTENSION_KEY
+from companion.courses.provisioning import create_course
 from companion.families import access, enrolment, family_page, jobs, people, registrants
+from companion.zoom import EXTENSION_KEY
 
 from ..courses.conftest import settle
 from ..courses.test_sandbox_integration import SandboxZoom
@@ -40,9 +40,8 @@ def now() -> dt.datetime:
 @pytest.fixture
 def course(db_session: Session, sandbox: SandboxZoom, teacher: Any) -> Any:
     start = now().date() + dt.timedelta(days=7)
-    outcome = courses.create_course(
+    outcome = create_course(
         db_session,
-        sandbox.client,
         actor=teacher,
         title="Cello ensemble",
         series=sched.Series(

@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from sqlalchemy.orm import Session
 
 from companion.accounts import services as accounts
-from companion.courses import services as courses
+from companion.courses.timetable import class_sessions
 
 from . import helpers
 
@@ -36,7 +36,7 @@ def test_the_families_operations_conform(
     real = {
         "family_id": family.id,
         "contact_id": family.contacts[0].id,
-        "class_id": courses.class_sessions(course)[0].id,
+        "class_id": class_sessions(course)[0].id,
         "course_id": course.id,
     }
     db_session.flush()

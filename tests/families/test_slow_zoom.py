@@ -24,14 +24,13 @@ from sqlalchemy import Engine, select, text
 from companion import migrate, work
 from companion.accounts import services as accounts
 from companion.courses import schedule as sched
-from companion.courses import services as courses
 from companion.courses import zoomwork
 from companion.courses.models import Course
-from companion.courses.zoomclient import EXTENSION_KEY
+from companion.courses.provisioning import create_course
 from companion.db import job_session, make_engine
 from companion.families import jobs
 from companion.families.models import Family
-from companion.zoom import client_from_config
+from companion.zoom import EXTENSION_KEY, client_from_config
 from companion.zoom.webhooks import sandbox_webhook_secret, sign
 
 from .. import factories
@@ -160,9 +159,8 @@ def live(tmp_path: Path) -> Iterator[Live]:
     with app.app_context(), job_session(app) as session:
         org = factories.organisation(session)
         teacher = factories.user(session, org, role="teacher")
-        course = courses.create_course(
+        course = create_course(
             session,
-            client,
             actor=teacher,
             title="Cello ensemble",
             series=sched.Series(

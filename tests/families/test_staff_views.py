@@ -12,7 +12,7 @@ from flask.testing import FlaskClient
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from companion.courses import services as courses
+from companion.courses.timetable import class_sessions
 from companion.families import access, audio_only
 from companion.families.models import AgreementVersion, Family
 
@@ -25,7 +25,7 @@ pytestmark = pytest.mark.usefixtures("app_with_zoom")
 
 
 def pages(course: Any, family: Family) -> list[str]:
-    first = courses.class_sessions(course)[0]
+    first = class_sessions(course)[0]
     return [
         f"/courses/{course.id}/families",
         f"/courses/{course.id}/families/{family.id}",
@@ -181,7 +181,7 @@ def test_another_teacher_cannot_press_the_buttons(
 def test_the_admit_list_shows_the_flag(
     db_session: Session, client: FlaskClient, teacher: Any, course: Any, family: Family
 ) -> None:
-    first = courses.class_sessions(course)[0]
+    first = class_sessions(course)[0]
     parent = helpers.principal(db_session, family.contacts[0])
     audio_only.request_audio_only(db_session, parent, class_id=first.id, action="request", now=NOW)
     sign_in(client, teacher.email)

@@ -14,12 +14,11 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from companion.accounts.models import User
-from companion.courses.zoomclient import EXTENSION_KEY
 from companion.db import make_engine
 from companion.recordings import jobs as recording_jobs
 from companion.recordings.models import Recording
 from companion.webhooks import jobs as webhook_jobs
-from companion.zoom import client_from_config
+from companion.zoom import EXTENSION_KEY, client_from_config
 from companion.zoom.sandbox import create_sandbox_app, deliver_due, media
 from companion.zoom.webhooks import sandbox_webhook_secret
 

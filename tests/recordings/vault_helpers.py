@@ -19,14 +19,13 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from companion.courses.models import ClassSession, Course
-from companion.courses.zoomclient import EXTENSION_KEY
 from companion.recordings import jobs as recording_jobs
 from companion.recordings import vault as vault_module
 from companion.recordings.models import Recording, RecordingFile
 from companion.recordings.storage import LocalEncryptedStorage
 from companion.webhooks import jobs as webhook_jobs
 from companion.webhooks.models import WebhookEvent
-from companion.zoom import client_from_config
+from companion.zoom import EXTENSION_KEY, client_from_config
 from companion.zoom.sandbox import create_sandbox_app, deliver_due
 from companion.zoom.webhooks import sandbox_webhook_secret
 

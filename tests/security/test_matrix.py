@@ -36,9 +36,9 @@ from werkzeug.routing import Rule as UrlRule
 from companion import mail
 from companion.access import rule_for
 from companion.accounts import services as accounts
-from companion.courses.zoomclient import EXTENSION_KEY
 from companion.db import utcnow
 from companion.evidence.models import ZoomMeeting
+from companion.zoom import EXTENSION_KEY
 
 from ..families.fake_zoom import RegistrantZoom
 from ..recordings.vault_helpers import meeting_body

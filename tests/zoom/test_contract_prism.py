@@ -38,14 +38,14 @@ from flask import Flask, current_app
 from sqlalchemy.orm import Session
 from werkzeug.serving import make_server
 
-from companion.courses import safety, services
+from companion.courses import changes, safety, timetable
 from companion.courses import schedule as sched
-from companion.courses.zoomclient import EXTENSION_KEY
 from companion.db import Clock
 from companion.families import enrolment, registrants
 from companion.families import jobs as family_jobs
 from companion.families.people import ContactInput
 from companion.zoom import (
+    EXTENSION_KEY,
     RequestBudget,
     TokenCache,
     ZoomClient,
@@ -375,9 +375,8 @@ def run_lifecycle(session: Session, zoom: Recorder, org: Any, teacher: Any, lead
     assert (course.zoom_state, course.safety_state) == ("created", "safe")
 
     # The whole series changes (title, time, number of classes).
-    services.update_course(
+    changes.update_course(
         session,
-        zoom,
         actor=teacher,
         course_id=course.id,
         now=NOW,
@@ -385,11 +384,10 @@ def run_lifecycle(session: Session, zoom: Recorder, org: Any, teacher: Any, lead
         series=series(weekdays=("mon", "thu"), start_time=dt.time(17, 30), class_count=10),
     )
     settle(zoom, course)  # each change goes to Zoom after its commit
-    classes = services.upcoming_classes(course, NOW)
+    classes = timetable.upcoming_classes(course, NOW)
     # One class moves (Thursday 19 March to Friday), another is cancelled.
-    services.move_class(
+    changes.move_class(
         session,
-        zoom,
         actor=teacher,
         course_id=course.id,
         class_id=classes[3].id,
@@ -399,11 +397,11 @@ def run_lifecycle(session: Session, zoom: Recorder, org: Any, teacher: Any, lead
         now=NOW,
     )
     settle(zoom, course)
-    services.cancel_class(
-        session, zoom, actor=teacher, course_id=course.id, class_id=classes[-1].id, now=NOW
+    changes.cancel_class(
+        session, actor=teacher, course_id=course.id, class_id=classes[-1].id, now=NOW
     )
     settle(zoom, course)
-    services.rotate_passcode(session, zoom, actor=lead, course_id=course.id, now=NOW)
+    changes.rotate_passcode(session, actor=lead, course_id=course.id, now=NOW)
     settle(zoom, course)
     # Someone turned the waiting room off in Zoom's portal: the check puts every setting back.
     zoom.drift(course.zoom_meeting_id, waiting_room=False, waiting_room_options__mode="none")
@@ -445,7 +443,7 @@ def run_lifecycle(session: Session, zoom: Recorder, org: Any, teacher: Any, lead
     after_the_answer(first)
     assert first.zoom_state == "cancelled"
 
-    services.cancel_course(session, zoom, actor=teacher, course_id=course.id, now=NOW)
+    changes.cancel_course(session, actor=teacher, course_id=course.id, now=NOW)
     settle(zoom, course)
     return course
 

@@ -10,6 +10,8 @@ from typing import Any
 
 from flask import Flask, current_app
 
+from .client import client_from_config
+
 EXTENSION_KEY = "companion.zoom_client"
 _lock = threading.Lock()
 
@@ -21,8 +23,6 @@ def zoom_for(app: Flask | None = None) -> Any:
         with _lock:
             client = app.extensions.get(EXTENSION_KEY)
             if client is None:
-                from ..zoom import client_from_config
-
                 client = client_from_config(app.config)
                 app.extensions[EXTENSION_KEY] = client
     return client
