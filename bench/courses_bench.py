@@ -46,6 +46,7 @@ from companion.courses import schedule as sched
 from companion.courses.models import Course
 from companion.courses.zoomclient import EXTENSION_KEY
 from companion.db import job_session, utcnow
+from companion.keysets import fresh_settings
 from companion.orgs.models import Organisation
 from companion.recordings.keys import generate_kek_line
 from companion.zoom import client_from_config
@@ -112,6 +113,8 @@ def main(argv: list[str] | None = None) -> int:
                 "SECRET_KEY": secrets.token_urlsafe(48),
                 # Recordings' key-encryption key (create_app refuses to start without one).
                 "KEK": generate_kek_line("kek-bench"),
+                # And the data-sealing and pack-signing keys (README, "Keys").
+                **fresh_settings(),
                 "DATABASE_URL": db_url,
                 "SANDBOX_URL": sandbox_url,
                 "LOG_LEVEL": "error",

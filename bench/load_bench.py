@@ -79,6 +79,7 @@ from companion.courses.zoomclient import zoom_for
 from companion.db import job_session, make_engine, utcnow
 from companion.families import services as families
 from companion.families.models import FamilyLink, FamilySession
+from companion.keysets import fresh_settings
 from companion.orgs.models import Organisation
 from companion.recordings.keys import generate_kek_line
 from companion.scheduler import JOBS, JobStatus, run_job
@@ -870,6 +871,7 @@ def run_database(given: str, plan: Plan, scenarios: list[str], threads: int) -> 
             config = {
                 "SECRET_KEY": SECRET,
                 "KEK": generate_kek_line("kek-load-bench"),
+                **fresh_settings(),
                 "DATABASE_URL": database.url,
                 "SANDBOX_URL": sandbox_url,
                 "BASE_URL": base,

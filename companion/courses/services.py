@@ -34,7 +34,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.orm.util import identity_key
 
-from .. import mail, signals
+from .. import mail, sealing, signals
 from ..access import ADMIN, LEAD, TEACHER
 from ..accounts.models import User
 from ..audit.services import record as audit
@@ -46,6 +46,7 @@ from ..errors import (
     NotFound,
     ValidationError,
 )
+from ..sealing import Purpose
 from ..zoom import (
     ZoomAuthError,
     ZoomConnectionError,
@@ -54,7 +55,7 @@ from ..zoom import (
     ZoomRateLimited,
     ZoomServerError,
 )
-from . import crypto, safety
+from . import safety
 from . import schedule as sched
 from .models import ClassSession, Course
 from .safety import SafetyProblem
@@ -143,7 +144,7 @@ def course_is_safe(course: Course) -> bool:
 
 def passcode_of(course: Course) -> str:
     """The meeting passcode in clear (to show to the teacher and enrolled families only)."""
-    return crypto.unseal(course.passcode_encrypted, _secret_key())
+    return sealing.unseal(Purpose.COURSE_PASSCODE, course.passcode_encrypted)
 
 
 def class_sessions(course: Course) -> list[ClassSession]:
@@ -160,12 +161,8 @@ def local_time(course: Course, at: dt.datetime) -> dt.datetime:
     return at.astimezone(sched.zone(course.timezone))
 
 
-def _secret_key() -> str:
-    return current_app.config["SECRET_KEY"]
-
-
 def _set_passcode(course: Course, passcode: str, now: dt.datetime) -> None:
-    course.passcode_encrypted = crypto.seal(passcode, _secret_key())
+    course.passcode_encrypted = sealing.seal(Purpose.COURSE_PASSCODE, passcode)
     course.passcode_set_at = now
 
 
@@ -328,7 +325,7 @@ def _expected_hosts(course: Course) -> tuple[str, ...]:
 def _expected(course: Course, now: dt.datetime) -> safety.Expected:
     try:
         passcode = passcode_of(course)
-    except crypto.PasscodeUnreadable:
+    except sealing.Unreadable:
         # The key changed: companion's copy is lost, so the only safe move is a new passcode,
         # which the next repair sends to Zoom.
         log.warning("course %s: stored passcode unreadable; a new one will be set", course.id)
@@ -1145,7 +1142,7 @@ def problem_list(course: Course) -> list[SafetyProblem]:
 def passcode_preview(course: Course) -> str | None:
     try:
         return passcode_of(course)
-    except crypto.PasscodeUnreadable:
+    except sealing.Unreadable:
         return None
 
 

@@ -40,7 +40,7 @@ from sqlalchemy import ColumnElement, and_, func, or_, select, update
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
-from .. import mail, signals, work
+from .. import mail, sealing, signals, work
 from ..access import LEAD
 from ..accounts.models import User
 from ..accounts.services import EMAIL_RE, hash_token
@@ -50,6 +50,7 @@ from ..courses.models import ClassSession, Course
 from ..db import utcnow
 from ..errors import CompanionError, Conflict, Forbidden, NotFound, ValidationError
 from ..orgs.models import Organisation
+from ..sealing import Purpose
 from ..zoom import (
     ZoomAuthError,
     ZoomConnectionError,
@@ -58,7 +59,7 @@ from ..zoom import (
     ZoomRateLimited,
     ZoomServerError,
 )
-from . import agreement, crypto
+from . import agreement
 from .models import (
     AgreementAcceptance,
     AgreementVersion,
@@ -598,10 +599,6 @@ def _find_registrant(zoom: Any, meeting_id: int, email: str) -> dict[str, Any] |
     return None
 
 
-def _secret_key() -> str:
-    return current_app.config["SECRET_KEY"]
-
-
 def _valid_join_url(url: Any) -> bool:
     return isinstance(url, str) and url.startswith(("https://", "http://"))
 
@@ -723,7 +720,7 @@ class RegistrantStep:
             return family.zoom_state
         family.zoom_state = "registered"
         family.zoom_registrant_id = registrant_id[:64]
-        family.join_url_encrypted = crypto.seal(answer.join_url[:1000], _secret_key())
+        family.join_url_encrypted = sealing.seal(Purpose.JOIN_LINK, answer.join_url[:1000])
         family.zoom_error = ""
         audit(
             session,
@@ -897,7 +894,7 @@ def withdraw(
     return family
 
 
-# A family's join link, sealed under the secret key, becomes unreadable if the key changes; it is
+# A family's join link, sealed under a data-sealing key, is unreadable if that key is lost; it is
 # then read from Zoom again, as one more step of the engine over the same columns (so it never
 # runs while registrant work holds the family), with no transaction open.
 JOIN_LINKS = work.Queue(
@@ -913,20 +910,20 @@ JOIN_LINKS = work.Queue(
 
 
 def join_url_lost(family: Family) -> bool:
-    """The family's join link was sealed under another secret key and must be read again."""
+    """The family's join link was sealed under a key now lost and must be read again."""
     if family.zoom_state != "registered" or not family.join_url_encrypted:
         return False
     if not family.zoom_registrant_id:
         return False
     try:
-        crypto.unseal(family.join_url_encrypted, _secret_key())
-    except crypto.Unreadable:
+        sealing.unseal(Purpose.JOIN_LINK, family.join_url_encrypted)
+    except sealing.Unreadable:
         return True
     return False
 
 
 class JoinLinkStep:
-    """Read a registered family's join link from Zoom again (after a secret key change)."""
+    """Read a registered family's join link from Zoom again (after its sealing key was lost)."""
 
     def __init__(self, zoom: Any):
         self.zoom = zoom
@@ -952,7 +949,7 @@ class JoinLinkStep:
         family.zoom_claimed_until = None
         if family.zoom_registrant_id != plan[1] or not _valid_join_url(url):
             return "unchanged"
-        family.join_url_encrypted = crypto.seal(url[:1000], _secret_key())
+        family.join_url_encrypted = sealing.seal(Purpose.JOIN_LINK, url[:1000])
         session.flush()
         return "reread"
 
@@ -2084,13 +2081,13 @@ def family_class_panels() -> list[ClassPanel]:
 
 def _join_url(family: Family) -> str | None:
     """The family's join link, unsealed; None while there is none or it cannot be read (after a
-    secret key change: the family's own page then has it read from Zoom again, with no
+    sealing key was lost: the family's own page then has it read from Zoom again, with no
     transaction open, see :func:`join_url_lost`). The page never calls Zoom itself."""
     if family.zoom_state != "registered" or not family.join_url_encrypted:
         return None
     try:
-        return crypto.unseal(family.join_url_encrypted, _secret_key())
-    except crypto.Unreadable:
+        return sealing.unseal(Purpose.JOIN_LINK, family.join_url_encrypted)
+    except sealing.Unreadable:
         return None
 
 
