@@ -45,6 +45,7 @@ from companion.courses import jobs, provisioning, verification
 from companion.courses import schedule as sched
 from companion.courses.models import Course
 from companion.db import job_session, utcnow
+from companion.keysets import fresh_settings
 from companion.orgs.models import Organisation
 from companion.recordings.keys import generate_kek_line
 from companion.zoom import EXTENSION_KEY, client_from_config
@@ -111,6 +112,8 @@ def main(argv: list[str] | None = None) -> int:
                 "SECRET_KEY": secrets.token_urlsafe(48),
                 # Recordings' key-encryption key (create_app refuses to start without one).
                 "KEK": generate_kek_line("kek-bench"),
+                # And the data-sealing and pack-signing keys (README, "Keys").
+                **fresh_settings(),
                 "DATABASE_URL": db_url,
                 "SANDBOX_URL": sandbox_url,
                 "LOG_LEVEL": "error",

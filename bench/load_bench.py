@@ -81,6 +81,7 @@ from companion.families import access, enrolment
 from companion.families.family_sessions import SESSION_IDLE
 from companion.families.models import FamilyLink, FamilySession
 from companion.families.people import ContactInput
+from companion.keysets import fresh_settings
 from companion.orgs.models import Organisation
 from companion.recordings.keys import generate_kek_line
 from companion.scheduler import JOBS, JobStatus, run_job
@@ -871,6 +872,7 @@ def run_database(given: str, plan: Plan, scenarios: list[str], threads: int) -> 
             config = {
                 "SECRET_KEY": SECRET,
                 "KEK": generate_kek_line("kek-load-bench"),
+                **fresh_settings(),
                 "DATABASE_URL": database.url,
                 "SANDBOX_URL": sandbox_url,
                 "BASE_URL": base,

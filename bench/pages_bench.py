@@ -31,10 +31,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from sqlalchemy import event, text  # noqa: E402
 
-from companion import create_app, migrate  # noqa: E402
+from companion import create_app, migrate, sealing  # noqa: E402
 from companion.accounts.models import User  # noqa: E402
 from companion.accounts.services import hash_password  # noqa: E402
 from companion.db import get_engine, job_session, make_engine, utcnow  # noqa: E402
+from companion.keysets import fresh_settings  # noqa: E402
 from companion.orgs.models import Organisation  # noqa: E402
 from companion.recordings.keys import generate_kek_line  # noqa: E402
 from tests.test_query_counts import FAMILY_COOKIE, build_course  # noqa: E402
@@ -122,6 +123,7 @@ def main(argv: list[str] | None = None) -> int:
             {
                 "SECRET_KEY": secrets.token_urlsafe(48),
                 "KEK": generate_kek_line("kek-bench"),
+                **fresh_settings(),
                 "DATABASE_URL": db_url,
                 "LOG_LEVEL": "error",
             },
@@ -149,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
                 families=args.families,
                 classes=args.classes,
                 now=utcnow(),
-                secret_key=app.config["SECRET_KEY"],
+                sealer=sealing.sealer_for(app),
             )
         engine = get_engine(app)
         staff = app.test_client()

@@ -51,6 +51,7 @@ import crypto_bench  # noqa: E402
 
 from companion import create_app  # noqa: E402
 from companion.db import job_session, make_engine, utcnow  # noqa: E402
+from companion.keysets import fresh_settings  # noqa: E402
 from companion.recordings import crypto, ingest, retention, vault  # noqa: E402
 from companion.recordings.keys import generate_kek_line  # noqa: E402
 from companion.recordings.models import Hold, Recording, RecordingFile  # noqa: E402
@@ -61,6 +62,7 @@ from companion.zoom import (
 
 MIB = 1 << 20
 SECRET = secrets.token_urlsafe(48)  # a throwaway instance
+KEYS = fresh_settings()
 
 
 def mb_s(size: int, seconds: float) -> float:
@@ -258,6 +260,7 @@ def retention_sweep(folder: Path, count: int, due: int) -> dict[str, Any]:
             "SECRET_KEY": SECRET,
             "DATABASE_URL": db_url,
             "KEK": generate_kek_line("kek-bench"),
+            **KEYS,
             "STORAGE_DIR": str(folder / "retention-blobs"),
             "LOG_LEVEL": "warning",
         },
@@ -392,6 +395,9 @@ def child_ingest(args: argparse.Namespace) -> dict[str, Any]:
             "DATABASE_URL": f"sqlite:///{folder / 'companion.db'}",
             "SANDBOX_URL": args.sandbox_url,
             "KEK": os.environ["VAULT_BENCH_KEK"],
+            # The same keys in every ingest process: each opens what the one before sealed.
+            "SEALING_KEYS": os.environ["VAULT_BENCH_SEALING_KEYS"],
+            "SIGNING_KEYS": os.environ["VAULT_BENCH_SIGNING_KEYS"],
             "STORAGE_DIR": str(folder / "recordings"),
             "LOG_LEVEL": "warning",
         },
@@ -426,7 +432,11 @@ def run_child(folder: Path, sandbox_url: str, size: int, kek: str, retrieve: boo
         argv.append("--retrieve")
     done = subprocess.run(
         argv,
-        env={**os.environ, "VAULT_BENCH_KEK": kek},
+        env={
+            **os.environ,
+            "VAULT_BENCH_KEK": kek,
+            **{f"VAULT_BENCH_{name}": value for name, value in KEYS.items()},
+        },
         capture_output=True,
         text=True,
         timeout=1800,

@@ -58,7 +58,7 @@ def create_app(
     )
     logging.basicConfig(level=app.config["LOG_LEVEL"].upper())
 
-    from . import access, db, errors, security, web
+    from . import access, db, errors, sealing, security, web
     from . import evidence as evidence_package
     from . import families as families_package
     from . import recordings as recordings_package
@@ -68,6 +68,7 @@ def create_app(
     from .audit import views as audit_views
     from .courses import api as courses_api
     from .courses import views as courses_views
+    from .evidence import signing as evidence_signing
     from .evidence import views as evidence_views
     from .families import api as families_api
     from .families import family_views
@@ -82,8 +83,16 @@ def create_app(
     from .webhooks import views as webhooks_views
 
     db.init_app(app)
-    # Recording keys: a missing, malformed or wrong key-encryption key stops the start here.
-    vault.init_app(app)
+    # Keys, each for one purpose and none of them SECRET_KEY (README, "Keys"): a missing,
+    # malformed or wrong key of any kind stops the start here, all named in one message.
+    problems: list[str] = []
+    for init_keys in (vault.init_app, sealing.init_app, evidence_signing.init_app):
+        try:
+            init_keys(app)
+        except config_module.ConfigError as exc:
+            problems += exc.problems
+    if problems:
+        raise config_module.ConfigError(problems)
     errors.init_app(app)
     security.init_app(app)
     access.init_app(app)

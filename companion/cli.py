@@ -52,7 +52,8 @@ def main() -> None:
 @main.command("init")
 @click.option("--instance", type=click.Path(path_type=Path), default=None)
 def init_command(instance: Path | None) -> None:
-    """Create the instance folder and a config file with a fresh secret key (once)."""
+    """Create the instance folder, a config file with a fresh secret key, and a key file for
+    each kind of key that is not configured yet (never replacing one)."""
     from . import ROOT
 
     folder = (
@@ -61,7 +62,8 @@ def init_command(instance: Path | None) -> None:
     ).resolve()
     folder.mkdir(parents=True, exist_ok=True, mode=0o700)
     path = folder / "companion.toml"
-    if path.exists():
+    existed = path.exists()
+    if existed:
         click.echo(f"{path.name} exists; leaving it as it is.")
     else:
         path.write_text(
@@ -78,6 +80,12 @@ def init_command(instance: Path | None) -> None:
         click.echo(
             f"Wrote {key_file.name} with a new recordings key (back it up) and set kek_file."
         )
+    from .keysets import ensure_instance_keys
+
+    for line in ensure_instance_keys(
+        folder, path, __import__("os").environ, existing_instance=existed
+    ):
+        click.echo(line)
 
 
 @main.command("secret")

@@ -77,6 +77,11 @@ def _secret(raw: str) -> str:
     return text
 
 
+def _optional_secret(raw: str) -> str:
+    text = str(raw)
+    return _secret(text) if text else ""
+
+
 def _timezone(raw: str) -> str:
     try:
         zoneinfo.ZoneInfo(str(raw))
@@ -251,6 +256,42 @@ SETTINGS: tuple[Setting, ...] = (
         _text,
         "",
         "File with the same key lines, one per line; must be readable only by its owner.",
+    ),
+    Setting(
+        "SEALING_KEYS",
+        str,
+        "",
+        "Data-sealing key(s) of course passcodes, join links and two-factor secrets: "
+        "`key_id:base64key[,...]`, the first seals new values. Or use SEALING_KEYS_FILE.",
+        True,
+    ),
+    Setting(
+        "SEALING_KEYS_FILE",
+        _text,
+        "",
+        "File with the same key lines, one per line; must be readable only by its owner.",
+    ),
+    Setting(
+        "SIGNING_KEYS",
+        str,
+        "",
+        "Evidence-pack signing key(s): `key_id:base64seed[,...]`, the first signs new packs. "
+        "Or use SIGNING_KEYS_FILE.",
+        True,
+    ),
+    Setting(
+        "SIGNING_KEYS_FILE",
+        _text,
+        "",
+        "File with the same key lines, one per line; must be readable only by its owner.",
+    ),
+    Setting(
+        "LEGACY_SECRET_KEY",
+        _optional_secret,
+        "",
+        "The SECRET_KEY that sealed values and signed packs before keys were separated; read "
+        "only, until `companion keys reseal` has moved them. Empty: none.",
+        True,
     ),
     Setting(
         "DEFAULT_TIMEZONE",

@@ -11,6 +11,7 @@ from .evidence.models import (
     ClassWarning,
     EvidencePack,
     EvidenceSettings,
+    EvidenceSigningKey,
     ZoomMeeting,
 )
 from .families.models import (
@@ -56,6 +57,7 @@ __all__ = [
     "Disclosure",
     "Course",
     "EvidencePack",
+    "EvidenceSigningKey",
     "EvidenceSettings",
     "Family",
     "FamilyContact",

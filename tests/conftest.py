@@ -6,6 +6,7 @@ same suite there (`make test` does both). Nothing here reaches the network beyon
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import socket
@@ -30,6 +31,13 @@ SECRET = "test-secret-key-that-is-long-enough-0123456789"
 # The recordings' key-encryption key of every test app (fixed: the suite's database remembers
 # its check value, and a different key would rightly stop the app from starting).
 TEST_KEK = "kek-test:" + "QkVLLXRlc3Qta2V5LW9mLXRoZS1zdWl0ZS0wMDAwMDA="
+# The data-sealing and evidence-pack signing keys of every test app (README, "Keys"); fixed for
+# the same reason: the suite's database holds values sealed and packs signed under them.
+TEST_SEALING_KEYS = "seal-test:" + "U0VBTC10ZXN0LWtleS1vZi10aGUtc3VpdGUtMDAwMDA="
+TEST_SIGNING_KEYS = "sign-test:" + "U0lHTi10ZXN0LWtleS1vZi10aGUtc3VpdGUtMDAwMDA="
+# Every key a test app needs, as settings and as the environment of a `companion` process.
+TEST_KEYS = {"KEK": TEST_KEK, "SEALING_KEYS": TEST_SEALING_KEYS, "SIGNING_KEYS": TEST_SIGNING_KEYS}
+TEST_KEYS_ENV = {f"COMPANION_{name}": value for name, value in TEST_KEYS.items()}
 
 
 def pytest_report_header(config: Any) -> str:
@@ -184,7 +192,7 @@ def make_app(database_url: str, instance_dir: Path, **overrides: Any) -> Flask:
         "DATABASE_URL": database_url,
         "TESTING": True,
         "STORAGE_DIR": str(instance_dir / "recordings"),
-        "KEK": TEST_KEK,
+        **TEST_KEYS,
     }
     config.update(overrides)
     application = create_app(config, instance_path=instance_dir, environ={})
@@ -246,7 +254,14 @@ def _release_app(application: Flask) -> None:
 def app(
     database_url: str, instance_dir: Path, db_session: Session, app_config: dict[str, Any]
 ) -> Iterator[Flask]:
-    application = cached_app(database_url, instance_dir, **app_config)
+    with bound_to_test(cached_app(database_url, instance_dir, **app_config), db_session) as bound:
+        yield bound
+
+
+@contextlib.contextmanager
+def bound_to_test(application: Flask, db_session: Session) -> Iterator[Flask]:
+    """Run ``application`` on the test's rolled-back session, inside its app context (the
+    ``app`` fixture; a test that needs a second app, say with other keys, uses it too)."""
     application.extensions["companion.sessions"] = RollbackProvider(db_session)
 
     def _commit_test_setup(_sender: Any, **_extra: Any) -> None:
@@ -265,6 +280,19 @@ def app(
     finally:
         request_started.disconnect(_commit_test_setup, application)
         _release_app(application)
+
+
+@pytest.fixture
+def app_with(database_url: str, instance_dir: Path, db_session: Session) -> Iterator[Any]:
+    """``app_with(**settings)`` builds another app on the test's database, as the same server
+    restarted with other configuration (new keys, say); its app context stays pushed."""
+    with contextlib.ExitStack() as stack:
+
+        def build(**overrides: Any) -> Flask:
+            application = make_app(database_url, instance_dir, **overrides)
+            return stack.enter_context(bound_to_test(application, db_session))
+
+        yield build
 
 
 @pytest.fixture
@@ -586,9 +614,7 @@ def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer
             user.password_hash = factories.password_hash()
             if user.role in twofactor.REQUIRED_ROLES:
                 # Leads and admins must use two-factor; a known seed lets tests enter codes.
-                for name, value in twofactor_helpers.enrolled_fields(
-                    secret_key=application.config["SECRET_KEY"]
-                ).items():
+                for name, value in twofactor_helpers.enrolled_fields().items():
                     setattr(user, name, value)
 
     live = LiveServer(server.start(application))

@@ -22,7 +22,7 @@ from companion.accounts import services as accounts
 from companion.accounts.models import User
 from companion.db import utcnow
 
-from .conftest import SECRET, TEST_KEK
+from .conftest import SECRET, TEST_KEYS_ENV
 
 
 def signed_in_cookie(app: Flask, engine: Engine, user_id: int) -> dict[str, str]:
@@ -50,7 +50,7 @@ def companion_env(database_url: str, instance: Path, **extra: str) -> dict[str, 
         {
             "COMPANION_DATABASE_URL": database_url,
             "COMPANION_SECRET_KEY": SECRET,
-            "COMPANION_KEK": TEST_KEK,
+            **TEST_KEYS_ENV,
             "COMPANION_STORAGE_DIR": str(instance / "recordings"),
             "COMPANION_INSTANCE_PATH": str(instance),
             "PYTHONPATH": str(ROOT),

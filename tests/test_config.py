@@ -11,8 +11,9 @@ from companion import ROOT, create_app
 from companion.cli import main
 from companion.config import SETTINGS, ConfigError, load
 
+from .conftest import TEST_KEYS
+
 SECRET = "a-secret-key-that-is-long-enough-for-the-check-0123"
-TEST_KEK = "kek-config-test:" + "a2VrLWNvbmZpZy10ZXN0LTAwMDAwMDAwMDAwMDAwMDA="
 
 
 def env(**values: str) -> dict[str, str]:
@@ -211,7 +212,8 @@ def test_create_app_refuses_to_start(tmp_path: Path) -> None:
 def test_create_app_reads_instance_folder_from_environment(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    write_toml(tmp_path, f'secret_key = "{SECRET}"\nport = 6123\nkek = "{TEST_KEK}"\n')
+    keys = "".join(f'{name.lower()} = "{value}"\n' for name, value in TEST_KEYS.items())
+    write_toml(tmp_path, f'secret_key = "{SECRET}"\nport = 6123\n{keys}')
     monkeypatch.setenv("COMPANION_INSTANCE_PATH", str(tmp_path))
     app = create_app(environ={})
     assert app.config["PORT"] == 6123

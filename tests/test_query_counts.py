@@ -27,13 +27,12 @@ from flask import Flask
 from sqlalchemy import Engine, event
 from sqlalchemy.orm import Session
 
+from companion import sealing
 from companion.accounts.models import User
 from companion.accounts.services import hash_token
-from companion.courses import crypto as course_crypto
 from companion.courses.models import ClassSession, Course
 from companion.db import Clock
 from companion.evidence.models import AdultConfirmation, EvidenceSettings
-from companion.families import crypto as family_crypto
 from companion.families.models import (
     AgreementAcceptance,
     AgreementVersion,
@@ -87,7 +86,7 @@ def build_course(
     families: int,
     classes: int,
     now: dt.datetime,
-    secret_key: str,
+    sealer: sealing.Sealer,
 ) -> Built:
     """A course in Zoom and safe, with ``classes`` weekly classes (a third of them past, one
     cancelled, one moved) and ``families`` families of every kind: withdrawn ones, one or two
@@ -116,7 +115,7 @@ def build_course(
         zoom_state="created",
         companion_ref="c" + secrets.token_hex(12),
         join_url="https://zoom.example/j/1",
-        passcode_encrypted=course_crypto.seal("483920", secret_key),
+        passcode_encrypted=sealer.seal(sealing.Purpose.COURSE_PASSCODE, "483920"),
         passcode_set_at=now - dt.timedelta(days=60),
         safety_state="safe",
         last_verified_at=now - dt.timedelta(hours=1),
@@ -167,7 +166,9 @@ def build_course(
             zoom_ref="f" + secrets.token_hex(12),
             zoom_state=("cancelled" if withdrawn else "registered" if registered else "pending"),
             zoom_registrant_id=f"reg-{n}-{i}-{secrets.token_hex(4)}" if registered else None,
-            join_url_encrypted=family_crypto.seal(f"https://zoom.example/w/{n}/{i}", secret_key)
+            join_url_encrypted=sealer.seal(
+                sealing.Purpose.JOIN_LINK, f"https://zoom.example/w/{n}/{i}"
+            )
             if registered
             else "",
             created_at=now - dt.timedelta(days=50),
@@ -375,7 +376,7 @@ def _measure(
         families=families,
         classes=classes,
         now=NOW,
-        secret_key=app.config["SECRET_KEY"],
+        sealer=sealing.sealer_for(app),
     )
     found: dict[str, list[str]] = {}
     staff = app.test_client()
@@ -425,7 +426,7 @@ def test_a_parent_changes_audio_only_with_a_fresh_session(
         families=3,
         classes=6,
         now=NOW,
-        secret_key=app.config["SECRET_KEY"],
+        sealer=sealing.sealer_for(app),
     )
     parent = app.test_client()
     parent.set_cookie(FAMILY_COOKIE, built.family_cookie, path="/f/")

@@ -15,7 +15,7 @@ from flask import Flask
 from companion import ROOT, signals
 from companion.evidence import attendance
 
-from .conftest import SECRET, TEST_KEK
+from .conftest import SECRET, TEST_KEYS
 
 # Imports every module of companion (as a process might, in any order), then builds the app.
 IMPORT_THEN_CREATE = """
@@ -60,7 +60,7 @@ def test_importing_connects_nothing_and_create_app_connects_every_signal_once(
         "DATABASE_URL": f"sqlite:///{tmp_path / 'empty.db'}",
         "TESTING": True,
         "STORAGE_DIR": str(tmp_path / "recordings"),
-        "KEK": TEST_KEK,
+        **TEST_KEYS,
     }
     counts = json.loads(run_python(IMPORT_THEN_CREATE, json.dumps(config), str(tmp_path)))
     assert set(counts["imports"]) == set(signals.declared())

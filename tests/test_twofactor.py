@@ -13,6 +13,7 @@ from flask.testing import FlaskClient
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from companion import sealing
 from companion.access import ADMIN, LEAD, STAFF, allow
 from companion.accounts import services, twofactor
 from companion.accounts.models import StaffSession, User
@@ -25,7 +26,8 @@ from companion.audit.models import AuditEvent
 from companion.db import Clock, utcnow
 
 from . import factories
-from .conftest import SECRET, csrf_from
+from .conftest import csrf_from
+from .keys_helpers import foreign_sealer
 from .staff_helpers import (
     attempts,
     audit_events,
@@ -37,6 +39,9 @@ from .staff_helpers import (
     text,
 )
 from .twofactor_helpers import KNOWN_SEED, NO_TWO_FACTOR, code_now, fresh_code
+
+# Keys this server does not have.
+OTHER_SEALER = foreign_sealer()
 
 CODE_PAGE = "/login/code"
 SETUP_PAGE = "/account/two-factor/setup"
@@ -123,7 +128,7 @@ def test_lead_and_admin_without_two_factor_can_do_nothing_but_enrol(
     db_session.refresh(person)
     assert person.totp_enabled_at is None
     assert person.totp_secret_encrypted and seed not in person.totp_secret_encrypted
-    assert twofactor.open_seed(person.totp_secret_encrypted, SECRET) == seed
+    assert twofactor.open_seed(person.totp_secret_encrypted) == seed
     # Reloading the page keeps the same seed (a phone may already have scanned it).
     assert secret_on_page(text(client.get(SETUP_PAGE))) == seed
 
@@ -282,10 +287,8 @@ def test_codes_outside_the_drift_window_are_refused(client: FlaskClient, admin: 
 
 def test_recovery_code_works_once(app: Flask, db_session: Session, org: Any) -> None:
     lead = factories.user(db_session, org, role=LEAD, **NO_TWO_FACTOR)
-    seed = twofactor.begin_enrolment(db_session, lead, secret_key=SECRET)
-    codes = twofactor.confirm_enrolment(
-        db_session, lead, code_now(seed), secret_key=SECRET, now=utcnow()
-    )
+    seed = twofactor.begin_enrolment(db_session, lead)
+    codes = twofactor.confirm_enrolment(db_session, lead, code_now(seed), now=utcnow())
     first, second = app.test_client(), app.test_client()
 
     password_step(first, lead.email)
@@ -359,7 +362,7 @@ def test_seed_that_cannot_be_read_gives_a_clear_message(
         db_session,
         org,
         role=ADMIN,
-        totp_secret_encrypted=twofactor.seal_seed(KNOWN_SEED, "another-secret-key-" * 3),
+        totp_secret_encrypted=twofactor.seal_seed(KNOWN_SEED, OTHER_SEALER),
         totp_enabled_at=utcnow(),
     )
     password_step(client, person.email)
@@ -491,10 +494,8 @@ def test_new_recovery_codes_replace_the_old_ones(
     app: Flask, browser: Any, db_session: Session, org: Any
 ) -> None:
     lead = factories.user(db_session, org, role=LEAD, **NO_TWO_FACTOR)
-    seed = twofactor.begin_enrolment(db_session, lead, secret_key=SECRET)
-    old = twofactor.confirm_enrolment(
-        db_session, lead, code_now(seed), secret_key=SECRET, now=utcnow()
-    )
+    seed = twofactor.begin_enrolment(db_session, lead)
+    old = twofactor.confirm_enrolment(db_session, lead, code_now(seed), now=utcnow())
     browser.login(lead.email)
 
     response = post_form(
@@ -647,19 +648,18 @@ def test_reset_needs_a_recent_code(
     assert twofactor.is_enabled(lead)
 
 
-def test_nothing_secret_is_stored_in_clear(db_session: Session, org: Any) -> None:
+def test_nothing_secret_is_stored_in_clear(app: Flask, db_session: Session, org: Any) -> None:
     person = factories.user(db_session, org, role=ADMIN, **NO_TWO_FACTOR)
-    seed = twofactor.begin_enrolment(db_session, person, secret_key=SECRET)
-    codes = twofactor.confirm_enrolment(
-        db_session, person, code_now(seed), secret_key=SECRET, now=utcnow()
-    )
-    stored = db_session.scalars(select(RecoveryCode.code_hash)).all()
+    seed = twofactor.begin_enrolment(db_session, person)
+    codes = twofactor.confirm_enrolment(db_session, person, code_now(seed), now=utcnow())
+    stored = db_session.execute(select(RecoveryCode.key_id, RecoveryCode.code_hash)).all()
     assert seed not in (person.totp_secret_encrypted or "")
     for code in codes:
-        assert twofactor.hash_recovery_code(code, SECRET) in stored
-        assert all(code.replace("-", "") not in value for value in stored)
-    # The pepper comes from the secret key: a dump alone cannot test guesses.
-    assert twofactor.hash_recovery_code(codes[0], "another-secret-key-" * 3) not in stored
+        assert twofactor.hash_recovery_code(code) in stored
+        assert all(code.replace("-", "") not in value for _, value in stored)
+    # The pepper comes from the sealing key: a dump alone cannot test guesses.
+    guess = OTHER_SEALER.keyed_hash(sealing.Purpose.RECOVERY_CODE, codes[0].replace("-", ""))
+    assert guess[1] not in {value for _, value in stored}
 
 
 # --- in a real browser -----------------------------------------------------------------------
@@ -741,7 +741,7 @@ def test_command_line_reset_for_a_locked_out_only_admin(tmp_path: Any) -> None:
     with app.app_context(), job_session(app) as session:
         person = services.find_user_by_email(session, "admin@example.org")
         assert person is not None
-        for name, value in enrolled_fields(secret_key=app.config["SECRET_KEY"]).items():
+        for name, value in enrolled_fields(sealer=sealing.sealer_for(app)).items():
             setattr(person, name, value)
 
     result = cli("user", "reset-two-factor", "Admin@Example.org")

@@ -26,7 +26,7 @@ from companion.cli import main as cli_main
 from companion.scheduler import JOBS, JobSpec, JobStatus, every, register_jobs
 from companion.worker import FileLease, PostgresLease, Worker, wait_for_lease
 
-from .conftest import SECRET, TEST_KEK, database_kind, make_app
+from .conftest import SECRET, TEST_KEYS_ENV, database_kind, make_app
 from .mail.conftest import use_smtp
 from .mail.smtp_server import SmtpServer
 
@@ -485,7 +485,7 @@ def test_a_second_worker_waits_and_takes_over_when_the_first_dies(
         **os.environ,
         "COMPANION_INSTANCE_PATH": str(tmp_path),
         "COMPANION_SECRET_KEY": SECRET,
-        "COMPANION_KEK": TEST_KEK,
+        **TEST_KEYS_ENV,
         "COMPANION_DATABASE_URL": url,
         "COMPANION_SMTP_HOST": "",
         "PYTHONUNBUFFERED": "1",

@@ -14,10 +14,13 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import func, select
 
+from companion import sealing
 from companion.accounts import twofactor
 from companion.accounts.models import User
 from companion.accounts.twofactor_models import TotpUsedStep
 from companion.db import utcnow
+
+from .keys_helpers import suite_sealer
 
 # The seed every factory-made lead and admin has (base32, 160 bits).
 KNOWN_SEED = "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP"
@@ -25,16 +28,10 @@ NO_TWO_FACTOR: dict[str, Any] = {"totp_secret_encrypted": None, "totp_enabled_at
 CODE_PAGE = "/login/code"
 
 
-def suite_secret_key() -> str:
-    from .conftest import SECRET  # imported late: conftest imports the factories
-
-    return SECRET
-
-
-def enrolled_fields(seed: str = KNOWN_SEED, secret_key: str | None = None) -> dict[str, Any]:
+def enrolled_fields(seed: str = KNOWN_SEED, sealer: sealing.Sealer | None = None) -> dict[str, Any]:
     """User columns for two-factor already on with ``seed``."""
     return {
-        "totp_secret_encrypted": twofactor.seal_seed(seed, secret_key or suite_secret_key()),
+        "totp_secret_encrypted": twofactor.seal_seed(seed, sealer or suite_sealer()),
         "totp_enabled_at": utcnow(),
     }
 
@@ -57,7 +54,7 @@ def fresh_code(app: Flask, email: str) -> str:
         )
     finally:
         provider.close(session)
-    seed = twofactor.open_seed(sealed, app.config["SECRET_KEY"])
+    seed = twofactor.open_seed(sealed, sealing.sealer_for(app))
     now_step = twofactor.current_step(utcnow())
     for step in range(now_step - twofactor.DRIFT_STEPS, now_step + twofactor.DRIFT_STEPS + 1):
         if last is None or step > last:

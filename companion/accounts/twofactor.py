@@ -2,10 +2,12 @@
 way) with single-use recovery codes.
 
 The safeguarding lead and the admin can see recordings, so they must use it; anyone else may.
-Seeds are encrypted with a key derived from SECRET_KEY (never the cookie-signing key itself);
-recovery codes are kept only as an HMAC under a pepper derived the same way, so a database dump
-alone neither yields a seed nor lets anybody test guesses at a code. A code is accepted at most
-once: the latest time step used per user is stored and no step at or before it is accepted again.
+Seeds are sealed with the data-sealing key (companion.sealing), never with the cookie-signing
+SECRET_KEY, so rotating that secret leaves two-factor sign-in working; recovery codes are kept
+only as an HMAC under a pepper derived from the same key (its id stored beside each), so a
+database dump alone neither yields a seed nor lets anybody test guesses at a code. A code is
+accepted at most once: the latest time step used per user is stored and no step at or before it
+is accepted again.
 
 Like every service, these flush and never commit. Failed codes are recorded as sign-in attempts
 (the sign-in throttle counts them), so callers keep the changes when these raise.
@@ -13,23 +15,18 @@ Like every service, these flush and never commit. Failed codes are recorded as s
 
 from __future__ import annotations
 
-import base64
 import datetime as dt
-import functools
-import hashlib
 import hmac
 import io
 import re
 import secrets
 
 import pyotp
-from cryptography.fernet import Fernet, InvalidToken
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import ColumnElement, and_, delete, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from .. import sealing
 from ..access import ADMIN, LEAD
 from ..audit.services import record as audit
 from ..errors import (
@@ -64,13 +61,11 @@ ISSUER = "companion"
 # The views a lead or admin without two-factor may still open: enrolment itself and sign-out.
 OPEN_BEFORE_ENROLMENT = frozenset({"twofactor.setup", "twofactor.status", "accounts.logout"})
 
-_SEED_INFO = b"companion/totp-seed/v1"
-_PEPPER_INFO = b"companion/recovery-code/v1"
 _TOTP_RE = re.compile(r"^\d{6}$")
 
 
 class SeedUnreadable(CompanionError):
-    """The stored seed cannot be decrypted (the secret key changed); an admin must reset it."""
+    """The stored seed cannot be opened (its sealing key is lost); an admin must reset it."""
 
     code = "two_factor_unreadable"
     status = 409
@@ -85,30 +80,17 @@ class StepUpRequired(Forbidden):
 # --- keys and secrets ----------------------------------------------------------------------
 
 
-def _derive(secret_key: str, info: bytes) -> bytes:
-    return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=info).derive(
-        secret_key.encode()
-    )
+def seal_seed(seed: str, sealer: sealing.Sealer | None = None) -> str:
+    """Seal a seed under the current data-sealing key (the app's, unless ``sealer`` is given)."""
+    return (sealer or sealing.sealer_for()).seal(sealing.Purpose.TOTP_SEED, seed)
 
 
-@functools.lru_cache(maxsize=4)
-def _fernet(secret_key: str) -> Fernet:
-    return Fernet(base64.urlsafe_b64encode(_derive(secret_key, _SEED_INFO)))
-
-
-@functools.lru_cache(maxsize=4)
-def _pepper(secret_key: str) -> bytes:
-    return _derive(secret_key, _PEPPER_INFO)
-
-
-def seal_seed(seed: str, secret_key: str) -> str:
-    return _fernet(secret_key).encrypt(seed.encode()).decode("ascii")
-
-
-def open_seed(token: str, secret_key: str) -> str:
+def open_seed(token: str, sealer: sealing.Sealer | None = None) -> str:
     try:
-        return _fernet(secret_key).decrypt(token.encode("ascii")).decode()
-    except (InvalidToken, ValueError):
+        if sealer is not None:
+            return sealer.unseal(sealing.Purpose.TOTP_SEED, token)
+        return sealing.unseal(sealing.Purpose.TOTP_SEED, token)
+    except sealing.Unreadable:
         raise SeedUnreadable(
             "Your two-factor secret cannot be read on this server. "
             "Ask an admin to reset your two-factor sign-in, then set it up again."
@@ -119,10 +101,28 @@ def normalise_recovery_code(raw: str) -> str:
     return re.sub(r"[\s-]", "", raw or "").lower()
 
 
-def hash_recovery_code(raw: str, secret_key: str) -> str:
-    return hmac.new(
-        _pepper(secret_key), normalise_recovery_code(raw).encode(), hashlib.sha256
-    ).hexdigest()
+def hash_recovery_code(raw: str) -> tuple[str, str]:
+    """``(key_id, hash)`` of a recovery code under the current data-sealing key."""
+    return sealing.sealer_for().keyed_hash(
+        sealing.Purpose.RECOVERY_CODE, normalise_recovery_code(raw)
+    )
+
+
+def _recovery_code_matches(raw: str) -> ColumnElement[bool]:
+    """Rows whose hash is ``raw``'s under the key they name (any configured one, or the legacy
+    secret for codes made before keys were separated): codes keep working across a rotation."""
+    hashes = sealing.sealer_for().keyed_hashes(
+        sealing.Purpose.RECOVERY_CODE, normalise_recovery_code(raw)
+    )
+    return or_(
+        *(
+            and_(
+                RecoveryCode.key_id.is_(None) if key_id is None else RecoveryCode.key_id == key_id,
+                RecoveryCode.code_hash == digest,
+            )
+            for key_id, digest in hashes
+        )
+    )
 
 
 def _new_recovery_code() -> str:
@@ -192,18 +192,18 @@ def remaining_recovery_codes(session: Session, user: User) -> int:
 # --- enrolment -----------------------------------------------------------------------------
 
 
-def begin_enrolment(session: Session, user: User, *, secret_key: str) -> str:
+def begin_enrolment(session: Session, user: User) -> str:
     """The seed waiting to be confirmed (a new one the first time); returns it in clear for the
     QR code. It only counts once a code from it has been entered (``confirm_enrolment``)."""
     if is_enabled(user):
         raise Conflict("Two-factor sign-in is already on for your account.")
     if user.totp_secret_encrypted:
         try:
-            return open_seed(user.totp_secret_encrypted, secret_key)
+            return open_seed(user.totp_secret_encrypted)
         except SeedUnreadable:
-            pass  # a pending seed from before a key change: start again with a new one
+            pass  # a pending seed under a key now lost: start again with a new one
     seed = pyotp.random_base32(length=32)  # 160 bits, as RFC 4226 recommends
-    user.totp_secret_encrypted = seal_seed(seed, secret_key)
+    user.totp_secret_encrypted = seal_seed(seed)
     session.flush()
     return seed
 
@@ -232,7 +232,6 @@ def confirm_enrolment(
     user: User,
     code: str,
     *,
-    secret_key: str,
     now: dt.datetime,
     staff_session: StaffSession | None = None,
 ) -> list[str]:
@@ -242,12 +241,12 @@ def confirm_enrolment(
         raise Conflict("Two-factor sign-in is already on for your account.")
     if not user.totp_secret_encrypted:
         raise Conflict("Start the set-up again: there is no secret waiting to be confirmed.")
-    seed = open_seed(user.totp_secret_encrypted, secret_key)
+    seed = open_seed(user.totp_secret_encrypted)
     problem = _check_totp(session, user, seed, code, now=now)
     if problem:
         raise ValidationError(problem, field="code")
     user.totp_enabled_at = now
-    codes = _replace_recovery_codes(session, user, secret_key=secret_key, now=now)
+    codes = _replace_recovery_codes(session, user, now=now)
     if staff_session is not None:
         staff_session.second_factor_at = now
     # Other browsers signed in with the password alone do not carry over.
@@ -257,31 +256,28 @@ def confirm_enrolment(
     return codes
 
 
-def regenerate_recovery_codes(
-    session: Session, user: User, *, secret_key: str, now: dt.datetime
-) -> list[str]:
+def regenerate_recovery_codes(session: Session, user: User, *, now: dt.datetime) -> list[str]:
     """New recovery codes; every earlier one stops working."""
     if not is_enabled(user):
         raise Conflict("Turn on two-factor sign-in first.")
-    codes = _replace_recovery_codes(session, user, secret_key=secret_key, now=now)
+    codes = _replace_recovery_codes(session, user, now=now)
     audit(session, "twofactor.recovery_regenerated", actor=user, subject=("user", user.id))
     session.flush()
     return codes
 
 
-def _replace_recovery_codes(
-    session: Session, user: User, *, secret_key: str, now: dt.datetime
-) -> list[str]:
+def _replace_recovery_codes(session: Session, user: User, *, now: dt.datetime) -> list[str]:
     session.execute(delete(RecoveryCode).where(RecoveryCode.user_id == user.id))
     codes: list[str] = []
     while len(codes) < RECOVERY_CODE_COUNT:
         code = _new_recovery_code()
         if code not in codes:
             codes.append(code)
-    session.add_all(
-        RecoveryCode(user_id=user.id, code_hash=hash_recovery_code(c, secret_key), created_at=now)
-        for c in codes
-    )
+    for c in codes:
+        key_id, code_hash = hash_recovery_code(c)
+        session.add(
+            RecoveryCode(user_id=user.id, code_hash=code_hash, key_id=key_id, created_at=now)
+        )
     session.flush()
     return codes
 
@@ -454,7 +450,6 @@ def verify_sign_in(
     user: User,
     code: str,
     *,
-    secret_key: str,
     ip: str,
     now: dt.datetime,
     policy: accounts.ThrottlePolicy,
@@ -467,7 +462,7 @@ def verify_sign_in(
     if not is_enabled(user) or not user.active:
         raise Unauthorized("Sign in again.")
     _throttle(session, user, ip=ip, now=now, policy=policy)
-    seed = open_seed(user.totp_secret_encrypted or "", secret_key)
+    seed = open_seed(user.totp_secret_encrypted or "")
     cleaned = re.sub(r"\s", "", code or "")
     if _TOTP_RE.match(cleaned):
         method = "totp"
@@ -480,7 +475,7 @@ def verify_sign_in(
         row = session.scalars(
             select(RecoveryCode).where(
                 RecoveryCode.user_id == user.id,
-                RecoveryCode.code_hash == hash_recovery_code(cleaned, secret_key),
+                _recovery_code_matches(cleaned),
             )
         ).first()
         if row is None:
@@ -527,7 +522,6 @@ def step_up(
     staff_session: StaffSession,
     code: str,
     *,
-    secret_key: str,
     ip: str,
     now: dt.datetime,
     policy: accounts.ThrottlePolicy,
@@ -539,7 +533,7 @@ def step_up(
     if staff_session.user_id != user.id:
         raise Unauthorized("Sign in again.")
     _throttle(session, user, ip=ip, now=now, policy=policy)
-    seed = open_seed(user.totp_secret_encrypted or "", secret_key)
+    seed = open_seed(user.totp_secret_encrypted or "")
     problem = _check_totp(session, user, seed, code, now=now)
     if problem:
         reason = "replayed_code" if problem is _REPLAYED else "wrong_code"

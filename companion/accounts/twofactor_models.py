@@ -20,6 +20,9 @@ class RecoveryCode(Base):
     # The unique constraint (user_id first) serves as the index for lookups by user.
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
     code_hash: Mapped[str] = mapped_column(String(64))
+    # The data-sealing key the hash was made under (companion.sealing); None for a code hashed
+    # under the session secret by an earlier version (it needs COMPANION_LEGACY_SECRET_KEY).
+    key_id: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[created_at]
     used_at: Mapped[dt.datetime | None]
 

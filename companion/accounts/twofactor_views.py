@@ -23,7 +23,6 @@ from urllib.parse import urlsplit
 
 from flask import (
     Blueprint,
-    current_app,
     flash,
     g,
     make_response,
@@ -51,10 +50,6 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 class CodeForm(FlaskForm):
     code = StringField("Code", validators=[DataRequired(), Length(max=64)])
-
-
-def _secret_key() -> str:
-    return str(current_app.config["SECRET_KEY"])
 
 
 def _next() -> str:
@@ -138,7 +133,6 @@ def verify() -> Any:
                     db,
                     user,
                     form.code.data,
-                    secret_key=_secret_key(),
                     ip=auth.client_ip(),
                     now=now,
                     policy=auth.throttle_policy(),
@@ -205,7 +199,6 @@ def setup() -> Any:
                 session,
                 user,
                 form.code.data,
-                secret_key=_secret_key(),
                 now=now,
                 staff_session=g.get("staff_session"),
             )
@@ -218,7 +211,7 @@ def setup() -> Any:
                 "accounts/twofactor_codes.html", codes=codes, next=_next(), first=True
             )
             return _no_store(page)
-    seed = twofactor.begin_enrolment(session, user, secret_key=_secret_key())
+    seed = twofactor.begin_enrolment(session, user)
     uri = twofactor.provisioning_uri(user, seed)
     page = render_template(
         "accounts/twofactor_setup.html",
@@ -238,9 +231,7 @@ def setup() -> Any:
 def regenerate() -> Any:
     if not ActionForm().validate_on_submit():
         return redirect(url_for("twofactor.status"))
-    codes = twofactor.regenerate_recovery_codes(
-        get_session(), current_user(), secret_key=_secret_key(), now=utcnow()
-    )
+    codes = twofactor.regenerate_recovery_codes(get_session(), current_user(), now=utcnow())
     page = render_template(
         "accounts/twofactor_codes.html",
         codes=codes,
@@ -283,7 +274,6 @@ def confirm() -> Any:
                     user,
                     g.staff_session,
                     form.code.data,
-                    secret_key=_secret_key(),
                     ip=auth.client_ip(),
                     now=utcnow(),
                     policy=auth.throttle_policy(),

@@ -101,7 +101,7 @@ class Course(Base):
     join_url: Mapped[str] = mapped_column(String(1000), default="")
     registration_url: Mapped[str] = mapped_column(String(1000), default="")
 
-    # The meeting passcode, encrypted (see courses.crypto); read it with passcodes.passcode_of().
+    # The meeting passcode, sealed (companion.sealing); read it with passcodes.passcode_of().
     passcode_encrypted: Mapped[str] = mapped_column(String(255))
     passcode_set_at: Mapped[dt.datetime]
     # Semicolon-separated alternative hosts asked of Zoom (the safeguarding lead, when on).

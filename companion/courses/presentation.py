@@ -12,8 +12,9 @@ from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.orm.util import identity_key
 
+from .. import sealing
 from ..accounts.models import User
-from . import crypto, safety
+from . import safety
 from .models import ClassSession, Course
 from .passcodes import passcode_of
 from .safety import SafetyProblem
@@ -56,7 +57,7 @@ def problem_list(course: Course) -> list[SafetyProblem]:
 def passcode_preview(course: Course) -> str | None:
     try:
         return passcode_of(course)
-    except crypto.PasscodeUnreadable:
+    except sealing.Unreadable:
         return None
 
 

@@ -18,12 +18,12 @@ from flask import current_app
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from .. import mail
+from .. import mail, sealing
 from ..access import LEAD
 from ..accounts.models import User
 from ..audit.services import record as audit
 from ..errors import Conflict
-from . import crypto, safety
+from . import safety
 from . import schedule as sched
 from .access import get_course
 from .events import emit
@@ -52,7 +52,7 @@ def expected_of(course: Course, now: dt.datetime) -> safety.Expected:
     """What the meeting must have that is the course's own: its passcode and alternative hosts."""
     try:
         passcode = passcode_of(course)
-    except crypto.PasscodeUnreadable:
+    except sealing.Unreadable:
         # The key changed: companion's copy is lost, so the only safe move is a new passcode,
         # which the next repair sends to Zoom.
         log.warning("course %s: stored passcode unreadable; a new one will be set", course.id)

@@ -27,7 +27,7 @@ def verify_command(pack_file: Path) -> None:
     data = pack_file.read_bytes()[: pack.MAX_PACK_BYTES + 1]
     with app.app_context(), job_session(app) as session:
         try:
-            result = pack.verify_pack(session, app, data, secret_key=app.config["SECRET_KEY"])
+            result = pack.verify_pack(session, app, data)
         except CompanionError as exc:
             click.echo(f"{pack_file.name}: {exc.message}", err=True)
             sys.exit(2)

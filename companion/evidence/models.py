@@ -249,3 +249,20 @@ class EvidencePack(Base):
     key_id: Mapped[str] = mapped_column(String(64))
     manifest_sha256: Mapped[str] = mapped_column(String(64))
     filename: Mapped[str] = mapped_column(String(200))
+
+
+class EvidenceSigningKey(Base):
+    """The public key an organisation's packs were signed with under one signing key id,
+    recorded when that key first signed one, so the pack still verifies after the key has been
+    rotated out (and its private half removed from the configuration). Not secret."""
+
+    __tablename__ = "evidence_signing_keys"
+    __table_args__ = (UniqueConstraint("organisation_id", "key_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    # The unique constraint (organisation_id first) serves as the index for lookups.
+    organisation_id: Mapped[int] = mapped_column(ForeignKey("organisations.id", ondelete="CASCADE"))
+    key_id: Mapped[str] = mapped_column(String(64))
+    # The raw 32-byte Ed25519 public key, base64.
+    public_key: Mapped[str] = mapped_column(String(64))
+    first_used_at: Mapped[created_at]

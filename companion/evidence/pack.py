@@ -10,11 +10,11 @@ A pack is a zip holding:
 * ``manifest.sig`` - an Ed25519 signature (base64) over the exact bytes of ``manifest.json``;
 * ``README.txt`` - how to check it.
 
-The signing key is the organisation's: derived with HKDF-SHA256 from the service's
-``SECRET_KEY`` and the organisation id, so nothing extra must be kept or backed up; its public
-key (and a key id, the first 16 hex digits of its SHA-256) is in every manifest and on the
-lead's verify page. A new SECRET_KEY means a new signing key: packs signed before then still
-carry their public key, so :func:`verify_pack` says which key signed them.
+The signing key is the organisation's, under the current evidence-pack signing key id
+(:mod:`companion.evidence.signing`), never derived from the cookie-signing ``SECRET_KEY``. The
+manifest names the key id and carries the public key; verification uses the public key companion
+recorded for that organisation and key id when it first signed, so packs signed before a new
+signing key became current still verify, and a public key inside the pack is never trusted.
 
 Verifying checks the signature against the organisation's key, the hash of ``record.html``,
 and re-hashes each stored recording (decrypting it as a stream) against the manifest, so the
@@ -35,9 +35,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from flask import Flask, render_template
 from sqlalchemy.orm import Session
 
@@ -50,44 +48,30 @@ from ..orgs.models import Organisation
 from ..recordings import crypto, vault
 from ..recordings.models import FILE_STATE_LABELS, RecordingFile
 from ..recordings.views import human_size
-from . import services
+from . import services, signing
 from .models import EVENT_LABELS, EvidencePack
 
 FORMAT = "companion-evidence-pack/1"
 MAX_PACK_BYTES = 50 * 1024 * 1024
-_KEY_INFO = b"companion evidence pack signing key v1|organisation:"
 
 
 # --- the organisation's signing key ----------------------------------------------------------
 
 
-def signing_key(secret_key: str, organisation_id: int) -> Ed25519PrivateKey:
-    seed = HKDF(
-        algorithm=hashes.SHA256(),
-        length=32,
-        salt=b"companion-evidence",
-        info=_KEY_INFO + str(organisation_id).encode(),
-    ).derive(secret_key.encode("utf-8"))
-    return Ed25519PrivateKey.from_private_bytes(seed)
+def public_key_info(organisation_id: int) -> signing.PublicKeyInfo:
+    """The key id and public key that sign the organisation's new packs (for its lead to
+    publish)."""
+    return signing.current_public(signing.keys_for(), organisation_id)
 
 
-def public_bytes(key: Ed25519PublicKey) -> bytes:
-    return key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
-
-
-def key_id(public: bytes) -> str:
-    return "ed25519:" + hashlib.sha256(public).hexdigest()[:16]
-
-
-@dataclass(frozen=True)
-class PublicKeyInfo:
-    key_id: str
-    public_key_b64: str
-
-
-def public_key_info(secret_key: str, organisation_id: int) -> PublicKeyInfo:
-    raw = public_bytes(signing_key(secret_key, organisation_id).public_key())
-    return PublicKeyInfo(key_id(raw), base64.b64encode(raw).decode("ascii"))
+def earlier_keys(session: Session, organisation_id: int) -> list[signing.PublicKeyInfo]:
+    """The keys that signed the organisation's earlier packs (they still verify)."""
+    current = signing.keys_for().current_id
+    return [
+        signing.PublicKeyInfo(row.key_id, row.public_key)
+        for row in signing.recorded(session, organisation_id)
+        if row.key_id != current
+    ]
 
 
 # --- building a pack -------------------------------------------------------------------------
@@ -233,7 +217,6 @@ def build_pack(
     class_id: int,
     *,
     now: dt.datetime,
-    secret_key: str,
 ) -> Pack:
     """The lead's signed export of one class record; recorded on the audit trail."""
     if actor.role != LEAD:
@@ -241,15 +224,18 @@ def build_pack(
     record = services.class_record(session, actor, course_id, class_id, now=now)
     org = session.get(Organisation, record.course.organisation_id)
     assert org is not None
-    key = signing_key(secret_key, org.id)
-    public = public_bytes(key.public_key())
+    keys = signing.keys_for()
+    key_id = keys.current_id
+    key = keys.private_key(org.id)
+    public = signing.raw_public(key)
+    signing.note_use(session, org.id, key_id, public)
     html = render_template(
         "evidence/pack.html",
         record=record,
         organisation=org,
         generated_at=now,
         generated_by=actor,
-        key_id=key_id(public),
+        key_id=key_id,
         labels=EVENT_LABELS,
         state_labels=FILE_STATE_LABELS,
         human_size=human_size,
@@ -267,7 +253,7 @@ def build_pack(
         **_manifest_facts(record),
         "signature": {
             "algorithm": "Ed25519",
-            "key_id": key_id(public),
+            "key_id": key_id,
             "public_key": base64.b64encode(public).decode("ascii"),
         },
     }
@@ -292,7 +278,7 @@ def build_pack(
             class_session_id=record.cls.id,
             created_by_id=actor.id,
             created_at=now,
-            key_id=key_id(public),
+            key_id=key_id,
             manifest_sha256=manifest_sha,
             filename=filename,
         )
@@ -305,7 +291,7 @@ def build_pack(
         subject=("class_session", record.cls.id),
         course_id=record.course.id,
         manifest_sha256=manifest_sha,
-        key_id=key_id(public),
+        key_id=key_id,
         recording_files=[
             f["id"]
             for r in manifest["recordings"]
@@ -456,7 +442,6 @@ def verify_pack(
     app: Flask,
     data: bytes,
     *,
-    secret_key: str,
     organisation_id: int | None = None,
 ) -> Verification:
     """Check a pack's signature and record, and re-hash the recordings it names.
@@ -475,21 +460,25 @@ def verify_pack(
     if organisation_id is not None and org_id != organisation_id:
         raise ValidationError("That evidence pack is not of your organisation.", field="pack")
     result.manifest = manifest
-    key = signing_key(secret_key, org_id).public_key()
-    result.key_id = key_id(public_bytes(key))
     signed_by = str((manifest.get("signature") or {}).get("key_id", ""))
-    try:
-        key.verify(base64.b64decode(sig_text.strip(), validate=True), manifest_bytes)
-        result.signature_ok = True
-    except (InvalidSignature, ValueError):
+    public = signing.public_key_for(session, signing.keys_for(app), org_id, signed_by)
+    result.key_id = signed_by
+    if public is None:
         result.problems.append(
-            "The signature does not match the manifest with the organisation's key"
-            + (
-                f" (the pack names key {signed_by}, ours is {result.key_id})."
-                if signed_by and signed_by != result.key_id
-                else "."
-            )
+            f"The pack names signing key {signed_by!r}, which companion does not know for this "
+            "organisation: it was not signed by companion, or not by this organisation's key."
         )
+    else:
+        try:
+            Ed25519PublicKey.from_public_bytes(public).verify(
+                base64.b64decode(sig_text.strip(), validate=True), manifest_bytes
+            )
+            result.signature_ok = True
+        except (InvalidSignature, ValueError):
+            result.problems.append(
+                f"The signature does not match the manifest with the organisation's key "
+                f"{signed_by} (the pack was changed after it was signed)."
+            )
     declared = (manifest.get("record_html") or {}).get("sha256")
     result.record_ok = hashlib.sha256(html).hexdigest() == declared
     if not result.record_ok:

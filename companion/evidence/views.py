@@ -117,7 +117,6 @@ def export_pack(course_id: int, class_id: int) -> Any:
         course_id,
         class_id,
         now=utcnow(),
-        secret_key=current_app.config["SECRET_KEY"],
     )
     return Response(
         built.data,
@@ -138,7 +137,8 @@ def index() -> Any:
         warnings=services.recent_warnings(session, actor),
         unmatched=services.unmatched_meetings(session, actor),
         never_started=services.classes_never_started(session, actor, now=now),
-        key=pack.public_key_info(current_app.config["SECRET_KEY"], actor.organisation_id),
+        key=pack.public_key_info(actor.organisation_id),
+        earlier_keys=pack.earlier_keys(session, actor.organisation_id),
         **_globals(),
     )
 
@@ -167,7 +167,6 @@ def verify() -> Any:
                 get_session(),
                 current_app._get_current_object(),  # type: ignore[attr-defined]
                 data,
-                secret_key=current_app.config["SECRET_KEY"],
                 organisation_id=actor.organisation_id,
             )
             pack.record_verification(get_session(), actor, result)

@@ -194,7 +194,7 @@ def home() -> Any:
 
 
 def _recover_join_url() -> None:
-    """A join link sealed under an older secret key is read from Zoom again before the page is
+    """A join link sealed under a key now lost is read from Zoom again before the page is
     built, with the request's transaction committed first: the page never waits on Zoom while
     holding the database (and works without Zoom: the link then shows as pending)."""
     family = principal().family

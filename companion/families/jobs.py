@@ -69,7 +69,7 @@ def after_request(family: Family, *, actor_id: int | None) -> None:
 
 
 def reread_join_url(app: Flask, family_id: int) -> Outcome:
-    """Read a family's join link from Zoom again (it was sealed under an older secret key).
+    """Read a family's join link from Zoom again (it was sealed under a key now lost).
 
     The caller has committed: this claims, calls Zoom with no transaction open, and records.
     """

@@ -67,7 +67,7 @@ class Family(Base):
     zoom_ref: Mapped[str] = mapped_column(String(40), unique=True)
     zoom_state: Mapped[str] = mapped_column(String(16), default="pending")
     zoom_registrant_id: Mapped[str | None] = mapped_column(String(64), unique=True)
-    # The registrant's personal join link, encrypted (see families.crypto): the family's secret.
+    # The registrant's personal join link, encrypted (companion.sealing): the family's secret.
     join_url_encrypted: Mapped[str] = mapped_column(Text, default="")
     zoom_error: Mapped[str] = mapped_column(String(500), default="")
     zoom_attempts: Mapped[int] = mapped_column(default=0)

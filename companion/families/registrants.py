@@ -1,5 +1,5 @@
 """Zoom registrants: registering a family in the course's meeting and cancelling it, and
-reading its join link from Zoom again after a secret key change.
+reading its join link from Zoom again after its sealing key was lost.
 
 * Each family is one Zoom registrant (``auto_approve``), so each family has its own join link.
   The registrant's email is made by companion per family (:func:`registrant_email`), never a
@@ -26,11 +26,12 @@ from flask import current_app
 from sqlalchemy import ColumnElement, and_, or_, select
 from sqlalchemy.orm import Session
 
-from .. import work
+from .. import sealing, work
 from ..accounts.models import User
 from ..audit.services import record as audit
 from ..courses.models import Course
 from ..errors import Conflict
+from ..sealing import Purpose
 from ..zoom import (
     ZoomAuthError,
     ZoomConnectionError,
@@ -39,7 +40,6 @@ from ..zoom import (
     ZoomRateLimited,
     ZoomServerError,
 )
-from . import crypto
 from .access import course_to_change, get_family
 from .links import deliver_owed_links
 from .models import Family
@@ -136,10 +136,6 @@ def _find_registrant(zoom: Any, meeting_id: int, email: str) -> dict[str, Any] |
             if str(registrant.get("email") or "").strip().lower() == email:
                 return registrant
     return None
-
-
-def _secret_key() -> str:
-    return current_app.config["SECRET_KEY"]
 
 
 def _valid_join_url(url: Any) -> bool:
@@ -263,7 +259,7 @@ class RegistrantStep:
             return family.zoom_state
         family.zoom_state = "registered"
         family.zoom_registrant_id = registrant_id[:64]
-        family.join_url_encrypted = crypto.seal(answer.join_url[:1000], _secret_key())
+        family.join_url_encrypted = sealing.seal(Purpose.JOIN_LINK, answer.join_url[:1000])
         family.zoom_error = ""
         audit(
             session,
@@ -437,7 +433,7 @@ def withdraw(
     return family
 
 
-# A family's join link, sealed under the secret key, becomes unreadable if the key changes; it is
+# A family's join link, sealed under a data-sealing key, is unreadable if that key is lost; it is
 # then read from Zoom again, as one more step of the engine over the same columns (so it never
 # runs while registrant work holds the family), with no transaction open.
 JOIN_LINKS = work.Queue(
@@ -453,32 +449,32 @@ JOIN_LINKS = work.Queue(
 
 
 def join_url_lost(family: Family) -> bool:
-    """The family's join link was sealed under another secret key and must be read again."""
+    """The family's join link was sealed under a key now lost and must be read again."""
     if family.zoom_state != "registered" or not family.join_url_encrypted:
         return False
     if not family.zoom_registrant_id:
         return False
     try:
-        crypto.unseal(family.join_url_encrypted, _secret_key())
-    except crypto.Unreadable:
+        sealing.unseal(Purpose.JOIN_LINK, family.join_url_encrypted)
+    except sealing.Unreadable:
         return True
     return False
 
 
 def join_url_of(family: Family) -> str | None:
     """The family's join link, unsealed; None while there is none or it cannot be read (after a
-    secret key change: the family's own page then has it read from Zoom again, with no
+    sealing key was lost: the family's own page then has it read from Zoom again, with no
     transaction open, see :func:`join_url_lost`). The page never calls Zoom itself."""
     if family.zoom_state != "registered" or not family.join_url_encrypted:
         return None
     try:
-        return crypto.unseal(family.join_url_encrypted, _secret_key())
-    except crypto.Unreadable:
+        return sealing.unseal(Purpose.JOIN_LINK, family.join_url_encrypted)
+    except sealing.Unreadable:
         return None
 
 
 class JoinLinkStep:
-    """Read a registered family's join link from Zoom again (after a secret key change)."""
+    """Read a registered family's join link from Zoom again (after its sealing key was lost)."""
 
     def __init__(self, zoom: Any):
         self.zoom = zoom
@@ -504,7 +500,7 @@ class JoinLinkStep:
         family.zoom_claimed_until = None
         if family.zoom_registrant_id != plan[1] or not _valid_join_url(url):
             return "unchanged"
-        family.join_url_encrypted = crypto.seal(url[:1000], _secret_key())
+        family.join_url_encrypted = sealing.seal(Purpose.JOIN_LINK, url[:1000])
         session.flush()
         return "reread"
 

@@ -6,6 +6,9 @@
     companion keys rotate --resume        finish an interrupted re-wrap (no new key)
     companion keys retire KEK_ID          drop an old KEK once no file key uses it
 
+With ``--kind sealing`` or ``--kind signing`` the same commands handle the data-sealing and the
+evidence-pack signing keys (companion.sealing_cli, which also adds ``companion keys reseal``).
+
 Rotation never rewrites a recording: only the 60-byte wrapped file keys in the database change
 (FORMAT.md, "Key wrapping"). It works in batches, each committed, so an interrupted rotation
 loses nothing and ``--resume`` carries on from where it stopped. Running web and worker
@@ -30,16 +33,41 @@ def _app() -> Flask:
     return build()
 
 
+KIND = click.option(
+    "--kind",
+    type=click.Choice(["recordings", "sealing", "signing"]),
+    default="recordings",
+    show_default=True,
+    help="recordings: key-encryption keys; sealing: data-sealing keys; signing: evidence packs.",
+)
+
+
 @click.group("keys")
 def keys_group() -> None:
-    """Key-encryption keys of the recordings vault."""
+    """Keys: the recordings vault's, the data-sealing and the evidence-pack signing keys."""
+
+
+def _add_sealing_commands() -> None:
+    from ..sealing_cli import reseal_command
+
+    keys_group.add_command(reseal_command)
+
+
+_add_sealing_commands()
 
 
 @keys_group.command("generate")
-@click.option("--id", "kek_id", default=None, help="Key id (default: kek-YYYYMMDD-random).")
-def generate_command(kek_id: str | None) -> None:
-    """Print a new key line for COMPANION_KEK or the key file (keep it secret)."""
+@click.option("--id", "kek_id", default=None, help="Key id (default: <prefix>-YYYYMMDD-random).")
+@KIND
+def generate_command(kek_id: str | None, kind: str) -> None:
+    """Print a new key line for the setting or the key file of KIND (keep it secret)."""
     from .keys import generate_kek_line
+
+    if kind != "recordings":
+        from .. import sealing_cli
+
+        click.echo(sealing_cli.generate(sealing_cli.KINDS[kind], kek_id))
+        return
 
     try:
         click.echo(generate_kek_line(kek_id))
@@ -60,7 +88,7 @@ def _usage(session: Any) -> dict[str, int]:
 
 @keys_group.command("status")
 def status_command() -> None:
-    """Which keys are configured, and how many file keys each one wraps."""
+    """Which keys are configured, and what each one seals, wraps or signed."""
     from ..db import job_session
     from . import vault
     from .models import KekCheck
@@ -94,6 +122,10 @@ def status_command() -> None:
         )
     else:
         click.echo("Every file key is wrapped under the primary key.")
+    from ..sealing_cli import status_lines
+
+    for line in status_lines(app):
+        click.echo(line)
 
 
 def _rewrap_all(app: Flask, batch: int) -> int:
@@ -139,13 +171,25 @@ def _rewrap_all(app: Flask, batch: int) -> int:
 @click.option("--id", "new_id", default=None, help="Id of the new key (default: generated).")
 @click.option("--resume", is_flag=True, help="Only re-wrap onto the current primary (no new key).")
 @click.option("--batch", type=int, default=BATCH, show_default=True, hidden=True)
-def rotate_command(new_id: str | None, resume: bool, batch: int) -> None:
-    """Make a new KEK the primary and re-wrap every file key under it (recordings untouched)."""
+@KIND
+def rotate_command(new_id: str | None, resume: bool, batch: int, kind: str) -> None:
+    """Make a new key of KIND current: recordings re-wraps every file key under it (recordings
+    untouched), sealing reseals every value, signing keeps earlier packs verifiable."""
     from ..db import job_session
     from . import keyfile, vault
     from .keys import generate_kek_line, read_kek_file
 
     app = _app()
+    if kind != "recordings":
+        from .. import sealing_cli
+
+        if kind == "sealing":
+            sealing_cli.rotate_sealing(app, new_id, resume, batch)
+        elif resume:
+            raise click.BadParameter("signing keys have nothing to resume", param_hint="--resume")
+        else:
+            sealing_cli.rotate_signing(app, new_id)
+        return
     if not resume:
         if (app.config.get("KEK") or "").strip():
             raise click.ClickException(
@@ -173,8 +217,10 @@ def rotate_command(new_id: str | None, resume: bool, batch: int) -> None:
 
 @keys_group.command("retire")
 @click.argument("kek_id")
-def retire_command(kek_id: str) -> None:
-    """Remove an old KEK; refused while any file key is still wrapped under it."""
+@KIND
+@click.option("--force", is_flag=True, help="sealing: even if recovery codes were made under it.")
+def retire_command(kek_id: str, kind: str, force: bool) -> None:
+    """Remove an old key; refused while anything still needs it."""
     from ..audit.services import record as audit
     from ..db import job_session, utcnow
     from . import keyfile, vault
@@ -182,6 +228,11 @@ def retire_command(kek_id: str) -> None:
     from .models import KekCheck, RecordingFile
 
     app = _app()
+    if kind != "recordings":
+        from .. import sealing_cli
+
+        sealing_cli.retire(app, sealing_cli.KINDS[kind], kek_id, force)
+        return
     keyring = vault.keyring_for(app, reload=True)
     if kek_id == keyring.primary_id:
         raise click.ClickException(

@@ -5,6 +5,7 @@ recording is changed; after retention deletes the recording, the pack says so.""
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import io
 import json
@@ -15,6 +16,7 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from flask import Flask
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -139,7 +141,7 @@ def test_a_sandbox_class_becomes_attendance_and_a_pack_that_verifies(
     ).one()
 
     # Verify: signature, record and each recording re-hashed from the vault.
-    result = pack.verify_pack(db_session, app, data, secret_key=app.config["SECRET_KEY"])
+    result = pack.verify_pack(db_session, app, data)
     assert result.valid and result.signature_ok and result.record_ok
     assert {f.outcome for f in result.files} == {"unchanged"}
 
@@ -164,9 +166,7 @@ def test_a_sandbox_class_becomes_attendance_and_a_pack_that_verifies(
 
     # --- tampering -----------------------------------------------------------------------
     changed_html = dict(files, **{"record.html": files["record.html"].replace(b"Amira", b"Amina")})
-    result = pack.verify_pack(
-        db_session, app, _rezip(changed_html), secret_key=app.config["SECRET_KEY"]
-    )
+    result = pack.verify_pack(db_session, app, _rezip(changed_html))
     assert result.signature_ok and not result.record_ok and not result.valid
 
     forged = json.loads(files["manifest.json"])
@@ -174,22 +174,31 @@ def test_a_sandbox_class_becomes_attendance_and_a_pack_that_verifies(
     changed_manifest = dict(
         files, **{"manifest.json": json.dumps(forged, indent=2, sort_keys=True).encode()}
     )
-    result = pack.verify_pack(
-        db_session, app, _rezip(changed_manifest), secret_key=app.config["SECRET_KEY"]
-    )
+    result = pack.verify_pack(db_session, app, _rezip(changed_manifest))
     assert not result.signature_ok and not result.valid
 
-    other_key = pack.verify_pack(
-        db_session, app, data, secret_key="another-secret-key-entirely-0123456789"
-    )
-    assert not other_key.signature_ok
+    # Signed again with a key that is not the organisation's, under its key id or another.
+    stranger = Ed25519PrivateKey.generate()
+    for key_id in (manifest["signature"]["key_id"], "sign-stranger"):
+        forged = json.loads(files["manifest.json"])
+        forged["signature"]["key_id"] = key_id
+        forged_bytes = json.dumps(forged, indent=2, sort_keys=True).encode()
+        resigned = dict(
+            files,
+            **{
+                "manifest.json": forged_bytes,
+                "manifest.sig": base64.b64encode(stranger.sign(forged_bytes)) + b"\n",
+            },
+        )
+        other_key = pack.verify_pack(db_session, app, _rezip(resigned))
+        assert not other_key.signature_ok and not other_key.valid
 
     mp4 = next(f for f in rec.files if f.file_type == "MP4")
     blob = vault.storage.root / mp4.blob_key
     raw = bytearray(blob.read_bytes())
     raw[len(raw) // 2] ^= 0x01
     blob.write_bytes(bytes(raw))
-    result = pack.verify_pack(db_session, app, data, secret_key=app.config["SECRET_KEY"])
+    result = pack.verify_pack(db_session, app, data)
     assert result.signature_ok and not result.valid
     outcomes = {f.file_type: f.outcome for f in result.files}
     assert outcomes == {"MP4": "changed", "M4A": "unchanged"}
@@ -206,7 +215,7 @@ def test_a_sandbox_class_becomes_attendance_and_a_pack_that_verifies(
     recording_jobs.retention_sweep(app)
     db_session.expire_all()
     assert db_session.get(Recording, rec.id).state == "deleted"
-    result = pack.verify_pack(db_session, app, data, secret_key=app.config["SECRET_KEY"])
+    result = pack.verify_pack(db_session, app, data)
     assert result.valid and {f.outcome for f in result.files} == {"deleted"}
     assert "since deleted by retention" in result.summary
     # A pack made after the deletion says so instead of failing.

@@ -23,7 +23,7 @@ from companion.mail.models import OutboxMessage
 from companion.zoom import EXTENSION_KEY
 
 from .. import factories
-from ..conftest import SECRET, TEST_KEK, make_app, own_database_url
+from ..conftest import SECRET, TEST_KEYS, make_app, own_database_url
 from . import helpers
 from .fake_zoom import RegistrantZoom
 
@@ -82,7 +82,7 @@ def test_a_worker_that_imports_only_the_course_jobs_tells_the_parents(
         "DATABASE_URL": own_database,
         "TESTING": True,
         "STORAGE_DIR": str(instance / "recordings"),
-        "KEK": TEST_KEK,
+        **TEST_KEYS,
     }
     done = subprocess.run(
         [sys.executable, "-c", WORKER, json.dumps(config), str(instance), str(course_id)],

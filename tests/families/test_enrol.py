@@ -8,10 +8,11 @@ from typing import Any
 import pytest
 from sqlalchemy.orm import Session
 
-from companion import work
+from companion import sealing, work
 from companion.errors import Conflict, Forbidden, NotFound, ValidationError
-from companion.families import access, crypto, enrolment, jobs, people, registrants
+from companion.families import access, enrolment, jobs, people, registrants
 from companion.families.models import Family
+from companion.sealing import Purpose
 from companion.zoom import (
     ZoomConnectionError,
     ZoomRateLimited,
@@ -41,9 +42,7 @@ def test_enrolment_makes_one_registrant_with_its_own_link(
     assert body["auto_approve"] is True
     # The personal join link is stored, encrypted.
     assert registrant["join_url"] not in family.join_url_encrypted
-    assert (
-        crypto.unseal(family.join_url_encrypted, app.config["SECRET_KEY"]) == registrant["join_url"]
-    )
+    assert sealing.unseal(Purpose.JOIN_LINK, family.join_url_encrypted) == registrant["join_url"]
     assert access.family_for_registrant(db_session, registrant["id"]) is family
 
 

@@ -11,12 +11,14 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from companion import work
+from companion import sealing, work
 from companion.audit.models import AuditEvent
-from companion.families import crypto, enrolment, family_page, jobs, people, registrants
+from companion.families import enrolment, family_page, jobs, people, registrants
 from companion.families.models import Family
+from companion.sealing import Purpose
 
 from ..courses.conftest import NOW
+from ..keys_helpers import foreign_sealer
 from . import helpers
 
 pytestmark = pytest.mark.usefixtures("app_with_zoom")
@@ -138,10 +140,7 @@ def test_a_crash_after_zoom_answered_adopts_the_registrant_instead_of_adding_ano
     assert zoom.calls["add_registrant"] == 1
     assert zoom.approved(course.zoom_meeting_id) == [registrant]
     assert family.zoom_registrant_id == registrant["id"]
-    assert (
-        crypto.unseal(family.join_url_encrypted, app.config["SECRET_KEY"])
-        == (registrant["join_url"])
-    )
+    assert sealing.unseal(Purpose.JOIN_LINK, family.join_url_encrypted) == (registrant["join_url"])
     assert len(helpers.links_to(db_session, "rana@example.net")) == 1
     registered = db_session.scalars(
         select(AuditEvent).where(AuditEvent.kind == "family.zoom_registered")
@@ -223,7 +222,7 @@ def test_a_join_link_sealed_under_an_old_key_is_read_again_outside_the_page(
     version = agreement.current(db_session, family.organisation, now=NOW)
     agreement.accept(db_session, contact=contact, agreement_id=version.id, now=NOW)
     url = zoom.registrant(course.zoom_meeting_id, family.zoom_registrant_id)["join_url"]
-    family.join_url_encrypted = crypto.seal(url, "an-older-secret-key-0123456789-0123456789")
+    family.join_url_encrypted = foreign_sealer().seal(Purpose.JOIN_LINK, url)
     db_session.commit()
     principal = helpers.principal(db_session, contact)
     # The page service never calls Zoom: it shows the link as pending.
@@ -240,6 +239,6 @@ def test_a_join_link_sealed_under_an_old_key_is_read_again_outside_the_page(
     assert url in body
     assert zoom.calls["get_registrant"] == 1
     db_session.expire_all()
-    assert crypto.unseal(family.join_url_encrypted, app.config["SECRET_KEY"]) == url
+    assert sealing.unseal(Purpose.JOIN_LINK, family.join_url_encrypted) == url
     assert client.get("/f/").status_code == 200
     assert zoom.calls["get_registrant"] == 1

@@ -90,9 +90,10 @@ def test_each_family_is_a_registrant_with_a_working_link(
     assert family.zoom_registrant_id == regs[0]["id"]
     page = family_page.family_page(db_session, _principal(db_session, family), now=now())
     assert page.join_problem == "agreement"
-    from companion.families import crypto
+    from companion import sealing
+    from companion.sealing import Purpose
 
-    url = crypto.unseal(family.join_url_encrypted, app.config["SECRET_KEY"])
+    url = sealing.unseal(Purpose.JOIN_LINK, family.join_url_encrypted)
     assert url.startswith(f"{sandbox.server.url}/w/{course.zoom_meeting_id}?tk=")
     assert requests.get(url, timeout=5).status_code == 200
 

@@ -26,14 +26,20 @@ from companion.db import make_engine
 from companion.recordings import crypto, keys, vault
 from companion.recordings.models import KekCheck, Recording, RecordingFile
 
-from ..conftest import SECRET
+from ..conftest import SECRET, TEST_SEALING_KEYS, TEST_SIGNING_KEYS
 
 KEY_A = "kek-a:" + base64.b64encode(bytes(range(32))).decode()
 KEY_A_WRONG = "kek-a:" + base64.b64encode(bytes(range(1, 33))).decode()
 
 
 def app_for(folder: Path, db_url: str, **config: Any) -> Flask:
-    values = {"SECRET_KEY": SECRET, "DATABASE_URL": db_url, "TESTING": True}
+    values = {
+        "SECRET_KEY": SECRET,
+        "DATABASE_URL": db_url,
+        "TESTING": True,
+        "SEALING_KEYS": TEST_SEALING_KEYS,
+        "SIGNING_KEYS": TEST_SIGNING_KEYS,
+    }
     values.update(config)
     return create_app(values, instance_path=folder, environ={})
 

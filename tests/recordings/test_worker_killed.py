@@ -27,7 +27,7 @@ from companion.zoom.sandbox import create_sandbox_app, deliver_due, media
 from companion.zoom.webhooks import sandbox_webhook_secret
 
 from .. import factories
-from ..conftest import SECRET, TEST_KEK, WsgiServer, make_app
+from ..conftest import SECRET, TEST_KEYS_ENV, WsgiServer, make_app
 from .vault_helpers import make_course, meeting_body
 
 SIZE = 48 << 20
@@ -110,7 +110,7 @@ def test_a_worker_killed_mid_write_leaves_nothing_and_the_next_start_resumes(
             **os.environ,
             "COMPANION_INSTANCE_PATH": str(tmp_path),
             "COMPANION_SECRET_KEY": SECRET,
-            "COMPANION_KEK": TEST_KEK,
+            **TEST_KEYS_ENV,
             "COMPANION_DATABASE_URL": db_url,
             "COMPANION_STORAGE_DIR": str(storage_dir),
             "COMPANION_SANDBOX_URL": server.url,

@@ -23,6 +23,7 @@ from companion.recordings import jobs as recording_jobs
 from companion.recordings import vault as vault_module
 from companion.recordings.models import Recording, RecordingFile
 from companion.recordings.storage import LocalEncryptedStorage
+from companion.sealing import Purpose
 from companion.webhooks import jobs as webhook_jobs
 from companion.webhooks.models import WebhookEvent
 from companion.zoom import EXTENSION_KEY, client_from_config
@@ -30,6 +31,7 @@ from companion.zoom.sandbox import create_sandbox_app, deliver_due
 from companion.zoom.webhooks import sandbox_webhook_secret
 
 from ..conftest import WsgiServer
+from ..keys_helpers import suite_sealer
 
 CLASS_MINUTES = 45
 
@@ -72,7 +74,9 @@ def make_course(
         zoom_meeting_id=meeting_id,
         zoom_state="created",
         companion_ref=secrets.token_hex(8),
-        passcode_encrypted="not-used-in-these-tests",
+        # Not read by these tests, but sealed as companion seals it: an app started on a database
+        # holding a value its keys cannot open refuses to start.
+        passcode_encrypted=suite_sealer().seal(Purpose.COURSE_PASSCODE, "000000"),
         passcode_set_at=first,
         safety_state="safe",
     )
