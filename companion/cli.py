@@ -286,6 +286,20 @@ def audit_verify() -> None:
     sys.exit(1)
 
 
+def _storage_ready(app: Flask, who: str) -> None:
+    """Stop with the reason when the recordings cannot be stored (a missing bucket, refused
+    credentials): the worker would otherwise start and fail each download. One quick request
+    (a few seconds at most when the store does not answer), made with no transaction open."""
+    from .recordings import vault
+    from .recordings.storage import StorageError
+
+    try:
+        vault.storage_for(app).check()
+    except StorageError as exc:
+        click.echo(f"{who}: the recordings storage is not ready: {exc.message}", err=True)
+        sys.exit(2)
+
+
 @main.command("worker")
 @click.option("--once", is_flag=True, help="Run every job once, then exit (for cron and tests).")
 @click.option("--job", "jobs", multiple=True, metavar="NAME", help="Run only this job, once.")
@@ -308,6 +322,7 @@ def worker_command(once: bool, jobs: tuple[str, ...], wait: float, poll: float) 
     # `app.test_cli_runner()` passes the app under test; a real run builds it from config.
     info = click.get_current_context().find_object(ScriptInfo)
     app = info.load_app() if info is not None else _app()
+    _storage_ready(app, "companion worker")
     level = logging.getLevelName(app.config["LOG_LEVEL"].upper())
     worker = Worker(app, poll_seconds=poll)
     with quiet_scheduler_logs(level):
@@ -351,6 +366,15 @@ def _add_evidence_commands() -> None:
 
 
 _add_evidence_commands()
+
+
+def _add_storage_commands() -> None:
+    from .recordings.storage_cli import storage_group
+
+    main.add_command(storage_group)
+
+
+_add_storage_commands()
 
 
 if __name__ == "__main__":

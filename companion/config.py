@@ -8,6 +8,7 @@ raises :class:`ConfigError` naming every problem, so a misconfigured service nev
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 import zoneinfo
 from collections.abc import Callable, Mapping
@@ -59,6 +60,10 @@ def _url(raw: str) -> str:
     return text.rstrip("/")
 
 
+def _optional_url(raw: str) -> str:
+    return _url(raw) if str(raw).strip() else ""
+
+
 def _database_url(raw: str) -> str:
     text = str(raw).strip()
     scheme = text.split(":", 1)[0]
@@ -103,6 +108,40 @@ def _choice(*options: str) -> Callable[[str], str]:
 
 def _text(raw: str) -> str:
     return str(raw).strip()
+
+
+# S3's rules for a bucket name (lower case, 3 to 63 characters, no "..", not an IP address).
+_BUCKET = re.compile(r"(?!\d+\.\d+\.\d+\.\d+$)(?!.*\.\.)[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
+_PREFIX_PART = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+
+
+def _storage_url(raw: str) -> str:
+    """``s3://bucket[/prefix]``, normalised to no trailing slash."""
+    text = str(raw).strip()
+    if not text:
+        return ""
+    parsed = urlparse(text)
+    if parsed.scheme != "s3":
+        raise ValueError(f"must be an s3://bucket/prefix URL, got {raw!r}")
+    if "@" in parsed.netloc or parsed.query or parsed.fragment:
+        # Credentials in the URL would end up in logs; they have settings of their own.
+        raise ValueError(
+            "must be s3://bucket/prefix only: give credentials with COMPANION_S3_ACCESS_KEY_ID "
+            "and COMPANION_S3_SECRET_ACCESS_KEY"
+        )
+    if not _BUCKET.fullmatch(parsed.netloc):
+        raise ValueError(
+            f"names a bucket S3 does not allow ({parsed.netloc!r}): 3 to 63 lower-case letters, "
+            "digits, dots and hyphens"
+        )
+    parts = [p for p in parsed.path.split("/") if p]
+    bad = [p for p in parts if not _PREFIX_PART.fullmatch(p)]
+    if bad or len(parsed.path) > 512:
+        raise ValueError(
+            f"has a prefix with unusual characters ({bad[0] if bad else parsed.path!r}): use "
+            "letters, digits, '.', '_', '-' and '/'"
+        )
+    return "s3://" + "/".join([parsed.netloc, *parts])
 
 
 def _readable_file(raw: str) -> str:
@@ -244,6 +283,41 @@ SETTINGS: tuple[Setting, ...] = (
         "Folder of encrypted recordings. Default: `recordings/` in the instance folder.",
     ),
     Setting(
+        "STORAGE_URL",
+        _storage_url,
+        "",
+        "`s3://bucket/prefix`: keep the encrypted recordings in an S3-compatible object store "
+        "instead of STORAGE_DIR. Empty: the local folder.",
+    ),
+    Setting(
+        "S3_ENDPOINT_URL",
+        _optional_url,
+        "",
+        "Address of the S3-compatible store (MinIO, Ceph, a cloud's S3 API). Empty: AWS S3.",
+    ),
+    Setting("S3_REGION", _text, "", "Region of the bucket. Empty: the SDK's default."),
+    Setting(
+        "S3_ACCESS_KEY_ID",
+        _text,
+        "",
+        "Access key of the object store. Empty (with the secret): the SDK's own chain "
+        "(`AWS_*` variables, instance role).",
+    ),
+    Setting("S3_SECRET_ACCESS_KEY", str, "", "Secret key belonging to S3_ACCESS_KEY_ID.", True),
+    Setting(
+        "S3_ADDRESSING_STYLE",
+        _choice("auto", "path", "virtual"),
+        "auto",
+        "`path` for stores that want `endpoint/bucket/key` (most self-hosted ones), `virtual` for "
+        "`bucket.endpoint/key`, `auto` lets the SDK choose.",
+    ),
+    Setting(
+        "S3_TIMEOUT_SECONDS",
+        _int_range(1, 300),
+        30,
+        "Connect and read timeout of every request to the object store.",
+    ),
+    Setting(
         "KEK",
         str,
         "",
@@ -379,12 +453,13 @@ def load(
         )
     if all(zoom) and not values.get("ZOOM_WEBHOOK_SECRET"):
         problems.append("COMPANION_ZOOM_WEBHOOK_SECRET is required with real Zoom credentials")
+    problems += _storage_problems(values)
     if problems:
         raise ConfigError(problems)
 
     if values["DATABASE_URL"] is None:
         values["DATABASE_URL"] = f"sqlite:///{instance_path / 'companion.db'}"
-    if values["STORAGE_DIR"] is None:
+    if values["STORAGE_DIR"] is None and not values["STORAGE_URL"]:
         values["STORAGE_DIR"] = str(instance_path / "recordings")
     if values["BASE_URL"] is None:
         values["BASE_URL"] = f"http://{values['HOST']}:{values['PORT']}"
@@ -393,6 +468,34 @@ def load(
     values["ZOOM_MODE"] = "zoom" if all(zoom) else "sandbox"
     values.update(extra)
     return values
+
+
+def _storage_problems(values: Mapping[str, Any]) -> list[str]:
+    """Object-storage settings that contradict each other (each one alone was checked)."""
+    problems = []
+    s3_settings = [
+        s.env
+        for s in SETTINGS
+        if s.name.startswith("S3_") and values.get(s.name) not in (None, "", s.default)
+    ]
+    if values.get("STORAGE_URL"):
+        if values.get("STORAGE_DIR") is not None:
+            problems.append(
+                "COMPANION_STORAGE_URL and COMPANION_STORAGE_DIR are both set: the recordings "
+                "are kept in one place, so set one of them"
+            )
+    elif s3_settings:
+        # Without this the recordings would quietly stay on the local disk.
+        problems.append(
+            f"{', '.join(s3_settings)} set without COMPANION_STORAGE_URL: set it to "
+            "s3://bucket/prefix to use the object store, or remove the S3 settings"
+        )
+    if bool(values.get("S3_ACCESS_KEY_ID")) != bool(values.get("S3_SECRET_ACCESS_KEY")):
+        problems.append(
+            "object-store credentials are incomplete: set both COMPANION_S3_ACCESS_KEY_ID and "
+            "COMPANION_S3_SECRET_ACCESS_KEY, or neither to use the SDK's own credentials"
+        )
+    return problems
 
 
 def problems_mention(problems: list[str], name: str) -> bool:

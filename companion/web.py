@@ -66,6 +66,6 @@ def healthz() -> Any:
         "zoom": cfg["ZOOM_MODE"],
         "zoom_sandbox": cfg["ZOOM_MODE"] == "sandbox",
         "mail": "smtp" if cfg["SMTP_HOST"] else "outbox",
-        "storage": "local-encrypted",
+        "storage": "s3-encrypted" if cfg.get("STORAGE_URL") else "local-encrypted",
     }
     return jsonify(body), 200 if database_ok else 503

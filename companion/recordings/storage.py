@@ -1,5 +1,8 @@
 """Where encrypted recording blobs live: a small interface and a local-folder implementation.
 
+The other implementation, for S3-compatible object stores, is in :mod:`.s3storage`; the
+configuration chooses one (``vault.storage_for``).
+
 Storage sees only ciphertext: the caller hands the writer to :class:`~.crypto.EncryptingWriter`.
 A blob appears under its key only once it is complete and on disk (written to a temporary file,
 synced, renamed, directory synced); a failed write leaves nothing behind. Every OS error becomes a
@@ -76,8 +79,14 @@ class RecordingStorage(Protocol):
         """Every stored key (not partial writes), e.g. for an orphan sweep."""
         ...
 
-    def cleanup_partials(self) -> int:
-        """Remove leftovers of interrupted writes; return how many were removed."""
+    def cleanup_partials(self, older_than: float = 0.0) -> int:
+        """Remove leftovers of interrupted writes (only those older than ``older_than``
+        seconds, if given); return how many were removed."""
+        ...
+
+    def check(self) -> None:
+        """Raise :class:`StorageError` if blobs cannot be kept here now (a readiness check:
+        quick, and it writes nothing)."""
         ...
 
 
@@ -303,6 +312,15 @@ class LocalEncryptedStorage:
         except OSError as exc:
             raise _error("clean up partial files in", str(self.root), exc) from exc
         return removed
+
+    def check(self) -> None:
+        if not self.root.is_dir():
+            raise StorageError(f"the recordings folder {self.root} is missing", key=str(self.root))
+        if not os.access(self.root, os.W_OK | os.X_OK):
+            raise StorageError(
+                f"the recordings folder {self.root} is not writable by this user",
+                key=str(self.root),
+            )
 
     def _sync_folder(self) -> None:
         fd = os.open(self.root, os.O_RDONLY | os.O_DIRECTORY)

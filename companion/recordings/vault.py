@@ -160,6 +160,20 @@ def note_kek_use(session: Session, keyring: keys.Keyring) -> str:
     return kek_id
 
 
+def storage_from_config(config: Mapping[str, Any]) -> RecordingStorage:
+    """The object store ``COMPANION_STORAGE_URL`` names, else the local folder.
+
+    Building either makes no network call (the S3 client connects on its first request), so
+    it is safe wherever the app is built; :meth:`RecordingStorage.check` is the readiness test.
+    """
+    if config.get("STORAGE_URL"):
+        # Imported here: boto3 takes a while to import and only this backend needs it.
+        from .s3storage import S3EncryptedStorage
+
+        return S3EncryptedStorage.from_config(config)
+    return LocalEncryptedStorage(config["STORAGE_DIR"])
+
+
 def storage_for(app: Flask | None = None) -> RecordingStorage:
     """The blob storage (tests put their own in ``app.extensions[STORAGE_EXTENSION]``)."""
     app = app or current_app._get_current_object()  # type: ignore[attr-defined]
@@ -168,7 +182,7 @@ def storage_for(app: Flask | None = None) -> RecordingStorage:
         with _lock:
             store = app.extensions.get(STORAGE_EXTENSION)
             if store is None:
-                store = LocalEncryptedStorage(app.config["STORAGE_DIR"])
+                store = storage_from_config(app.config)
                 app.extensions[STORAGE_EXTENSION] = store
     return store
 
@@ -182,5 +196,6 @@ __all__ = [
     "load_checked_keyring",
     "note_kek_use",
     "storage_for",
+    "storage_from_config",
     "unwrap",
 ]

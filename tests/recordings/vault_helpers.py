@@ -2,7 +2,8 @@
 
 ``Vault`` runs the sandbox on a real port (downloads, redirects, faults, Zoom's status codes),
 points companion's Zoom client at it, delivers the sandbox's signed webhooks into companion's
-``/zoom/webhook`` through the Flask test client, and gives companion its own blob folder.
+``/zoom/webhook`` through the Flask test client, and gives companion its own blob folder (or
+the storage a test passes, such as a bucket on the loopback S3 server).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from companion.courses.models import ClassSession, Course
 from companion.recordings import jobs as recording_jobs
 from companion.recordings import vault as vault_module
 from companion.recordings.models import Recording, RecordingFile
-from companion.recordings.storage import LocalEncryptedStorage
+from companion.recordings.storage import LocalEncryptedStorage, RecordingStorage
 from companion.sealing import Purpose
 from companion.webhooks import jobs as webhook_jobs
 from companion.webhooks.models import WebhookEvent
@@ -32,6 +33,7 @@ from companion.zoom.webhooks import sandbox_webhook_secret
 
 from ..conftest import WsgiServer
 from ..keys_helpers import suite_sealer
+from .storage_helpers import leftovers
 
 CLASS_MINUTES = 45
 
@@ -89,7 +91,13 @@ def make_course(
 
 
 class Vault:
-    def __init__(self, app: Flask, session: Session, folder: Path):
+    def __init__(
+        self,
+        app: Flask,
+        session: Session,
+        folder: Path,
+        storage: RecordingStorage | None = None,
+    ):
         self.app = app
         self.session = session
         self.folder = folder
@@ -112,7 +120,7 @@ class Vault:
             retry_cap=0.05,
         )
         app.extensions[EXTENSION_KEY] = self.zoom
-        self.storage = LocalEncryptedStorage(folder / "blobs")
+        self.storage = storage or LocalEncryptedStorage(folder / "blobs")
         app.extensions[vault_module.STORAGE_EXTENSION] = self.storage
 
     def _deliver(self, url: str, body: bytes, headers: dict[str, str], timeout: float) -> int:
@@ -175,7 +183,8 @@ class Vault:
         return sorted(row["id"] for row in rows)
 
     def blob_names(self) -> list[str]:
-        return sorted(p.name for p in self.storage.root.iterdir())
+        """Everything the storage holds, partial writes included."""
+        return leftovers(self.storage)
 
 
 def file_of(files: list[RecordingFile], file_type: str) -> RecordingFile:
