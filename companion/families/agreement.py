@@ -12,6 +12,7 @@ import datetime as dt
 from dataclasses import dataclass
 
 from sqlalchemy import func, select
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -83,19 +84,19 @@ def current(session: Session, org: Organisation, *, now: dt.datetime) -> Agreeme
     found = latest(session, org.id)
     if found is not None:
         return found
-    version = AgreementVersion(
-        organisation_id=org.id, version=1, body=default_text(org), created_at=now
+    # Two parents opening their pages at the same moment both write version 1: the second
+    # insert does nothing. (Not a savepoint: on SQLite a page's read transaction can become a
+    # write one only outside a savepoint; inside, two first visitors at once failed with
+    # "database is locked".)
+    insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
+    session.execute(
+        insert(AgreementVersion)
+        .values(organisation_id=org.id, version=1, body=default_text(org), created_at=now)
+        .on_conflict_do_nothing(index_elements=["organisation_id", "version"])
     )
-    try:
-        # Two parents opening their pages at the same moment both try to write version 1.
-        with session.begin_nested():
-            session.add(version)
-    except IntegrityError:
-        found = latest(session, org.id)
-        if found is None:  # pragma: no cover - the other writer rolled back
-            raise
-        return found
-    return version
+    found = latest(session, org.id)
+    assert found is not None
+    return found
 
 
 def publish(session: Session, *, actor: User, body: str, now: dt.datetime) -> AgreementVersion:

@@ -281,3 +281,42 @@ def test_a_class_of_another_course_or_family_over_http(
     page = client.get("/f/").get_data(as_text=True)
     assert "Drama club" not in page and "Zed" not in page and "kim@x.net" not in page
     assert join_url(zoom, other) not in page
+
+
+def test_two_first_visitors_at_once_share_version_one_of_the_agreement(tmp_path: Any) -> None:
+    """The default text becomes version 1 on first use; two parents opening their pages at the
+    same moment (two connections, neither committed) both get it, and it is written once."""
+    import threading
+
+    from sqlalchemy import func
+
+    from companion.db import make_engine
+    from companion.families.models import AgreementVersion
+
+    from .. import factories
+    from ..conftest import own_database_url
+
+    engine = make_engine(own_database_url(tmp_path, "agreement", migrated=True))
+    with Session(engine) as setup, setup.begin():
+        org_id = factories.organisation(setup).id
+    got: list[int] = []
+    failed: list[Exception] = []
+
+    def visit() -> None:
+        try:
+            with Session(engine) as session, session.begin():
+                org = session.get(agreement.Organisation, org_id)
+                got.append(agreement.current(session, org, now=NOW).version)
+        except Exception as exc:  # collected: a failure in a thread must fail the test
+            failed.append(exc)
+
+    threads = [threading.Thread(target=visit) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(20)
+    assert failed == [] and got == [1, 1]
+    with Session(engine) as check:
+        count = check.scalar(select(func.count()).where(AgreementVersion.organisation_id == org_id))
+    assert count == 1
+    engine.dispose()
