@@ -14,6 +14,11 @@ bp = Blueprint("web", __name__)
 
 
 def init_app(app: Flask) -> None:
+    from . import policy
+
+    # Templates ask the same rules the services enforce (companion.policy).
+    app.jinja_env.globals.update(policy=policy, nav_items=policy.nav_items)
+
     @app.context_processor
     def _globals() -> dict[str, Any]:
         return {

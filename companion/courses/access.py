@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from .. import policy
 from ..access import ADMIN, TEACHER
 from ..accounts.models import User
 from ..errors import Conflict, Forbidden, NotFound, ValidationError
@@ -43,13 +44,9 @@ def get_course(session: Session, user: User, course_id: int) -> Course:
     return course
 
 
-def may_change(user: User, course: Course) -> bool:
-    return user.role == ADMIN or (user.role == TEACHER and course.teacher_id == user.id)
-
-
 def changeable(session: Session, user: User, course_id: int) -> Course:
     course = get_course(session, user, course_id)
-    if not may_change(user, course):
+    if not policy.may_change_course(user, course):
         raise Forbidden(
             "Only the course's teacher or an admin can change it; the safeguarding lead can "
             "re-check it and rotate its passcode."

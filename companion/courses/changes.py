@@ -11,13 +11,13 @@ import datetime as dt
 
 from sqlalchemy.orm import Session
 
-from ..access import LEAD
+from .. import policy
 from ..accounts.models import User
 from ..audit.services import record as audit
 from ..errors import Conflict, Forbidden, ValidationError
 from . import safety
 from . import schedule as sched
-from .access import changeable, get_class, get_course, may_change, require_in_zoom, teacher_for
+from .access import changeable, get_class, get_course, require_in_zoom, teacher_for
 from .events import emit
 from .models import ClassSession, Course
 from .passcodes import _set_passcode
@@ -258,7 +258,7 @@ def rotate_passcode(session: Session, *, actor: User, course_id: int, now: dt.da
     """Give the meeting a new passcode (the old one leaked, or someone left); Zoom is told
     right after the commit, and the meeting is read back and verified."""
     course = get_course(session, actor, course_id)
-    if not (may_change(actor, course) or actor.role == LEAD):
+    if not policy.may_rotate_passcode(actor, course):
         raise Forbidden("Only the course's teacher, an admin or the safeguarding lead can do this.")
     if not course.is_open:
         raise Conflict(f"This course is {course.zoom_state}; its meeting no longer exists.")

@@ -38,7 +38,8 @@ from flask import (
 )
 from wtforms import SelectChoice
 
-from ..access import ADMIN, LEAD, STAFF, TEACHER, allow, current_user
+from .. import policy
+from ..access import ADMIN, STAFF, TEACHER, allow, current_user
 from ..accounts.forms import ActionForm
 from ..accounts.views import form_failed
 from ..db import get_session, utcnow
@@ -74,7 +75,7 @@ class ClassRow:
 def _rows(course: Course, now: dt.datetime, user: Any) -> list[ClassRow]:
     rows = []
     number = 0
-    can_change = access.may_change(user, course) and course.zoom_state == "created"
+    can_change = policy.may_change_course(user, course) and course.zoom_state == "created"
     for cls in timetable.class_sessions(course):
         if cls.takes_place:
             number += 1
@@ -188,7 +189,7 @@ def index() -> Any:
         "courses/index.html",
         courses=courses,
         next_class=next_class,
-        can_create=user.role in (TEACHER, ADMIN),
+        can_create=policy.may_create_course(user),
         **_template_globals(),
     )
 
@@ -245,8 +246,8 @@ def detail(course_id: int) -> Any:
         rows=_rows(course, now, user),
         panel=presentation.safety_panel(course),
         passcode=presentation.passcode_preview(course) if course.is_open else None,
-        can_change=access.may_change(user, course) and course.is_open,
-        can_rotate=course.is_open and (access.may_change(user, course) or user.role == LEAD),
+        can_change=policy.may_change_course(user, course) and course.is_open,
+        can_rotate=course.is_open and policy.may_rotate_passcode(user, course),
         can_start=course.teacher_id == user.id and course.zoom_state == "created",
         is_safe=verification.course_is_safe(course),
         action_form=ActionForm(),

@@ -10,7 +10,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
-from ..access import LEAD
+from .. import policy
 from ..accounts.models import User
 from ..courses import access as course_access
 from ..courses.models import ClassSession, Course
@@ -21,16 +21,6 @@ from .people import display_name
 MAX_ID = course_access.MAX_ID
 
 
-def may_change(user: User, course: Course) -> bool:
-    """Enrol and withdraw: the course's teacher or an admin."""
-    return course_access.may_change(user, course)
-
-
-def may_manage_links(user: User, course: Course) -> bool:
-    """Re-send and revoke links: also the safeguarding lead (a link that leaked is theirs too)."""
-    return course_access.may_change(user, course) or user.role == LEAD
-
-
 def get_course(session: Session, user: User, course_id: int) -> Course:
     """The course if the user may see it (a teacher: only their own), else 404."""
     return course_access.get_course(session, user, course_id)
@@ -38,7 +28,7 @@ def get_course(session: Session, user: User, course_id: int) -> Course:
 
 def course_to_change(session: Session, user: User, course_id: int) -> Course:
     course = get_course(session, user, course_id)
-    if not may_change(user, course):
+    if not policy.may_change_course(user, course):
         raise Forbidden("Only the course's teacher or an admin can enrol or withdraw families.")
     return course
 

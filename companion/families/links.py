@@ -18,7 +18,7 @@ from flask import current_app
 from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
-from .. import mail
+from .. import mail, policy
 from ..accounts.models import User
 from ..accounts.services import hash_token
 from ..audit.services import record as audit
@@ -26,7 +26,7 @@ from ..courses import verification
 from ..courses.models import Course
 from ..errors import Conflict, Forbidden, NotFound, ValidationError
 from . import agreement
-from .access import course_to_change, get_course, get_family, may_manage_links
+from .access import course_to_change, get_course, get_family
 from .models import Family, FamilyContact, FamilyLink, FamilySession
 from .people import ContactInput, clean_contacts, display_name
 
@@ -187,7 +187,7 @@ def _link_target(
     session: Session, actor: User, course_id: int, family_id: int, contact_id: int
 ) -> tuple[Family, FamilyContact]:
     course = get_course(session, actor, course_id)
-    if not may_manage_links(actor, course):
+    if not policy.may_manage_links(actor, course):
         raise Forbidden(
             "Only the course's teacher, an admin or the safeguarding lead can manage links."
         )

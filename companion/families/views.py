@@ -35,6 +35,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 from werkzeug.exceptions import RequestEntityTooLarge
 
+from .. import policy
 from ..access import ADMIN, STAFF, TEACHER, allow, current_user
 from ..accounts.forms import ActionForm
 from ..accounts.models import User
@@ -154,7 +155,7 @@ def course_families(course_id: int) -> Any:
         links=link_states,
         accepted=accepted,
         classes=classes,
-        can_change=access.may_change(user, course) and course.is_open,
+        can_change=policy.may_change_course(user, course) and course.is_open,
         is_safe=verification.course_is_safe(course),
         **_globals(),
     )
@@ -309,8 +310,8 @@ def family_detail(course_id: int, family_id: int) -> Any:
         events=events,
         people=people,
         current_version=agreement.current(session, course.organisation, now=now),
-        can_change=access.may_change(user, course),
-        can_manage_links=access.may_manage_links(user, course),
+        can_change=policy.may_change_course(user, course),
+        can_manage_links=policy.may_manage_links(user, course),
         action_form=ActionForm(),
         **_globals(),
     )

@@ -39,6 +39,7 @@ from flask import (
 )
 from wtforms import SelectChoice
 
+from .. import policy
 from ..access import LEAD, TEACHER, allow, current_user
 from ..accounts.auth import client_ip
 from ..accounts.twofactor_views import require_recent_second_factor
@@ -388,7 +389,7 @@ def _damaged(file_id: uuid.UUID, what: str) -> Any:
 def concerns_index() -> Any:
     user = current_user()
     session = get_session()
-    holds = concerns.active_holds(session, user) if user.role == LEAD else []
+    holds = concerns.active_holds(session, user) if policy.may_hold_recordings(user) else []
     return render_template(
         "concerns/index.html",
         concerns=concerns.list_concerns(session, user),
@@ -450,7 +451,7 @@ def concern_detail(concern_id: int) -> Any:
         concern=concern,
         holds=concerns.holds_of_concern(session, concern),
         recordings=concerns.recordings_of_class(session, concern.class_session_id)
-        if user.role == LEAD
+        if policy.is_lead(user)
         else [],
         release_form=ReasonForm(formdata=None),
         local_time=timetable.local_time,
