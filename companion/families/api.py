@@ -5,6 +5,9 @@ is down: it is committed before Zoom is called, and the answer is 201 at once wi
 ``zoom.state`` "pending" (Zoom is called right after the answer: read the family again to see
 it registered, or ``zoom.error`` saying why not yet; the worker keeps trying). Links are
 never returned: they go to each parent by email only.
+
+The module runs past 600 lines because it declares the families resources of the published
+OpenAPI document beside the views that serve them.
 """
 
 from __future__ import annotations

@@ -15,6 +15,9 @@ Writing::
 
 Reading: :func:`decrypt_stream` for a whole file, :class:`DecryptingReader` (or :func:`read_range`)
 for HTTP range requests. Every integrity failure raises :class:`CorruptedOrTampered`.
+
+The module runs past 600 lines and is kept whole: it is the encrypted format (FORMAT.md), whose
+writer and readers must be read side by side against the test vectors.
 """
 
 from __future__ import annotations

@@ -24,6 +24,9 @@ on disk; it is logged and recorded in the audit trail. A worker killed mid-downl
 claim: the next worker's start gives it back at once (:func:`recover_interrupted`), and a claim
 that runs out is taken again anyway. A worker killed after Zoom trashed its copy but before that
 was recorded asks Zoom again later, and Zoom's "not found" counts as done.
+
+The module runs past 600 lines and is kept whole: the copy and the Zoom-delete steps share one
+plan and one recovery story, told above.
 """
 
 from __future__ import annotations
