@@ -194,7 +194,13 @@ def parse_lines(kind: KeyKind, entries: Iterable[str], source: str) -> KeySet:
 
 def read_key_file(kind: KeyKind, path: str | os.PathLike[str]) -> list[str]:
     """The key lines of a key file, refusing one that group or others may access."""
-    setting = ENV_PREFIX + kind.file_setting
+    return read_private_lines(path, ENV_PREFIX + kind.file_setting)
+
+
+def read_private_lines(path: str | os.PathLike[str], setting: str) -> list[str]:
+    """The lines of a private key file (blank lines and ``#`` comments left out), refusing one
+    that group or others may access; ``setting`` names it in the messages. Every kind of key
+    file is read here, the recordings' key-encryption keys too."""
     path = Path(path)
     try:
         fd = os.open(path, os.O_RDONLY)
@@ -297,13 +303,20 @@ def write_key_file(kind: KeyKind, path: str | os.PathLike[str], lines: Sequence[
     temporary file beside it, synced, renamed over it, the folder synced. A crash leaves the old
     file or the new one, never half of one."""
     parse_lines(kind, lines, "the new key file")  # never write a file the service refuses
+    write_private_file(path, kind.file_header + "".join(f"{line}\n" for line in lines))
+
+
+def write_private_file(path: str | os.PathLike[str], text: str) -> None:
+    """Replace a private file with ``text``, atomically and durably: a temporary file readable
+    only by its owner beside it, synced, renamed over it, the folder synced. A crash leaves the
+    old file or the new one, never half of one."""
     path = Path(path)
     folder = path.parent
     temporary = folder / f".{path.name}.{secrets.token_hex(6)}.tmp"
     fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(kind.file_header + "".join(f"{line}\n" for line in lines))
+            fh.write(text)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(temporary, path)

@@ -7,13 +7,12 @@ it, and the folder synced, so a crash leaves either the old file or the new one,
 
 from __future__ import annotations
 
-import contextlib
 import os
-import secrets
 import tomllib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from ..keysets import write_private_file
 from . import keys
 
 KEY_FILE_NAME = "recording-keys"
@@ -27,25 +26,7 @@ HEADER = (
 def write_key_file(path: str | os.PathLike[str], lines: Sequence[str]) -> None:
     """Replace the key file with ``lines`` (validated first), atomically and durably."""
     keys.parse_kek_lines(lines, "the new key file")  # never write a file the service refuses
-    path = Path(path)
-    folder = path.parent
-    temporary = folder / f".{path.name}.{secrets.token_hex(6)}.tmp"
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(HEADER + "".join(f"{line}\n" for line in lines))
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            temporary.unlink()
-        raise
-    folder_fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(folder_fd)
-    finally:
-        os.close(folder_fd)
+    write_private_file(path, HEADER + "".join(f"{line}\n" for line in lines))
 
 
 def kek_configured(toml_path: Path, environ: Mapping[str, str]) -> bool:

@@ -14,11 +14,9 @@ import datetime as dt
 import hmac
 import os
 import secrets
-import stat
 import uuid
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from cryptography.hazmat.primitives import hashes
@@ -218,33 +216,9 @@ def parse_kek_lines(entries: Iterable[str], source: str) -> Keyring:
 
 def read_kek_file(path: str | os.PathLike[str]) -> list[str]:
     """Return the key lines of a key file, refusing one that group or others may access."""
-    path = Path(path)
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError as exc:
-        raise ConfigError([f"COMPANION_KEK_FILE {path} cannot be read: {exc.strerror}"]) from None
-    try:
-        # Checked on the open descriptor, so the file cannot be swapped between check and read.
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode):
-            raise ConfigError([f"COMPANION_KEK_FILE {path} is not a regular file"])
-        if info.st_mode & 0o077:
-            mode = stat.S_IMODE(info.st_mode)
-            raise ConfigError(
-                [
-                    f"COMPANION_KEK_FILE {path} may be accessed by group or others (mode "
-                    f"{mode:04o}); it must be readable only by its owner: chmod 600 {path}"
-                ]
-            )
-        with os.fdopen(fd, "r", encoding="utf-8", closefd=False) as fh:
-            text = fh.read()
-    except UnicodeDecodeError:
-        raise ConfigError([f"COMPANION_KEK_FILE {path} is not UTF-8 text"]) from None
-    finally:
-        os.close(fd)
-    return [
-        line for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")
-    ]
+    from ..keysets import read_private_lines  # keysets reads key ids with this package's rule
+
+    return read_private_lines(path, "COMPANION_KEK_FILE")
 
 
 def load_keyring(config: Mapping[str, Any]) -> Keyring:
