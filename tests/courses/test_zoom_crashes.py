@@ -18,7 +18,6 @@ from flask import Flask
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from companion import work
 from companion.audit.models import AuditEvent
 from companion.courses import (
     changes,
@@ -35,14 +34,11 @@ from companion.courses.models import Course
 from companion.mail.models import OutboxMessage
 from companion.zoom import EXTENSION_KEY
 
+from ..crashes import Crash, crash_fixture
 from .conftest import settle
 from .test_sandbox_integration import SandboxZoom
 
 POINTS = ["after_claim", "after_call"]
-
-
-class Crash(BaseException):
-    """The worker stopping dead (not an error the engine would catch and record)."""
 
 
 @pytest.fixture
@@ -53,26 +49,7 @@ def sandbox(tmp_path: Any, app: Flask) -> Iterator[SandboxZoom]:
     zoom.close()
 
 
-@pytest.fixture
-def crash_at() -> Iterator[Callable[[str], None]]:
-    """``crash_at("after_claim")`` (or "after_call"): the next course step stops there."""
-    added: list[tuple[list[Any], Any]] = []
-
-    def arm(point: str) -> None:
-        seam = getattr(work.hooks, point)
-        fired: list[bool] = []
-
-        def hook(queue: str, _item: Any) -> None:
-            if queue == zoomwork.QUEUE.name and not fired:
-                fired.append(True)
-                raise Crash(point)
-
-        seam.append(hook)
-        added.append((seam, hook))
-
-    yield arm
-    for seam, hook in added:
-        seam.remove(hook)
+crash_at = crash_fixture(zoomwork.QUEUE.name)
 
 
 def now() -> dt.datetime:

@@ -4,7 +4,7 @@ transaction open, and a crash between any two phases is recovered without a seco
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -18,36 +18,14 @@ from companion.families.models import Family
 from companion.sealing import Purpose
 
 from ..courses.conftest import NOW
+from ..crashes import Crash, crash_fixture
 from ..keys_helpers import foreign_sealer
 from . import helpers
 
 pytestmark = pytest.mark.usefixtures("app_with_zoom")
 
 
-class Crash(BaseException):
-    """The worker stopping dead (not an error the engine would catch and record)."""
-
-
-@pytest.fixture
-def crash_at() -> Iterator[Callable[[str], None]]:
-    """``crash_at("after_claim")`` (or "after_call"): the next step of a family stops there."""
-    added: list[tuple[list[Any], Any]] = []
-
-    def arm(point: str) -> None:
-        seam = getattr(work.hooks, point)
-        fired: list[bool] = []
-
-        def hook(queue: str, _item: Any) -> None:
-            if queue == registrants.REGISTRANTS.name and not fired:
-                fired.append(True)
-                raise Crash(point)
-
-        seam.append(hook)
-        added.append((seam, hook))
-
-    yield arm
-    for seam, hook in added:
-        seam.remove(hook)
+crash_at = crash_fixture(registrants.REGISTRANTS.name)
 
 
 def enrolled(db_session: Session, teacher: Any, course: Any) -> Family:

@@ -11,7 +11,7 @@ import datetime as dt
 import json
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +21,7 @@ from flask import Flask
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from companion import mail, work
+from companion import mail
 from companion.audit.models import AuditEvent
 from companion.db import get_engine, make_engine, utcnow
 from companion.mail import jobs, services
@@ -30,36 +30,14 @@ from companion.webhooks.models import WebhookEvent
 from companion.zoom.webhooks import sandbox_webhook_secret, sign
 
 from ..conftest import Browser, WsgiServer, csrf_from, make_app
+from ..crashes import Crash, crash_fixture
 from .conftest import MAIL_FROM, fresh_database, use_smtp
 from .smtp_server import SmtpServer
 
 Start = Callable[..., SmtpServer]
 
 
-class Crash(BaseException):
-    """The worker dies here (not an Exception: nothing may catch it as a failure)."""
-
-
-@pytest.fixture
-def crash_at() -> Iterator[Callable[[str], None]]:
-    """``crash_at("after_claim")``: the next outbox step dies at that point, once."""
-    added: list[tuple[list[Any], Any]] = []
-
-    def arm(point: str) -> None:
-        seam: list[Any] = getattr(work.hooks, point)
-        fired: list[bool] = []
-
-        def hook(queue: str, item_id: Any) -> None:
-            if queue == jobs.OUTBOX.name and not fired:
-                fired.append(True)
-                raise Crash(point)
-
-        seam.append(hook)
-        added.append((seam, hook))
-
-    yield arm
-    for seam, hook in added:
-        seam.remove(hook)
+crash_at = crash_fixture(jobs.OUTBOX.name)
 
 
 def queue(session: Session, org: Any, to: str = "pat@example.net") -> OutboxMessage:

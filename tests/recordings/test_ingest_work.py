@@ -4,7 +4,7 @@ between any two phases is recovered once by a later run, and failures wait with 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -16,33 +16,10 @@ from companion.db import utcnow
 from companion.recordings import ingest
 from companion.recordings import jobs as recording_jobs
 
+from ..crashes import Crash, crash_fixture
 from .vault_helpers import Vault, file_of
 
-
-class Crash(BaseException):
-    """The worker dies here."""
-
-
-@pytest.fixture
-def crash_at() -> Iterator[Callable[[str, str], None]]:
-    """``crash_at(queue_name, point)``: the next step of that queue dies there, once."""
-    added: list[tuple[list[Any], Any]] = []
-
-    def arm(queue_name: str, point: str) -> None:
-        seam: list[Any] = getattr(work.hooks, point)
-        fired: list[Any] = []
-
-        def hook(queue: str, item_id: Any) -> None:
-            if queue == queue_name and not fired:
-                fired.append(item_id)
-                raise Crash(point)
-
-        seam.append(hook)
-        added.append((seam, hook))
-
-    yield arm
-    for seam, hook in added:
-        seam.remove(hook)
+crash_at = crash_fixture()
 
 
 def audits(session: Any, kind: str) -> list[AuditEvent]:

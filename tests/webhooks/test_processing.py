@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -20,9 +20,7 @@ from companion.evidence.models import AttendanceEvent
 from companion.webhooks import jobs, services
 from companion.webhooks.models import WebhookEvent
 
-
-class Crash(BaseException):
-    """The worker dies here."""
+from ..crashes import Crash, crash_fixture
 
 
 def started(uuid: str = "proc-uuid-1") -> dict[str, Any]:
@@ -48,25 +46,7 @@ def attendance_rows(session: Session) -> list[AttendanceEvent]:
     return list(session.scalars(select(AttendanceEvent)))
 
 
-@pytest.fixture
-def crash_at() -> Iterator[Callable[[str], None]]:
-    added: list[tuple[list[Any], Any]] = []
-
-    def arm(point: str) -> None:
-        seam: list[Any] = getattr(work.hooks, point)
-        fired: list[bool] = []
-
-        def hook(queue: str, item_id: Any) -> None:
-            if queue == services.QUEUE.name and not fired:
-                fired.append(True)
-                raise Crash(point)
-
-        seam.append(hook)
-        added.append((seam, hook))
-
-    yield arm
-    for seam, hook in added:
-        seam.remove(hook)
+crash_at = crash_fixture(services.QUEUE.name)
 
 
 def test_the_handler_is_given_the_stored_event_not_a_lookup(
