@@ -24,6 +24,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import sys
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Annotated, Any
@@ -102,11 +103,49 @@ class Base(DeclarativeBase):
     type_annotation_map = {dt.datetime: UTCDateTime}
 
 
+# SQLite lets one writer in at a time. Left to SQLite, writers that find the lock taken sleep in
+# its busy handler (1 ms, 2 ms, ... up to 100 ms a nap) and find it free only by waking up: under
+# a burst of webhooks most of the time went to napping, and a few waited seconds. So the writers
+# of one process queue on a lock of their own, handed over the moment a transaction ends; SQLite's
+# handler still arbitrates between processes (the web server and the worker).
+_WRITERS: dict[str, threading.Lock] = {}
+_WRITERS_GUARD = threading.Lock()
+_HOLDS_WRITER = "companion_holds_writer"
+
+
+def _writer_lock(url: str) -> threading.Lock:
+    with _WRITERS_GUARD:
+        return _WRITERS.setdefault(url, threading.Lock())
+
+
+def _take_writer(conn: Any, lock: threading.Lock) -> None:
+    info = conn.connection.info  # the DBAPI connection's, which outlives the Connection object
+    if info.get(_HOLDS_WRITER):
+        return
+    # Bounded like SQLite's own wait: past it, SQLite's busy handler decides as before.
+    if lock.acquire(timeout=SQLITE_BUSY_SECONDS):
+        info[_HOLDS_WRITER] = lock
+
+
+def _give_writer(conn: Any) -> None:
+    _release_writer(conn.connection.info)
+
+
+def _release_writer(info: dict[str, Any]) -> None:
+    lock = info.pop(_HOLDS_WRITER, None)
+    if lock is not None:
+        lock.release()
+
+
+SQLITE_BUSY_SECONDS = 30
+
+
 def make_engine(url: str, **kwargs: Any) -> Engine:
     """Create an engine; SQLite gets real transactions and foreign keys."""
     if url.startswith("sqlite"):
         kwargs.setdefault("connect_args", {"check_same_thread": False, "timeout": 30})
         engine = create_engine(url, **kwargs)
+        writers = _writer_lock(str(engine.url))
 
         @event.listens_for(engine, "connect")
         def _sqlite_connect(dbapi_conn: Any, _record: Any) -> None:
@@ -115,7 +154,7 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
             cur = dbapi_conn.cursor()
             cur.execute("PRAGMA foreign_keys=ON")
             cur.execute("PRAGMA journal_mode=WAL")
-            cur.execute("PRAGMA busy_timeout=30000")
+            cur.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_SECONDS * 1000}")
             cur.close()
 
         @event.listens_for(engine, "begin")
@@ -129,7 +168,28 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
             # IMMEDIATE takes the write lock up front, so concurrent writers queue on the busy
             # timeout. A deferred BEGIN reads first and then fails at once with "database is
             # locked" when another writer committed in between (most concurrent sign-ins did).
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            _take_writer(conn, writers)
+            try:
+                conn.exec_driver_sql("BEGIN IMMEDIATE")
+            except BaseException:
+                _give_writer(conn)
+                raise
+
+        @event.listens_for(engine, "commit")
+        @event.listens_for(engine, "rollback")
+        def _sqlite_end(conn: Any) -> None:
+            _give_writer(conn)
+
+        # However a connection leaves its transaction (returned to the pool, invalidated after
+        # an error, closed), the process's writer lock goes with it.
+        @event.listens_for(engine, "checkin")
+        @event.listens_for(engine, "close")
+        def _sqlite_gone(_dbapi_conn: Any, record: Any) -> None:
+            _release_writer(record.info)
+
+        @event.listens_for(engine, "invalidate")
+        def _sqlite_invalid(_dbapi_conn: Any, record: Any, _exc: Any) -> None:
+            _release_writer(record.info)
 
         return engine
     kwargs.setdefault("pool_pre_ping", True)
@@ -198,6 +258,7 @@ def _lock_for_write(session: Session) -> None:
         info["companion_locked"] = True  # a write transaction already
         return
     conn.exec_driver_sql("COMMIT")
+    _take_writer(conn, _writer_lock(str(conn.engine.url)))
     conn.exec_driver_sql("BEGIN IMMEDIATE")
     info["companion_locked"] = True
 
