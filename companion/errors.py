@@ -31,14 +31,25 @@ class CompanionError(Exception):
 
 
 class ValidationError(CompanionError):
-    """Input was understood but is not acceptable; ``field`` names the culprit when there is one."""
+    """Input was understood but is not acceptable; ``field`` names the culprit when there is one.
+
+    ``problems`` lists every problem (``{"field", "message"}``) when a whole request body was
+    checked at once; the first of them is ``field`` and the message."""
 
     code = "invalid"
     status = 422
 
-    def __init__(self, message: str, *, field: str | None = None, **details: Any):
+    def __init__(
+        self,
+        message: str,
+        *,
+        field: str | None = None,
+        problems: list[dict[str, str]] | None = None,
+        **details: Any,
+    ):
         super().__init__(message, **details)
         self.field = field
+        self.problems = problems
 
 
 class NotFound(CompanionError):
@@ -93,7 +104,8 @@ def domain_error_response(exc: CompanionError) -> Response:
     """The response for a domain error: JSON under /api/, the error page elsewhere."""
     field = getattr(exc, "field", None)
     if wants_json():
-        resp = error_response(exc.status, exc.code, exc.message, field=field)
+        problems = getattr(exc, "problems", None)
+        resp = error_response(exc.status, exc.code, exc.message, field=field, problems=problems)
     else:
         resp = Response(
             render_template("error.html", status=exc.status, message=exc.message),

@@ -1,16 +1,21 @@
-"""The JSON API: /api/v1, staff bearer tokens, JSON errors."""
+"""The JSON API: /api/v1, staff bearer tokens, JSON errors, one declaration per operation."""
 
 from __future__ import annotations
 
-import datetime as dt
-from typing import Any
+import functools
+from collections.abc import Callable
+from typing import Any, TypeVar
 
-from flask import Blueprint, jsonify, request
+from flask import Blueprint, Response, current_app, jsonify, request
 
 from ..access import STAFF, allow, current_user, public
 from ..errors import CompanionError, ValidationError
 from ..security import csrf
 from . import openapi
+from .openapi import Operation
+from .shapes import Answer, Body, Me, Query
+
+View = TypeVar("View", bound=Callable[..., Answer | Response])
 
 
 class UnsupportedMediaType(CompanionError):
@@ -42,35 +47,92 @@ def json_body() -> dict[str, Any]:
     return data
 
 
+class Routes:
+    """The operations of one API blueprint, each declared once: :meth:`route` routes it in
+    Flask and describes it in the OpenAPI document.
+
+    The view gets the path's values, plus ``body`` (the parsed request model) and ``query``
+    when the operation declares them, and returns the answer model, which is sent with the
+    declared status; a view may also return a ready :class:`~flask.Response` (an error that
+    carries more than a domain error does).
+    """
+
+    def __init__(self, blueprint: Blueprint, tag: str) -> None:
+        self.blueprint = blueprint
+        self.tag = tag
+
+    def route(
+        self,
+        method: str,
+        rule: str,
+        *,
+        operation_id: str,
+        summary: str,
+        ok: tuple[int, str, type[Answer]],
+        body: type[Body] | None = None,
+        query: type[Query] | None = None,
+        errors: tuple[int, ...] = (),
+        description: str | None = None,
+    ) -> Callable[[View], View]:
+        operation = Operation(
+            method=method.lower(),
+            operation_id=operation_id,
+            summary=summary,
+            ok=ok,
+            tags=(self.tag,),
+            body=body,
+            query=query,
+            errors=errors,
+            description=description,
+        )
+        status, _, answer = ok
+
+        def decorator(view: View) -> View:
+            # functools.wraps keeps the view's access rule (companion.access.allow) on the
+            # endpoint Flask calls.
+            @functools.wraps(view)
+            def endpoint(**values: Any) -> Response:
+                if body is not None:
+                    values["body"] = body.parse(json_body())
+                if query is not None:
+                    values["query"] = query.parse(request.args.to_dict())
+                result = view(**values)
+                if isinstance(result, Response):
+                    return result
+                if not isinstance(result, answer):
+                    raise TypeError(f"{view.__name__} answered {type(result).__name__}")
+                response = jsonify(result.model_dump(mode="json", by_alias=True))
+                response.status_code = status
+                return response
+
+            self.blueprint.add_url_rule(rule, view_func=endpoint, methods=[method.upper()])
+            openapi.OPERATIONS[f"{self.blueprint.name}.{view.__name__}"] = operation
+            return view
+
+        return decorator
+
+
 bp = api_blueprint("api", __name__)
-
-
-def json_time(at: dt.datetime | None) -> str | None:
-    """A UTC time as the API writes it everywhere: 2026-01-07T16:00:00Z."""
-    return at.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ") if at else None
-
-
-def user_json(user: Any) -> dict[str, Any]:
-    return {
-        "id": user.id,
-        "email": user.email,
-        "name": user.name,
-        "role": user.role,
-        "organisation": {
-            "id": user.organisation.id,
-            "name": user.organisation.name,
-            "timezone": user.organisation.timezone,
-        },
-    }
+routes = Routes(bp, tag="staff")
 
 
 @bp.get("/openapi.json")
 @public
 def openapi_document() -> Any:
-    return jsonify(openapi.document())
+    # Built once per app: the routes and models do not change while it runs.
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    if "companion.openapi" not in app.extensions:
+        app.extensions["companion.openapi"] = openapi.document(app)
+    return jsonify(app.extensions["companion.openapi"])
 
 
-@bp.get("/me")
+@routes.route(
+    "GET",
+    "/me",
+    operation_id="getMe",
+    summary="The staff member who owns the token",
+    ok=(200, "The caller", Me),
+)
 @allow(*STAFF)
-def me() -> Any:
-    return jsonify(user_json(current_user()))
+def me() -> Me:
+    return Me.of(current_user())
