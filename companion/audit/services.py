@@ -95,6 +95,31 @@ def record(
     return event
 
 
+def by_parent(
+    session: Session,
+    kind: str,
+    *,
+    family: Any,
+    contact_id: int,
+    subject: tuple[str, Any] | None = None,
+    ip: str = "",
+    **detail: Any,
+) -> AuditEvent:
+    """Append one event done by a parent (who has no account): named by their contact, filed
+    under their family, its course and organisation; about the contact unless ``subject``."""
+    return record(
+        session,
+        kind,
+        actor_label=f"parent (contact {contact_id})",
+        organisation_id=family.organisation_id,
+        subject=subject or ("family_contact", contact_id),
+        course_id=family.course_id,
+        family_id=family.id,
+        ip=ip,
+        **detail,
+    )
+
+
 def _label(actor: Any) -> str:
     if actor is None:
         return "system"

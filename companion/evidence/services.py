@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session
 
 from ..access import ADMIN, LEAD, TEACHER
 from ..accounts.models import User
+from ..audit.services import by_parent
 from ..audit.services import record as audit
 from ..courses.access import MAX_ID
 from ..courses.models import ClassSession, Course
@@ -169,15 +170,12 @@ def confirm_adult(
             )
         ).one()
         return Confirmed(found, created=False)
-    audit(
+    by_parent(
         session,
         "evidence.adult_confirmed",
-        actor_label=f"parent (contact {principal.contact.id})",
-        organisation_id=family.organisation_id,
-        subject=("class_session", cls.id),
-        course_id=family.course_id,
-        family_id=family.id,
+        family=family,
         contact_id=principal.contact.id,
+        subject=("class_session", cls.id),
     )
     return Confirmed(row, created=True)
 

@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 
 from ..access import ADMIN
 from ..accounts.models import User
+from ..audit.services import by_parent
 from ..audit.services import record as audit
 from ..errors import Conflict, Forbidden, NotFound, ValidationError
 from ..orgs.models import Organisation
@@ -215,14 +216,11 @@ def accept(
         if existing is None:  # pragma: no cover - the other writer rolled back
             raise
         return existing, False
-    audit(
+    by_parent(
         session,
         "family.agreement_accepted",
-        actor_label=f"parent (contact {contact.id})",
-        organisation_id=family.organisation_id,
-        subject=("family_contact", contact.id),
-        course_id=family.course_id,
-        family_id=family.id,
+        family=family,
+        contact_id=contact.id,
         ip=ip,
         version=version.version,
     )

@@ -13,7 +13,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from .. import mail
-from ..audit.services import record as audit
+from ..audit.services import by_parent
 from ..courses import timetable
 from ..courses.models import ClassSession, Course
 from ..errors import Conflict, NotFound, ValidationError
@@ -202,14 +202,12 @@ def request_audio_only(
     )
     session.add(event)
     session.flush()
-    audit(
+    by_parent(
         session,
         "family.audio_only_requested" if want else "family.audio_only_withdrawn",
-        actor_label=f"parent (contact {principal.contact.id})",
-        organisation_id=family.organisation_id,
+        family=family,
+        contact_id=principal.contact.id,
         subject=("family", family.id),
-        course_id=course.id,
-        family_id=family.id,
         class_id=class_id,
         scope="class" if class_id is not None else "remaining",
     )

@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
 from ..accounts.services import hash_token
-from ..audit.services import record as audit
+from ..audit.services import by_parent
 from ..courses.models import Course
 from ..orgs.models import Organisation
 from .errors import LinkGone, LinkInvalid
@@ -78,14 +78,11 @@ def open_link(
     elif expires is not None and expires <= now:
         problem = "This link has expired: the course it was for ended some time ago."
     if problem is not None:
-        audit(
+        by_parent(
             session,
             "family.link_refused",
-            actor_label=f"parent (contact {link.contact_id})",
-            organisation_id=family.organisation_id,
-            subject=("family_contact", link.contact_id),
-            course_id=family.course_id,
-            family_id=family.id,
+            family=family,
+            contact_id=link.contact_id,
             ip=ip,
             reason="revoked" if link.revoked_at is not None else "expired",
         )
@@ -103,16 +100,7 @@ def open_link(
     )
     session.add(row)
     session.flush()
-    audit(
-        session,
-        "family.link_opened",
-        actor_label=f"parent (contact {link.contact_id})",
-        organisation_id=family.organisation_id,
-        subject=("family_contact", link.contact_id),
-        course_id=family.course_id,
-        family_id=family.id,
-        ip=ip,
-    )
+    by_parent(session, "family.link_opened", family=family, contact_id=link.contact_id, ip=ip)
     return row, raw_sid
 
 

@@ -15,6 +15,7 @@ from typing import Any
 from flask import Flask, g, request
 
 from ..accounts.auth import client_ip
+from ..audit.services import by_parent
 from ..audit.services import record as audit
 from ..db import get_session, kept_transaction
 
@@ -42,13 +43,11 @@ def _record(response: Any) -> Any:
             audit(session, "access.denied", actor=user, ip=client_ip(), **detail)
         else:
             family = who.family
-            audit(
+            by_parent(
                 session,
                 "access.denied",
-                actor_label=f"parent (contact {who.contact.id})",
-                organisation_id=family.organisation_id,
-                subject=("family_contact", who.contact.id),
-                family_id=family.id,
+                family=family,
+                contact_id=who.contact.id,
                 ip=client_ip(),
                 **detail,
             )
