@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
-from typing import Any
 
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
@@ -19,6 +18,7 @@ from ..accounts.models import User
 from ..audit.services import record as audit
 from ..errors import CompanionError, Conflict, Forbidden, NotFound
 from ..zoom import TRANSIENT, ZoomError, ZoomNotFound, ZoomRateLimited, ZoomRefused, ZoomUnavailable
+from ..zoom.api import Meeting
 from . import safety
 from .access import get_course, require_in_zoom
 from .events import emit
@@ -89,7 +89,7 @@ def start_plan(session: Session, *, actor: User, course_id: int, now: dt.datetim
 def record_start(
     session: Session,
     plan: StartPlan,
-    meeting: dict[str, Any] | None,
+    meeting: Meeting | None,
     *,
     now: dt.datetime,
 ) -> str:

@@ -23,6 +23,7 @@ from ..access import LEAD
 from ..accounts.models import User
 from ..audit.services import record as audit
 from ..errors import Conflict
+from ..zoom.api import Meeting
 from . import safety
 from . import schedule as sched
 from .access import get_course
@@ -63,7 +64,7 @@ def expected_of(course: Course, now: dt.datetime) -> safety.Expected:
     return safety.Expected(passcode=passcode, alternative_hosts=hosts)
 
 
-def take_urls(course: Course, meeting: dict[str, Any]) -> None:
+def take_urls(course: Course, meeting: Meeting) -> None:
     # Only the participants' links; the host's start_url is never kept.
     if isinstance(meeting.get("join_url"), str):
         course.join_url = meeting["join_url"][:1000]
@@ -72,7 +73,7 @@ def take_urls(course: Course, meeting: dict[str, Any]) -> None:
 
 
 def schedule_problems(
-    course: Course, meeting: dict[str, Any], now: dt.datetime
+    course: Course, meeting: Meeting, now: dt.datetime
 ) -> tuple[list[ClassSession], sched.ScheduleCheck]:
     tz = sched.zone(course.timezone)
     expected = [c for c in class_sessions(course) if c.takes_place]
@@ -88,7 +89,7 @@ def schedule_problems(
 
 
 def evaluate(
-    course: Course, meeting: dict[str, Any], expected: safety.Expected, now: dt.datetime
+    course: Course, meeting: Meeting, expected: safety.Expected, now: dt.datetime
 ) -> list[SafetyProblem]:
     problems = safety.verify(meeting, expected)
     _, check = schedule_problems(course, meeting, now)

@@ -43,6 +43,7 @@ from ..audit.services import record as audit
 from ..db import job_session, utcnow
 from ..errors import CompanionError
 from ..zoom import TRANSIENT, ZoomAuthError, ZoomError, ZoomNotFound, ZoomRateLimited, zoom_for
+from ..zoom.api import Meeting, ZoomApi
 from . import lifecycle, provisioning, safety, timetable, verification
 from . import schedule as sched
 from .models import Course
@@ -100,9 +101,9 @@ class Plan:
 class Result:
     meeting_id: int | None = None
     # The meeting as last read (None: Zoom did not answer the read-back).
-    meeting: dict[str, Any] | None = None
+    meeting: Meeting | None = None
     # create: Zoom's answer to the create (empty when a meeting was adopted).
-    created: dict[str, Any] = field(default_factory=dict)
+    created: Meeting = field(default_factory=Meeting)
     adopted: bool = False
     gone: bool = False
     # sync: settings put back (their names), and whether anything at all was sent.
@@ -116,7 +117,7 @@ class Result:
 class ZoomStep:
     """The courses queue's step: prepare (claim's transaction) -> call (Zoom) -> record."""
 
-    def __init__(self, zoom: Any):
+    def __init__(self, zoom: ZoomApi):
         self.zoom = zoom
 
     # --- prepare: in the claim's transaction --------------------------------------------------
@@ -125,7 +126,7 @@ class ZoomStep:
         course = session.get(Course, course_id)
         if course is None:
             return None
-        base = {
+        base: dict[str, Any] = {
             "course_id": course.id,
             "seq": course.zoom_work_seq,
             "now": now,
@@ -192,15 +193,17 @@ class ZoomStep:
         found = _find_existing(zoom, plan.user_id, plan.marker) if plan.search else None
         if found is None:
             created = zoom.create_meeting(plan.user_id, plan.body)
-            result = Result(meeting_id=int(created["id"]), created=created)
+            meeting_id = int(created["id"])
+            result = Result(meeting_id=meeting_id, created=created)
         else:
             # The course may have changed since that attempt: make the meeting what it is now.
             log.info("course %s: adopting meeting found from an earlier attempt", plan.course_id)
             body = {k: v for k, v in plan.body.items() if k != "agenda"}
             zoom.update_meeting(found, body)
-            result = Result(meeting_id=found, adopted=True)
+            meeting_id = found
+            result = Result(meeting_id=meeting_id, adopted=True)
         try:
-            result.meeting = zoom.get_meeting(result.meeting_id)
+            result.meeting = zoom.get_meeting(meeting_id)
         except ZoomError as exc:
             # The meeting exists; it stays unverified until the next check reads it.
             log.warning("course %s: read-back failed (%s)", plan.course_id, type(exc).__name__)
@@ -331,7 +334,7 @@ def _classes(course: Course) -> tuple[ClassPlan, ...]:
     )
 
 
-def _find_existing(zoom: Any, user_id: str, marker: str) -> int | None:
+def _find_existing(zoom: ZoomApi, user_id: str, marker: str) -> int | None:
     """The meeting an earlier attempt made for this course, found by the agenda reference."""
     for meeting in zoom.iter_meetings(user_id, type="scheduled"):
         if marker in str(meeting.get("agenda") or "") and meeting.get("id") is not None:
@@ -339,7 +342,7 @@ def _find_existing(zoom: Any, user_id: str, marker: str) -> int | None:
     return None
 
 
-def _schedule_check(plan: Plan, meeting: dict[str, Any]) -> sched.ScheduleCheck:
+def _schedule_check(plan: Plan, meeting: Meeting) -> sched.ScheduleCheck:
     tz = sched.zone(plan.timezone)
     planned = [
         sched.PlannedClass(c.starts_at, c.starts_at.astimezone(tz), c.duration_minutes)
@@ -349,7 +352,7 @@ def _schedule_check(plan: Plan, meeting: dict[str, Any]) -> sched.ScheduleCheck:
     return sched.match_occurrences(planned, meeting, since=plan.now)
 
 
-def _problems(plan: Plan, meeting: dict[str, Any]) -> list[SafetyProblem]:
+def _problems(plan: Plan, meeting: Meeting) -> list[SafetyProblem]:
     assert plan.expected is not None
     problems = safety.verify(meeting, plan.expected)
     check = _schedule_check(plan, meeting)
@@ -361,7 +364,7 @@ def _zoom_utc(at: dt.datetime) -> str:
     return at.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _repair(zoom: Any, plan: Plan, meeting: dict[str, Any], problems: list[SafetyProblem]) -> bool:
+def _repair(zoom: ZoomApi, plan: Plan, meeting: Meeting, problems: list[SafetyProblem]) -> bool:
     """Put drifted settings back with one PATCH, and make each class what companion says: moved
     (or moved back), its length, or deleted when it is cancelled. Returns whether anything was
     sent; Zoom errors propagate."""
@@ -589,14 +592,14 @@ def _background(app: Flask, course_id: int) -> None:
 # --- "Start class" -------------------------------------------------------------------------------
 
 
-def start_class(app: Flask, zoom: Any, plan: lifecycle.StartPlan, *, now: dt.datetime) -> str:
+def start_class(app: Flask, zoom: ZoomApi, plan: lifecycle.StartPlan, *, now: dt.datetime) -> str:
     """Fetch the host's start link with no transaction open, then record what Zoom said.
 
     The meeting read for the link is verified too; a meeting whose settings are off is put
     back first, and if that fails the class is not started from companion (the course is
     marked not safe and people are told, committed before :class:`NotSafeToStart` is raised).
     """
-    meeting: dict[str, Any] | None
+    meeting: Meeting | None
     try:
         meeting = zoom.get_meeting(plan.meeting_id)
     except ZoomNotFound:

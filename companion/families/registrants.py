@@ -40,6 +40,7 @@ from ..zoom import (
     ZoomRateLimited,
     ZoomServerError,
 )
+from ..zoom.api import Registrant, ZoomApi
 from .access import course_to_change, get_family
 from .links import deliver_owed_links
 from .models import Family
@@ -125,12 +126,13 @@ class RegistrantPlan:
 
 @dataclass(frozen=True)
 class RegistrantAnswer:
+    # As Zoom sent them (its answers are not validated): ``record`` checks both before use.
     registrant_id: Any = None
     join_url: Any = None
     adopted: bool = False
 
 
-def _find_registrant(zoom: Any, meeting_id: int, email: str) -> dict[str, Any] | None:
+def _find_registrant(zoom: ZoomApi, meeting_id: int, email: str) -> Registrant | None:
     for status in ("approved", "pending"):
         for registrant in zoom.iter_registrants(meeting_id, status=status):
             if str(registrant.get("email") or "").strip().lower() == email:
@@ -149,7 +151,7 @@ class RegistrantStep:
     worker runs it as nobody.
     """
 
-    def __init__(self, zoom: Any, *, actor_id: int | None = None):
+    def __init__(self, zoom: ZoomApi, *, actor_id: int | None = None):
         self.zoom = zoom
         self.actor_id = actor_id
 
@@ -476,7 +478,7 @@ def join_url_of(family: Family) -> str | None:
 class JoinLinkStep:
     """Read a registered family's join link from Zoom again (after its sealing key was lost)."""
 
-    def __init__(self, zoom: Any):
+    def __init__(self, zoom: ZoomApi):
         self.zoom = zoom
 
     def prepare(self, session: Session, family_id: int, now: dt.datetime) -> tuple[int, str] | None:

@@ -48,6 +48,7 @@ from ..db import job_session, utcnow
 from ..errors import CompanionError, ValidationError
 from ..orgs.models import Organisation
 from ..zoom import ZoomAuthError, ZoomError, ZoomNotFound, ZoomRateLimited
+from ..zoom.api import MeetingRecordings, ZoomApi
 from . import concerns, crypto, vault
 from .keys import Keyring, WrappedDek
 from .models import Recording, RecordingFile
@@ -384,7 +385,7 @@ def _looks_like_html(chunk: bytes) -> bool:
     return head.startswith((b"<!doctype html", b"<html", b"<head", b"<body"))
 
 
-def open_download(zoom: Any, claim: Claim) -> requests.Response:
+def open_download(zoom: ZoomApi, claim: Claim) -> requests.Response:
     try:
         return zoom.open_download(claim.download_url, download_token=claim.download_token)
     except ZoomAuthError:
@@ -425,7 +426,7 @@ class StoredBlob:
 
 
 def download_and_store(
-    zoom: Any,
+    zoom: ZoomApi,
     storage: RecordingStorage,
     keyring: Keyring,
     claim: Claim,
@@ -583,7 +584,7 @@ def mark_failed(
 class CopyFile:
     """Download, encrypt and store one file (``work.Step`` on :data:`COPY`)."""
 
-    def __init__(self, zoom: Any, storage: RecordingStorage, keyring: Keyring):
+    def __init__(self, zoom: ZoomApi, storage: RecordingStorage, keyring: Keyring):
         self.zoom, self.storage, self.keyring = zoom, storage, keyring
 
     def prepare(self, session: Session, file_id: uuid.UUID, now: dt.datetime) -> Claim | None:
@@ -705,7 +706,7 @@ class ZoomCopy:
 class DeleteZoomCopy:
     """Trash Zoom's copy of one file (``work.Step`` on :data:`ZOOM_DELETE`)."""
 
-    def __init__(self, zoom: Any):
+    def __init__(self, zoom: ZoomApi):
         self.zoom = zoom
 
     def prepare(self, session: Session, file_id: uuid.UUID, now: dt.datetime) -> ZoomCopy | None:
@@ -766,7 +767,7 @@ class DeleteZoomCopy:
         return "retry"
 
 
-def delete_from_zoom(app: Flask, zoom: Any, file_id: uuid.UUID) -> str:
+def delete_from_zoom(app: Flask, zoom: ZoomApi, file_id: uuid.UUID) -> str:
     """Trash one verified (or retention-deleted) file in Zoom; a Zoom failure is retried later."""
     outcome = work.run_one(app, ZOOM_DELETE, DeleteZoomCopy(zoom), file_id)
     return "skipped" if outcome in ("skipped", "idle") else str(outcome)
@@ -775,7 +776,9 @@ def delete_from_zoom(app: Flask, zoom: Any, file_id: uuid.UUID) -> str:
 # --- the whole path for one file -----------------------------------------------------------------
 
 
-def process_file(app: Flask, file_id: uuid.UUID, *, zoom: Any, storage: RecordingStorage) -> str:
+def process_file(
+    app: Flask, file_id: uuid.UUID, *, zoom: ZoomApi, storage: RecordingStorage
+) -> str:
     """Move one file as far as it can go now: download -> store -> verify -> delete in Zoom."""
     with job_session(app) as session:
         row = session.get(RecordingFile, file_id)
@@ -834,7 +837,7 @@ def known_meeting_ids(session: Session) -> set[int]:
 
 
 def reconcile_meetings(
-    app: Flask, meetings: Iterable[Mapping[str, Any]], *, known: set[int]
+    app: Flask, meetings: Iterable[MeetingRecordings], *, known: set[int]
 ) -> dict[str, int]:
     """Register what Zoom lists for companion's meetings and companion does not have yet."""
     result = {"recordings": 0, "files": 0, "ignored": 0}

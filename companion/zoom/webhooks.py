@@ -142,8 +142,12 @@ def dedupe_key(event: Mapping[str, Any]) -> str:
     new timestamp but is the same event.
     """
     name = _text(event.get("event"))
-    payload = event.get("payload") if isinstance(event.get("payload"), Mapping) else {}
-    obj = payload.get("object") if isinstance(payload.get("object"), Mapping) else {}
+    payload = event.get("payload")
+    if not isinstance(payload, Mapping):
+        payload = {}
+    obj = payload.get("object")
+    if not isinstance(obj, Mapping):
+        obj = {}
     parts = [name, _text(obj.get("uuid") or obj.get("id"))]
 
     if name == "endpoint.url_validation":
