@@ -7,6 +7,7 @@ from typing import Any
 from flask import Flask, g, request
 from flask_wtf.csrf import CSRFError, CSRFProtect
 
+from .access import signed_in_user
 from .errors import CompanionError, domain_error_response
 
 csrf = CSRFProtect()
@@ -52,7 +53,7 @@ def init_app(app: Flask) -> None:
             # Family pages carry personal links; never leak the URL to another site.
             h["Referrer-Policy"] = "no-referrer"
         if (
-            g.get("user") is not None
+            signed_in_user() is not None
             or g.get("family") is not None
             or request.path.startswith("/api/")
             or response.status_code >= 400
