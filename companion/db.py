@@ -22,6 +22,7 @@ Transactions are kept short so that requests never wait on each other (issue 10)
 from __future__ import annotations
 
 import datetime as dt
+import enum
 import logging
 import sys
 from collections.abc import Iterator
@@ -30,6 +31,7 @@ from typing import Annotated, Any
 
 from flask import Flask, before_render_template, current_app, g, has_request_context, request
 from sqlalchemy import DateTime, Engine, MetaData, create_engine, event, func
+from sqlalchemy import Enum as SAEnum
 from sqlalchemy.orm import DeclarativeBase, Session, mapped_column, sessionmaker
 from sqlalchemy.types import TypeDecorator
 
@@ -95,6 +97,22 @@ class UTCDateTime(TypeDecorator[dt.datetime]):
 
 
 created_at = Annotated[dt.datetime, mapped_column(UTCDateTime, default=utcnow, nullable=False)]
+
+
+def state_column(states: type[enum.StrEnum], length: int) -> SAEnum:
+    """The column type of a state: a VARCHAR(``length``) holding the members' values, the same
+    strings as ever, and read back as members of ``states``.
+
+    Plain strings are still accepted when writing; the table's CHECK constraint (not this type)
+    refuses unknown ones, as before, so no migration is needed.
+    """
+    return SAEnum(
+        states,
+        native_enum=False,
+        create_constraint=False,
+        length=length,
+        values_callable=lambda members: [m.value for m in members],
+    )
 
 
 class Base(DeclarativeBase):

@@ -28,7 +28,7 @@ from . import safety
 from . import schedule as sched
 from .access import get_course
 from .events import emit
-from .models import ClassSession, Course
+from .models import ClassSession, Course, SafetyState, ZoomState, ZoomWork
 from .passcodes import _set_passcode, passcode_of
 from .safety import SafetyProblem
 from .timetable import class_sessions
@@ -40,7 +40,7 @@ log = logging.getLogger(__name__)
 def course_is_safe(course: Course) -> bool:
     """True only when the meeting exists in Zoom and its last check found every setting as
     enforced. Family links and passcodes are only sent for a course for which this is true."""
-    return course.zoom_state == "created" and course.safety_state == "safe"
+    return course.zoom_state == ZoomState.CREATED and course.safety_state == SafetyState.SAFE
 
 
 def _expected_hosts(course: Course) -> tuple[str, ...]:
@@ -119,7 +119,7 @@ def record_safety(
     actor: User | None,
 ) -> list[SafetyProblem]:
     before = course.safety_state
-    after = "not_safe" if problems else "safe"
+    after = SafetyState.NOT_SAFE if problems else SafetyState.SAFE
     settings = sorted({p.setting for p in problems})
     key = ",".join(settings)
     course.safety_state = after
@@ -193,9 +193,9 @@ def _tell(session: Session, course: Course, kind: str, **facts: Any) -> None:
 def verify_now(session: Session, *, actor: User, course_id: int, now: dt.datetime) -> Course:
     """ "Re-check now": ask for the scheduled check (read, repair, verify) of one course now."""
     course = get_course(session, actor, course_id)
-    if course.zoom_state != "created" or course.zoom_meeting_id is None:
+    if course.zoom_state != ZoomState.CREATED or course.zoom_meeting_id is None:
         raise Conflict("This course has no meeting in Zoom to check.")
-    want(course, "sync", changed=False)
+    want(course, ZoomWork.SYNC, changed=False)
     session.flush()
     return course
 
@@ -207,8 +207,12 @@ def want_check(session: Session, course_ids: Iterable[int]) -> list[int]:
         return []
     session.execute(
         update(Course)
-        .where(Course.id.in_(ids), Course.zoom_state == "created", Course.zoom_work == "")
-        .values(zoom_work="sync", zoom_next_attempt_at=None)
+        .where(
+            Course.id.in_(ids),
+            Course.zoom_state == ZoomState.CREATED,
+            Course.zoom_work == ZoomWork.NONE,
+        )
+        .values(zoom_work=ZoomWork.SYNC, zoom_next_attempt_at=None)
         .execution_options(synchronize_session="fetch")
     )
     return ids

@@ -56,7 +56,14 @@ from . import (
 )
 from . import schedule as sched
 from .forms import CourseForm, MoveClassForm
-from .models import SAFETY_LABELS, ZOOM_STATE_LABELS, ZOOM_WORK_LABELS, ClassSession, Course
+from .models import (
+    SAFETY_LABELS,
+    ZOOM_STATE_LABELS,
+    ZOOM_WORK_LABELS,
+    ClassSession,
+    Course,
+    ZoomState,
+)
 
 bp = Blueprint("courses", __name__, url_prefix="/courses")
 
@@ -74,7 +81,7 @@ class ClassRow:
 def _rows(course: Course, now: dt.datetime, user: Any) -> list[ClassRow]:
     rows = []
     number = 0
-    can_change = access.may_change(user, course) and course.zoom_state == "created"
+    can_change = access.may_change(user, course) and course.zoom_state == ZoomState.CREATED
     for cls in timetable.class_sessions(course):
         if cls.takes_place:
             number += 1
@@ -247,7 +254,7 @@ def detail(course_id: int) -> Any:
         passcode=presentation.passcode_preview(course) if course.is_open else None,
         can_change=access.may_change(user, course) and course.is_open,
         can_rotate=course.is_open and (access.may_change(user, course) or user.role == LEAD),
-        can_start=course.teacher_id == user.id and course.zoom_state == "created",
+        can_start=course.teacher_id == user.id and course.zoom_state == ZoomState.CREATED,
         is_safe=verification.course_is_safe(course),
         action_form=ActionForm(),
         **_template_globals(),
@@ -454,7 +461,7 @@ def zoom_state(course_id: int) -> Any:
             "state": course.zoom_state,
             "label": ZOOM_STATE_LABELS[course.zoom_state],
             "work": course.zoom_work or None,
-            "work_label": ZOOM_WORK_LABELS.get(course.zoom_work or ""),
+            "work_label": ZOOM_WORK_LABELS.get(course.zoom_work),
             "error": course.zoom_error or None,
             "safety": course.safety_state,
             "busy": course.zoom_busy,

@@ -46,7 +46,7 @@ from ..zoom import TRANSIENT, ZoomAuthError, ZoomError, ZoomNotFound, ZoomRateLi
 from ..zoom.api import Meeting, ZoomApi
 from . import lifecycle, provisioning, safety, timetable, verification
 from . import schedule as sched
-from .models import Course
+from .models import ClassStatus, Course, SafetyState, ZoomState, ZoomWork
 from .safety import SafetyProblem
 
 log = logging.getLogger(__name__)
@@ -58,7 +58,7 @@ QUEUE = work.Queue(
     attempts=Course.zoom_attempts,
     due=Course.zoom_next_attempt_at,
     claimed_until=Course.zoom_claimed_until,
-    ready=lambda: Course.zoom_work != "",
+    ready=lambda: Course.zoom_work != ZoomWork.NONE,
 )
 
 # How many times one request's inline run goes on when the course has more work right after
@@ -79,7 +79,7 @@ class Plan:
     """One attempt's view of the course: plain values only (``call`` has no session)."""
 
     course_id: int
-    work: str
+    work: ZoomWork
     seq: int
     now: dt.datetime
     user_id: str
@@ -136,22 +136,24 @@ class ZoomStep:
             "topic": course.title,
             "timezone": course.timezone,
         }
-        if course.zoom_work == "delete":
-            return Plan(work="delete", search=course.zoom_meeting_id is None, **base)
-        if course.zoom_work == "create":
-            if course.zoom_state != "pending" or course.zoom_meeting_id is not None:
-                course.zoom_work = "sync" if course.zoom_meeting_id is not None else ""
+        if course.zoom_work == ZoomWork.DELETE:
+            return Plan(work=ZoomWork.DELETE, search=course.zoom_meeting_id is None, **base)
+        if course.zoom_work == ZoomWork.CREATE:
+            if course.zoom_state != ZoomState.PENDING or course.zoom_meeting_id is not None:
+                course.zoom_work = (
+                    ZoomWork.SYNC if course.zoom_meeting_id is not None else ZoomWork.NONE
+                )
                 return None
             remaining = provisioning.zoom_plan(course, now)
             if remaining is None:
-                course.zoom_state = "failed"
-                course.zoom_work = ""
+                course.zoom_state = ZoomState.FAILED
+                course.zoom_work = ZoomWork.NONE
                 course.zoom_next_attempt_at = None
                 course.zoom_error = "Every class had passed before Zoom could be reached."
                 return None
             expected = verification.expected_of(course, now)
             return Plan(
-                work="create",
+                work=ZoomWork.CREATE,
                 # This claim is counted: a second attempt looks for what the first one made.
                 search=course.zoom_attempts > 1,
                 body=provisioning.create_body(course, remaining, expected),
@@ -159,9 +161,9 @@ class ZoomStep:
                 classes=_classes(course),
                 **base,
             )
-        if course.zoom_work == "sync":
-            if course.zoom_state != "created" or course.zoom_meeting_id is None:
-                course.zoom_work = ""
+        if course.zoom_work == ZoomWork.SYNC:
+            if course.zoom_state != ZoomState.CREATED or course.zoom_meeting_id is None:
+                course.zoom_work = ZoomWork.NONE
                 return None
             body = None
             if course.zoom_resend_series:
@@ -169,7 +171,7 @@ class ZoomStep:
                 if remaining is not None:
                     body = {"topic": course.title, **sched.meeting_times(remaining)}
             return Plan(
-                work="sync",
+                work=ZoomWork.SYNC,
                 body=body,
                 expected=verification.expected_of(course, now),
                 classes=_classes(course),
@@ -181,9 +183,9 @@ class ZoomStep:
     # --- call: Zoom, with no transaction open ---------------------------------------------------
 
     def call(self, plan: Plan) -> Result:
-        if plan.work == "create":
+        if plan.work == ZoomWork.CREATE:
             return self._create(plan)
-        if plan.work == "delete":
+        if plan.work == ZoomWork.DELETE:
             return self._delete(plan)
         return self._sync(plan)
 
@@ -270,9 +272,9 @@ class ZoomStep:
             return "gone"
         # The attempt's own time: what passed, and when it was verified, is as of the call.
         now = plan.now
-        if plan.work == "create":
+        if plan.work == ZoomWork.CREATE:
             outcome = _record_create(session, course, plan, result, now)
-        elif plan.work == "delete":
+        elif plan.work == ZoomWork.DELETE:
             outcome = _record_delete(session, course, plan, result)
         else:
             outcome = _record_sync(session, course, plan, result, now)
@@ -293,14 +295,14 @@ class ZoomStep:
             return "gone"
         if isinstance(exc, TRANSIENT):
             _postpone(course, plan, exc)
-            return "pending" if plan.work == "create" else "unreachable"
+            return "pending" if plan.work == ZoomWork.CREATE else "unreachable"
         # Zoom answered and refused: trying the same again will not help; a person must act.
-        what = {"create": "the meeting", "delete": "deleting the meeting"}.get(
+        what = {ZoomWork.CREATE: "the meeting", ZoomWork.DELETE: "deleting the meeting"}.get(
             plan.work, "the change"
         )
         course.zoom_error = f"Zoom refused {what}: {exc.message}"[:500]
-        if plan.work == "create":
-            course.zoom_state = "failed"
+        if plan.work == ZoomWork.CREATE:
+            course.zoom_state = ZoomState.FAILED
         _audit(
             session,
             course,
@@ -309,7 +311,7 @@ class ZoomStep:
             zoom_code=exc.zoom_code,
             http_status=exc.http_status,
         )
-        course.zoom_work = ""
+        course.zoom_work = ZoomWork.NONE
         course.zoom_resend_series = False
         work.release(course, QUEUE)
         return "failed"
@@ -413,16 +415,16 @@ def _record_create(
     session: Session, course: Course, plan: Plan, result: Result, now: dt.datetime
 ) -> str:
     course.zoom_meeting_id = result.meeting_id
-    if course.zoom_state != "pending":
+    if course.zoom_state != ZoomState.PENDING:
         # Cancelled while the create was in flight: the meeting is known now, and deleted next.
         return course.zoom_state
-    course.zoom_state = "created"
+    course.zoom_state = ZoomState.CREATED
     course.zoom_error = ""
     verification.take_urls(course, result.created)
     # Classes that passed while Zoom was unreachable never took place.
     for cls in timetable.class_sessions(course):
         if cls.takes_place and cls.starts_at <= now + provisioning.CREATE_MARGIN:
-            cls.status = "cancelled"
+            cls.status = ClassStatus.CANCELLED
             cls.cancelled_at = now
     timetable.refresh_ends_at(course)
     _audit(
@@ -437,8 +439,8 @@ def _record_create(
     if result.meeting is None:
         if result.created:
             verification.schedule_problems(course, result.created, now)
-        if course.safety_state != "not_safe":
-            course.safety_state = "unverified"
+        if course.safety_state != SafetyState.NOT_SAFE:
+            course.safety_state = SafetyState.UNVERIFIED
         return "created"
     assert plan.expected is not None
     verification.take_urls(course, result.meeting)
@@ -478,15 +480,15 @@ def _done(course: Course, plan: Plan) -> None:
     """The attempt is recorded: let go of the course, and say what (if anything) is left."""
     work.release(course, QUEUE)
     course.zoom_attempts = 0
-    if course.zoom_work == "delete" and plan.work != "delete":
+    if course.zoom_work == ZoomWork.DELETE and plan.work != ZoomWork.DELETE:
         return  # cancelled meanwhile: the deletion is next, due now
     if course.zoom_work_seq != plan.seq:
         # Someone changed the course while this attempt was in flight: send that too.
-        if course.zoom_meeting_id is not None and course.zoom_work != "delete":
-            course.zoom_work = "sync"
+        if course.zoom_meeting_id is not None and course.zoom_work != ZoomWork.DELETE:
+            course.zoom_work = ZoomWork.SYNC
             course.zoom_resend_series = True
         return
-    course.zoom_work = ""
+    course.zoom_work = ZoomWork.NONE
     course.zoom_resend_series = False
     course.zoom_synced_seq = plan.seq
 

@@ -49,11 +49,12 @@ from ..families.models import (
     FamilyContact,
     FamilyLink,
     FamilySession,
+    RegistrantState,
 )
 from ..families.people import display_name
 from ..mail.models import OutboxMessage
 from ..recordings.models import Hold, Recording
-from ..webhooks.models import WebhookEvent
+from ..webhooks.models import EventStatus, WebhookEvent
 from .models import AdultConfirmation, AttendanceEvent, ClassWarning, ZoomMeeting
 
 ERASED = "(erased)"
@@ -399,7 +400,11 @@ def erase_family(session: Session, actor: User, family_id: int, *, now: dt.datet
     name = display_name(fam)
     if fam.enrolled:
         raise Conflict(f"{name} is still enrolled: withdraw the family first, then erase it.")
-    if fam.zoom_state not in ("cancelled", "pending", "failed"):
+    if fam.zoom_state not in (
+        RegistrantState.CANCELLED,
+        RegistrantState.PENDING,
+        RegistrantState.FAILED,
+    ):
         raise Conflict(
             f"Zoom has not yet confirmed the cancellation of {name}'s registration; "
             "try again once it has (companion retries by itself)."
@@ -453,7 +458,8 @@ def erase_family(session: Session, actor: User, family_id: int, *, now: dt.datet
     if webhook_ids:
         counts["webhooks_deleted"] = session.execute(
             delete(WebhookEvent).where(
-                WebhookEvent.id.in_(webhook_ids), WebhookEvent.status.in_(("done", "unhandled"))
+                WebhookEvent.id.in_(webhook_ids),
+                WebhookEvent.status.in_((EventStatus.DONE, EventStatus.UNHANDLED)),
             )
         ).rowcount
     for label, model in (

@@ -67,6 +67,7 @@ from .models import (
     AgreementAcceptance,
     AgreementVersion,
     AudioOnlyEvent,
+    RegistrantState,
 )
 
 bp = Blueprint("families", __name__)
@@ -408,7 +409,7 @@ def withdraw(course_id: int, family_id: int) -> Any:
             session, actor=current_user(), course_id=course_id, family_id=family_id, now=utcnow()
         )
         name = people.display_name(withdrawn)
-        if withdrawn.zoom_state == "cancelled":
+        if withdrawn.zoom_state == RegistrantState.CANCELLED:
             return f"{name} is withdrawn; Zoom never had them.", "message"
         jobs.after_request(withdrawn, actor_id=current_user().id)
         return (

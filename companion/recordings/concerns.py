@@ -26,11 +26,11 @@ from ..access import LEAD, TEACHER
 from ..accounts.models import User
 from ..audit.services import record as audit
 from ..courses.access import MAX_ID, get_course
-from ..courses.models import ClassSession, Course
+from ..courses.models import ClassSession, ClassStatus, Course
 from ..courses.timetable import local_time
 from ..errors import Conflict, Forbidden, NotFound, ValidationError
 from ..orgs.models import Organisation
-from .models import Concern, Hold, Recording
+from .models import Concern, Hold, Recording, RecordingState
 
 MIN_TEXT = 10
 MAX_TEXT = 5000
@@ -119,7 +119,7 @@ def place_hold(
     _require_lead(actor)
     reason = _text(reason, "reason", "Say why the recording is kept", MAX_REASON)
     rec = _visible_recording(session, actor, recording_id)
-    if rec.state != "active":
+    if rec.state != RecordingState.ACTIVE:
         raise Conflict("This recording has already been deleted.")
     hold = Hold(
         organisation_id=rec.organisation_id or actor.organisation_id,
@@ -213,7 +213,7 @@ def classes_for_concerns(session: Session, actor: User, now: dt.datetime) -> lis
             Course.organisation_id == actor.organisation_id,
             ClassSession.starts_at <= now,
             ClassSession.starts_at >= now - CONCERN_WINDOW,
-            ClassSession.status != "cancelled",
+            ClassSession.status != ClassStatus.CANCELLED,
         )
         .order_by(ClassSession.starts_at.desc())
         .limit(300)

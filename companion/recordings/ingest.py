@@ -51,7 +51,7 @@ from ..zoom import ZoomAuthError, ZoomError, ZoomNotFound, ZoomRateLimited
 from ..zoom.api import MeetingRecordings, ZoomApi
 from . import concerns, crypto, vault
 from .keys import Keyring, WrappedDek
-from .models import Recording, RecordingFile
+from .models import FileState, Recording, RecordingFile, RecordingState
 from .storage import RecordingStorage
 
 if TYPE_CHECKING:
@@ -223,7 +223,7 @@ def record_from_zoom(
             unmatched=cls is None,
             source=source,
             download_token=download_token,
-            state="active",
+            state=RecordingState.ACTIVE,
             delete_after=ended + dt.timedelta(days=retention_days(session, org_id)),
         )
         session.add(recording)
@@ -233,7 +233,7 @@ def record_from_zoom(
     elif download_token:
         recording.download_token = download_token
 
-    if recording.state != "active":
+    if recording.state != RecordingState.ACTIVE:
         log.info("recording %s is %s; nothing new is taken in", recording.id, recording.state)
         return Registered(recording, created, 0)
 
@@ -257,7 +257,7 @@ def record_from_zoom(
             recording_type=f.recording_type,
             download_url=f.download_url,
             expected_size=f.size,
-            state="pending",
+            state=FileState.PENDING,
             next_attempt_at=now,
             created_at=now,
         )
@@ -315,7 +315,9 @@ def blob_key(file_id: uuid.UUID) -> str:
 
 
 def _of_active_recording() -> Any:
-    return RecordingFile.recording_id.in_(select(Recording.id).where(Recording.state == "active"))
+    return RecordingFile.recording_id.in_(
+        select(Recording.id).where(Recording.state == RecordingState.ACTIVE)
+    )
 
 
 # Files to copy (pending, failed and due, or a download whose claim ran out) and stored ones to
@@ -329,7 +331,9 @@ COPY = work.Queue(
     due=RecordingFile.next_attempt_at,
     claimed_until=RecordingFile.claimed_until,
     ready=lambda: and_(
-        RecordingFile.state.in_(("pending", "failed", "downloading", "stored")),
+        RecordingFile.state.in_(
+            (FileState.PENDING, FileState.FAILED, FileState.DOWNLOADING, FileState.STORED)
+        ),
         _of_active_recording(),
     ),
     # A large recording over a slow line takes long; a run still downloading is never overtaken.
@@ -350,7 +354,8 @@ ZOOM_DELETE = work.Queue(
     due=RecordingFile.next_attempt_at,
     claimed_until=RecordingFile.claimed_until,
     ready=lambda: and_(
-        RecordingFile.state.in_(("verified", "deleted")), RecordingFile.zoom_deleted_at.is_(None)
+        RecordingFile.state.in_((FileState.VERIFIED, FileState.DELETED)),
+        RecordingFile.zoom_deleted_at.is_(None),
     ),
     claim_for=dt.timedelta(minutes=10),
     backoff_base=dt.timedelta(minutes=1),
@@ -502,15 +507,15 @@ def mark_stored(
     row = session.get(RecordingFile, claim.file_id, with_for_update=True)
     if (
         row is None
-        or row.state != "downloading"
+        or row.state != FileState.DOWNLOADING
         or row.attempts != claim.attempt
-        or row.recording.state != "active"
+        or row.recording.state != RecordingState.ACTIVE
     ):
         return False
     kek_id = vault.note_kek_use(session, keyring)
     if kek_id != blob.wrapped.kek_id:  # pragma: no cover - the same keyring wrapped it
         raise IngestError("the key-encryption key changed during the download")
-    row.state = "stored"
+    row.state = FileState.STORED
     row.size = blob.stats.plaintext_bytes
     row.sha256 = blob.stats.sha256
     row.blob_key = blob.key
@@ -542,12 +547,12 @@ def mark_failed(
 ) -> bool:
     """The file failed: error, retry time, no key; logged and in the audit trail."""
     row = session.get(RecordingFile, file_id, with_for_update=True)
-    if row is None or row.state not in ("downloading", "stored"):
+    if row is None or row.state not in (FileState.DOWNLOADING, FileState.STORED):
         return False
     if attempt is not None and row.attempts != attempt:
         return False
     message = describe_error(exc)[:500]
-    row.state = "failed"
+    row.state = FileState.FAILED
     row.error = message
     work.postpone(row, COPY, now)
     row.wrapped_dek = None
@@ -592,11 +597,11 @@ class CopyFile:
         row = session.get(RecordingFile, file_id)
         if (
             row is None
-            or row.recording.state != "active"
-            or row.state not in ("pending", "failed", "downloading")
+            or row.recording.state != RecordingState.ACTIVE
+            or row.state not in (FileState.PENDING, FileState.FAILED, FileState.DOWNLOADING)
         ):
             return None
-        row.state = "downloading"
+        row.state = FileState.DOWNLOADING
         row.attempts += 1
         row.next_attempt_at = None
         rec = row.recording
@@ -655,7 +660,7 @@ def verify_stored(app: Flask, file_id: uuid.UUID, storage: RecordingStorage) -> 
     """Decrypt the stored blob with the key from the database and compare it with what came in."""
     with job_session(app) as session:
         row = session.get(RecordingFile, file_id)
-        if row is None or row.state != "stored" or row.wrapped_dek is None:
+        if row is None or row.state != FileState.STORED or row.wrapped_dek is None:
             return "skipped"
         kek_id, wrapped, key = row.kek_id, bytes(row.wrapped_dek), row.blob_key
         recording_id, size, sha256 = row.recording_id, row.size, row.sha256
@@ -678,15 +683,18 @@ def verify_stored(app: Flask, file_id: uuid.UUID, storage: RecordingStorage) -> 
         return "failed"
     with job_session(app) as session:
         row = session.get(RecordingFile, file_id, with_for_update=True)
-        if row is None or row.state != "stored":
+        if row is None or row.state != FileState.STORED:
             return "skipped"
         now = utcnow()
-        row.state = "verified"
+        row.state = FileState.VERIFIED
         row.verified_at = now
         work.schedule(row, ZOOM_DELETE, now)  # Zoom's copy may go now
         row.error = ""
         rec = row.recording
-        if all(f.state in ("verified", "zoom_deleted", "deleted") for f in rec.files):
+        if all(
+            f.state in (FileState.VERIFIED, FileState.ZOOM_DELETED, FileState.DELETED)
+            for f in rec.files
+        ):
             rec.download_token = None  # nothing left to download with it
         session.flush()
     log.info("recording file %s verified (%s bytes, sha256 %s...)", file_id, size, sha256[:12])
@@ -711,7 +719,11 @@ class DeleteZoomCopy:
 
     def prepare(self, session: Session, file_id: uuid.UUID, now: dt.datetime) -> ZoomCopy | None:
         row = session.get(RecordingFile, file_id)
-        if row is None or row.state not in ("verified", "deleted") or row.zoom_deleted_at:
+        if (
+            row is None
+            or row.state not in (FileState.VERIFIED, FileState.DELETED)
+            or row.zoom_deleted_at
+        ):
             return None
         return ZoomCopy(file_id, row.recording.zoom_uuid, row.zoom_file_id)
 
@@ -731,8 +743,8 @@ class DeleteZoomCopy:
         row.zoom_deleted_at = now
         row.error = ""
         work.release(row, ZOOM_DELETE)
-        if row.state == "verified":
-            row.state = "zoom_deleted"
+        if row.state == FileState.VERIFIED:
+            row.state = FileState.ZOOM_DELETED
         rec = row.recording
         audit(
             session,
@@ -808,13 +820,13 @@ def recover_interrupted(app: Flask, storage: RecordingStorage) -> dict[str, int]
     with job_session(app) as session:
         result = session.execute(
             update(RecordingFile)
-            .where(RecordingFile.state == "downloading")
+            .where(RecordingFile.state == FileState.DOWNLOADING)
             .values(
                 {
                     # Given back to the queue: due now, held by nobody.
                     COPY.due.key: None,
                     COPY.claimed_until.key: None,
-                    RecordingFile.state.key: "pending",
+                    RecordingFile.state.key: FileState.PENDING,
                     RecordingFile.error.key: "interrupted when the worker stopped; copied again",
                 }
             )

@@ -27,7 +27,7 @@ from ..access import LEAD
 from ..accounts.models import StaffSession, User
 from ..audit.services import record as audit
 from ..errors import Conflict, Forbidden, NotFound, ValidationError
-from .models import READABLE_STATES, Recording, RecordingFile, RecordingGrant
+from .models import READABLE_STATES, Recording, RecordingFile, RecordingGrant, RecordingState
 
 # A grant lapses this long after its last use, and never lives longer than the absolute limit.
 GRANT_IDLE = dt.timedelta(minutes=5)
@@ -80,7 +80,7 @@ def list_recordings(
         selectinload(Recording.class_session),
     )
     if not include_deleted:
-        query = query.where(Recording.state == "active")
+        query = query.where(Recording.state == RecordingState.ACTIVE)
     return list(session.scalars(query.order_by(Recording.started_at.desc()).limit(limit)))
 
 
@@ -142,7 +142,7 @@ def grant_access(
             field="incident_ref",
         )
     file = get_file(session, actor, recording_id, file_id)
-    if file.recording.state != "active" or file.state not in READABLE_STATES:
+    if file.recording.state != RecordingState.ACTIVE or file.state not in READABLE_STATES:
         raise Conflict("This file cannot be opened: it is not stored and verified (or deleted).")
     token = secrets.token_urlsafe(32)
     grant = RecordingGrant(
@@ -210,7 +210,10 @@ def use_grant(
         problem = "grant of another person or browser"
     elif now >= grant.expires_at or now >= grant.absolute_expires_at:
         problem = "grant expired"
-    elif grant.file.recording.state != "active" or grant.file.state not in READABLE_STATES:
+    elif (
+        grant.file.recording.state != RecordingState.ACTIVE
+        or grant.file.state not in READABLE_STATES
+    ):
         problem = "file no longer readable"
     if problem is not None:
         audit(
