@@ -27,10 +27,10 @@ import logging
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Annotated, Any
+from typing import Annotated, Any, cast
 
 from flask import Flask, before_render_template, current_app, g, has_request_context, request
-from sqlalchemy import DateTime, Engine, MetaData, create_engine, event, func
+from sqlalchemy import CursorResult, DateTime, Engine, MetaData, Result, create_engine, event, func
 from sqlalchemy import Enum as SAEnum
 from sqlalchemy.orm import DeclarativeBase, Session, mapped_column, sessionmaker
 from sqlalchemy.types import TypeDecorator
@@ -113,6 +113,12 @@ def state_column(states: type[enum.StrEnum], length: int) -> SAEnum:
         length=length,
         values_callable=lambda members: [m.value for m in members],
     )
+
+
+def changed_rows(result: Result[Any]) -> int:
+    """How many rows an UPDATE or DELETE changed. ``Session.execute`` is typed as returning a
+    plain ``Result``; for those statements it is a ``CursorResult``, which counts them."""
+    return cast(CursorResult[Any], result).rowcount
 
 
 class Base(DeclarativeBase):

@@ -41,6 +41,7 @@ from ..audit.services import record as audit
 from ..courses.access import MAX_ID
 from ..courses.models import ClassSession
 from ..courses.timetable import class_sessions, local_time
+from ..db import changed_rows
 from ..errors import Conflict, Forbidden, NotFound
 from ..families.models import (
     AgreementAcceptance,
@@ -456,12 +457,14 @@ def erase_family(session: Session, actor: User, family_id: int, *, now: dt.datet
         w.detail = json.dumps(detail)
     session.flush()
     if webhook_ids:
-        counts["webhooks_deleted"] = session.execute(
-            delete(WebhookEvent).where(
-                WebhookEvent.id.in_(webhook_ids),
-                WebhookEvent.status.in_((EventStatus.DONE, EventStatus.UNHANDLED)),
+        counts["webhooks_deleted"] = changed_rows(
+            session.execute(
+                delete(WebhookEvent).where(
+                    WebhookEvent.id.in_(webhook_ids),
+                    WebhookEvent.status.in_((EventStatus.DONE, EventStatus.UNHANDLED)),
+                )
             )
-        ).rowcount
+        )
     for label, model in (
         ("sessions", FamilySession),
         ("links", FamilyLink),
@@ -469,19 +472,21 @@ def erase_family(session: Session, actor: User, family_id: int, *, now: dt.datet
         ("audio_only_requests", AudioOnlyEvent),
         ("adult_confirmations", AdultConfirmation),
     ):
-        counts[label] = session.execute(
-            delete(model).where(model.family_id == fam.id)  # type: ignore[attr-defined]
-        ).rowcount
+        counts[label] = changed_rows(
+            session.execute(delete(model).where(model.family_id == fam.id))
+        )
     if emails:
-        counts["messages"] = session.execute(
-            delete(OutboxMessage).where(
-                OutboxMessage.to_address.in_(emails),
-                OutboxMessage.organisation_id == fam.organisation_id,
+        counts["messages"] = changed_rows(
+            session.execute(
+                delete(OutboxMessage).where(
+                    OutboxMessage.to_address.in_(emails),
+                    OutboxMessage.organisation_id == fam.organisation_id,
+                )
             )
-        ).rowcount
-    counts["contacts"] = session.execute(
-        delete(FamilyContact).where(FamilyContact.id.in_(contact_ids))
-    ).rowcount
+        )
+    counts["contacts"] = changed_rows(
+        session.execute(delete(FamilyContact).where(FamilyContact.id.in_(contact_ids)))
+    )
     session.expire(fam)
     session.execute(delete(Family).where(Family.id == fam.id))
     session.expunge(fam)

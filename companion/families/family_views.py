@@ -29,6 +29,7 @@ from flask import (
     request,
     url_for,
 )
+from werkzeug.wrappers import Response as BaseResponse
 
 from ..access import family, public
 from ..accounts.auth import client_ip
@@ -111,7 +112,7 @@ class _FormExpired(CompanionError):
     status = 400
 
 
-def _set_cookie(response: Response, value: str, max_age: int) -> None:
+def _set_cookie(response: BaseResponse, value: str, max_age: int) -> None:
     response.set_cookie(
         COOKIE,
         value,
@@ -153,7 +154,7 @@ def open_link(token: str) -> Any:
     return _no_store(response)
 
 
-def _no_store(response: Response) -> Response:
+def _no_store(response: BaseResponse) -> BaseResponse:
     response.headers["Cache-Control"] = "no-store"
     return response
 

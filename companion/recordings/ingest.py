@@ -44,7 +44,7 @@ from sqlalchemy.orm import Session
 from .. import work
 from ..audit.services import record as audit
 from ..courses.models import ClassSession, Course
-from ..db import job_session, utcnow
+from ..db import changed_rows, job_session, utcnow
 from ..errors import CompanionError, ValidationError
 from ..orgs.models import Organisation
 from ..zoom import ZoomAuthError, ZoomError, ZoomNotFound, ZoomRateLimited
@@ -206,7 +206,8 @@ def record_from_zoom(
         starts = [f.recording_start for f in files if f.recording_start]
         ends = [f.recording_end for f in files if f.recording_end]
         started = parse_time(obj.get("start_time")) or (min(starts) if starts else now)
-        duration = obj.get("duration") if isinstance(obj.get("duration"), int) else 0
+        given = obj.get("duration")
+        duration = given if isinstance(given, int) else 0
         ended = max(ends) if ends else started + dt.timedelta(minutes=max(0, duration))
         course, cls = match_class(session, meeting_id, started)
         org_id = course.organisation_id if course is not None else _sole_organisation(session)
@@ -697,7 +698,9 @@ def verify_stored(app: Flask, file_id: uuid.UUID, storage: RecordingStorage) -> 
         ):
             rec.download_token = None  # nothing left to download with it
         session.flush()
-    log.info("recording file %s verified (%s bytes, sha256 %s...)", file_id, size, sha256[:12])
+    log.info(
+        "recording file %s verified (%s bytes, sha256 %s...)", file_id, size, (sha256 or "")[:12]
+    )
     return "verified"
 
 
@@ -831,7 +834,7 @@ def recover_interrupted(app: Flask, storage: RecordingStorage) -> dict[str, int]
                 }
             )
         )
-        resumed = int(result.rowcount or 0)
+        resumed = changed_rows(result)
     if removed or resumed:
         log.warning(
             "recovered after an interrupted worker: %d partial file(s) removed, "

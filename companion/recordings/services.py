@@ -20,7 +20,7 @@ import secrets
 import uuid
 from dataclasses import dataclass
 
-from sqlalchemy import or_, select
+from sqlalchemy import Select, or_, select
 from sqlalchemy.orm import Session, selectinload
 
 from ..access import LEAD
@@ -63,7 +63,7 @@ def _require_lead(actor: User) -> None:
         raise Forbidden("Only the safeguarding lead can see recordings.")
 
 
-def _visible(actor: User) -> object:
+def _visible(actor: User) -> Select[Recording]:
     # Recordings whose organisation is unknown (a meeting no course owns) are the lead's too.
     return select(Recording).where(
         or_(Recording.organisation_id == actor.organisation_id, Recording.organisation_id.is_(None))
@@ -74,7 +74,7 @@ def list_recordings(
     session: Session, actor: User, *, include_deleted: bool = False, limit: int = 200
 ) -> list[Recording]:
     _require_lead(actor)
-    query = _visible(actor).options(  # type: ignore[attr-defined]
+    query = _visible(actor).options(
         selectinload(Recording.files),
         selectinload(Recording.course),
         selectinload(Recording.class_session),
@@ -86,7 +86,7 @@ def list_recordings(
 
 def get_recording(session: Session, actor: User, recording_id: uuid.UUID) -> Recording:
     _require_lead(actor)
-    rec = session.scalars(_visible(actor).where(Recording.id == recording_id)).first()  # type: ignore[attr-defined]
+    rec = session.scalars(_visible(actor).where(Recording.id == recording_id)).first()
     if rec is None:
         raise NotFound("No such recording.")
     return rec

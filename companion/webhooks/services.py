@@ -22,6 +22,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from .. import signals, work
+from ..db import changed_rows
 from ..errors import ValidationError
 from ..zoom.webhooks import dedupe_key
 from .models import EventStatus, WebhookEvent
@@ -196,4 +197,4 @@ def prune(session: Session, *, before: dt.datetime) -> int:
             WebhookEvent.processed_at < before,
         )
     )
-    return result.rowcount or 0
+    return changed_rows(result)
