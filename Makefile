@@ -19,7 +19,7 @@ PYTEST_ARGS ?=
 help:
 	@echo "make run     set up (venv, config, database, demo data) and serve on http://127.0.0.1:$${COMPANION_PORT:-5000}"
 	@echo "make test    install what the tests need (pip, apt, npm) and run lint + all tests"
-	@echo "make lint    ruff check and ruff format --check"
+	@echo "make lint    ruff check, ruff format --check and mypy companion"
 	@echo "make format  ruff format and ruff check --fix"
 	@echo "make lock    rewrite requirements.lock after a change of dependencies"
 
@@ -60,6 +60,7 @@ run: $(RUN_STAMP)
 lint: $(PY_STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy companion
 
 format: $(PY_STAMP)
 	$(BIN)/ruff format .

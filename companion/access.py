@@ -17,12 +17,16 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from flask import Flask, current_app, g, redirect, request, url_for
 
 from . import signals
 from .errors import Forbidden, Unauthorized, wants_json
+
+if TYPE_CHECKING:
+    # accounts.models imports the roles from here.
+    from .accounts.models import User
 
 log = logging.getLogger(__name__)
 
@@ -79,15 +83,29 @@ def rule_for(app: Flask, endpoint: str | None) -> Rule | None:
     return getattr(view, "companion_access", None)
 
 
-def current_user() -> Any:
-    """The signed-in staff user of this request, or None."""
-    return g.get("user")
+def current_user() -> User:
+    """The signed-in staff user of a staff view (``@allow``), who the gate found before it ran.
+
+    Pages that anyone may open (``@public``, templates, context processors) ask
+    :func:`signed_in_user` instead.
+    """
+    user = signed_in_user()
+    if user is None:
+        # Only a staff view may ask, and the gate lets none run without its user.
+        raise Unauthorized("Sign in, or send a valid staff API token.")
+    return user
+
+
+def signed_in_user() -> User | None:
+    """The signed-in staff user of this request, or None (nobody, or a family)."""
+    user: User | None = g.get("user")
+    return user
 
 
 def _family_of_request() -> Any:
     """The family of this request, from the receiver the families package connects (see
     companion.signals.family_for_request), so this module does not import it; None without."""
-    app = current_app._get_current_object()
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
     for _receiver, found in signals.family_for_request.send(app):
         if found is not None:
             return found

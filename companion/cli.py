@@ -258,7 +258,7 @@ def routes_command() -> None:
     app = _app()
     for rule in sorted(app.url_map.iter_rules(), key=lambda r: r.rule):
         access: Any = rule_for(app, rule.endpoint)
-        methods = ",".join(sorted(rule.methods - {"HEAD", "OPTIONS"}))
+        methods = ",".join(sorted((rule.methods or set()) - {"HEAD", "OPTIONS"}))
         click.echo(f"{rule.rule:<50} {methods:<12} {access.describe() if access else 'NONE'}")
 
 

@@ -22,15 +22,17 @@ Transactions are kept short so that requests never wait on each other (issue 10)
 from __future__ import annotations
 
 import datetime as dt
+import enum
 import logging
 import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Annotated, Any
+from typing import Annotated, Any, cast
 
 from flask import Flask, before_render_template, current_app, g, has_request_context, request
-from sqlalchemy import DateTime, Engine, MetaData, create_engine, event, func
+from sqlalchemy import CursorResult, DateTime, Engine, MetaData, Result, create_engine, event, func
+from sqlalchemy import Enum as SAEnum
 from sqlalchemy.orm import DeclarativeBase, Session, mapped_column, sessionmaker
 from sqlalchemy.types import TypeDecorator
 
@@ -96,6 +98,28 @@ class UTCDateTime(TypeDecorator[dt.datetime]):
 
 
 created_at = Annotated[dt.datetime, mapped_column(UTCDateTime, default=utcnow, nullable=False)]
+
+
+def state_column(states: type[enum.StrEnum], length: int) -> SAEnum:
+    """The column type of a state: a VARCHAR(``length``) holding the members' values, the same
+    strings as ever, and read back as members of ``states``.
+
+    Plain strings are still accepted when writing; the table's CHECK constraint (not this type)
+    refuses unknown ones, as before, so no migration is needed.
+    """
+    return SAEnum(
+        states,
+        native_enum=False,
+        create_constraint=False,
+        length=length,
+        values_callable=lambda members: [m.value for m in members],
+    )
+
+
+def changed_rows(result: Result[Any]) -> int:
+    """How many rows an UPDATE or DELETE changed. ``Session.execute`` is typed as returning a
+    plain ``Result``; for those statements it is a ``CursorResult``, which counts them."""
+    return cast(CursorResult[Any], result).rowcount
 
 
 class Base(DeclarativeBase):

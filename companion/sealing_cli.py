@@ -26,6 +26,7 @@ import sqlalchemy as sa
 from flask import Flask
 
 from . import keysets, sealing
+from .db import changed_rows
 from .keysets import SEALING, SIGNING, KeyKind
 
 KINDS: dict[str, KeyKind] = {"sealing": SEALING, "signing": SIGNING}
@@ -102,7 +103,7 @@ def reseal_values(app: Flask, *, batch: int = BATCH) -> ResealResult:
                         .where(table.c.id == row_id, value == token)
                         .values({col.column: fresh})
                     )
-                    result.moved[col.purpose.value] += changed.rowcount or 0
+                    result.moved[col.purpose.value] += changed_rows(changed)
                 last = rows[-1][0]
     return result
 
@@ -208,10 +209,10 @@ def status_lines(app: Flask) -> list[str]:
             f"  {'legacy secret (' + state + ')':<41} {legacy_values:>8} sealed value(s) "
             f"{legacy_codes:>6} recovery code(s)"
         )
-    for key_id, n in sorted(by_key.items(), key=lambda kv: str(kv[0])):
-        lines.append(f"  {key_id!s:<32} MISSING  {n:>8} sealed value(s)")
-    for key_id, n in sorted(codes.items(), key=lambda kv: str(kv[0])):
-        lines.append(f"  {key_id!s:<32} MISSING  {n:>8} recovery code(s) that no longer work")
+    for missing_id, n in sorted(by_key.items(), key=lambda kv: str(kv[0])):
+        lines.append(f"  {missing_id!s:<32} MISSING  {n:>8} sealed value(s)")
+    for missing_id, n in sorted(codes.items(), key=lambda kv: str(kv[0])):
+        lines.append(f"  {missing_id!s:<32} MISSING  {n:>8} recovery code(s) that no longer work")
     behind = sum(u.count for u in uses if u.key_id != sealer.current_id)
     lines.append(
         f"{behind} sealed value(s) are not under the current key: run `companion keys reseal`."

@@ -7,6 +7,7 @@ from typing import Any
 from flask import Flask, g, request
 from flask_wtf.csrf import CSRFError, CSRFProtect
 
+from .access import signed_in_user
 from .errors import CompanionError, domain_error_response
 
 csrf = CSRFProtect()
@@ -18,6 +19,12 @@ CSP = (
     "media-src 'self' blob:; font-src 'self'; connect-src 'self'; object-src 'none'; "
     "base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
 )
+
+
+def csp_allowing_forms_to(*origins: str) -> str:
+    """The policy of a page one of whose forms ends, through companion's redirect, on another
+    site (Chromium applies form-action to the redirects that follow a submit)."""
+    return CSP.replace("form-action 'self'", " ".join(("form-action 'self'", *origins)))
 
 
 class CsrfFailed(CompanionError):
@@ -52,7 +59,7 @@ def init_app(app: Flask) -> None:
             # Family pages carry personal links; never leak the URL to another site.
             h["Referrer-Policy"] = "no-referrer"
         if (
-            g.get("user") is not None
+            signed_in_user() is not None
             or g.get("family") is not None
             or request.path.startswith("/api/")
             or response.status_code >= 400

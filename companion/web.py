@@ -7,7 +7,7 @@ from typing import Any
 from flask import Blueprint, Flask, current_app, jsonify, redirect, render_template, url_for
 from sqlalchemy import text
 
-from .access import ROLE_LABELS, current_user, public
+from .access import ROLE_LABELS, public, signed_in_user
 from .db import get_session
 
 bp = Blueprint("web", __name__)
@@ -22,7 +22,7 @@ def init_app(app: Flask) -> None:
     @app.context_processor
     def _globals() -> dict[str, Any]:
         return {
-            "current_user": current_user(),
+            "current_user": signed_in_user(),
             "role_labels": ROLE_LABELS,
             "zoom_mode": current_app.config["ZOOM_MODE"],
         }
@@ -48,7 +48,7 @@ def describe_database(url: str) -> str:
 @bp.get("/")
 @public
 def home() -> Any:
-    user = current_user()
+    user = signed_in_user()
     if user is None:
         return redirect(url_for("accounts.login"))
     return render_template("home.html", user=user)

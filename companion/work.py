@@ -49,7 +49,7 @@ from sqlalchemy import ColumnElement, and_, or_, select, update
 from sqlalchemy.orm import InstrumentedAttribute, Session
 from sqlalchemy.orm.util import identity_key
 
-from .db import job_session, utcnow
+from .db import changed_rows, job_session, utcnow
 from .errors import CompanionError
 
 log = logging.getLogger(__name__)
@@ -139,7 +139,7 @@ def claim(session: Session, queue: Queue, item_id: Any, now: dt.datetime) -> boo
         .values(values)
         .execution_options(synchronize_session=False)
     )
-    claimed = bool(result.rowcount)
+    claimed = bool(changed_rows(result))
     if claimed:
         # The UPDATE bypassed the identity map; a loaded copy must see the claim.
         obj = session.identity_map.get(identity_key(queue.model, item_id))

@@ -8,6 +8,7 @@ from typing import Any
 from flask import current_app, g, redirect, request, session, url_for
 from sqlalchemy import select
 
+from ..access import signed_in_user
 from ..audit.services import record as audit
 from ..db import get_session, kept_transaction, refusal_recorded, utcnow
 from ..errors import Forbidden
@@ -66,9 +67,15 @@ def user_from_browser_session() -> User | None:
     return row.user
 
 
+def current_staff_session() -> StaffSession | None:
+    """The browser session this request was signed in with; None for API tokens and nobody."""
+    row: StaffSession | None = g.get("staff_session")
+    return row
+
+
 def pending_user() -> User | None:
     """The person who passed the password step in this browser and must still enter a code."""
-    row = g.get("pending_staff_session")
+    row: StaffSession | None = g.get("pending_staff_session")
     return row.user if row is not None else None
 
 
@@ -92,7 +99,7 @@ def home_gate(endpoint: str | None) -> Any:
         return None
     if pending_user() is not None:
         return redirect(url_for("twofactor.verify"))
-    user = g.get("user")
+    user = signed_in_user()
     if user is not None and twofactor.must_enrol(user):
         return redirect(url_for("twofactor.setup"))
     return None

@@ -36,7 +36,7 @@ from markupsafe import Markup
 from wtforms import StringField
 from wtforms.validators import DataRequired, Length
 
-from ..access import ADMIN, STAFF, allow, current_user, public
+from ..access import ADMIN, STAFF, allow, current_user, public, signed_in_user
 from ..db import get_session, kept_transaction, utcnow
 from ..errors import CompanionError, Throttled, wants_json
 from . import auth, twofactor
@@ -69,8 +69,8 @@ def _no_store(response: Any) -> Any:
 
 def has_recent_second_factor(max_age: dt.timedelta = twofactor.DEFAULT_STEP_UP_AGE) -> bool:
     """Did this browser enter a code from the app within ``max_age``? False for API tokens."""
-    row = g.get("staff_session")
-    user = current_user()
+    row = auth.current_staff_session()
+    user = signed_in_user()
     if row is None or user is None or row.user_id != user.id:
         return False
     return twofactor.has_recent_second_factor(row, now=utcnow(), max_age=max_age)
@@ -117,7 +117,7 @@ def require_recent_second_factor(
 def verify() -> Any:
     user = auth.pending_user()
     if user is None:
-        if current_user() is not None:
+        if signed_in_user() is not None:
             return redirect(_next())
         return redirect(url_for("accounts.login"))
     form = CodeForm()
@@ -200,7 +200,7 @@ def setup() -> Any:
                 user,
                 form.code.data,
                 now=now,
-                staff_session=g.get("staff_session"),
+                staff_session=auth.current_staff_session(),
             )
         except CompanionError as exc:
             form_failed(form, exc)
@@ -247,7 +247,9 @@ def regenerate() -> Any:
 def disable() -> Any:
     if ActionForm().validate_on_submit():
         user = current_user()
-        twofactor.disable(get_session(), user, now=utcnow(), staff_session=g.staff_session)
+        twofactor.disable(
+            get_session(), user, now=utcnow(), staff_session=auth.current_staff_session()
+        )
         if twofactor.is_required(user):
             flash("Set up two-factor sign-in again with your new authenticator app.")
             return redirect(url_for("twofactor.setup"))

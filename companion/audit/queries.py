@@ -26,7 +26,7 @@ class AuditFilter:
     until: dt.datetime | None = None
 
 
-def _query(f: AuditFilter) -> Select[tuple[AuditEvent]]:
+def _query(f: AuditFilter) -> Select[AuditEvent]:
     q = select(AuditEvent).where(
         or_(AuditEvent.organisation_id == f.organisation_id, AuditEvent.organisation_id.is_(None))
     )

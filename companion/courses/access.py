@@ -13,7 +13,7 @@ from .. import policy
 from ..access import ADMIN, TEACHER
 from ..accounts.models import User
 from ..errors import Conflict, Forbidden, NotFound, ValidationError
-from .models import ClassSession, Course
+from .models import ClassSession, Course, ZoomState
 
 
 def _visible(user: User) -> Any:
@@ -27,7 +27,9 @@ def list_courses(session: Session, user: User, *, open_only: bool = False) -> li
     """Courses the user may see: a teacher their own, the admin and the lead all of theirs."""
     query = _visible(user)
     if open_only:
-        query = query.where(Course.zoom_state.in_(("pending", "created", "failed")))
+        query = query.where(
+            Course.zoom_state.in_((ZoomState.PENDING, ZoomState.CREATED, ZoomState.FAILED))
+        )
     return list(session.scalars(query.order_by(Course.first_date.desc(), Course.id.desc())))
 
 
@@ -98,10 +100,10 @@ def teacher_for(session: Session, actor: User, teacher_id: int | None) -> User:
 
 
 def require_in_zoom(course: Course) -> int:
-    if course.zoom_state != "created" or course.zoom_meeting_id is None:
+    if course.zoom_state != ZoomState.CREATED or course.zoom_meeting_id is None:
         raise Conflict(
             "This course is not in Zoom yet; its classes can be changed once it is."
-            if course.zoom_state in ("pending", "failed")
+            if course.zoom_state in (ZoomState.PENDING, ZoomState.FAILED)
             else f"This course is {course.zoom_state}."
         )
     return course.zoom_meeting_id

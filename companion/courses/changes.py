@@ -19,7 +19,7 @@ from . import safety
 from . import schedule as sched
 from .access import changeable, get_class, get_course, require_in_zoom, teacher_for
 from .events import emit
-from .models import ClassSession, Course
+from .models import ClassSession, ClassStatus, Course, ZoomState, ZoomWork
 from .passcodes import _set_passcode
 from .provisioning import Outcome, check_title
 from .timetable import (
@@ -91,10 +91,10 @@ def move_class(
     cls.original_starts_at = cls.original_starts_at or before
     cls.starts_at = starts
     cls.duration_minutes = duration
-    cls.status = "moved"
+    cls.status = ClassStatus.MOVED
     refresh_ends_at(course)
     # The occurrence keeps its id; the sync moves it in Zoom and reads the meeting back.
-    want(course, "sync")
+    want(course, ZoomWork.SYNC)
     audit(
         session,
         "course.class_moved",
@@ -130,12 +130,12 @@ def cancel_class(
     require_in_zoom(course)
     if not cls.occurrence_id:
         raise Conflict("Zoom has not confirmed this class yet; press “Re-check now” first.")
-    cls.status = "cancelled"
+    cls.status = ClassStatus.CANCELLED
     cls.cancelled_at = now
     refresh_ends_at(course)
     # The sync deletes the occurrence in Zoom (an occurrence open for a cancelled class is what
     # the drift check repairs), so its link stops opening.
-    want(course, "sync")
+    want(course, ZoomWork.SYNC)
     audit(
         session,
         "course.class_cancelled",
@@ -196,7 +196,7 @@ def update_course(
     if not changed:
         return Outcome(course)
 
-    in_zoom = course.zoom_state == "created"
+    in_zoom = course.zoom_state == ZoomState.CREATED
     if new_title is not None:
         course.title = new_title
     if teacher is not None:
@@ -206,12 +206,12 @@ def update_course(
         apply_series(course, schedule.series)
         reconcile_classes(session, course, schedule, now, keep_history=in_zoom)
     course.updated_at = now
-    if course.zoom_state == "failed":
+    if course.zoom_state == ZoomState.FAILED:
         # Zoom refused the meeting; the change may be what it needed: try again.
-        course.zoom_state = "pending"
+        course.zoom_state = ZoomState.PENDING
         course.zoom_error = ""
-    if "title" in changed or schedule is not None or course.zoom_state == "pending":
-        want(course, "sync", series=schedule is not None)
+    if "title" in changed or schedule is not None or course.zoom_state == ZoomState.PENDING:
+        want(course, ZoomWork.SYNC, series=schedule is not None)
     audit(
         session,
         "course.updated",
@@ -231,13 +231,13 @@ def cancel_course(session: Session, *, actor: User, course_id: int, now: dt.date
     """Cancel the course; its meeting is deleted in Zoom right after the commit, so no link of
     it works any more (until Zoom confirms, the page says the deletion is under way)."""
     course = changeable(session, actor, course_id)
-    course.zoom_state = "cancelled"
+    course.zoom_state = ZoomState.CANCELLED
     course.cancelled_at = now
     course.zoom_error = ""
     want_deleted(course)
     for cls in class_sessions(course):
         if cls.takes_place and cls.starts_at > now:
-            cls.status = "cancelled"
+            cls.status = ClassStatus.CANCELLED
             cls.cancelled_at = now
     refresh_ends_at(course)
     audit(
@@ -263,7 +263,7 @@ def rotate_passcode(session: Session, *, actor: User, course_id: int, now: dt.da
     if not course.is_open:
         raise Conflict(f"This course is {course.zoom_state}; its meeting no longer exists.")
     _set_passcode(course, safety.generate_passcode(), now)
-    want(course, "sync")
+    want(course, ZoomWork.SYNC)
     audit(
         session,
         "course.passcode_rotated",

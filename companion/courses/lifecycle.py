@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
-from typing import Any
 
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
@@ -19,10 +18,11 @@ from ..accounts.models import User
 from ..audit.services import record as audit
 from ..errors import CompanionError, Conflict, Forbidden, NotFound
 from ..zoom import TRANSIENT, ZoomError, ZoomNotFound, ZoomRateLimited, ZoomRefused, ZoomUnavailable
+from ..zoom.api import Meeting
 from . import safety
 from .access import get_course, require_in_zoom
 from .events import emit
-from .models import Course
+from .models import Course, ZoomState
 from .verification import evaluate, expected_of, meeting_gone, record_safety, take_urls
 from .wanted import want_deleted
 
@@ -89,7 +89,7 @@ def start_plan(session: Session, *, actor: User, course_id: int, now: dt.datetim
 def record_start(
     session: Session,
     plan: StartPlan,
-    meeting: dict[str, Any] | None,
+    meeting: Meeting | None,
     *,
     now: dt.datetime,
 ) -> str:
@@ -130,7 +130,7 @@ def upcoming_in_zoom(session: Session, now: dt.datetime) -> list[int]:
         session.scalars(
             select(Course.id)
             .where(
-                Course.zoom_state == "created",
+                Course.zoom_state == ZoomState.CREATED,
                 or_(Course.ends_at.is_(None), Course.ends_at > now),
             )
             .order_by(Course.id)
@@ -144,7 +144,7 @@ def finished(session: Session, now: dt.datetime) -> list[int]:
         session.scalars(
             select(Course.id)
             .where(
-                Course.zoom_state.in_(("pending", "created", "failed")),
+                Course.zoom_state.in_((ZoomState.PENDING, ZoomState.CREATED, ZoomState.FAILED)),
                 Course.ends_at.is_not(None),
                 Course.ends_at <= now - CLOSE_GRACE,
             )
@@ -161,7 +161,7 @@ def close_course(session: Session, *, course_id: int, now: dt.datetime) -> str:
         return "gone"
     if course.ends_at is None or course.ends_at > now - CLOSE_GRACE:
         return course.zoom_state
-    course.zoom_state = "closed"
+    course.zoom_state = ZoomState.CLOSED
     course.closed_at = now
     course.zoom_error = ""
     want_deleted(course)

@@ -4,39 +4,86 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import BigInteger, CheckConstraint, Date, ForeignKey, Index, String, Text, Time
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from ..accounts.models import User
-from ..db import Base, created_at, utcnow
+from ..db import Base, created_at, state_column, utcnow
 from ..orgs.models import Organisation
 
-# "pending": saved, not (yet) in Zoom: Zoom was down, slow or rate limiting; a job retries it.
-# "failed": Zoom refused the meeting; a person must change something and try again.
-ZOOM_STATES = ("pending", "created", "failed", "cancelled", "closed")
+
+class ZoomState(StrEnum):
+    """Where the course's meeting is in Zoom."""
+
+    # Saved, not (yet) in Zoom: Zoom was down, slow or rate limiting; a job retries it.
+    PENDING = "pending"
+    CREATED = "created"
+    # Zoom refused the meeting; a person must change something and try again.
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    CLOSED = "closed"
+
+
+ZOOM_STATES = tuple(ZoomState)
 ZOOM_STATE_LABELS = {
-    "pending": "Pending in Zoom",
-    "created": "In Zoom",
-    "failed": "Zoom refused it",
-    "cancelled": "Cancelled",
-    "closed": "Finished and closed in Zoom",
+    ZoomState.PENDING: "Pending in Zoom",
+    ZoomState.CREATED: "In Zoom",
+    ZoomState.FAILED: "Zoom refused it",
+    ZoomState.CANCELLED: "Cancelled",
+    ZoomState.CLOSED: "Finished and closed in Zoom",
 }
-# What companion still has to tell Zoom (the work engine's queue, see courses.zoomwork). What to
-# send is derived from the course as it is in the database when the work runs, so re-running a
-# step after a crash sends the same thing again. "create": put the meeting in Zoom (adopting one
-# an earlier attempt made); "sync": make the meeting what the course says, repair and verify it;
-# "delete": delete the meeting of a cancelled or closed course.
-ZOOM_WORK = ("", "create", "sync", "delete")
+
+
+class ZoomWork(StrEnum):
+    """What companion still has to tell Zoom (the work engine's queue, see courses.zoomwork).
+
+    What to send is derived from the course as it is in the database when the work runs, so
+    re-running a step after a crash sends the same thing again.
+    """
+
+    NONE = ""
+    # Put the meeting in Zoom (adopting one an earlier attempt made).
+    CREATE = "create"
+    # Make the meeting what the course says, repair and verify it.
+    SYNC = "sync"
+    # Delete the meeting of a cancelled or closed course.
+    DELETE = "delete"
+
+
+ZOOM_WORK = tuple(ZoomWork)
 ZOOM_WORK_LABELS = {
-    "create": "Putting the course into Zoom",
-    "sync": "Sending the latest change to Zoom and checking it",
-    "delete": "Deleting the meeting in Zoom",
+    ZoomWork.CREATE: "Putting the course into Zoom",
+    ZoomWork.SYNC: "Sending the latest change to Zoom and checking it",
+    ZoomWork.DELETE: "Deleting the meeting in Zoom",
 }
-SAFETY_STATES = ("unverified", "safe", "not_safe")
-SAFETY_LABELS = {"unverified": "Not verified yet", "safe": "Safe", "not_safe": "Not safe"}
-CLASS_STATUSES = ("scheduled", "moved", "cancelled")
+
+
+class SafetyState(StrEnum):
+    """Whether Zoom was seen to apply every enforced setting (courses/safety.py)."""
+
+    UNVERIFIED = "unverified"
+    SAFE = "safe"
+    NOT_SAFE = "not_safe"
+
+
+SAFETY_STATES = tuple(SafetyState)
+SAFETY_LABELS = {
+    SafetyState.UNVERIFIED: "Not verified yet",
+    SafetyState.SAFE: "Safe",
+    SafetyState.NOT_SAFE: "Not safe",
+}
+
+
+class ClassStatus(StrEnum):
+    SCHEDULED = "scheduled"
+    MOVED = "moved"
+    CANCELLED = "cancelled"
+
+
+CLASS_STATUSES = tuple(ClassStatus)
 
 
 def _in(values: tuple[str, ...]) -> str:
@@ -81,7 +128,9 @@ class Course(Base):
     # Zoom. The host is the Zoom user the meeting was created under.
     zoom_user_id: Mapped[str] = mapped_column(String(128))
     zoom_meeting_id: Mapped[int | None] = mapped_column(BigInteger, unique=True)
-    zoom_state: Mapped[str] = mapped_column(String(16), default="pending")
+    zoom_state: Mapped[ZoomState] = mapped_column(
+        state_column(ZoomState, 16), default=ZoomState.PENDING
+    )
     zoom_error: Mapped[str] = mapped_column(String(500), default="")
     zoom_attempts: Mapped[int] = mapped_column(default=0)
     zoom_next_attempt_at: Mapped[dt.datetime | None]
@@ -90,7 +139,7 @@ class Course(Base):
     zoom_claimed_until: Mapped[dt.datetime | None]
     # The Zoom work still to do (ZOOM_WORK; "" for none). Each change a person makes bumps
     # zoom_work_seq, so a step that prepared an older version leaves the work for another run.
-    zoom_work: Mapped[str] = mapped_column(String(16), default="")
+    zoom_work: Mapped[ZoomWork] = mapped_column(state_column(ZoomWork, 16), default=ZoomWork.NONE)
     zoom_work_seq: Mapped[int] = mapped_column(default=0)
     # The last zoom_work_seq Zoom confirmed: a sync with nothing newer is a check, not a change.
     zoom_synced_seq: Mapped[int] = mapped_column(default=0)
@@ -107,7 +156,9 @@ class Course(Base):
     # Semicolon-separated alternative hosts asked of Zoom (the safeguarding lead, when on).
     alternative_hosts: Mapped[str] = mapped_column(String(500), default="")
 
-    safety_state: Mapped[str] = mapped_column(String(16), default="unverified")
+    safety_state: Mapped[SafetyState] = mapped_column(
+        state_column(SafetyState, 16), default=SafetyState.UNVERIFIED
+    )
     # JSON list of {"setting", "expected", "actual"}: what Zoom did not apply.
     safety_problems: Mapped[str] = mapped_column(Text, default="[]")
     last_verified_at: Mapped[dt.datetime | None]
@@ -140,11 +191,11 @@ class Course(Base):
     @property
     def zoom_busy(self) -> bool:
         """Zoom work is outstanding: the page says so and refreshes until it is done."""
-        return bool(self.zoom_work) or self.zoom_state == "pending"
+        return bool(self.zoom_work) or self.zoom_state == ZoomState.PENDING
 
     @property
     def is_open(self) -> bool:
-        return self.zoom_state in ("pending", "created", "failed")
+        return self.zoom_state in (ZoomState.PENDING, ZoomState.CREATED, ZoomState.FAILED)
 
     def __repr__(self) -> str:
         return f"<Course {self.id} {self.zoom_state}/{self.safety_state}>"
@@ -166,7 +217,9 @@ class ClassSession(Base):
     occurrence_id: Mapped[str | None] = mapped_column(String(32))
     starts_at: Mapped[dt.datetime]
     duration_minutes: Mapped[int]
-    status: Mapped[str] = mapped_column(String(16), default="scheduled")
+    status: Mapped[ClassStatus] = mapped_column(
+        state_column(ClassStatus, 16), default=ClassStatus.SCHEDULED
+    )
     # Where a moved class was first planned.
     original_starts_at: Mapped[dt.datetime | None]
     cancelled_at: Mapped[dt.datetime | None]
@@ -180,7 +233,7 @@ class ClassSession(Base):
 
     @property
     def takes_place(self) -> bool:
-        return self.status != "cancelled"
+        return self.status != ClassStatus.CANCELLED
 
     def __repr__(self) -> str:
         return f"<ClassSession {self.id} {self.starts_at:%Y-%m-%d %H:%M} {self.status}>"

@@ -15,7 +15,7 @@ from sqlalchemy.orm.util import identity_key
 from .. import sealing
 from ..accounts.models import User
 from . import safety
-from .models import ClassSession, Course
+from .models import ClassSession, Course, SafetyState
 from .passcodes import passcode_of
 from .safety import SafetyProblem
 
@@ -39,7 +39,7 @@ def safety_panel(course: Course) -> list[PanelRow]:
     rows = []
     for key in PANEL_GROUPS:
         found = grouped.get(key, [])
-        if course.safety_state == "unverified" or course.last_verified_at is None:
+        if course.safety_state == SafetyState.UNVERIFIED or course.last_verified_at is None:
             ok: bool | None = None
         else:
             ok = not found and not meeting_gone

@@ -22,7 +22,7 @@ from . import safety
 from . import schedule as sched
 from .access import changeable, teacher_for
 from .events import emit
-from .models import Course
+from .models import Course, SafetyState, ZoomState, ZoomWork
 from .passcodes import _set_passcode
 from .timetable import apply_series, class_sessions, local_time, reconcile_classes
 from .wanted import want
@@ -77,8 +77,8 @@ def create_course(
         teacher_id=teacher.id,
         title=title,
         zoom_user_id=zoom_user_id,
-        zoom_state="pending",
-        safety_state="unverified",
+        zoom_state=ZoomState.PENDING,
+        safety_state=SafetyState.UNVERIFIED,
         companion_ref="c" + secrets.token_hex(12),
         zoom_attempts=0,
         zoom_work_seq=0,
@@ -91,7 +91,7 @@ def create_course(
     course.organisation = actor.organisation
     course.teacher = teacher
     _set_passcode(course, safety.generate_passcode(), now)
-    want(course, "create")
+    want(course, ZoomWork.CREATE)
     session.add(course)
     session.flush()
     reconcile_classes(session, course, schedule, now, keep_history=False)
@@ -151,10 +151,10 @@ def retry_create(session: Session, *, actor: User, course_id: int, now: dt.datet
     worker's, so a retry pressed while an attempt is in flight does nothing twice.
     """
     course = changeable(session, actor, course_id)
-    if course.zoom_state not in ("pending", "failed"):
+    if course.zoom_state not in (ZoomState.PENDING, ZoomState.FAILED):
         raise Conflict("This course is already in Zoom.")
-    course.zoom_state = "pending"
+    course.zoom_state = ZoomState.PENDING
     course.zoom_error = ""
-    want(course, "create", changed=False)
+    want(course, ZoomWork.CREATE, changed=False)
     session.flush()
     return Outcome(course)

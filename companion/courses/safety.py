@@ -16,6 +16,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from ..zoom.api import Meeting
+
 PASSCODE_LENGTH = 10  # Zoom's maximum
 _ALPHABET = string.ascii_letters + string.digits
 # Zoom accounts may require letters, digits and both cases, and refuse runs such as "1234" or
@@ -212,7 +214,7 @@ def split_hosts(value: Any) -> tuple[str, ...]:
     return tuple(sorted({p.strip().lower() for p in parts if p.strip()}))
 
 
-def verify(meeting: Mapping[str, Any], expected: Expected) -> list[SafetyProblem]:
+def verify(meeting: Meeting, expected: Expected) -> list[SafetyProblem]:
     """Every enforced setting that Zoom did not apply; an empty list means the meeting is safe."""
     problems: list[SafetyProblem] = []
     if meeting.get("type") != 8:

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import ValidationError
+from ..zoom.api import Meeting
 
 # Zoom: "The maximum number of recurrences is 60" (end_times), but an occurrence "can have a
 # maximum of 50 occurrences" in the same document. We take the lower so that Zoom never silently
@@ -304,7 +305,7 @@ class Occurrence:
     deleted: bool
 
 
-def occurrences(meeting: Mapping[str, Any]) -> list[Occurrence]:
+def occurrences(meeting: Meeting) -> list[Occurrence]:
     """Zoom's occurrences of a meeting, oldest first, ignoring entries it could not describe."""
     found: list[Occurrence] = []
     for raw in meeting.get("occurrences") or []:
@@ -344,7 +345,7 @@ class ScheduleCheck:
 
 def match_occurrences(
     planned: Sequence[PlannedClass],
-    meeting: Mapping[str, Any],
+    meeting: Meeting,
     *,
     since: dt.datetime | None = None,
 ) -> ScheduleCheck:

@@ -8,7 +8,7 @@ import datetime as dt
 from sqlalchemy.orm import Session
 
 from . import schedule as sched
-from .models import ClassSession, Course
+from .models import ClassSession, ClassStatus, Course
 
 
 def class_sessions(course: Course) -> list[ClassSession]:
@@ -101,11 +101,11 @@ def reconcile_classes(
             row.occurrence_id = None
         row.starts_at = planned.starts_at
         row.duration_minutes = planned.duration_minutes
-        row.status = "scheduled"
+        row.status = ClassStatus.SCHEDULED
         row.original_starts_at = None
     for row in by_day.values():
         if keep_history:
-            row.status = "cancelled"
+            row.status = ClassStatus.CANCELLED
             row.cancelled_at = now
         else:
             course.classes.remove(row)

@@ -23,11 +23,12 @@ from ..access import LEAD
 from ..accounts.models import User
 from ..audit.services import record as audit
 from ..errors import Conflict
+from ..zoom.api import Meeting
 from . import safety
 from . import schedule as sched
 from .access import get_course
 from .events import emit
-from .models import ClassSession, Course
+from .models import ClassSession, Course, SafetyState, ZoomState, ZoomWork
 from .passcodes import _set_passcode, passcode_of
 from .safety import SafetyProblem
 from .timetable import class_sessions
@@ -39,7 +40,7 @@ log = logging.getLogger(__name__)
 def course_is_safe(course: Course) -> bool:
     """True only when the meeting exists in Zoom and its last check found every setting as
     enforced. Family links and passcodes are only sent for a course for which this is true."""
-    return course.zoom_state == "created" and course.safety_state == "safe"
+    return course.zoom_state == ZoomState.CREATED and course.safety_state == SafetyState.SAFE
 
 
 def _expected_hosts(course: Course) -> tuple[str, ...]:
@@ -63,7 +64,7 @@ def expected_of(course: Course, now: dt.datetime) -> safety.Expected:
     return safety.Expected(passcode=passcode, alternative_hosts=hosts)
 
 
-def take_urls(course: Course, meeting: dict[str, Any]) -> None:
+def take_urls(course: Course, meeting: Meeting) -> None:
     # Only the participants' links; the host's start_url is never kept.
     if isinstance(meeting.get("join_url"), str):
         course.join_url = meeting["join_url"][:1000]
@@ -72,7 +73,7 @@ def take_urls(course: Course, meeting: dict[str, Any]) -> None:
 
 
 def schedule_problems(
-    course: Course, meeting: dict[str, Any], now: dt.datetime
+    course: Course, meeting: Meeting, now: dt.datetime
 ) -> tuple[list[ClassSession], sched.ScheduleCheck]:
     tz = sched.zone(course.timezone)
     expected = [c for c in class_sessions(course) if c.takes_place]
@@ -88,7 +89,7 @@ def schedule_problems(
 
 
 def evaluate(
-    course: Course, meeting: dict[str, Any], expected: safety.Expected, now: dt.datetime
+    course: Course, meeting: Meeting, expected: safety.Expected, now: dt.datetime
 ) -> list[SafetyProblem]:
     problems = safety.verify(meeting, expected)
     _, check = schedule_problems(course, meeting, now)
@@ -118,7 +119,7 @@ def record_safety(
     actor: User | None,
 ) -> list[SafetyProblem]:
     before = course.safety_state
-    after = "not_safe" if problems else "safe"
+    after = SafetyState.NOT_SAFE if problems else SafetyState.SAFE
     settings = sorted({p.setting for p in problems})
     key = ",".join(settings)
     course.safety_state = after
@@ -192,9 +193,9 @@ def _tell(session: Session, course: Course, kind: str, **facts: Any) -> None:
 def verify_now(session: Session, *, actor: User, course_id: int, now: dt.datetime) -> Course:
     """ "Re-check now": ask for the scheduled check (read, repair, verify) of one course now."""
     course = get_course(session, actor, course_id)
-    if course.zoom_state != "created" or course.zoom_meeting_id is None:
+    if course.zoom_state != ZoomState.CREATED or course.zoom_meeting_id is None:
         raise Conflict("This course has no meeting in Zoom to check.")
-    want(course, "sync", changed=False)
+    want(course, ZoomWork.SYNC, changed=False)
     session.flush()
     return course
 
@@ -206,8 +207,12 @@ def want_check(session: Session, course_ids: Iterable[int]) -> list[int]:
         return []
     session.execute(
         update(Course)
-        .where(Course.id.in_(ids), Course.zoom_state == "created", Course.zoom_work == "")
-        .values(zoom_work="sync", zoom_next_attempt_at=None)
+        .where(
+            Course.id.in_(ids),
+            Course.zoom_state == ZoomState.CREATED,
+            Course.zoom_work == ZoomWork.NONE,
+        )
+        .values(zoom_work=ZoomWork.SYNC, zoom_next_attempt_at=None)
         .execution_options(synchronize_session="fetch")
     )
     return ids

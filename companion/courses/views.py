@@ -44,7 +44,9 @@ from ..accounts.forms import ActionForm
 from ..accounts.views import form_failed
 from ..db import get_session, utcnow
 from ..errors import CompanionError
+from ..security import csp_allowing_forms_to
 from ..zoom import zoom_for
+from ..zoom.accessor import start_origins
 from . import (
     access,
     changes,
@@ -57,7 +59,14 @@ from . import (
 )
 from . import schedule as sched
 from .forms import CourseForm, MoveClassForm
-from .models import SAFETY_LABELS, ZOOM_STATE_LABELS, ZOOM_WORK_LABELS, ClassSession, Course
+from .models import (
+    SAFETY_LABELS,
+    ZOOM_STATE_LABELS,
+    ZOOM_WORK_LABELS,
+    ClassSession,
+    Course,
+    ZoomState,
+)
 
 bp = Blueprint("courses", __name__, url_prefix="/courses")
 
@@ -75,7 +84,7 @@ class ClassRow:
 def _rows(course: Course, now: dt.datetime, user: Any) -> list[ClassRow]:
     rows = []
     number = 0
-    can_change = policy.may_change_course(user, course) and course.zoom_state == "created"
+    can_change = policy.may_change_course(user, course) and course.zoom_state == ZoomState.CREATED
     for cls in timetable.class_sessions(course):
         if cls.takes_place:
             number += 1
@@ -240,7 +249,8 @@ def detail(course_id: int) -> Any:
     user = current_user()
     course = _course(course_id)
     now = utcnow()
-    return render_template(
+    can_start = course.teacher_id == user.id and course.zoom_state == ZoomState.CREATED
+    page = render_template(
         "courses/detail.html",
         course=course,
         rows=_rows(course, now, user),
@@ -248,11 +258,17 @@ def detail(course_id: int) -> Any:
         passcode=presentation.passcode_preview(course) if course.is_open else None,
         can_change=policy.may_change_course(user, course) and course.is_open,
         can_rotate=course.is_open and policy.may_rotate_passcode(user, course),
-        can_start=course.teacher_id == user.id and course.zoom_state == "created",
+        can_start=can_start,
         is_safe=verification.course_is_safe(course),
         action_form=ActionForm(),
         **_template_globals(),
     )
+    headers = {}
+    if can_start:
+        # "Start class" posts here and is redirected to Zoom's start link.
+        origins = start_origins(current_app.config)
+        headers["Content-Security-Policy"] = csp_allowing_forms_to(*origins)
+    return page, 200, headers
 
 
 @bp.route("/<int:course_id>/edit", methods=["GET", "POST"])
@@ -455,7 +471,7 @@ def zoom_state(course_id: int) -> Any:
             "state": course.zoom_state,
             "label": ZOOM_STATE_LABELS[course.zoom_state],
             "work": course.zoom_work or None,
-            "work_label": ZOOM_WORK_LABELS.get(course.zoom_work or ""),
+            "work_label": ZOOM_WORK_LABELS.get(course.zoom_work),
             "error": course.zoom_error or None,
             "safety": course.safety_state,
             "busy": course.zoom_busy,

@@ -7,23 +7,22 @@ Zoom never holds the database.
 
 from __future__ import annotations
 
-from .models import Course
+from .models import Course, ZoomWork
 
 
-def want(course: Course, work: str, *, changed: bool = True, series: bool = False) -> None:
+def want(course: Course, work: ZoomWork, *, changed: bool = True, series: bool = False) -> None:
     """Record what Zoom must be told about the course; the work engine tells it after the commit.
 
     Deleting wins over everything; until the meeting exists every change is part of creating it
     (the create sends the course as it is then). ``changed`` says the course's desired state
     changed, so a step that prepared an older version leaves the work for another run.
     """
-    current = course.zoom_work or ""
-    if current == "delete" or work == "delete":
-        course.zoom_work = "delete"
+    if ZoomWork.DELETE in (course.zoom_work, work):
+        course.zoom_work = ZoomWork.DELETE
     elif course.zoom_meeting_id is None:
-        course.zoom_work = "create"
+        course.zoom_work = ZoomWork.CREATE
     else:
-        course.zoom_work = "sync"
+        course.zoom_work = ZoomWork.SYNC
     if series:
         course.zoom_resend_series = True
     if changed:
@@ -36,7 +35,7 @@ def want_deleted(course: Course) -> None:
     """The meeting must go. A course no attempt ever claimed has nothing in Zoom to delete; any
     other may have a meeting (an attempt that seemed to fail may have made it after all)."""
     if course.zoom_meeting_id is None and not course.zoom_attempts:
-        course.zoom_work = ""
+        course.zoom_work = ZoomWork.NONE
         course.zoom_next_attempt_at = None
         return
-    want(course, "delete")
+    want(course, ZoomWork.DELETE)

@@ -43,9 +43,10 @@ from ..audit.services import record as audit
 from ..db import job_session, utcnow
 from ..errors import CompanionError
 from ..zoom import TRANSIENT, ZoomAuthError, ZoomError, ZoomNotFound, ZoomRateLimited, zoom_for
+from ..zoom.api import Meeting, ZoomApi
 from . import lifecycle, provisioning, safety, timetable, verification
 from . import schedule as sched
-from .models import Course
+from .models import ClassStatus, Course, SafetyState, ZoomState, ZoomWork
 from .safety import SafetyProblem
 
 log = logging.getLogger(__name__)
@@ -57,7 +58,7 @@ QUEUE = work.Queue(
     attempts=Course.zoom_attempts,
     due=Course.zoom_next_attempt_at,
     claimed_until=Course.zoom_claimed_until,
-    ready=lambda: Course.zoom_work != "",
+    ready=lambda: Course.zoom_work != ZoomWork.NONE,
 )
 
 # How many times one request's inline run goes on when the course has more work right after
@@ -78,7 +79,7 @@ class Plan:
     """One attempt's view of the course: plain values only (``call`` has no session)."""
 
     course_id: int
-    work: str
+    work: ZoomWork
     seq: int
     now: dt.datetime
     user_id: str
@@ -100,9 +101,9 @@ class Plan:
 class Result:
     meeting_id: int | None = None
     # The meeting as last read (None: Zoom did not answer the read-back).
-    meeting: dict[str, Any] | None = None
+    meeting: Meeting | None = None
     # create: Zoom's answer to the create (empty when a meeting was adopted).
-    created: dict[str, Any] = field(default_factory=dict)
+    created: Meeting = field(default_factory=Meeting)
     adopted: bool = False
     gone: bool = False
     # sync: settings put back (their names), and whether anything at all was sent.
@@ -116,7 +117,7 @@ class Result:
 class ZoomStep:
     """The courses queue's step: prepare (claim's transaction) -> call (Zoom) -> record."""
 
-    def __init__(self, zoom: Any):
+    def __init__(self, zoom: ZoomApi):
         self.zoom = zoom
 
     # --- prepare: in the claim's transaction --------------------------------------------------
@@ -125,7 +126,7 @@ class ZoomStep:
         course = session.get(Course, course_id)
         if course is None:
             return None
-        base = {
+        base: dict[str, Any] = {
             "course_id": course.id,
             "seq": course.zoom_work_seq,
             "now": now,
@@ -135,22 +136,24 @@ class ZoomStep:
             "topic": course.title,
             "timezone": course.timezone,
         }
-        if course.zoom_work == "delete":
-            return Plan(work="delete", search=course.zoom_meeting_id is None, **base)
-        if course.zoom_work == "create":
-            if course.zoom_state != "pending" or course.zoom_meeting_id is not None:
-                course.zoom_work = "sync" if course.zoom_meeting_id is not None else ""
+        if course.zoom_work == ZoomWork.DELETE:
+            return Plan(work=ZoomWork.DELETE, search=course.zoom_meeting_id is None, **base)
+        if course.zoom_work == ZoomWork.CREATE:
+            if course.zoom_state != ZoomState.PENDING or course.zoom_meeting_id is not None:
+                course.zoom_work = (
+                    ZoomWork.SYNC if course.zoom_meeting_id is not None else ZoomWork.NONE
+                )
                 return None
             remaining = provisioning.zoom_plan(course, now)
             if remaining is None:
-                course.zoom_state = "failed"
-                course.zoom_work = ""
+                course.zoom_state = ZoomState.FAILED
+                course.zoom_work = ZoomWork.NONE
                 course.zoom_next_attempt_at = None
                 course.zoom_error = "Every class had passed before Zoom could be reached."
                 return None
             expected = verification.expected_of(course, now)
             return Plan(
-                work="create",
+                work=ZoomWork.CREATE,
                 # This claim is counted: a second attempt looks for what the first one made.
                 search=course.zoom_attempts > 1,
                 body=provisioning.create_body(course, remaining, expected),
@@ -158,9 +161,9 @@ class ZoomStep:
                 classes=_classes(course),
                 **base,
             )
-        if course.zoom_work == "sync":
-            if course.zoom_state != "created" or course.zoom_meeting_id is None:
-                course.zoom_work = ""
+        if course.zoom_work == ZoomWork.SYNC:
+            if course.zoom_state != ZoomState.CREATED or course.zoom_meeting_id is None:
+                course.zoom_work = ZoomWork.NONE
                 return None
             body = None
             if course.zoom_resend_series:
@@ -168,7 +171,7 @@ class ZoomStep:
                 if remaining is not None:
                     body = {"topic": course.title, **sched.meeting_times(remaining)}
             return Plan(
-                work="sync",
+                work=ZoomWork.SYNC,
                 body=body,
                 expected=verification.expected_of(course, now),
                 classes=_classes(course),
@@ -180,9 +183,9 @@ class ZoomStep:
     # --- call: Zoom, with no transaction open ---------------------------------------------------
 
     def call(self, plan: Plan) -> Result:
-        if plan.work == "create":
+        if plan.work == ZoomWork.CREATE:
             return self._create(plan)
-        if plan.work == "delete":
+        if plan.work == ZoomWork.DELETE:
             return self._delete(plan)
         return self._sync(plan)
 
@@ -192,15 +195,17 @@ class ZoomStep:
         found = _find_existing(zoom, plan.user_id, plan.marker) if plan.search else None
         if found is None:
             created = zoom.create_meeting(plan.user_id, plan.body)
-            result = Result(meeting_id=int(created["id"]), created=created)
+            meeting_id = int(created["id"])
+            result = Result(meeting_id=meeting_id, created=created)
         else:
             # The course may have changed since that attempt: make the meeting what it is now.
             log.info("course %s: adopting meeting found from an earlier attempt", plan.course_id)
             body = {k: v for k, v in plan.body.items() if k != "agenda"}
             zoom.update_meeting(found, body)
-            result = Result(meeting_id=found, adopted=True)
+            meeting_id = found
+            result = Result(meeting_id=meeting_id, adopted=True)
         try:
-            result.meeting = zoom.get_meeting(result.meeting_id)
+            result.meeting = zoom.get_meeting(meeting_id)
         except ZoomError as exc:
             # The meeting exists; it stays unverified until the next check reads it.
             log.warning("course %s: read-back failed (%s)", plan.course_id, type(exc).__name__)
@@ -267,9 +272,9 @@ class ZoomStep:
             return "gone"
         # The attempt's own time: what passed, and when it was verified, is as of the call.
         now = plan.now
-        if plan.work == "create":
+        if plan.work == ZoomWork.CREATE:
             outcome = _record_create(session, course, plan, result, now)
-        elif plan.work == "delete":
+        elif plan.work == ZoomWork.DELETE:
             outcome = _record_delete(session, course, plan, result)
         else:
             outcome = _record_sync(session, course, plan, result, now)
@@ -290,14 +295,14 @@ class ZoomStep:
             return "gone"
         if isinstance(exc, TRANSIENT):
             _postpone(course, plan, exc)
-            return "pending" if plan.work == "create" else "unreachable"
+            return "pending" if plan.work == ZoomWork.CREATE else "unreachable"
         # Zoom answered and refused: trying the same again will not help; a person must act.
-        what = {"create": "the meeting", "delete": "deleting the meeting"}.get(
+        what = {ZoomWork.CREATE: "the meeting", ZoomWork.DELETE: "deleting the meeting"}.get(
             plan.work, "the change"
         )
         course.zoom_error = f"Zoom refused {what}: {exc.message}"[:500]
-        if plan.work == "create":
-            course.zoom_state = "failed"
+        if plan.work == ZoomWork.CREATE:
+            course.zoom_state = ZoomState.FAILED
         _audit(
             session,
             course,
@@ -306,7 +311,7 @@ class ZoomStep:
             zoom_code=exc.zoom_code,
             http_status=exc.http_status,
         )
-        course.zoom_work = ""
+        course.zoom_work = ZoomWork.NONE
         course.zoom_resend_series = False
         work.release(course, QUEUE)
         return "failed"
@@ -331,7 +336,7 @@ def _classes(course: Course) -> tuple[ClassPlan, ...]:
     )
 
 
-def _find_existing(zoom: Any, user_id: str, marker: str) -> int | None:
+def _find_existing(zoom: ZoomApi, user_id: str, marker: str) -> int | None:
     """The meeting an earlier attempt made for this course, found by the agenda reference."""
     for meeting in zoom.iter_meetings(user_id, type="scheduled"):
         if marker in str(meeting.get("agenda") or "") and meeting.get("id") is not None:
@@ -339,7 +344,7 @@ def _find_existing(zoom: Any, user_id: str, marker: str) -> int | None:
     return None
 
 
-def _schedule_check(plan: Plan, meeting: dict[str, Any]) -> sched.ScheduleCheck:
+def _schedule_check(plan: Plan, meeting: Meeting) -> sched.ScheduleCheck:
     tz = sched.zone(plan.timezone)
     planned = [
         sched.PlannedClass(c.starts_at, c.starts_at.astimezone(tz), c.duration_minutes)
@@ -349,7 +354,7 @@ def _schedule_check(plan: Plan, meeting: dict[str, Any]) -> sched.ScheduleCheck:
     return sched.match_occurrences(planned, meeting, since=plan.now)
 
 
-def _problems(plan: Plan, meeting: dict[str, Any]) -> list[SafetyProblem]:
+def _problems(plan: Plan, meeting: Meeting) -> list[SafetyProblem]:
     assert plan.expected is not None
     problems = safety.verify(meeting, plan.expected)
     check = _schedule_check(plan, meeting)
@@ -361,7 +366,7 @@ def _zoom_utc(at: dt.datetime) -> str:
     return at.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _repair(zoom: Any, plan: Plan, meeting: dict[str, Any], problems: list[SafetyProblem]) -> bool:
+def _repair(zoom: ZoomApi, plan: Plan, meeting: Meeting, problems: list[SafetyProblem]) -> bool:
     """Put drifted settings back with one PATCH, and make each class what companion says: moved
     (or moved back), its length, or deleted when it is cancelled. Returns whether anything was
     sent; Zoom errors propagate."""
@@ -410,16 +415,16 @@ def _record_create(
     session: Session, course: Course, plan: Plan, result: Result, now: dt.datetime
 ) -> str:
     course.zoom_meeting_id = result.meeting_id
-    if course.zoom_state != "pending":
+    if course.zoom_state != ZoomState.PENDING:
         # Cancelled while the create was in flight: the meeting is known now, and deleted next.
         return course.zoom_state
-    course.zoom_state = "created"
+    course.zoom_state = ZoomState.CREATED
     course.zoom_error = ""
     verification.take_urls(course, result.created)
     # Classes that passed while Zoom was unreachable never took place.
     for cls in timetable.class_sessions(course):
         if cls.takes_place and cls.starts_at <= now + provisioning.CREATE_MARGIN:
-            cls.status = "cancelled"
+            cls.status = ClassStatus.CANCELLED
             cls.cancelled_at = now
     timetable.refresh_ends_at(course)
     _audit(
@@ -434,8 +439,8 @@ def _record_create(
     if result.meeting is None:
         if result.created:
             verification.schedule_problems(course, result.created, now)
-        if course.safety_state != "not_safe":
-            course.safety_state = "unverified"
+        if course.safety_state != SafetyState.NOT_SAFE:
+            course.safety_state = SafetyState.UNVERIFIED
         return "created"
     assert plan.expected is not None
     verification.take_urls(course, result.meeting)
@@ -475,15 +480,15 @@ def _done(course: Course, plan: Plan) -> None:
     """The attempt is recorded: let go of the course, and say what (if anything) is left."""
     work.release(course, QUEUE)
     course.zoom_attempts = 0
-    if course.zoom_work == "delete" and plan.work != "delete":
+    if course.zoom_work == ZoomWork.DELETE and plan.work != ZoomWork.DELETE:
         return  # cancelled meanwhile: the deletion is next, due now
     if course.zoom_work_seq != plan.seq:
         # Someone changed the course while this attempt was in flight: send that too.
-        if course.zoom_meeting_id is not None and course.zoom_work != "delete":
-            course.zoom_work = "sync"
+        if course.zoom_meeting_id is not None and course.zoom_work != ZoomWork.DELETE:
+            course.zoom_work = ZoomWork.SYNC
             course.zoom_resend_series = True
         return
-    course.zoom_work = ""
+    course.zoom_work = ZoomWork.NONE
     course.zoom_resend_series = False
     course.zoom_synced_seq = plan.seq
 
@@ -589,14 +594,14 @@ def _background(app: Flask, course_id: int) -> None:
 # --- "Start class" -------------------------------------------------------------------------------
 
 
-def start_class(app: Flask, zoom: Any, plan: lifecycle.StartPlan, *, now: dt.datetime) -> str:
+def start_class(app: Flask, zoom: ZoomApi, plan: lifecycle.StartPlan, *, now: dt.datetime) -> str:
     """Fetch the host's start link with no transaction open, then record what Zoom said.
 
     The meeting read for the link is verified too; a meeting whose settings are off is put
     back first, and if that fails the class is not started from companion (the course is
     marked not safe and people are told, committed before :class:`NotSafeToStart` is raised).
     """
-    meeting: dict[str, Any] | None
+    meeting: Meeting | None
     try:
         meeting = zoom.get_meeting(plan.meeting_id)
     except ZoomNotFound:

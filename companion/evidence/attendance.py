@@ -72,7 +72,9 @@ def _text(value: Any, limit: int) -> str:
 
 def _event_time(kind: str, document: Mapping[str, Any], obj: Mapping[str, Any]) -> dt.datetime:
     """When it happened by Zoom's clock: the participant's time, the meeting's, then event_ts."""
-    participant = obj.get("participant") if isinstance(obj.get("participant"), Mapping) else {}
+    participant = obj.get("participant")
+    if not isinstance(participant, Mapping):
+        participant = {}
     candidates: list[Any] = []
     if kind == "meeting_started":
         candidates.append(obj.get("start_time"))

@@ -46,7 +46,7 @@ from ..courses.timetable import local_time
 from ..errors import Forbidden, ValidationError
 from ..orgs.models import Organisation
 from ..recordings import crypto, vault
-from ..recordings.models import FILE_STATE_LABELS, RecordingFile
+from ..recordings.models import FILE_STATE_LABELS, FileState, RecordingFile, RecordingState
 from ..recordings.views import human_size
 from . import services, signing
 from .models import EVENT_LABELS, EvidencePack
@@ -292,11 +292,7 @@ def build_pack(
         course_id=record.course.id,
         manifest_sha256=manifest_sha,
         key_id=key_id,
-        recording_files=[
-            f["id"]
-            for r in manifest["recordings"]
-            for f in r["files"]  # type: ignore[index]
-        ],
+        recording_files=[f["id"] for r in manifest["recordings"] for f in r["files"]],
     )
     return Pack(filename, buffer.getvalue(), manifest)
 
@@ -399,7 +395,11 @@ def _check_file(session: Session, app: Flask, item: dict[str, Any]) -> FileCheck
         check.outcome, check.message = "missing", "No such recording file is known to companion."
         return check
     recording = row.recording
-    if row.state == "deleted" or row.wrapped_dek is None or recording.state != "active":
+    if (
+        row.state == FileState.DELETED
+        or row.wrapped_dek is None
+        or recording.state != RecordingState.ACTIVE
+    ):
         when = row.deleted_at or recording.deleted_at
         check.outcome = "deleted"
         check.message = (

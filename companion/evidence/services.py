@@ -26,7 +26,7 @@ from ..accounts.models import User
 from ..audit.services import by_parent
 from ..audit.services import record as audit
 from ..courses.access import MAX_ID
-from ..courses.models import ClassSession, Course
+from ..courses.models import ClassSession, ClassStatus, Course
 from ..courses.timetable import local_time
 from ..errors import Forbidden, NotFound, ValidationError
 from ..families import admit
@@ -459,7 +459,7 @@ def classes_never_started(
         .where(
             Course.organisation_id == actor.organisation_id,
             Course.zoom_meeting_id.is_not(None),
-            ClassSession.status != "cancelled",
+            ClassSession.status != ClassStatus.CANCELLED,
             ClassSession.starts_at >= now - dt.timedelta(days=days),
             ClassSession.starts_at <= now,
             ClassSession.id.not_in(with_meeting),

@@ -41,6 +41,7 @@ from ..audit.services import record as audit
 from ..courses.access import MAX_ID
 from ..courses.models import ClassSession
 from ..courses.timetable import class_sessions, local_time
+from ..db import changed_rows
 from ..errors import Conflict, Forbidden, NotFound
 from ..families.models import (
     AgreementAcceptance,
@@ -49,11 +50,12 @@ from ..families.models import (
     FamilyContact,
     FamilyLink,
     FamilySession,
+    RegistrantState,
 )
 from ..families.people import display_name
 from ..mail.models import OutboxMessage
 from ..recordings.models import Hold, Recording
-from ..webhooks.models import WebhookEvent
+from ..webhooks.models import EventStatus, WebhookEvent
 from .models import AdultConfirmation, AttendanceEvent, ClassWarning, ZoomMeeting
 
 ERASED = "(erased)"
@@ -399,7 +401,11 @@ def erase_family(session: Session, actor: User, family_id: int, *, now: dt.datet
     name = display_name(fam)
     if fam.enrolled:
         raise Conflict(f"{name} is still enrolled: withdraw the family first, then erase it.")
-    if fam.zoom_state not in ("cancelled", "pending", "failed"):
+    if fam.zoom_state not in (
+        RegistrantState.CANCELLED,
+        RegistrantState.PENDING,
+        RegistrantState.FAILED,
+    ):
         raise Conflict(
             f"Zoom has not yet confirmed the cancellation of {name}'s registration; "
             "try again once it has (companion retries by itself)."
@@ -451,11 +457,14 @@ def erase_family(session: Session, actor: User, family_id: int, *, now: dt.datet
         w.detail = json.dumps(detail)
     session.flush()
     if webhook_ids:
-        counts["webhooks_deleted"] = session.execute(
-            delete(WebhookEvent).where(
-                WebhookEvent.id.in_(webhook_ids), WebhookEvent.status.in_(("done", "unhandled"))
+        counts["webhooks_deleted"] = changed_rows(
+            session.execute(
+                delete(WebhookEvent).where(
+                    WebhookEvent.id.in_(webhook_ids),
+                    WebhookEvent.status.in_((EventStatus.DONE, EventStatus.UNHANDLED)),
+                )
             )
-        ).rowcount
+        )
     for label, model in (
         ("sessions", FamilySession),
         ("links", FamilyLink),
@@ -463,19 +472,21 @@ def erase_family(session: Session, actor: User, family_id: int, *, now: dt.datet
         ("audio_only_requests", AudioOnlyEvent),
         ("adult_confirmations", AdultConfirmation),
     ):
-        counts[label] = session.execute(
-            delete(model).where(model.family_id == fam.id)  # type: ignore[attr-defined]
-        ).rowcount
+        counts[label] = changed_rows(
+            session.execute(delete(model).where(model.family_id == fam.id))
+        )
     if emails:
-        counts["messages"] = session.execute(
-            delete(OutboxMessage).where(
-                OutboxMessage.to_address.in_(emails),
-                OutboxMessage.organisation_id == fam.organisation_id,
+        counts["messages"] = changed_rows(
+            session.execute(
+                delete(OutboxMessage).where(
+                    OutboxMessage.to_address.in_(emails),
+                    OutboxMessage.organisation_id == fam.organisation_id,
+                )
             )
-        ).rowcount
-    counts["contacts"] = session.execute(
-        delete(FamilyContact).where(FamilyContact.id.in_(contact_ids))
-    ).rowcount
+        )
+    counts["contacts"] = changed_rows(
+        session.execute(delete(FamilyContact).where(FamilyContact.id.in_(contact_ids)))
+    )
     session.expire(fam)
     session.execute(delete(Family).where(Family.id == fam.id))
     session.expunge(fam)

@@ -15,7 +15,7 @@ from ..accounts.models import User
 from ..courses import access as course_access
 from ..courses.models import ClassSession, Course
 from ..errors import Forbidden, NotFound
-from .models import Family, FamilyContact
+from .models import Family, FamilyContact, FamilyStatus, RegistrantState
 from .people import display_name
 
 MAX_ID = course_access.MAX_ID
@@ -84,7 +84,7 @@ def families_of(
     parents in one more query, for pages that show them (instead of one query per family)."""
     query = select(Family).where(Family.course_id == course_id)
     if enrolled_only:
-        query = query.where(Family.status == "enrolled")
+        query = query.where(Family.status == FamilyStatus.ENROLLED)
     families = list(session.scalars(query))
     if with_contacts and families:
         # By course rather than selectinload's lists of ids, which it splits every 500 families.
@@ -102,7 +102,8 @@ def families_of(
             for contact in contacts[family.id]:
                 set_committed_value(contact, "family", family)
     return sorted(
-        families, key=lambda f: (f.status != "enrolled", display_name(f).casefold(), f.id)
+        families,
+        key=lambda f: (f.status != FamilyStatus.ENROLLED, display_name(f).casefold(), f.id),
     )
 
 
@@ -115,9 +116,9 @@ def enrolled_counts(session: Session, course_ids: Sequence[int]) -> dict[int, tu
         select(
             Family.course_id,
             func.count(Family.id),
-            func.count(Family.id).filter(Family.zoom_state != "registered"),
+            func.count(Family.id).filter(Family.zoom_state != RegistrantState.REGISTERED),
         )
-        .where(Family.course_id.in_(set(course_ids)), Family.status == "enrolled")
+        .where(Family.course_id.in_(set(course_ids)), Family.status == FamilyStatus.ENROLLED)
         .group_by(Family.course_id)
     )
     return {course_id: (int(n), int(waiting)) for course_id, n, waiting in rows}

@@ -16,13 +16,20 @@ from .. import mail
 from ..accounts.models import User
 from ..courses import access as course_access
 from ..courses import timetable
-from ..courses.models import ClassSession, Course
+from ..courses.models import ClassSession, ClassStatus, Course, ZoomState
 from ..orgs.models import Organisation
 from . import agreement
 from .access import get_course
 from .audio_only import audio_only_state, cutoff_of, events_by_family
 from .extensions import admit_columns
-from .models import AgreementAcceptance, AudioOnlyEvent, ClassSummary, Family, FamilyContact
+from .models import (
+    AgreementAcceptance,
+    AudioOnlyEvent,
+    ClassSummary,
+    Family,
+    FamilyContact,
+    RegistrantState,
+)
 from .people import display_name, zoom_name
 from .roster import admit_url, expected_families
 
@@ -83,7 +90,7 @@ def _admit_rows(
             child_name=display_name(f),
             zoom_name=zoom_name(f),
             audio_only=audio_only_state(events[f.id], cls, cutoff),
-            registered=f.zoom_state == "registered",
+            registered=f.zoom_state == RegistrantState.REGISTERED,
             agreement_accepted=f.id in accepted,
         )
         for f in families
@@ -169,10 +176,10 @@ def due_summaries(session: Session, now: dt.datetime, limit: int = 200) -> list[
             .outerjoin(ClassSummary, ClassSummary.class_id == ClassSession.id)
             .where(
                 ClassSummary.id.is_(None),
-                ClassSession.status != "cancelled",
+                ClassSession.status != ClassStatus.CANCELLED,
                 ClassSession.starts_at > now,
                 ClassSession.starts_at <= now + SUMMARY_BEFORE,
-                Course.zoom_state == "created",
+                Course.zoom_state == ZoomState.CREATED,
             )
             .order_by(ClassSession.starts_at, ClassSession.id)
             .limit(limit)

@@ -17,7 +17,7 @@ from ..errors import Conflict
 from . import csv_import
 from .access import course_to_change, families_of
 from .errors import ImportRejected
-from .models import Family, FamilyContact
+from .models import Family, FamilyContact, FamilyStatus, RegistrantState
 from .people import ContactInput, child_names, clean_contacts, display_name, name_key
 from .registrants import meeting_in_zoom, waiting_for_meeting
 
@@ -51,10 +51,10 @@ def _new_family(
         course_id=course.id,
         child_first_name=first,
         child_last_name=last,
-        status="enrolled",
+        status=FamilyStatus.ENROLLED,
         zoom_ref="f" + secrets.token_hex(10),
         # "Pending in Zoom" and due now: the registrant is added after this is committed.
-        zoom_state="pending",
+        zoom_state=RegistrantState.PENDING,
         zoom_error="" if meeting_in_zoom(course) else waiting_for_meeting(course),
         zoom_attempts=0,
         zoom_next_attempt_at=None,

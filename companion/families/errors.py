@@ -23,10 +23,15 @@ class LinkGone(CompanionError):
 
 
 class ImportRejected(ValidationError):
-    """A CSV upload with problems; nothing was imported. ``problems`` lists every one."""
+    """A CSV upload with problems; nothing was imported. ``lines`` lists every one."""
 
     code = "import_rejected"
 
     def __init__(self, message: str, problems: Sequence[Any]):
-        super().__init__(message)
-        self.problems = list(problems)
+        # ``lines`` keeps the file's problems as they are (line, column, message) for the page;
+        # ``problems`` says the same in the API's {"field", "message"} form.
+        self.lines = list(problems)
+        super().__init__(
+            message,
+            problems=[{"field": p.column or "file", "message": p.describe()} for p in self.lines],
+        )

@@ -11,7 +11,7 @@ from urllib.parse import urlparse
 from sqlalchemy.orm import Session
 
 from ..courses import passcodes, timetable, verification
-from ..courses.models import ClassSession, Course
+from ..courses.models import ClassSession, Course, ZoomState
 from ..orgs.models import Organisation
 from . import agreement, ics
 from .audio_only import audio_only_state, cutoff_of, events_by_family
@@ -124,7 +124,7 @@ def family_page(session: Session, principal: FamilyPrincipal, *, now: dt.datetim
         classes=rows,
         withdrawn=withdrawn,
         over=over,
-        cancelled=course.zoom_state == "cancelled",
+        cancelled=course.zoom_state == ZoomState.CANCELLED,
         paused=paused,
         agreement=version,
         accepted=accepted,

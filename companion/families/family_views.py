@@ -29,6 +29,7 @@ from flask import (
     request,
     url_for,
 )
+from werkzeug.wrappers import Response as BaseResponse
 
 from ..access import family, public
 from ..accounts.auth import client_ip
@@ -57,8 +58,15 @@ def load_family(_app: Flask | None = None) -> family_sessions.FamilyPrincipal | 
     return family_sessions.resolve_session(get_session(), raw, now=utcnow())
 
 
+def signed_in_family() -> family_sessions.FamilyPrincipal | None:
+    """The family session of this request (put there by the access layer), or None."""
+    found: family_sessions.FamilyPrincipal | None = g.get("family")
+    return found
+
+
 def principal() -> family_sessions.FamilyPrincipal:
-    found = g.get("family")
+    """The family of an @family route, which the access layer let in."""
+    found = signed_in_family()
     if found is None:  # pragma: no cover - the access layer refuses first
         raise Forbidden("Please open the personal link from your email again.")
     return found
@@ -67,7 +75,7 @@ def principal() -> family_sessions.FamilyPrincipal:
 def init_app(app: Flask) -> None:
     @app.context_processor
     def _family_globals() -> dict[str, Any]:
-        found = g.get("family")
+        found = signed_in_family()
         if found is None:
             return {}
         token = family_sessions.form_token(found, current_app.config["SECRET_KEY"])
@@ -77,10 +85,11 @@ def init_app(app: Flask) -> None:
 def check_form_token() -> None:
     """Refuse a family-side POST without its session's form token. Runs for every route here;
     another package's @family route (exempt from Flask-WTF like this blueprint) calls it."""
-    if request.method != "POST" or g.get("family") is None:
+    found = signed_in_family()
+    if request.method != "POST" or found is None:
         return
     given = request.form.get("csrf_token")
-    if not family_sessions.check_form_token(g.family, current_app.config["SECRET_KEY"], given):
+    if not family_sessions.check_form_token(found, current_app.config["SECRET_KEY"], given):
         raise _FormExpired("This form has expired. Reload the page and try again.")
 
 
@@ -91,7 +100,7 @@ bp.before_request(check_form_token)
 @bp.after_request
 def _keep_cookie_with_session(response: Response) -> Response:
     # The session lives on while it is used; the browser's cookie must not run out before it.
-    found = g.get("family")
+    found = signed_in_family()
     if found is not None and found.extended and found.session_row.ended_at is None:
         remaining = found.session_row.expires_at - utcnow()
         _set_cookie(response, request.cookies.get(COOKIE, ""), int(remaining.total_seconds()))
@@ -103,7 +112,7 @@ class _FormExpired(CompanionError):
     status = 400
 
 
-def _set_cookie(response: Response, value: str, max_age: int) -> None:
+def _set_cookie(response: BaseResponse, value: str, max_age: int) -> None:
     response.set_cookie(
         COOKIE,
         value,
@@ -121,7 +130,7 @@ def _link_problem(exc: CompanionError) -> Response:
             "families/link_problem.html",
             status=exc.status,
             message=exc.message,
-            signed_in=g.get("family") is not None,
+            signed_in=signed_in_family() is not None,
         ),
         status=exc.status,
     )
@@ -145,7 +154,7 @@ def open_link(token: str) -> Any:
     return _no_store(response)
 
 
-def _no_store(response: Response) -> Response:
+def _no_store(response: BaseResponse) -> BaseResponse:
     response.headers["Cache-Control"] = "no-store"
     return response
 

@@ -23,7 +23,6 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from collections.abc import Iterable
-from typing import Any
 
 from flask import Flask, current_app
 from sqlalchemy.exc import IntegrityError
@@ -32,6 +31,7 @@ from sqlalchemy.orm import Session
 from .. import db, work
 from ..work import Outcome, run_each
 from ..zoom import zoom_for
+from ..zoom.api import ZoomApi
 from . import admit, links, registrants
 from .models import Family
 
@@ -47,7 +47,7 @@ def sync_zoom(
 
 
 def work_family(
-    app: Flask, family_id: int, *, actor_id: int | None = None, zoom: Any = None
+    app: Flask, family_id: int, *, actor_id: int | None = None, zoom: ZoomApi | None = None
 ) -> Outcome:
     """One family's Zoom work now: claim and commit, call Zoom with no transaction open, record
     the answer in a transaction of its own. The caller must have committed what it wants."""

@@ -23,11 +23,11 @@ from ..accounts.models import User
 from ..accounts.services import hash_token
 from ..audit.services import record as audit
 from ..courses import verification
-from ..courses.models import Course
+from ..courses.models import Course, SafetyState, ZoomState
 from ..errors import Conflict, Forbidden, NotFound, ValidationError
 from . import agreement
 from .access import course_to_change, get_course, get_family
-from .models import Family, FamilyContact, FamilyLink, FamilySession
+from .models import Family, FamilyContact, FamilyLink, FamilySession, FamilyStatus, RegistrantState
 from .people import ContactInput, clean_contacts, display_name
 
 # After the course ends its links still open a page that says so (and shows the safeguarding
@@ -38,7 +38,7 @@ LINK_GRACE = dt.timedelta(days=30)
 def link_expires_at(course: Course) -> dt.datetime | None:
     """When a course's family links stop opening anything: a while after its last class (or its
     cancellation), so parents can still read that it ended and how to reach the lead."""
-    if course.zoom_state == "cancelled" and course.cancelled_at is not None:
+    if course.zoom_state == ZoomState.CANCELLED and course.cancelled_at is not None:
         return course.cancelled_at + LINK_GRACE
     if course.ends_at is not None:
         return course.ends_at + LINK_GRACE
@@ -56,7 +56,7 @@ def link_blocker(family: Family, now: dt.datetime) -> str | None:
         return "The family is withdrawn."
     if course_over(course, now):
         return "The course is over."
-    if family.zoom_state != "registered":
+    if family.zoom_state != RegistrantState.REGISTERED:
         return "Waiting for Zoom to register the family."
     if not verification.course_is_safe(course):
         return "Waiting until Zoom confirms the course's safety settings."
@@ -163,10 +163,10 @@ def families_owed_links(session: Session, now: dt.datetime, limit: int = 500) ->
             .join(FamilyContact, FamilyContact.family_id == Family.id)
             .where(
                 FamilyContact.link_owed_since.is_not(None),
-                Family.status == "enrolled",
-                Family.zoom_state == "registered",
-                Course.zoom_state == "created",
-                Course.safety_state == "safe",
+                Family.status == FamilyStatus.ENROLLED,
+                Family.zoom_state == RegistrantState.REGISTERED,
+                Course.zoom_state == ZoomState.CREATED,
+                Course.safety_state == SafetyState.SAFE,
                 or_(Course.ends_at.is_(None), Course.ends_at > now),
             )
             .distinct()

@@ -9,6 +9,7 @@ session. Audio-only requests and agreement acceptances are append-only records.
 from __future__ import annotations
 
 import datetime as dt
+from enum import StrEnum
 
 from sqlalchemy import (
     CheckConstraint,
@@ -21,20 +22,39 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from ..courses.models import ClassSession, Course
-from ..db import Base, created_at
+from ..db import Base, created_at, state_column
 from ..orgs.models import Organisation
 
-STATUSES = ("enrolled", "withdrawn")
-# "pending": not (yet) a registrant in Zoom: the course's meeting is not in Zoom yet, or Zoom was
-# down or rate limiting; a job retries. "failed": Zoom refused; a person must look. "cancelling":
-# withdrawn, and Zoom has not confirmed the cancellation yet; a job retries.
-ZOOM_STATES = ("pending", "registered", "failed", "cancelling", "cancelled")
+
+class FamilyStatus(StrEnum):
+    ENROLLED = "enrolled"
+    WITHDRAWN = "withdrawn"
+
+
+STATUSES = tuple(FamilyStatus)
+
+
+class RegistrantState(StrEnum):
+    """Where the family's registrant is in Zoom (a family's ``zoom_state``)."""
+
+    # Not (yet) a registrant in Zoom: the course's meeting is not in Zoom yet, or Zoom was down
+    # or rate limiting; a job retries.
+    PENDING = "pending"
+    REGISTERED = "registered"
+    # Zoom refused; a person must look.
+    FAILED = "failed"
+    # Withdrawn, and Zoom has not confirmed the cancellation yet; a job retries.
+    CANCELLING = "cancelling"
+    CANCELLED = "cancelled"
+
+
+ZOOM_STATES = tuple(RegistrantState)
 ZOOM_STATE_LABELS = {
-    "pending": "Pending in Zoom",
-    "registered": "Registered in Zoom",
-    "failed": "Zoom refused it",
-    "cancelling": "Cancelling in Zoom",
-    "cancelled": "Cancelled in Zoom",
+    RegistrantState.PENDING: "Pending in Zoom",
+    RegistrantState.REGISTERED: "Registered in Zoom",
+    RegistrantState.FAILED: "Zoom refused it",
+    RegistrantState.CANCELLING: "Cancelling in Zoom",
+    RegistrantState.CANCELLED: "Cancelled in Zoom",
 }
 AUDIO_ACTIONS = ("request", "withdraw")
 
@@ -60,12 +80,16 @@ class Family(Base):
     child_first_name: Mapped[str] = mapped_column(String(64))
     # The surname, or only its initial, as the organisation's child_name_style says.
     child_last_name: Mapped[str] = mapped_column(String(64))
-    status: Mapped[str] = mapped_column(String(16), default="enrolled")
+    status: Mapped[FamilyStatus] = mapped_column(
+        state_column(FamilyStatus, 16), default=FamilyStatus.ENROLLED
+    )
 
     # Zoom. The registrant's email is made from zoom_ref (see registrants.registrant_email): never
     # a parent's address, unique per family, and how a retry finds a registrant it already made.
     zoom_ref: Mapped[str] = mapped_column(String(40), unique=True)
-    zoom_state: Mapped[str] = mapped_column(String(16), default="pending")
+    zoom_state: Mapped[RegistrantState] = mapped_column(
+        state_column(RegistrantState, 16), default=RegistrantState.PENDING
+    )
     zoom_registrant_id: Mapped[str | None] = mapped_column(String(64), unique=True)
     # The registrant's personal join link, encrypted (companion.sealing): the family's secret.
     join_url_encrypted: Mapped[str] = mapped_column(Text, default="")
@@ -87,7 +111,7 @@ class Family(Base):
 
     @property
     def enrolled(self) -> bool:
-        return self.status == "enrolled"
+        return self.status == FamilyStatus.ENROLLED
 
     def __repr__(self) -> str:
         return f"<Family {self.id} {self.status}/{self.zoom_state}>"

@@ -18,7 +18,7 @@ from ..db import utcnow
 from . import agreement
 from .access import families_of
 from .links import deliver_owed_links
-from .models import Family, FamilyContact, FamilyLink
+from .models import Family, FamilyContact, FamilyLink, FamilyStatus
 from .people import display_name
 
 
@@ -43,7 +43,7 @@ def _parents_with_links(session: Session, course: Course) -> list[tuple[Family, 
         .join(FamilyLink, FamilyLink.contact_id == FamilyContact.id)
         .where(
             Family.course_id == course.id,
-            Family.status == "enrolled",
+            Family.status == FamilyStatus.ENROLLED,
             FamilyLink.revoked_at.is_(None),
         )
         .distinct()

@@ -29,7 +29,7 @@ from sqlalchemy.orm import Session
 from .. import sealing, work
 from ..accounts.models import User
 from ..audit.services import record as audit
-from ..courses.models import Course
+from ..courses.models import Course, ZoomState
 from ..errors import Conflict
 from ..sealing import Purpose
 from ..zoom import (
@@ -40,9 +40,10 @@ from ..zoom import (
     ZoomRateLimited,
     ZoomServerError,
 )
+from ..zoom.api import Registrant, ZoomApi
 from .access import course_to_change, get_family
 from .links import deliver_owed_links
-from .models import Family
+from .models import Family, FamilyStatus, RegistrantState
 from .people import CHILD_NAME_MAX, display_name
 
 log = logging.getLogger(__name__)
@@ -73,7 +74,7 @@ def registrant_email(family: Family) -> str:
 
 
 def meeting_in_zoom(course: Course) -> bool:
-    return course.zoom_state == "created" and course.zoom_meeting_id is not None
+    return course.zoom_state == ZoomState.CREATED and course.zoom_meeting_id is not None
 
 
 def waiting_for_meeting(course: Course) -> str:
@@ -86,12 +87,21 @@ def waiting_for_meeting(course: Course) -> str:
 
 def _wants_zoom_work() -> ColumnElement[bool]:
     meeting_in_zoom = Family.course_id.in_(
-        select(Course.id).where(Course.zoom_state == "created", Course.zoom_meeting_id.is_not(None))
+        select(Course.id).where(
+            Course.zoom_state == ZoomState.CREATED, Course.zoom_meeting_id.is_not(None)
+        )
     )
     return or_(
-        and_(Family.status == "enrolled", Family.zoom_state == "pending", meeting_in_zoom),
+        and_(
+            Family.status == FamilyStatus.ENROLLED,
+            Family.zoom_state == RegistrantState.PENDING,
+            meeting_in_zoom,
+        ),
         # Withdrawn families of a meeting that is gone are settled without Zoom (in prepare).
-        and_(Family.status == "withdrawn", Family.zoom_state.in_(("cancelling", "registered"))),
+        and_(
+            Family.status == FamilyStatus.WITHDRAWN,
+            Family.zoom_state.in_((RegistrantState.CANCELLING, RegistrantState.REGISTERED)),
+        ),
     )
 
 
@@ -125,12 +135,13 @@ class RegistrantPlan:
 
 @dataclass(frozen=True)
 class RegistrantAnswer:
+    # As Zoom sent them (its answers are not validated): ``record`` checks both before use.
     registrant_id: Any = None
     join_url: Any = None
     adopted: bool = False
 
 
-def _find_registrant(zoom: Any, meeting_id: int, email: str) -> dict[str, Any] | None:
+def _find_registrant(zoom: ZoomApi, meeting_id: int, email: str) -> Registrant | None:
     for status in ("approved", "pending"):
         for registrant in zoom.iter_registrants(meeting_id, status=status):
             if str(registrant.get("email") or "").strip().lower() == email:
@@ -149,7 +160,7 @@ class RegistrantStep:
     worker runs it as nobody.
     """
 
-    def __init__(self, zoom: Any, *, actor_id: int | None = None):
+    def __init__(self, zoom: ZoomApi, *, actor_id: int | None = None):
         self.zoom = zoom
         self.actor_id = actor_id
 
@@ -162,7 +173,7 @@ class RegistrantStep:
             return None
         course = family.course
         if family.enrolled:
-            if family.zoom_state != "pending":
+            if family.zoom_state != RegistrantState.PENDING:
                 return None
             if not meeting_in_zoom(course):
                 family.zoom_error = waiting_for_meeting(course)
@@ -177,9 +188,9 @@ class RegistrantStep:
                 look_first=family.zoom_attempts > 0,
             )
         else:
-            if family.zoom_state not in ("cancelling", "registered"):
+            if family.zoom_state not in (RegistrantState.CANCELLING, RegistrantState.REGISTERED):
                 return None
-            family.zoom_state = "cancelling"
+            family.zoom_state = RegistrantState.CANCELLING
             if not meeting_in_zoom(course):
                 # The meeting itself is gone (course cancelled or closed), and its registrants
                 # with it.
@@ -253,11 +264,11 @@ class RegistrantStep:
             session.flush()
             return family.zoom_state
         if not known or not _valid_join_url(answer.join_url):
-            family.zoom_state = "failed"
+            family.zoom_state = RegistrantState.FAILED
             family.zoom_error = "Zoom registered the family but gave no join link; try again."
             session.flush()
             return family.zoom_state
-        family.zoom_state = "registered"
+        family.zoom_state = RegistrantState.REGISTERED
         family.zoom_registrant_id = registrant_id[:64]
         family.join_url_encrypted = sealing.seal(Purpose.JOIN_LINK, answer.join_url[:1000])
         family.zoom_error = ""
@@ -343,8 +354,8 @@ def _refused(
         family.zoom_error = "Zoom no longer has this course's meeting."
     else:
         family.zoom_error = f"Zoom refused {doing}: {exc.message}"[:500]
-    if family.zoom_state == "pending":
-        family.zoom_state = "failed"
+    if family.zoom_state == RegistrantState.PENDING:
+        family.zoom_state = RegistrantState.FAILED
     audit(
         session,
         "family.zoom_refused",
@@ -361,7 +372,7 @@ def _refused(
 
 
 def _cancelled(session: Session, family: Family, actor: User | None, *, meeting_gone: bool) -> None:
-    family.zoom_state = "cancelled"
+    family.zoom_state = RegistrantState.CANCELLED
     # The link is dead; there is no reason to keep the secret.
     family.join_url_encrypted = ""
     family.zoom_error = ""
@@ -387,11 +398,14 @@ def retry_zoom(
     is made due now; the caller commits and runs it."""
     course = course_to_change(session, actor, course_id)
     family = get_family(session, actor, course.id, family_id)
-    if family.enrolled and family.zoom_state in ("pending", "failed"):
-        family.zoom_state = "pending"
+    if family.enrolled and family.zoom_state in (RegistrantState.PENDING, RegistrantState.FAILED):
+        family.zoom_state = RegistrantState.PENDING
         if not meeting_in_zoom(course):
             family.zoom_error = waiting_for_meeting(course)
-    elif not (not family.enrolled and family.zoom_state in ("cancelling", "registered")):
+    elif not (
+        not family.enrolled
+        and family.zoom_state in (RegistrantState.CANCELLING, RegistrantState.REGISTERED)
+    ):
         raise Conflict("Zoom already has this family as it should be; there is nothing to retry.")
     work.schedule(family, REGISTRANTS)
     session.flush()
@@ -409,13 +423,13 @@ def withdraw(
     session.refresh(family, with_for_update=True)
     if not family.enrolled:
         raise Conflict(f"{display_name(family)} is already withdrawn from this course.")
-    family.status = "withdrawn"
+    family.status = FamilyStatus.WITHDRAWN
     family.withdrawn_at = now
     family.withdrawn_by_id = actor.id
     for contact in family.contacts:
         contact.link_owed_since = None
     # Zoom may hold a registrant once an attempt has started, even if its answer was lost.
-    in_zoom = family.zoom_state == "registered" or family.zoom_attempts > 0
+    in_zoom = family.zoom_state == RegistrantState.REGISTERED or family.zoom_attempts > 0
     audit(
         session,
         "family.withdrawn",
@@ -425,7 +439,7 @@ def withdraw(
         course_id=course.id,
         family_id=family.id,
     )
-    family.zoom_state = "cancelling" if in_zoom else "cancelled"
+    family.zoom_state = RegistrantState.CANCELLING if in_zoom else RegistrantState.CANCELLED
     if not in_zoom:
         family.zoom_error = ""
     work.schedule(family, REGISTRANTS)
@@ -443,14 +457,16 @@ JOIN_LINKS = work.Queue(
     attempts=Family.zoom_attempts,
     due=Family.zoom_next_attempt_at,
     claimed_until=Family.zoom_claimed_until,
-    ready=lambda: and_(Family.status == "enrolled", Family.zoom_state == "registered"),
+    ready=lambda: and_(
+        Family.status == FamilyStatus.ENROLLED, Family.zoom_state == RegistrantState.REGISTERED
+    ),
     count_attempts=False,
 )
 
 
 def join_url_lost(family: Family) -> bool:
     """The family's join link was sealed under a key now lost and must be read again."""
-    if family.zoom_state != "registered" or not family.join_url_encrypted:
+    if family.zoom_state != RegistrantState.REGISTERED or not family.join_url_encrypted:
         return False
     if not family.zoom_registrant_id:
         return False
@@ -465,7 +481,7 @@ def join_url_of(family: Family) -> str | None:
     """The family's join link, unsealed; None while there is none or it cannot be read (after a
     sealing key was lost: the family's own page then has it read from Zoom again, with no
     transaction open, see :func:`join_url_lost`). The page never calls Zoom itself."""
-    if family.zoom_state != "registered" or not family.join_url_encrypted:
+    if family.zoom_state != RegistrantState.REGISTERED or not family.join_url_encrypted:
         return None
     try:
         return sealing.unseal(Purpose.JOIN_LINK, family.join_url_encrypted)
@@ -476,7 +492,7 @@ def join_url_of(family: Family) -> str | None:
 class JoinLinkStep:
     """Read a registered family's join link from Zoom again (after its sealing key was lost)."""
 
-    def __init__(self, zoom: Any):
+    def __init__(self, zoom: ZoomApi):
         self.zoom = zoom
 
     def prepare(self, session: Session, family_id: int, now: dt.datetime) -> tuple[int, str] | None:

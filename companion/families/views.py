@@ -68,6 +68,7 @@ from .models import (
     AgreementAcceptance,
     AgreementVersion,
     AudioOnlyEvent,
+    RegistrantState,
 )
 
 bp = Blueprint("families", __name__)
@@ -228,7 +229,7 @@ def import_csv(course_id: int) -> Any:
                 get_session(), actor=current_user(), course_id=course.id, data=data, now=utcnow()
             )
         except errors.ImportRejected as exc:
-            problems = exc.problems
+            problems = exc.lines
             form.form_errors.append(exc.message)
             status = 422
         except CompanionError as exc:
@@ -409,7 +410,7 @@ def withdraw(course_id: int, family_id: int) -> Any:
             session, actor=current_user(), course_id=course_id, family_id=family_id, now=utcnow()
         )
         name = people.display_name(withdrawn)
-        if withdrawn.zoom_state == "cancelled":
+        if withdrawn.zoom_state == RegistrantState.CANCELLED:
             return f"{name} is withdrawn; Zoom never had them.", "message"
         jobs.after_request(withdrawn, actor_id=current_user().id)
         return (

@@ -49,7 +49,7 @@ from sqlalchemy.orm import Session
 from .. import work
 from ..db import job_session, utcnow
 from . import services
-from .models import OutboxMessage
+from .models import MessageStatus, OutboxMessage
 from .transport import SmtpSender, SmtpUnavailable, SmtpUncertain, sender_from_config
 
 log = logging.getLogger(__name__)
@@ -61,7 +61,7 @@ OUTBOX = work.Queue(
     attempts=OutboxMessage.attempts,
     due=OutboxMessage.next_attempt_at,
     claimed_until=OutboxMessage.claimed_until,
-    ready=lambda: OutboxMessage.status == "pending",
+    ready=lambda: OutboxMessage.status == MessageStatus.PENDING,
     # Far longer than one SMTP conversation (30 s per command), so a run still sending is never
     # taken for a dead one.
     claim_for=dt.timedelta(minutes=10),
@@ -86,7 +86,7 @@ class SendMessage:
 
     def prepare(self, session: Session, item_id: int, now: dt.datetime) -> MailPlan | None:
         msg = session.get(OutboxMessage, item_id)
-        if msg is None or msg.status != "pending":
+        if msg is None or msg.status != MessageStatus.PENDING:
             return None
         return MailPlan(msg.id, msg.to_address, services.build_message(msg, self.sender))
 
@@ -95,8 +95,8 @@ class SendMessage:
         # another run after our claim ran out) is handed to the server.
         result = session.execute(
             update(OutboxMessage)
-            .where(OutboxMessage.id == item_id, OutboxMessage.status == "pending")
-            .values(status="sending", sending_at=now)
+            .where(OutboxMessage.id == item_id, OutboxMessage.status == MessageStatus.PENDING)
+            .values(status=MessageStatus.SENDING, sending_at=now)
             .execution_options(synchronize_session="fetch")
         )
         return bool(result.rowcount)  # type: ignore[attr-defined]
@@ -122,12 +122,12 @@ class SendMessage:
             return "missing"
         msg.last_error = f"{type(exc).__name__}: {exc}"[:500]
         if isinstance(exc, SmtpUncertain):
-            msg.status = "uncertain"
+            msg.status = MessageStatus.UNCERTAIN
             msg.claimed_until = None
             log.error("mail %s may have been sent (%s); left for the admin", msg.id, exc)
             return "uncertain"
         # Refused, or never handed over: any transport failure is retried, whatever its type.
-        msg.status = "pending"
+        msg.status = MessageStatus.PENDING
         when = work.postpone(msg, OUTBOX, now)
         log.warning("mail %s failed (attempt %s); next try %s", msg.id, msg.attempts, when)
         return "unavailable" if isinstance(exc, SmtpUnavailable) else "failed"
@@ -138,9 +138,9 @@ def give_up_unanswered(session: Session, now: dt.datetime) -> int:
     ``uncertain``: they may have been sent, so only the admin sends them again."""
     result = session.execute(
         update(OutboxMessage)
-        .where(OutboxMessage.status == "sending", OutboxMessage.claimed_until < now)
+        .where(OutboxMessage.status == MessageStatus.SENDING, OutboxMessage.claimed_until < now)
         .values(
-            status="uncertain",
+            status=MessageStatus.UNCERTAIN,
             claimed_until=None,
             last_error="the worker stopped while sending; it may have been sent",
         )

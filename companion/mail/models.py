@@ -1,20 +1,32 @@
 from __future__ import annotations
 
 import datetime as dt
+from enum import StrEnum
 
 from sqlalchemy import CheckConstraint, ForeignKey, Index, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from ..db import Base, created_at
+from ..db import Base, created_at, state_column
 
-STATUSES = ("pending", "sending", "sent", "held", "uncertain")
+
+class MessageStatus(StrEnum):
+    """Where an outbox message is (see OutboxMessage.status)."""
+
+    PENDING = "pending"
+    SENDING = "sending"
+    SENT = "sent"
+    HELD = "held"
+    UNCERTAIN = "uncertain"
+
+
+STATUSES = tuple(MessageStatus)
 # What the admin reads in the outbox for each status.
 STATUS_LABELS = {
-    "pending": "waiting to be sent",
-    "sending": "being sent",
-    "sent": "sent",
-    "held": "held (no SMTP server)",
-    "uncertain": "may have been sent",
+    MessageStatus.PENDING: "waiting to be sent",
+    MessageStatus.SENDING: "being sent",
+    MessageStatus.SENT: "sent",
+    MessageStatus.HELD: "held (no SMTP server)",
+    MessageStatus.UNCERTAIN: "may have been sent",
 }
 
 
@@ -40,7 +52,9 @@ class OutboxMessage(Base):
     # pending: waiting for SMTP; sending: handed to the server, answer not yet recorded; sent:
     # accepted by SMTP; held: kept in the outbox (no SMTP set); uncertain: the worker stopped
     # while sending, so it may have been sent, and only the admin sends it again (jobs.py).
-    status: Mapped[str] = mapped_column(String(16), default="pending")
+    status: Mapped[MessageStatus] = mapped_column(
+        state_column(MessageStatus, 16), default=MessageStatus.PENDING
+    )
     attempts: Mapped[int] = mapped_column(default=0)
     next_attempt_at: Mapped[dt.datetime | None]
     # The work engine's claim (companion.work): one worker holds the message until then.

@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 
 from ..audit.services import record as audit
 from ..errors import ValidationError
-from .models import OutboxMessage
+from .models import MessageStatus, OutboxMessage
 
 __all__ = ["OutboxMessage", "queue", "build_message", "mark_sent", "resend", "list_outbox"]
 
@@ -44,7 +44,7 @@ def queue(
         to_name=to_name[:200],
         subject=subject[:300],
         body_text=body,
-        status="pending" if smtp_enabled else "held",
+        status=MessageStatus.PENDING if smtp_enabled else MessageStatus.HELD,
         next_attempt_at=now if smtp_enabled else None,
         created_at=now,
     )
@@ -68,7 +68,7 @@ def build_message(msg: OutboxMessage, sender: str) -> EmailMessage:
 
 def mark_sent(msg: OutboxMessage, now: dt.datetime) -> None:
     """The server accepted the message."""
-    msg.status = "sent"
+    msg.status = MessageStatus.SENT
     msg.sent_at = now
     msg.last_error = ""
     msg.claimed_until = None
@@ -85,12 +85,12 @@ class NotResendable(ValidationError):
 
 def resend(session: Session, msg: OutboxMessage, *, actor: Any, now: dt.datetime) -> None:
     """The admin asks for a message that may have been sent to be sent (again) after all."""
-    if msg.status != "uncertain":
+    if msg.status != MessageStatus.UNCERTAIN:
         raise NotResendable(
             "Only a message that may have been sent can be sent again by hand; "
             f"this one is {msg.status_label}."
         )
-    msg.status = "pending"
+    msg.status = MessageStatus.PENDING
     msg.next_attempt_at = now
     msg.claimed_until = None
     audit(

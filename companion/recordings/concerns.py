@@ -18,7 +18,7 @@ import zoneinfo
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import or_, select
+from sqlalchemy import Select, or_, select
 from sqlalchemy.orm import Session
 
 from .. import mail
@@ -26,11 +26,11 @@ from ..access import LEAD, TEACHER
 from ..accounts.models import User
 from ..audit.services import record as audit
 from ..courses.access import MAX_ID, get_course
-from ..courses.models import ClassSession, Course
+from ..courses.models import ClassSession, ClassStatus, Course
 from ..courses.timetable import local_time
 from ..errors import Conflict, Forbidden, NotFound, ValidationError
 from ..orgs.models import Organisation
-from .models import Concern, Hold, Recording
+from .models import Concern, Hold, Recording, RecordingState
 
 MIN_TEXT = 10
 MAX_TEXT = 5000
@@ -44,7 +44,7 @@ _CLOCK = re.compile(r"^(\d{1,2})[:.h](\d{2})$")
 # --- holds ---------------------------------------------------------------------------------------
 
 
-def active_holds_query(recording: Recording) -> object:
+def active_holds_query(recording: Recording) -> Select[int]:
     targets = [Hold.recording_id == recording.id]
     if recording.class_session_id is not None:
         targets.append(Hold.class_session_id == recording.class_session_id)
@@ -53,7 +53,7 @@ def active_holds_query(recording: Recording) -> object:
 
 def hold_in_force(session: Session, recording: Recording) -> bool:
     """Whether any hold keeps this recording (on itself or on its class)."""
-    return session.scalars(active_holds_query(recording).limit(1)).first() is not None  # type: ignore[arg-type]
+    return session.scalars(active_holds_query(recording).limit(1)).first() is not None
 
 
 def refresh_on_hold(
@@ -119,7 +119,7 @@ def place_hold(
     _require_lead(actor)
     reason = _text(reason, "reason", "Say why the recording is kept", MAX_REASON)
     rec = _visible_recording(session, actor, recording_id)
-    if rec.state != "active":
+    if rec.state != RecordingState.ACTIVE:
         raise Conflict("This recording has already been deleted.")
     hold = Hold(
         organisation_id=rec.organisation_id or actor.organisation_id,
@@ -213,7 +213,7 @@ def classes_for_concerns(session: Session, actor: User, now: dt.datetime) -> lis
             Course.organisation_id == actor.organisation_id,
             ClassSession.starts_at <= now,
             ClassSession.starts_at >= now - CONCERN_WINDOW,
-            ClassSession.status != "cancelled",
+            ClassSession.status != ClassStatus.CANCELLED,
         )
         .order_by(ClassSession.starts_at.desc())
         .limit(300)
@@ -350,7 +350,7 @@ def raise_concern(
     return concern
 
 
-def _visible_concerns(actor: User) -> object:
+def _visible_concerns(actor: User) -> Select[Concern]:
     query = select(Concern).where(Concern.organisation_id == actor.organisation_id)
     if actor.role == TEACHER:
         query = query.where(Concern.raised_by_id == actor.id)
@@ -360,14 +360,14 @@ def _visible_concerns(actor: User) -> object:
 
 
 def list_concerns(session: Session, actor: User, limit: int = 200) -> list[Concern]:
-    query = _visible_concerns(actor).order_by(Concern.created_at.desc()).limit(limit)  # type: ignore[attr-defined]
+    query = _visible_concerns(actor).order_by(Concern.created_at.desc()).limit(limit)
     return list(session.scalars(query))
 
 
 def get_concern(session: Session, actor: User, concern_id: int) -> Concern:
     if not 0 < concern_id <= MAX_ID:
         raise NotFound("No such concern.")
-    query = _visible_concerns(actor).where(Concern.id == concern_id)  # type: ignore[attr-defined]
+    query = _visible_concerns(actor).where(Concern.id == concern_id)
     concern = session.scalars(query).first()
     if concern is None:
         raise NotFound("No such concern.")

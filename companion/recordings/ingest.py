@@ -47,13 +47,14 @@ from sqlalchemy.orm import Session
 from .. import work
 from ..audit.services import record as audit
 from ..courses.models import ClassSession, Course
-from ..db import job_session, utcnow
+from ..db import changed_rows, job_session, utcnow
 from ..errors import CompanionError, ValidationError
 from ..orgs.models import Organisation
 from ..zoom import ZoomAuthError, ZoomError, ZoomNotFound, ZoomRateLimited
+from ..zoom.api import MeetingRecordings, ZoomApi
 from . import concerns, crypto, vault
 from .keys import Keyring, WrappedDek
-from .models import Recording, RecordingFile
+from .models import FileState, Recording, RecordingFile, RecordingState
 from .storage import RecordingStorage
 
 if TYPE_CHECKING:
@@ -208,7 +209,8 @@ def record_from_zoom(
         starts = [f.recording_start for f in files if f.recording_start]
         ends = [f.recording_end for f in files if f.recording_end]
         started = parse_time(obj.get("start_time")) or (min(starts) if starts else now)
-        duration = obj.get("duration") if isinstance(obj.get("duration"), int) else 0
+        given = obj.get("duration")
+        duration = given if isinstance(given, int) else 0
         ended = max(ends) if ends else started + dt.timedelta(minutes=max(0, duration))
         course, cls = match_class(session, meeting_id, started)
         org_id = course.organisation_id if course is not None else _sole_organisation(session)
@@ -225,7 +227,7 @@ def record_from_zoom(
             unmatched=cls is None,
             source=source,
             download_token=download_token,
-            state="active",
+            state=RecordingState.ACTIVE,
             delete_after=ended + dt.timedelta(days=retention_days(session, org_id)),
         )
         session.add(recording)
@@ -235,7 +237,7 @@ def record_from_zoom(
     elif download_token:
         recording.download_token = download_token
 
-    if recording.state != "active":
+    if recording.state != RecordingState.ACTIVE:
         log.info("recording %s is %s; nothing new is taken in", recording.id, recording.state)
         return Registered(recording, created, 0)
 
@@ -259,7 +261,7 @@ def record_from_zoom(
             recording_type=f.recording_type,
             download_url=f.download_url,
             expected_size=f.size,
-            state="pending",
+            state=FileState.PENDING,
             next_attempt_at=now,
             created_at=now,
         )
@@ -317,7 +319,9 @@ def blob_key(file_id: uuid.UUID) -> str:
 
 
 def _of_active_recording() -> Any:
-    return RecordingFile.recording_id.in_(select(Recording.id).where(Recording.state == "active"))
+    return RecordingFile.recording_id.in_(
+        select(Recording.id).where(Recording.state == RecordingState.ACTIVE)
+    )
 
 
 # Files to copy (pending, failed and due, or a download whose claim ran out) and stored ones to
@@ -331,7 +335,9 @@ COPY = work.Queue(
     due=RecordingFile.next_attempt_at,
     claimed_until=RecordingFile.claimed_until,
     ready=lambda: and_(
-        RecordingFile.state.in_(("pending", "failed", "downloading", "stored")),
+        RecordingFile.state.in_(
+            (FileState.PENDING, FileState.FAILED, FileState.DOWNLOADING, FileState.STORED)
+        ),
         _of_active_recording(),
     ),
     # A large recording over a slow line takes long; a run still downloading is never overtaken.
@@ -352,7 +358,8 @@ ZOOM_DELETE = work.Queue(
     due=RecordingFile.next_attempt_at,
     claimed_until=RecordingFile.claimed_until,
     ready=lambda: and_(
-        RecordingFile.state.in_(("verified", "deleted")), RecordingFile.zoom_deleted_at.is_(None)
+        RecordingFile.state.in_((FileState.VERIFIED, FileState.DELETED)),
+        RecordingFile.zoom_deleted_at.is_(None),
     ),
     claim_for=dt.timedelta(minutes=10),
     backoff_base=dt.timedelta(minutes=1),
@@ -387,7 +394,7 @@ def _looks_like_html(chunk: bytes) -> bool:
     return head.startswith((b"<!doctype html", b"<html", b"<head", b"<body"))
 
 
-def open_download(zoom: Any, claim: Claim) -> requests.Response:
+def open_download(zoom: ZoomApi, claim: Claim) -> requests.Response:
     try:
         return zoom.open_download(claim.download_url, download_token=claim.download_token)
     except ZoomAuthError:
@@ -428,7 +435,7 @@ class StoredBlob:
 
 
 def download_and_store(
-    zoom: Any,
+    zoom: ZoomApi,
     storage: RecordingStorage,
     keyring: Keyring,
     claim: Claim,
@@ -504,15 +511,15 @@ def mark_stored(
     row = session.get(RecordingFile, claim.file_id, with_for_update=True)
     if (
         row is None
-        or row.state != "downloading"
+        or row.state != FileState.DOWNLOADING
         or row.attempts != claim.attempt
-        or row.recording.state != "active"
+        or row.recording.state != RecordingState.ACTIVE
     ):
         return False
     kek_id = vault.note_kek_use(session, keyring)
     if kek_id != blob.wrapped.kek_id:  # pragma: no cover - the same keyring wrapped it
         raise IngestError("the key-encryption key changed during the download")
-    row.state = "stored"
+    row.state = FileState.STORED
     row.size = blob.stats.plaintext_bytes
     row.sha256 = blob.stats.sha256
     row.blob_key = blob.key
@@ -544,12 +551,12 @@ def mark_failed(
 ) -> bool:
     """The file failed: error, retry time, no key; logged and in the audit trail."""
     row = session.get(RecordingFile, file_id, with_for_update=True)
-    if row is None or row.state not in ("downloading", "stored"):
+    if row is None or row.state not in (FileState.DOWNLOADING, FileState.STORED):
         return False
     if attempt is not None and row.attempts != attempt:
         return False
     message = describe_error(exc)[:500]
-    row.state = "failed"
+    row.state = FileState.FAILED
     row.error = message
     work.postpone(row, COPY, now)
     row.wrapped_dek = None
@@ -586,7 +593,7 @@ def mark_failed(
 class CopyFile:
     """Download, encrypt and store one file (``work.Step`` on :data:`COPY`)."""
 
-    def __init__(self, zoom: Any, storage: RecordingStorage, keyring: Keyring):
+    def __init__(self, zoom: ZoomApi, storage: RecordingStorage, keyring: Keyring):
         self.zoom, self.storage, self.keyring = zoom, storage, keyring
 
     def prepare(self, session: Session, file_id: uuid.UUID, now: dt.datetime) -> Claim | None:
@@ -594,11 +601,11 @@ class CopyFile:
         row = session.get(RecordingFile, file_id)
         if (
             row is None
-            or row.recording.state != "active"
-            or row.state not in ("pending", "failed", "downloading")
+            or row.recording.state != RecordingState.ACTIVE
+            or row.state not in (FileState.PENDING, FileState.FAILED, FileState.DOWNLOADING)
         ):
             return None
-        row.state = "downloading"
+        row.state = FileState.DOWNLOADING
         row.attempts += 1
         row.next_attempt_at = None
         rec = row.recording
@@ -657,7 +664,7 @@ def verify_stored(app: Flask, file_id: uuid.UUID, storage: RecordingStorage) -> 
     """Decrypt the stored blob with the key from the database and compare it with what came in."""
     with job_session(app) as session:
         row = session.get(RecordingFile, file_id)
-        if row is None or row.state != "stored" or row.wrapped_dek is None:
+        if row is None or row.state != FileState.STORED or row.wrapped_dek is None:
             return "skipped"
         kek_id, wrapped, key = row.kek_id, bytes(row.wrapped_dek), row.blob_key
         recording_id, size, sha256 = row.recording_id, row.size, row.sha256
@@ -680,18 +687,23 @@ def verify_stored(app: Flask, file_id: uuid.UUID, storage: RecordingStorage) -> 
         return "failed"
     with job_session(app) as session:
         row = session.get(RecordingFile, file_id, with_for_update=True)
-        if row is None or row.state != "stored":
+        if row is None or row.state != FileState.STORED:
             return "skipped"
         now = utcnow()
-        row.state = "verified"
+        row.state = FileState.VERIFIED
         row.verified_at = now
         work.schedule(row, ZOOM_DELETE, now)  # Zoom's copy may go now
         row.error = ""
         rec = row.recording
-        if all(f.state in ("verified", "zoom_deleted", "deleted") for f in rec.files):
+        if all(
+            f.state in (FileState.VERIFIED, FileState.ZOOM_DELETED, FileState.DELETED)
+            for f in rec.files
+        ):
             rec.download_token = None  # nothing left to download with it
         session.flush()
-    log.info("recording file %s verified (%s bytes, sha256 %s...)", file_id, size, sha256[:12])
+    log.info(
+        "recording file %s verified (%s bytes, sha256 %s...)", file_id, size, (sha256 or "")[:12]
+    )
     return "verified"
 
 
@@ -708,12 +720,16 @@ class ZoomCopy:
 class DeleteZoomCopy:
     """Trash Zoom's copy of one file (``work.Step`` on :data:`ZOOM_DELETE`)."""
 
-    def __init__(self, zoom: Any):
+    def __init__(self, zoom: ZoomApi):
         self.zoom = zoom
 
     def prepare(self, session: Session, file_id: uuid.UUID, now: dt.datetime) -> ZoomCopy | None:
         row = session.get(RecordingFile, file_id)
-        if row is None or row.state not in ("verified", "deleted") or row.zoom_deleted_at:
+        if (
+            row is None
+            or row.state not in (FileState.VERIFIED, FileState.DELETED)
+            or row.zoom_deleted_at
+        ):
             return None
         return ZoomCopy(file_id, row.recording.zoom_uuid, row.zoom_file_id)
 
@@ -733,8 +749,8 @@ class DeleteZoomCopy:
         row.zoom_deleted_at = now
         row.error = ""
         work.release(row, ZOOM_DELETE)
-        if row.state == "verified":
-            row.state = "zoom_deleted"
+        if row.state == FileState.VERIFIED:
+            row.state = FileState.ZOOM_DELETED
         rec = row.recording
         audit(
             session,
@@ -769,7 +785,7 @@ class DeleteZoomCopy:
         return "retry"
 
 
-def delete_from_zoom(app: Flask, zoom: Any, file_id: uuid.UUID) -> str:
+def delete_from_zoom(app: Flask, zoom: ZoomApi, file_id: uuid.UUID) -> str:
     """Trash one verified (or retention-deleted) file in Zoom; a Zoom failure is retried later."""
     outcome = work.run_one(app, ZOOM_DELETE, DeleteZoomCopy(zoom), file_id)
     return "skipped" if outcome in ("skipped", "idle") else str(outcome)
@@ -778,7 +794,9 @@ def delete_from_zoom(app: Flask, zoom: Any, file_id: uuid.UUID) -> str:
 # --- the whole path for one file -----------------------------------------------------------------
 
 
-def process_file(app: Flask, file_id: uuid.UUID, *, zoom: Any, storage: RecordingStorage) -> str:
+def process_file(
+    app: Flask, file_id: uuid.UUID, *, zoom: ZoomApi, storage: RecordingStorage
+) -> str:
     """Move one file as far as it can go now: download -> store -> verify -> delete in Zoom."""
     with job_session(app) as session:
         row = session.get(RecordingFile, file_id)
@@ -808,18 +826,18 @@ def recover_interrupted(app: Flask, storage: RecordingStorage) -> dict[str, int]
     with job_session(app) as session:
         result = session.execute(
             update(RecordingFile)
-            .where(RecordingFile.state == "downloading")
+            .where(RecordingFile.state == FileState.DOWNLOADING)
             .values(
                 {
                     # Given back to the queue: due now, held by nobody.
                     COPY.due.key: None,
                     COPY.claimed_until.key: None,
-                    RecordingFile.state.key: "pending",
+                    RecordingFile.state.key: FileState.PENDING,
                     RecordingFile.error.key: "interrupted when the worker stopped; copied again",
                 }
             )
         )
-        resumed = int(result.rowcount or 0)
+        resumed = changed_rows(result)
     if removed or resumed:
         log.warning(
             "recovered after an interrupted worker: %d partial file(s) removed, "
@@ -837,7 +855,7 @@ def known_meeting_ids(session: Session) -> set[int]:
 
 
 def reconcile_meetings(
-    app: Flask, meetings: Iterable[Mapping[str, Any]], *, known: set[int]
+    app: Flask, meetings: Iterable[MeetingRecordings], *, known: set[int]
 ) -> dict[str, int]:
     """Register what Zoom lists for companion's meetings and companion does not have yet."""
     result = {"recordings": 0, "files": 0, "ignored": 0}

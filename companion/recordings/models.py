@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from enum import StrEnum
 
 from sqlalchemy import (
     BigInteger,
@@ -35,29 +36,45 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from ..accounts.models import User
 from ..courses.models import ClassSession, Course
-from ..db import Base, created_at, utcnow
+from ..db import Base, created_at, state_column, utcnow
 
-RECORDING_STATES = ("active", "deleting", "deleted")
-FILE_STATES = (
-    "pending",
-    "downloading",
-    "stored",
-    "verified",
-    "zoom_deleted",
-    "failed",
-    "deleted",
-)
+
+class RecordingState(StrEnum):
+    """The retention state machine of a recording (see above)."""
+
+    ACTIVE = "active"
+    # Keys destroyed, blobs being removed.
+    DELETING = "deleting"
+    DELETED = "deleted"
+
+
+RECORDING_STATES = tuple(RecordingState)
+
+
+class FileState(StrEnum):
+    """The ingest state machine of a recording file (see above)."""
+
+    PENDING = "pending"
+    DOWNLOADING = "downloading"
+    STORED = "stored"
+    VERIFIED = "verified"
+    ZOOM_DELETED = "zoom_deleted"
+    FAILED = "failed"
+    DELETED = "deleted"
+
+
+FILE_STATES = tuple(FileState)
 FILE_STATE_LABELS = {
-    "pending": "Waiting to be copied",
-    "downloading": "Being copied",
-    "stored": "Stored, not yet verified",
-    "verified": "Stored and verified (Zoom copy not yet deleted)",
-    "zoom_deleted": "Stored and verified; deleted from Zoom",
-    "failed": "Copy failed; will retry",
-    "deleted": "Deleted",
+    FileState.PENDING: "Waiting to be copied",
+    FileState.DOWNLOADING: "Being copied",
+    FileState.STORED: "Stored, not yet verified",
+    FileState.VERIFIED: "Stored and verified (Zoom copy not yet deleted)",
+    FileState.ZOOM_DELETED: "Stored and verified; deleted from Zoom",
+    FileState.FAILED: "Copy failed; will retry",
+    FileState.DELETED: "Deleted",
 }
 # States in which a file's blob can be read.
-READABLE_STATES = ("verified", "zoom_deleted")
+READABLE_STATES = (FileState.VERIFIED, FileState.ZOOM_DELETED)
 
 
 def _in(values: tuple[str, ...]) -> str:
@@ -109,7 +126,9 @@ class Recording(Base):
     # The event's download token (Zoom: valid 24 h); cleared once every file is stored.
     download_token: Mapped[str | None] = mapped_column(Text)
 
-    state: Mapped[str] = mapped_column(String(16), default="active")
+    state: Mapped[RecordingState] = mapped_column(
+        state_column(RecordingState, 16), default=RecordingState.ACTIVE
+    )
     delete_after: Mapped[dt.datetime]
     # True while any hold (on the recording or on its class) is in force.
     on_hold: Mapped[bool] = mapped_column(default=False)
@@ -158,7 +177,7 @@ class RecordingFile(Base):
     kek_id: Mapped[str | None] = mapped_column(String(64), index=True)
     wrapped_dek: Mapped[bytes | None] = mapped_column(LargeBinary(64))
 
-    state: Mapped[str] = mapped_column(String(16), default="pending")
+    state: Mapped[FileState] = mapped_column(state_column(FileState, 16), default=FileState.PENDING)
     attempts: Mapped[int] = mapped_column(default=0)
     error: Mapped[str] = mapped_column(String(500), default="")
     next_attempt_at: Mapped[dt.datetime | None]

@@ -29,7 +29,7 @@ from sqlalchemy.orm import Session
 from ..audit.services import record as audit
 from ..db import job_session, utcnow
 from . import concerns
-from .models import Recording
+from .models import FileState, Recording, RecordingState
 from .storage import RecordingStorage
 
 log = logging.getLogger(__name__)
@@ -40,7 +40,7 @@ BATCH = 500
 def due(session: Session, now: dt.datetime, limit: int = BATCH) -> list[uuid.UUID]:
     """Recordings to delete now: unfinished deletions first, then what is due and not held."""
     unfinished = session.scalars(
-        select(Recording.id).where(Recording.state == "deleting").limit(limit)
+        select(Recording.id).where(Recording.state == RecordingState.DELETING).limit(limit)
     ).all()
     room = limit - len(unfinished)
     if room <= 0:
@@ -48,7 +48,7 @@ def due(session: Session, now: dt.datetime, limit: int = BATCH) -> list[uuid.UUI
     ready = session.scalars(
         select(Recording.id)
         .where(
-            Recording.state == "active",
+            Recording.state == RecordingState.ACTIVE,
             Recording.delete_after <= now,
             Recording.on_hold.is_(False),
         )
@@ -63,7 +63,7 @@ def destroy_keys(session: Session, recording_id: uuid.UUID, now: dt.datetime) ->
     rec = session.get(Recording, recording_id, with_for_update=True)
     if rec is None:
         return "missing"
-    if rec.state != "active":
+    if rec.state != RecordingState.ACTIVE:
         return rec.state
     if rec.delete_after > now:
         return "not_due"
@@ -76,13 +76,13 @@ def destroy_keys(session: Session, recording_id: uuid.UUID, now: dt.datetime) ->
         files.append({"id": str(f.id), "type": f.file_type, "size": f.size, "state": f.state})
         f.wrapped_dek = None
         f.kek_id = None
-        if f.state != "deleted":
-            f.state = "deleted"
+        if f.state != FileState.DELETED:
+            f.state = FileState.DELETED
             f.deleted_at = now
             f.claimed_until = None
             # Zoom's copy goes too if it is still there (the zoom-delete job takes it).
             f.next_attempt_at = now if f.zoom_deleted_at is None else None
-    rec.state = "deleting"
+    rec.state = RecordingState.DELETING
     rec.download_token = None
     rec.delete_reason = (
         f"retention: kept {days} days after the class, due {rec.delete_after:%Y-%m-%d}"
@@ -110,16 +110,16 @@ def remove_blobs(app: Flask, recording_id: uuid.UUID, storage: RecordingStorage)
     """Steps 2 and 3: unlink the (now unreadable) blobs, then mark the recording deleted."""
     with job_session(app) as session:
         rec = session.get(Recording, recording_id)
-        if rec is None or rec.state != "deleting":
+        if rec is None or rec.state != RecordingState.DELETING:
             return "skipped"
         keys = [f.blob_key for f in rec.files if f.blob_key]
     for key in keys:
         storage.delete(key)  # idempotent, and syncs the folder
     with job_session(app) as session:
         rec = session.get(Recording, recording_id, with_for_update=True)
-        if rec is None or rec.state != "deleting":
+        if rec is None or rec.state != RecordingState.DELETING:
             return "skipped"
-        rec.state = "deleted"
+        rec.state = RecordingState.DELETED
         rec.deleted_at = utcnow()
         for f in rec.files:
             f.blob_key = None
@@ -163,7 +163,7 @@ def overdue(session: Session, now: dt.datetime) -> int:
     return int(
         session.scalar(
             select(func.count(Recording.id)).where(
-                Recording.state.in_(("active", "deleting")),
+                Recording.state.in_((RecordingState.ACTIVE, RecordingState.DELETING)),
                 Recording.delete_after <= now,
                 Recording.on_hold.is_(False),
             )

@@ -37,7 +37,7 @@ import io
 import logging
 import os
 from collections.abc import Iterator, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlparse
 
 import boto3
@@ -45,6 +45,10 @@ import botocore.config
 import botocore.exceptions
 
 from .storage import _KEY, BlobFile, BlobMissing, StorageError, check_key
+
+if TYPE_CHECKING:
+    # Only the types of boto3's S3 client (types-boto3-s3, a test tool): nothing at run time.
+    from types_boto3_s3.type_defs import CompletedPartTypeDef, HeadObjectOutputTypeDef
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +66,8 @@ MAX_READ_AHEAD = 8 * MIB
 CHECK_TIMEOUT = 5
 
 _MISSING_CODES = {"NoSuchKey", "404", "NotFound"}
+# botocore's names for path-style (bucket in the path) and virtual-hosted (in the host) URLs.
+AddressingStyle = Literal["auto", "virtual", "path"]
 
 
 class S3EncryptedStorage:
@@ -75,7 +81,7 @@ class S3EncryptedStorage:
         region: str | None = None,
         access_key_id: str | None = None,
         secret_access_key: str | None = None,
-        addressing_style: str = "auto",
+        addressing_style: AddressingStyle = "auto",
         timeout: float = 30,
         max_attempts: int = 3,
         part_size: int = DEFAULT_PART_SIZE,
@@ -251,7 +257,7 @@ class S3EncryptedStorage:
 
     # --- helpers ---------------------------------------------------------------------------
 
-    def _head(self, key: str, action: str) -> dict[str, Any] | None:
+    def _head(self, key: str, action: str) -> HeadObjectOutputTypeDef | None:
         name = self._name(key)
         try:
             return self.client.head_object(Bucket=self.bucket, Key=name)
@@ -382,7 +388,7 @@ class _Upload:
         self._filled = 0
         self._position = 0
         self._upload_id: str | None = None
-        self._parts: list[dict[str, Any]] = []
+        self._parts: list[CompletedPartTypeDef] = []
         self._done = False
 
     def write(self, data: bytes | bytearray | memoryview, /) -> int:

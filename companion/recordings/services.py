@@ -20,14 +20,14 @@ import secrets
 import uuid
 from dataclasses import dataclass
 
-from sqlalchemy import or_, select
+from sqlalchemy import Select, or_, select
 from sqlalchemy.orm import Session, selectinload
 
 from ..access import LEAD
 from ..accounts.models import StaffSession, User
 from ..audit.services import record as audit
 from ..errors import Conflict, Forbidden, NotFound, ValidationError
-from .models import READABLE_STATES, Recording, RecordingFile, RecordingGrant
+from .models import READABLE_STATES, Recording, RecordingFile, RecordingGrant, RecordingState
 
 # A grant lapses this long after its last use, and never lives longer than the absolute limit.
 GRANT_IDLE = dt.timedelta(minutes=5)
@@ -63,7 +63,7 @@ def _require_lead(actor: User) -> None:
         raise Forbidden("Only the safeguarding lead can see recordings.")
 
 
-def _visible(actor: User) -> object:
+def _visible(actor: User) -> Select[Recording]:
     # Recordings whose organisation is unknown (a meeting no course owns) are the lead's too.
     return select(Recording).where(
         or_(Recording.organisation_id == actor.organisation_id, Recording.organisation_id.is_(None))
@@ -74,19 +74,19 @@ def list_recordings(
     session: Session, actor: User, *, include_deleted: bool = False, limit: int = 200
 ) -> list[Recording]:
     _require_lead(actor)
-    query = _visible(actor).options(  # type: ignore[attr-defined]
+    query = _visible(actor).options(
         selectinload(Recording.files),
         selectinload(Recording.course),
         selectinload(Recording.class_session),
     )
     if not include_deleted:
-        query = query.where(Recording.state == "active")
+        query = query.where(Recording.state == RecordingState.ACTIVE)
     return list(session.scalars(query.order_by(Recording.started_at.desc()).limit(limit)))
 
 
 def get_recording(session: Session, actor: User, recording_id: uuid.UUID) -> Recording:
     _require_lead(actor)
-    rec = session.scalars(_visible(actor).where(Recording.id == recording_id)).first()  # type: ignore[attr-defined]
+    rec = session.scalars(_visible(actor).where(Recording.id == recording_id)).first()
     if rec is None:
         raise NotFound("No such recording.")
     return rec
@@ -142,7 +142,7 @@ def grant_access(
             field="incident_ref",
         )
     file = get_file(session, actor, recording_id, file_id)
-    if file.recording.state != "active" or file.state not in READABLE_STATES:
+    if file.recording.state != RecordingState.ACTIVE or file.state not in READABLE_STATES:
         raise Conflict("This file cannot be opened: it is not stored and verified (or deleted).")
     token = secrets.token_urlsafe(32)
     grant = RecordingGrant(
@@ -210,7 +210,10 @@ def use_grant(
         problem = "grant of another person or browser"
     elif now >= grant.expires_at or now >= grant.absolute_expires_at:
         problem = "grant expired"
-    elif grant.file.recording.state != "active" or grant.file.state not in READABLE_STATES:
+    elif (
+        grant.file.recording.state != RecordingState.ACTIVE
+        or grant.file.state not in READABLE_STATES
+    ):
         problem = "file no longer readable"
     if problem is not None:
         audit(

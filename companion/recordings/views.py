@@ -31,7 +31,6 @@ from flask import (
     Response,
     current_app,
     flash,
-    g,
     redirect,
     render_template,
     request,
@@ -40,8 +39,8 @@ from flask import (
 from wtforms import SelectChoice
 
 from .. import policy
-from ..access import LEAD, TEACHER, allow, current_user
-from ..accounts.auth import client_ip
+from ..access import LEAD, TEACHER, allow, current_user, signed_in_user
+from ..accounts.auth import client_ip, current_staff_session
 from ..accounts.twofactor_views import require_recent_second_factor
 from ..accounts.views import form_failed
 from ..courses import timetable
@@ -66,7 +65,7 @@ _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
 def _record_anonymous_attempts(response: Response) -> Response:
     # Staff with another role are refused (403) and recorded by the access layer. Somebody
     # not signed in as staff (a parent, a stranger) is sent to sign in; record the attempt too.
-    if g.get("user") is None:
+    if signed_in_user() is None:
         get_session().rollback()  # a refused request keeps nothing but its refusal
         with kept_transaction() as db:
             services.record_refused(
@@ -169,7 +168,7 @@ def access(recording_id: uuid.UUID, file_id: uuid.UUID) -> Any:
             new = services.grant_access(
                 session,
                 user,
-                g.get("staff_session"),
+                current_staff_session(),
                 recording_id=rec.id,
                 file_id=file_id,
                 reason=form.reason.data,
@@ -217,7 +216,7 @@ def _grant(token: str, *, use: bool) -> Any:
             return services.use_grant(
                 db,
                 current_user(),
-                g.get("staff_session"),
+                current_staff_session(),
                 token,
                 ip=client_ip(),
                 what=request.headers.get("Range", "whole file") if use else "",

@@ -14,6 +14,7 @@ from typing import Any
 
 from flask import Flask, g, request
 
+from ..access import signed_in_user
 from ..accounts.auth import client_ip
 from ..audit.services import by_parent
 from ..audit.services import record as audit
@@ -27,7 +28,7 @@ def _record(response: Any) -> Any:
         return response
     if g.get("refusal_recorded"):
         return response  # the view already recorded its refusal (and keeps it)
-    user = g.get("user")
+    user = signed_in_user()
     who = g.get("family")
     if user is None and who is None:
         return response  # anonymous callers are answered by sign-in, not by the objects

@@ -29,7 +29,7 @@ from ..courses.models import ClassSession, Course
 from ..errors import Conflict, Forbidden, NotFound, ValidationError
 from ..families.models import Family
 from ..recordings import concerns as vault_concerns
-from ..recordings.models import Concern, Hold, Recording
+from ..recordings.models import Concern, Hold, Recording, RecordingState
 from .models import OUTCOMES, ConcernNote, ConcernOutcome, Disclosure, FamilyNotice
 
 MIN_TEXT = 10
@@ -143,7 +143,7 @@ def find_recordings(
         )
     )
     if not f.include_deleted:
-        query = query.where(Recording.state == "active")
+        query = query.where(Recording.state == RecordingState.ACTIVE)
     if f.course_id is not None:
         query = query.where(Recording.course_id == f.course_id)
     if f.class_id is not None:

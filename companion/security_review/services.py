@@ -18,7 +18,7 @@ from ..accounts import twofactor
 from ..accounts.models import User
 from ..audit.models import AuditEvent
 from ..audit.services import record as audit
-from ..courses.models import Course
+from ..courses.models import Course, SafetyState
 from ..errors import Forbidden, ValidationError
 from ..orgs.models import Organisation
 from .models import SecurityReview
@@ -100,7 +100,10 @@ def overview(session: Session, organisation: Organisation, *, now: dt.datetime) 
         session.scalars(
             select(Course)
             .where(
-                and_(Course.organisation_id == organisation.id, Course.safety_state == "not_safe")
+                and_(
+                    Course.organisation_id == organisation.id,
+                    Course.safety_state == SafetyState.NOT_SAFE,
+                )
             )
             .order_by(Course.title, Course.id)
         )

@@ -11,7 +11,7 @@ from flask_wtf import FlaskForm
 from wtforms import TextAreaField
 from wtforms.validators import DataRequired, Length
 
-from ..access import ADMIN, allow, current_user
+from ..access import ADMIN, allow, current_user, signed_in_user
 from ..accounts import twofactor
 from ..accounts.forms import ActionForm
 from ..accounts.views import form_failed
@@ -41,7 +41,7 @@ def _local(when: dt.datetime | None, timezone: str, fmt: str = "%d %b %Y") -> st
 def _reminder_global() -> dict[str, Any]:
     def security_review_reminder() -> dict[str, str] | None:
         """For an admin whose organisation's review is due: when the last one was."""
-        user = current_user()
+        user = signed_in_user()
         if user is None or user.role != ADMIN:
             return None
         org = get_session().get(Organisation, user.organisation_id)

@@ -13,7 +13,7 @@ from .. import work
 from ..db import job_session, utcnow
 from ..errors import CompanionError, ValidationError
 from . import services
-from .models import WebhookEvent
+from .models import EventStatus, WebhookEvent
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +33,10 @@ class HandleEvent:
             return services.stored_event(event)
         except ValidationError as exc:
             # Checked when it came in, so only a damaged row gets here; retrying cannot help.
-            event.status, event.error = "dead", f"the stored body cannot be read: {exc.message}"
+            event.status, event.error = (
+                EventStatus.DEAD,
+                f"the stored body cannot be read: {exc.message}",
+            )
             work.release(event, services.QUEUE)
             return None
 

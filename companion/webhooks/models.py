@@ -3,15 +3,31 @@
 from __future__ import annotations
 
 import datetime as dt
+from enum import StrEnum
 
 from sqlalchemy import CheckConstraint, Index, LargeBinary, String
 from sqlalchemy.orm import Mapped, mapped_column
 
-from ..db import Base
+from ..db import Base, state_column
 
-# pending: waiting for the job; processing: a job has it; done: handled; unhandled: kept for a
-# later feature (attendance); failed: the handler failed and it will be tried again; dead: gave up.
-EVENT_STATUSES = ("pending", "processing", "done", "unhandled", "failed", "dead")
+
+class EventStatus(StrEnum):
+    """Where a stored webhook event is in its handling."""
+
+    # Waiting for the job.
+    PENDING = "pending"
+    # A job has it.
+    PROCESSING = "processing"
+    DONE = "done"
+    # Kept for a later feature (attendance).
+    UNHANDLED = "unhandled"
+    # The handler failed; it will be tried again.
+    FAILED = "failed"
+    # Gave up.
+    DEAD = "dead"
+
+
+EVENT_STATUSES = tuple(EventStatus)
 
 
 class WebhookEvent(Base):
@@ -31,7 +47,9 @@ class WebhookEvent(Base):
     # The raw body exactly as signed, so the event can be checked and re-read later.
     body: Mapped[bytes] = mapped_column(LargeBinary)
     received_at: Mapped[dt.datetime]
-    status: Mapped[str] = mapped_column(String(16), default="pending")
+    status: Mapped[EventStatus] = mapped_column(
+        state_column(EventStatus, 16), default=EventStatus.PENDING
+    )
     attempts: Mapped[int] = mapped_column(default=0)
     error: Mapped[str] = mapped_column(String(500), default="")
     next_attempt_at: Mapped[dt.datetime | None]

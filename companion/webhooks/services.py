@@ -22,9 +22,10 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from .. import signals, work
+from ..db import changed_rows
 from ..errors import ValidationError
 from ..zoom.webhooks import dedupe_key
-from .models import WebhookEvent
+from .models import EventStatus, WebhookEvent
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +78,7 @@ def store(session: Session, document: dict[str, Any], body: bytes, *, now: dt.da
             event=str(document["event"]),
             body=body,
             received_at=now,
-            status="pending",
+            status=EventStatus.PENDING,
             next_attempt_at=now,
         )
         try:
@@ -110,7 +111,7 @@ QUEUE = work.Queue(
     attempts=WebhookEvent.attempts,
     due=WebhookEvent.next_attempt_at,
     claimed_until=WebhookEvent.claimed_until,
-    ready=lambda: WebhookEvent.status.in_(("pending", "failed")),
+    ready=lambda: WebhookEvent.status.in_((EventStatus.PENDING, EventStatus.FAILED)),
     claim_for=dt.timedelta(minutes=5),
     backoff_base=dt.timedelta(seconds=30),
     backoff_cap=dt.timedelta(hours=1),
@@ -168,7 +169,7 @@ def dispatch(session: Session, event: StoredEvent, *, now: dt.datetime) -> str:
 
 def handled(event: WebhookEvent, outcome: str, *, now: dt.datetime) -> str:
     """Mark the event with its handler's outcome; nothing is due on it any more."""
-    event.status = outcome
+    event.status = EventStatus(outcome)
     event.processed_at = now
     event.error = ""
     work.release(event, QUEUE)
@@ -179,10 +180,10 @@ def failed(event: WebhookEvent, error: str, *, now: dt.datetime) -> str:
     """The handler failed: try again later with the queue's backoff, or give up."""
     event.error = error[:500]
     if event.attempts >= MAX_ATTEMPTS:
-        event.status = "dead"
+        event.status = EventStatus.DEAD
         work.release(event, QUEUE)
     else:
-        event.status = "failed"
+        event.status = EventStatus.FAILED
         work.postpone(event, QUEUE, now)
     return event.status
 
@@ -191,9 +192,9 @@ def prune(session: Session, *, before: dt.datetime) -> int:
     """Delete events that were handled before ``before``; pending or failed ones are kept."""
     result = session.execute(
         delete(WebhookEvent).where(
-            WebhookEvent.status == "done",
+            WebhookEvent.status == EventStatus.DONE,
             WebhookEvent.processed_at.is_not(None),
             WebhookEvent.processed_at < before,
         )
     )
-    return result.rowcount or 0
+    return changed_rows(result)

@@ -7,6 +7,9 @@ Import from here; the modules behind it are implementation detail::
     zoom = zoom_for(app)  # the app's one client (accessor.py), built by client_from_config
     meeting = zoom.get_meeting(meeting_id)
 
+``api.py`` says what companion asks of Zoom: the ``ZoomApi`` protocol that services and work steps
+take, and the typed shapes of Zoom's answers (``Meeting``, ``Registrant``, ``MeetingRecordings``).
+
 ``failures.py`` holds what a Zoom failure means to the rest of companion (the domain errors
 ``ZoomUnavailable`` and ``ZoomRefused``, and which client errors are ``TRANSIENT``).
 """
@@ -18,6 +21,7 @@ SANDBOX_CLIENT_ID = "sandbox-client"
 SANDBOX_CLIENT_SECRET = "sandbox-secret"  # noqa: S105
 
 from .accessor import EXTENSION_KEY, zoom_for  # noqa: E402
+from .api import ZoomApi  # noqa: E402
 from .auth import AccessToken, FileTokenCache, TokenCache  # noqa: E402
 from .budget import (  # noqa: E402
     HEAVY,
@@ -65,6 +69,7 @@ __all__ = [
     "FileTokenCache",
     "RequestBudget",
     "TokenCache",
+    "ZoomApi",
     "ZoomAuthError",
     "ZoomClient",
     "ZoomConflict",

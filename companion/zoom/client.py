@@ -25,14 +25,27 @@ import random
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Mapping
-from typing import Any
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from typing import Any, cast, get_args
 from urllib.parse import quote, urlsplit
 
 import requests
 import requests.auth
 
 from . import retry
+from .api import (
+    AddedRegistrant,
+    Meeting,
+    MeetingListType,
+    MeetingRecordings,
+    MeetingStatusAction,
+    MeetingSummary,
+    RecordingDeleteAction,
+    Registrant,
+    RegistrantRef,
+    RegistrantStatus,
+    RegistrantStatusAction,
+)
 from .auth import AccessToken, FileTokenCache, TokenCache, cache_key, fetch_token
 from .budget import LIGHT, MEDIUM, RequestBudget
 from .errors import (
@@ -55,9 +68,10 @@ MAX_PAGE_SIZE = 300
 RECORDING_WINDOW_DAYS = 30
 REGISTRANT_STATUS_BATCH = 30
 
-MEETING_STATUS_ACTIONS = ("end", "recover")
-REGISTRANT_STATUS_ACTIONS = ("approve", "cancel", "deny")
-RECORDING_DELETE_ACTIONS = ("trash", "delete")
+MEETING_STATUS_ACTIONS: tuple[str, ...] = get_args(MeetingStatusAction)
+REGISTRANT_STATUS_ACTIONS: tuple[str, ...] = get_args(RegistrantStatusAction)
+REGISTRANT_STATUSES: tuple[str, ...] = get_args(RegistrantStatus)
+RECORDING_DELETE_ACTIONS: tuple[str, ...] = get_args(RecordingDeleteAction)
 
 # Hosts that may receive a token with a download (besides the API host itself).
 ZOOM_DOWNLOAD_DOMAINS = ("zoom.us", "zoomgov.com")
@@ -91,7 +105,10 @@ class _BearerAuth(requests.auth.AuthBase):
 
 
 class ZoomClient:
-    """Zoom Meetings API over Server-to-Server OAuth.
+    """Zoom Meetings API over Server-to-Server OAuth (companion's :class:`~.api.ZoomApi`).
+
+    Answers are Zoom's JSON, typed as the shapes in :mod:`.api` and not validated: callers
+    check the values they act on.
 
     :param http: the ``requests.Session`` to send with (tests and proxies inject one).
     :param token_cache: where tokens are shared; by default one cache for this client only.
@@ -173,7 +190,7 @@ class ZoomClient:
 
     # -- meetings -------------------------------------------------------------------------------
 
-    def create_meeting(self, user_id: str, body: Mapping[str, Any]) -> dict[str, Any]:
+    def create_meeting(self, user_id: str, body: Mapping[str, Any]) -> Meeting:
         """Create a meeting hosted by ``user_id`` (POST /users/{userId}/meetings, 201).
 
         Never retried automatically: a lost answer may mean the meeting exists. Callers that
@@ -188,7 +205,7 @@ class ZoomClient:
             json=body,
             idempotent=False,
         )
-        return _json_object(response, "create_meeting")
+        return cast(Meeting, _json_object(response, "create_meeting"))
 
     def get_meeting(
         self,
@@ -196,7 +213,7 @@ class ZoomClient:
         *,
         occurrence_id: str | None = None,
         show_previous_occurrences: bool = False,
-    ) -> dict[str, Any]:
+    ) -> Meeting:
         """Read a meeting, including a fresh host ``start_url`` (GET /meetings/{meetingId})."""
         params: dict[str, str] = {}
         if occurrence_id is not None:
@@ -211,7 +228,7 @@ class ZoomClient:
             category=LIGHT,
             params=params,
         )
-        return _json_object(response, "get_meeting")
+        return cast(Meeting, _json_object(response, "get_meeting"))
 
     def update_meeting(
         self, meeting_id: int | str, body: Mapping[str, Any], *, occurrence_id: str | None = None
@@ -260,7 +277,7 @@ class ZoomClient:
             params=params,
         ).close()
 
-    def update_meeting_status(self, meeting_id: int | str, action: str) -> None:
+    def update_meeting_status(self, meeting_id: int | str, action: MeetingStatusAction) -> None:
         """End a running meeting or recover a deleted one (PUT /meetings/{meetingId}/status)."""
         _check_choice("action", action, MEETING_STATUS_ACTIONS)
         self._api(
@@ -273,10 +290,10 @@ class ZoomClient:
         ).close()
 
     def iter_meetings(
-        self, user_id: str, *, type: str = "scheduled", page_size: int = MAX_PAGE_SIZE
-    ) -> Iterator[dict[str, Any]]:
+        self, user_id: str, *, type: MeetingListType = "scheduled", page_size: int = MAX_PAGE_SIZE
+    ) -> Iterator[MeetingSummary]:
         """Yield the user's meetings across all pages (GET /users/{userId}/meetings)."""
-        yield from self._paginate(
+        meetings = self._paginate(
             "list_meetings",
             "/users/{userId}/meetings",
             f"/users/{_user(user_id)}/meetings",
@@ -285,6 +302,7 @@ class ZoomClient:
             params={"type": type},
             page_size=page_size,
         )
+        yield from cast(Iterator[MeetingSummary], meetings)
 
     # -- registrants ----------------------------------------------------------------------------
 
@@ -294,7 +312,7 @@ class ZoomClient:
         body: Mapping[str, Any],
         *,
         occurrence_ids: list[str] | None = None,
-    ) -> dict[str, Any]:
+    ) -> AddedRegistrant:
         """Register someone (POST /meetings/{meetingId}/registrants, 201).
 
         Never retried automatically, and Zoom allows only 3 a day per registrant: a caller that
@@ -311,9 +329,9 @@ class ZoomClient:
             json=body,
             idempotent=False,
         )
-        return _json_object(response, "add_registrant")
+        return cast(AddedRegistrant, _json_object(response, "add_registrant"))
 
-    def get_registrant(self, meeting_id: int | str, registrant_id: str) -> dict[str, Any]:
+    def get_registrant(self, meeting_id: int | str, registrant_id: str) -> Registrant:
         """Read one registrant with their status and join URL."""
         response = self._api(
             "get_registrant",
@@ -322,22 +340,22 @@ class ZoomClient:
             f"/meetings/{_meeting(meeting_id)}/registrants/{_segment(registrant_id)}",
             category=LIGHT,
         )
-        return _json_object(response, "get_registrant")
+        return cast(Registrant, _json_object(response, "get_registrant"))
 
     def iter_registrants(
         self,
         meeting_id: int | str,
         *,
-        status: str = "approved",
+        status: RegistrantStatus = "approved",
         page_size: int = MAX_PAGE_SIZE,
         occurrence_id: str | None = None,
-    ) -> Iterator[dict[str, Any]]:
+    ) -> Iterator[Registrant]:
         """Yield a meeting's registrants with ``status`` across all pages."""
-        _check_choice("status", status, ("pending", "approved", "denied"))
-        params = {"status": status}
+        _check_choice("status", status, REGISTRANT_STATUSES)
+        params: dict[str, str] = {"status": status}
         if occurrence_id is not None:
             params["occurrence_id"] = occurrence_id
-        yield from self._paginate(
+        registrants = self._paginate(
             "list_registrants",
             "/meetings/{meetingId}/registrants",
             f"/meetings/{_meeting(meeting_id)}/registrants",
@@ -346,12 +364,13 @@ class ZoomClient:
             params=params,
             page_size=page_size,
         )
+        yield from cast(Iterator[Registrant], registrants)
 
     def update_registrant_status(
         self,
         meeting_id: int | str,
-        action: str,
-        registrants: list[dict[str, Any]],
+        action: RegistrantStatusAction,
+        registrants: Sequence[RegistrantRef],
         *,
         occurrence_id: str | None = None,
     ) -> None:
@@ -364,7 +383,7 @@ class ZoomClient:
         _check_choice("action", action, REGISTRANT_STATUS_ACTIONS)
         params = {"occurrence_id": occurrence_id} if occurrence_id is not None else {}
         for start in range(0, len(registrants), REGISTRANT_STATUS_BATCH):
-            batch = registrants[start : start + REGISTRANT_STATUS_BATCH]
+            batch = list(registrants[start : start + REGISTRANT_STATUS_BATCH])
             self._api(
                 "update_registrant_status",
                 "PUT",
@@ -397,7 +416,7 @@ class ZoomClient:
         *,
         include_download_token: bool = False,
         ttl: int | None = None,
-    ) -> dict[str, Any]:
+    ) -> MeetingRecordings:
         """Read a meeting instance's recording files (GET /meetings/{meetingId}/recordings).
 
         :param include_download_token: also ask for ``download_access_token``, a JWT that
@@ -416,7 +435,7 @@ class ZoomClient:
             category=LIGHT,
             params=params,
         )
-        return _json_object(response, "get_meeting_recordings")
+        return cast(MeetingRecordings, _json_object(response, "get_meeting_recordings"))
 
     def iter_user_recordings(
         self,
@@ -425,7 +444,7 @@ class ZoomClient:
         from_date: dt.date,
         to_date: dt.date,
         page_size: int = MAX_PAGE_SIZE,
-    ) -> Iterator[dict[str, Any]]:
+    ) -> Iterator[MeetingRecordings]:
         """Yield the user's recorded meetings (each with ``recording_files``) between two dates,
         inclusive (GET /users/{userId}/recordings).
 
@@ -448,10 +467,10 @@ class ZoomClient:
                     if uuid in seen:
                         continue
                     seen.add(uuid)
-                yield meeting
+                yield cast(MeetingRecordings, meeting)
 
     def delete_meeting_recordings(
-        self, meeting_id_or_uuid: int | str, *, action: str = "trash"
+        self, meeting_id_or_uuid: int | str, *, action: RecordingDeleteAction = "trash"
     ) -> None:
         """Trash (or with ``action="delete"``, permanently delete) all of a meeting's recordings."""
         _check_choice("action", action, RECORDING_DELETE_ACTIONS)
@@ -465,7 +484,11 @@ class ZoomClient:
         ).close()
 
     def delete_recording_file(
-        self, meeting_id_or_uuid: int | str, recording_id: str, *, action: str = "trash"
+        self,
+        meeting_id_or_uuid: int | str,
+        recording_id: str,
+        *,
+        action: RecordingDeleteAction = "trash",
     ) -> None:
         """Trash (or permanently delete) one recording file."""
         _check_choice("action", action, RECORDING_DELETE_ACTIONS)

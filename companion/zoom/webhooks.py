@@ -20,7 +20,7 @@ import hashlib
 import hmac
 import json
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Any, Protocol
 
 SIGNATURE_HEADER = "x-zm-signature"
 TIMESTAMP_HEADER = "x-zm-request-timestamp"
@@ -55,7 +55,15 @@ def signed_headers(secret: str, body: bytes, *, now: float) -> dict[str, str]:
     return {TIMESTAMP_HEADER: timestamp, SIGNATURE_HEADER: sign(secret, timestamp, body)}
 
 
-def _header(headers: Mapping[str, str], name: str) -> str | None:
+class Headers(Protocol):
+    """A request's headers: a plain mapping or werkzeug's ``Headers`` (which is not one)."""
+
+    def get(self, key: str) -> str | None: ...
+
+    def items(self) -> Iterable[tuple[str, str]]: ...
+
+
+def _header(headers: Headers, name: str) -> str | None:
     value = headers.get(name)
     if value is None:
         # Plain dicts are case-sensitive; werkzeug's Headers are not.
@@ -68,7 +76,7 @@ def _header(headers: Mapping[str, str], name: str) -> str | None:
 
 def verify(
     secret_or_secrets: str | Iterable[str],
-    headers: Mapping[str, str],
+    headers: Headers,
     body: bytes,
     *,
     now: float,
@@ -142,8 +150,12 @@ def dedupe_key(event: Mapping[str, Any]) -> str:
     new timestamp but is the same event.
     """
     name = _text(event.get("event"))
-    payload = event.get("payload") if isinstance(event.get("payload"), Mapping) else {}
-    obj = payload.get("object") if isinstance(payload.get("object"), Mapping) else {}
+    payload = event.get("payload")
+    if not isinstance(payload, Mapping):
+        payload = {}
+    obj = payload.get("object")
+    if not isinstance(obj, Mapping):
+        obj = {}
     parts = [name, _text(obj.get("uuid") or obj.get("id"))]
 
     if name == "endpoint.url_validation":

@@ -36,7 +36,7 @@ clock, URLs and keys); the HTTP app maps Zoom's paths onto it with one blueprint
 from __future__ import annotations
 
 try:  # one definition when the client package provides them
-    from companion.zoom import (  # type: ignore[attr-defined]
+    from companion.zoom import (
         SANDBOX_ACCOUNT_ID,
         SANDBOX_CLIENT_ID,
         SANDBOX_CLIENT_SECRET,

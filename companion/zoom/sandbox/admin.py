@@ -42,7 +42,7 @@ class Admin(Meetings):
         delay = spec.get("delay", 0)
         if not isinstance(delay, int | float) or not 0 <= delay <= 120:
             raise bad_request("delay must be 0..120 seconds.")
-        clean = {
+        clean: dict[str, Any] = {
             k: spec[k]
             for k in (
                 "path",
@@ -85,7 +85,8 @@ class Admin(Meetings):
                     conn.execute(
                         "UPDATE faults SET remaining = remaining - 1 WHERE id = ?", (row["id"],)
                     )
-                return spec
+                found: dict[str, Any] = spec
+                return found
         return None
 
     # --- tampering ------------------------------------------------------------------------------

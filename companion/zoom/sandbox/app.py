@@ -182,4 +182,5 @@ def create_sandbox_app(
 
 
 def sandbox_of(app: Flask) -> Sandbox:
-    return app.extensions[EXTENSION_KEY]
+    sandbox: Sandbox = app.extensions[EXTENSION_KEY]
+    return sandbox

@@ -22,7 +22,7 @@ from .errors import bad_request, validation_failed
 from .store import Store
 
 try:  # the client package defines them too; keep one source when it is importable
-    from companion.zoom import (  # type: ignore[attr-defined]
+    from companion.zoom import (
         SANDBOX_ACCOUNT_ID,
         SANDBOX_CLIENT_ID,
         SANDBOX_CLIENT_SECRET,

@@ -71,7 +71,9 @@ def enqueue(sandbox: Sandbox, event: str, body: bytes, *, due: float | None = No
         (event, body, state, now if due is None else due, now),
     )
     sandbox.delivery_wakeup.set()
-    return int(cur.lastrowid)
+    if cur.lastrowid is None:  # pragma: no cover - sqlite3 sets it after every INSERT
+        raise RuntimeError("the delivery was not stored")
+    return cur.lastrowid
 
 
 def headers_for(sandbox: Sandbox, body: bytes) -> dict[str, str]:
@@ -187,7 +189,8 @@ def next_due_in(sandbox: Sandbox) -> float | None:
     )
     if row is None or row["due"] is None:
         return None
-    return max(0.0, row["due"] - sandbox.now())
+    due: float = row["due"]
+    return max(0.0, due - sandbox.now())
 
 
 def validate_endpoint(sandbox: Sandbox) -> dict[str, Any]:

@@ -48,7 +48,7 @@ class Meetings(Account, Tokens):
         row = self.store.one("SELECT doc, deleted_at FROM meetings WHERE id = ?", (key,))
         if row is None or (row["deleted_at"] is not None and not include_deleted):
             raise meeting_not_found(meeting_id)
-        doc = loads(row["doc"])
+        doc: dict[str, Any] = loads(row["doc"])
         doc["_deleted_at"] = row["deleted_at"]
         return doc
 
@@ -233,7 +233,8 @@ class Meetings(Account, Tokens):
     def _occurrence(self, doc: dict[str, Any], occurrence_id: str) -> dict[str, Any]:
         for occ in doc.get("occurrences") or []:
             if occ["occurrence_id"] == str(occurrence_id):
-                return occ
+                found: dict[str, Any] = occ
+                return found
         raise bad_request("Invalid parameter: occurrence_id.")
 
     def get_meeting(

@@ -46,7 +46,8 @@ class Recordings(Account, Tokens):
             row = self.store.one("SELECT doc FROM instances WHERE uuid = ?", (ref,))
         if row is None:
             raise no_recording()
-        return loads(row["doc"])
+        instance: dict[str, Any] = loads(row["doc"])
+        return instance
 
     def _files(self, instance_uuid: str, statuses: tuple[str, ...]) -> list[dict[str, Any]]:
         marks = ",".join("?" * len(statuses))
@@ -61,7 +62,7 @@ class Recordings(Account, Tokens):
         row = self.store.one("SELECT doc, status FROM recording_files WHERE id = ?", (file_id,))
         if row is None:
             return None
-        doc = loads(row["doc"])
+        doc: dict[str, Any] = loads(row["doc"])
         doc["status"] = row["status"]
         return doc
 

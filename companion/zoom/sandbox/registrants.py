@@ -64,9 +64,9 @@ class Registrants(Meetings):
             # Zoom answers a second registration of the same email with the same registrant.
             reg = loads(existing["doc"])
         else:
-            count = self.store.one(
+            count = self.store.query(
                 "SELECT count(*) AS n FROM registrants WHERE meeting_id = ?", (doc["id"],)
-            )["n"]
+            )[0]["n"]
             if count >= MAX_REGISTRANTS:
                 raise bad_request("Meeting has reached maximum attendee capacity.", code=3043)
             approved = settings["approval_type"] == 0 or bool(body.get("auto_approve"))
@@ -187,7 +187,8 @@ class Registrants(Meetings):
                 "The value that you entered for the Registrant ID field is invalid. "
                 "Enter a valid value and try again."
             )
-        return loads(row["doc"])
+        registrant: dict[str, Any] = loads(row["doc"])
+        return registrant
 
     def get_registrant(self, meeting_id: Any, registrant_id: str) -> dict[str, Any]:
         doc = self._meeting(meeting_id)
@@ -214,7 +215,7 @@ class Registrants(Meetings):
             errors.append(("registrants", "Invalid field: at most 30 registrants at a time."))
         if errors:
             raise validation_failed(errors)
-        new_status = {"approve": "approved", "cancel": "denied", "deny": "denied"}[action]
+        new_status = {"approve": "approved", "cancel": "denied", "deny": "denied"}[str(action)]
         with self.store.transaction() as conn:
             for person in people:
                 if person.get("id"):

@@ -15,6 +15,7 @@ from __future__ import annotations
 import calendar
 import datetime as dt
 from dataclasses import dataclass
+from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 UTC = dt.UTC
@@ -97,7 +98,7 @@ def _zoom_weekday(day: dt.date) -> int:
     return (day.weekday() + 1) % 7 + 1
 
 
-def _dates(first: dt.date, recurrence: dict) -> list[dt.date]:
+def _dates(first: dt.date, recurrence: dict[str, Any]) -> list[dt.date]:
     """Candidate dates in order from the first date on (bounded, so a search always ends)."""
     kind = recurrence["type"]
     interval = recurrence.get("repeat_interval") or 1
@@ -121,15 +122,15 @@ def _dates(first: dt.date, recurrence: dict) -> list[dt.date]:
     elif kind == 3:
         year, month = first.year, first.month
         while dt.date(year, month, 1) <= horizon and len(out) < 400:
-            day = _monthly_day(year, month, recurrence)
-            if day is not None and day >= first:
-                out.append(day)
+            monthly = _monthly_day(year, month, recurrence)
+            if monthly is not None and monthly >= first:
+                out.append(monthly)
             month += interval
             year, month = year + (month - 1) // 12, (month - 1) % 12 + 1
     return out
 
 
-def _monthly_day(year: int, month: int, recurrence: dict) -> dt.date | None:
+def _monthly_day(year: int, month: int, recurrence: dict[str, Any]) -> dt.date | None:
     last = calendar.monthrange(year, month)[1]
     if recurrence.get("monthly_week") is not None:
         week = int(recurrence["monthly_week"])
@@ -146,7 +147,7 @@ def _monthly_day(year: int, month: int, recurrence: dict) -> dt.date | None:
 
 
 def occurrences(
-    start: dt.datetime, duration: int, recurrence: dict, tz: ZoneInfo
+    start: dt.datetime, duration: int, recurrence: dict[str, Any], tz: ZoneInfo
 ) -> list[Occurrence]:
     """The occurrences of a type-8 meeting starting at ``start`` (aware, in ``tz``)."""
     local = start.astimezone(tz)

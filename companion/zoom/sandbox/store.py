@@ -84,6 +84,9 @@ CREATE TABLE IF NOT EXISTS counters (
 );
 """
 
+# Query parameters: positional (a tuple) or named (a dict).
+Params = tuple[Any, ...] | dict[str, Any]
+
 
 class Store:
     """Serialised access to the sandbox's SQLite file (``":memory:"`` works for tests)."""
@@ -134,15 +137,16 @@ class Store:
 
     # --- small helpers --------------------------------------------------------------------
 
-    def query(self, sql: str, params: tuple | dict = ()) -> list[sqlite3.Row]:
+    def query(self, sql: str, params: Params = ()) -> list[sqlite3.Row]:
         with self.transaction() as conn:
             return conn.execute(sql, params).fetchall()
 
-    def one(self, sql: str, params: tuple | dict = ()) -> sqlite3.Row | None:
+    def one(self, sql: str, params: Params = ()) -> sqlite3.Row | None:
         with self.transaction() as conn:
-            return conn.execute(sql, params).fetchone()
+            row: sqlite3.Row | None = conn.execute(sql, params).fetchone()
+            return row
 
-    def execute(self, sql: str, params: tuple | dict = ()) -> sqlite3.Cursor:
+    def execute(self, sql: str, params: Params = ()) -> sqlite3.Cursor:
         with self.transaction() as conn:
             return conn.execute(sql, params)
 
@@ -164,7 +168,10 @@ class Store:
                 "ON CONFLICT (key) DO UPDATE SET value = value + excluded.value",
                 (key, by),
             )
-            return conn.execute("SELECT value FROM counters WHERE key = ?", (key,)).fetchone()[0]
+            value: int = conn.execute(
+                "SELECT value FROM counters WHERE key = ?", (key,)
+            ).fetchone()[0]
+            return value
 
     def reset(self) -> None:
         """Forget everything except the schema and the download signing key."""

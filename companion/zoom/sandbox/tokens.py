@@ -89,7 +89,7 @@ class Tokens(SandboxBase):
             return False
         if row["kind"] == "access":
             return True
-        return row["kind"] == "download" and row["scope"] == instance_uuid
+        return bool(row["kind"] == "download" and row["scope"] == instance_uuid)
 
     def start_token_valid(self, token: str | None, meeting_id: int) -> bool:
         row = self._token_row(token)

@@ -9,7 +9,7 @@ Unknown fields are ignored, as Zoom ignores them; known fields must have the rig
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Any, TypeGuard
 
 from . import schedule
 from .errors import bad_request, validation_failed
@@ -130,7 +130,7 @@ LANGUAGES = (
 )
 
 
-def _is_int(value: Any) -> bool:
+def _is_int(value: Any) -> TypeGuard[int]:
     return isinstance(value, int) and not isinstance(value, bool)
 
 

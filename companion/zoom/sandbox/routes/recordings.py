@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import unquote
 
 from flask import Blueprint, Response, g, jsonify, redirect, request
+from werkzeug.wrappers import Response as BaseResponse
 
 from .. import media
 from .common import html_page
@@ -71,7 +72,7 @@ def blueprint(sandbox: Sandbox) -> Blueprint:
     # --- file downloads --------------------------------------------------------------------
 
     @bp.get("/rec/download/<file_id>")
-    def download(file_id: str) -> Response:
+    def download(file_id: str) -> BaseResponse:
         doc = sandbox.file_doc(file_id)
         header = request.headers.get("Authorization", "")
         token = header[7:].strip() if header[:7].lower() == "bearer " else None
