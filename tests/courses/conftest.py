@@ -1,8 +1,9 @@
-"""Fixtures for the courses tests: a fake Zoom, a fixed clock and a course factory."""
+"""Fixtures for the courses tests: the Zoom sandbox in process, a fixed clock, a course factory."""
 
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -12,8 +13,9 @@ from sqlalchemy.orm import Session, object_session
 from companion import work
 from companion.courses import lifecycle, presentation, provisioning, verification, zoomwork
 from companion.courses import schedule as sched
+from companion.zoom import ZoomClient
 
-from .fake_zoom import FakeZoom
+from ..zoom_sandbox import SandboxZoom
 
 # A Monday morning in London, before the spring clock change.
 NOW = dt.datetime(2026, 3, 2, 9, 0, tzinfo=dt.UTC)
@@ -25,13 +27,24 @@ def now() -> dt.datetime:
 
 
 @pytest.fixture
-def zoom(now: dt.datetime) -> FakeZoom:
-    return FakeZoom(now=lambda: now)
+def sandbox(request: pytest.FixtureRequest, now: dt.datetime) -> Iterator[SandboxZoom]:
+    """Zoom: the sandbox in process, at the test's ``now`` (on the real clock in modules that
+    set REAL_CLOCK, whose courses start from today)."""
+    real = getattr(request.module, "REAL_CLOCK", False)
+    zoom = SandboxZoom(now=None if real else lambda: now)
+    yield zoom
+    zoom.close()
 
 
 @pytest.fixture
-def app_with_zoom(app: Flask, zoom: FakeZoom) -> Flask:
-    """The app with the fake Zoom as its client (views and jobs use it)."""
+def zoom(sandbox: SandboxZoom) -> ZoomClient:
+    """companion's Zoom client, talking to the sandbox."""
+    return sandbox.client
+
+
+@pytest.fixture
+def app_with_zoom(app: Flask, zoom: ZoomClient) -> Flask:
+    """The app with that client as its Zoom (views and jobs use it)."""
     app.extensions["companion.zoom_client"] = zoom
     return app
 
@@ -52,7 +65,7 @@ def series(**overrides: Any) -> sched.Series:
 
 def make_course(
     session: Session,
-    zoom: FakeZoom,
+    zoom: ZoomClient,
     actor: Any,
     *,
     now: dt.datetime = NOW,

@@ -19,11 +19,11 @@ from companion.courses import changes, jobs, presentation, provisioning, timetab
 from companion.courses.verification import course_is_safe
 from companion.mail.models import OutboxMessage
 
-from . import test_sandbox_integration as integration
 from .conftest import settle
 from .test_sandbox_integration import _app, create, now, series_over_clock_change
 
-sandbox = integration.sandbox  # the fixture: Zoom's sandbox on loopback, the real client on it
+pytestmark = pytest.mark.usefixtures("app_with_zoom")
+REAL_CLOCK = True  # Zoom's sandbox in process on the real clock, the real client on it
 
 
 def kinds(db_session: Any, kind: str) -> list[AuditEvent]:

@@ -13,10 +13,10 @@ from companion.accounts import services as accounts
 from companion.courses.timetable import class_sessions
 from companion.families import access, audio_only
 from companion.families.models import Family
-from companion.zoom import ZoomConnectionError
 
 from .. import factories
 from ..courses.conftest import NOW
+from ..zoom_sandbox import SandboxZoom
 from . import helpers
 
 pytestmark = pytest.mark.usefixtures("app_with_zoom")
@@ -41,7 +41,12 @@ BODY = {
 
 
 def test_enrol_list_get_withdraw(
-    db_session: Session, client: FlaskClient, zoom: Any, teacher: Any, course: Any
+    db_session: Session,
+    client: FlaskClient,
+    zoom: Any,
+    sandbox: SandboxZoom,
+    teacher: Any,
+    course: Any,
 ) -> None:
     auth = bearer(db_session, teacher)
     response = client.post("/api/v1/families", json=body_for(course), headers=auth)
@@ -82,7 +87,7 @@ def test_enrol_list_get_withdraw(
     assert withdrawn.status_code == 200
     assert withdrawn.json["status"] == "withdrawn"
     assert withdrawn.json["zoom"]["state"] == "cancelling"
-    assert zoom.approved(course.zoom_meeting_id) == []
+    assert sandbox.approved(course.zoom_meeting_id) == []
     after = client.get(f"/api/v1/families/{body['id']}", headers=auth).json
     assert after["zoom"]["state"] == "cancelled"
     again = client.post(f"/api/v1/families/{body['id']}/withdraw", headers=auth)
@@ -123,9 +128,14 @@ def test_not_json(db_session: Session, client: FlaskClient, teacher: Any, course
 
 
 def test_zoom_down_still_enrols(
-    db_session: Session, client: FlaskClient, zoom: Any, teacher: Any, course: Any
+    db_session: Session,
+    client: FlaskClient,
+    zoom: Any,
+    sandbox: SandboxZoom,
+    teacher: Any,
+    course: Any,
 ) -> None:
-    zoom.fail("add_registrant", ZoomConnectionError("timeout"))
+    sandbox.fail("add_registrant", drop=True)
     response = client.post(
         "/api/v1/families", json=body_for(course), headers=bearer(db_session, teacher)
     )

@@ -24,8 +24,8 @@ from companion.zoom import EXTENSION_KEY
 
 from .. import factories
 from ..conftest import SECRET, TEST_KEYS, make_app, own_database_url
+from ..zoom_sandbox import SandboxZoom
 from . import helpers
-from .fake_zoom import RegistrantZoom
 
 pytestmark = pytest.mark.usefixtures("app_with_zoom")
 
@@ -65,8 +65,8 @@ def test_a_worker_that_imports_only_the_course_jobs_tells_the_parents(
     engine.dispose()
     instance = tmp_path / "instance"
     setup = make_app(own_database, instance)
-    zoom = RegistrantZoom(now=clock.now)
-    setup.extensions[EXTENSION_KEY] = zoom
+    sandbox = SandboxZoom(now=clock.now)
+    zoom = setup.extensions[EXTENSION_KEY] = sandbox.client
     with setup.app_context(), job_session(setup) as session:
         org = factories.organisation(session)
         teacher = factories.user(session, org, role="teacher", email="teacher@example.org")
@@ -101,6 +101,7 @@ def test_a_worker_that_imports_only_the_course_jobs_tells_the_parents(
         ).all()
     assert told == ["rana@example.net", "omar@example.net"]
     setup.extensions["companion.engine"].dispose()
+    sandbox.close()
     del setup
     gc.collect()
 
@@ -110,7 +111,7 @@ def test_building_more_apps_does_not_tell_parents_twice(
     database_url: str,
     instance_dir: Path,
     db_session: Session,
-    zoom: RegistrantZoom,
+    zoom: Any,
     teacher: Any,
     course: Any,
 ) -> None:

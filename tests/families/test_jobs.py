@@ -16,6 +16,7 @@ from companion.families import admit, audio_only, jobs, registrants
 from companion.families.models import ClassSummary, Family
 
 from ..courses.conftest import NOW
+from ..zoom_sandbox import SandboxZoom
 from . import helpers
 
 pytestmark = pytest.mark.usefixtures("app_with_zoom")
@@ -54,11 +55,10 @@ def test_no_summary_for_a_cancelled_or_started_class(
 
 
 def test_a_claimed_family_is_left_to_whoever_holds_it(
-    app: Any, db_session: Session, zoom: Any, teacher: Any, course: Any
+    app: Any, db_session: Session, zoom: Any, sandbox: SandboxZoom, teacher: Any, course: Any
 ) -> None:
-    from companion.zoom import ZoomConnectionError
 
-    zoom.fail("add_registrant", ZoomConnectionError("timeout"))
+    sandbox.fail("add_registrant", drop=True)
     family = helpers.enrol(db_session, zoom, teacher, course)
     due = family.zoom_next_attempt_at
     assert work.claim(db_session, registrants.REGISTRANTS, family.id, due)

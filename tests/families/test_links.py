@@ -20,6 +20,7 @@ from companion.families.models import Family, FamilyLink, FamilySession
 
 from ..courses.conftest import NOW, check
 from ..staff_helpers import audit_events
+from ..zoom_sandbox import SandboxZoom
 from . import helpers
 
 pytestmark = pytest.mark.usefixtures("app_with_zoom")
@@ -198,9 +199,11 @@ def test_revoking_a_link(
 
 
 def test_links_wait_for_a_safe_course_and_go_when_it_is(
-    db_session: Session, zoom: Any, teacher: Any
+    db_session: Session, zoom: Any, sandbox: SandboxZoom, teacher: Any
 ) -> None:
-    zoom.locks["waiting_room"] = False  # an account lock: Zoom ignores companion's setting
+    sandbox.state.set_locks(
+        {"waiting_room": False}
+    )  # an account lock: Zoom ignores companion's setting
     course = helpers.make_course(db_session, zoom, teacher)
     assert not course_is_safe(course)
     family = helpers.enrol(db_session, zoom, teacher, course, contacts=TWO_PARENTS)
@@ -222,7 +225,7 @@ def test_links_wait_for_a_safe_course_and_go_when_it_is(
     )
     assert helpers.outbox(db_session, "family.link") == []
 
-    del zoom.locks["waiting_room"]
+    sandbox.state.set_locks({"waiting_room": None})
     check(zoom, course, now=NOW + dt.timedelta(minutes=5))  # the drift check, after the commit
     assert course_is_safe(course)
     sent = helpers.outbox(db_session, "family.link")

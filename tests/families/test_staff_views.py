@@ -19,6 +19,7 @@ from companion.families.models import AgreementVersion, Family
 from .. import factories
 from ..courses.conftest import NOW
 from ..staff_helpers import post_form, sign_in, text
+from ..zoom_sandbox import SandboxZoom
 from . import helpers
 
 pytestmark = pytest.mark.usefixtures("app_with_zoom")
@@ -137,7 +138,13 @@ def test_the_lead_views_but_does_not_enrol_or_withdraw(
 
 
 def test_link_buttons_and_withdrawal(
-    db_session: Session, client: FlaskClient, zoom: Any, teacher: Any, course: Any, family: Family
+    db_session: Session,
+    client: FlaskClient,
+    zoom: Any,
+    sandbox: SandboxZoom,
+    teacher: Any,
+    course: Any,
+    family: Family,
 ) -> None:
     sign_in(client, teacher.email)
     detail = f"/courses/{course.id}/families/{family.id}"
@@ -161,7 +168,7 @@ def test_link_buttons_and_withdrawal(
     page = text(client.get(detail))
     assert "Amira K. is withdrawn, and their family page no longer shows a join link." in page
     assert "Cancelled in Zoom" in page
-    assert zoom.approved(course.zoom_meeting_id) == []
+    assert sandbox.approved(course.zoom_meeting_id) == []
 
 
 def test_another_teacher_cannot_press_the_buttons(

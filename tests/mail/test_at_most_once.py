@@ -29,7 +29,8 @@ from companion.mail.models import OutboxMessage
 from companion.webhooks.models import WebhookEvent
 from companion.zoom.webhooks import sandbox_webhook_secret, sign
 
-from ..conftest import Browser, WsgiServer, csrf_from, make_app
+from ..conftest import Browser, csrf_from, make_app
+from ..servers import WsgiServer
 from .conftest import MAIL_FROM, fresh_database, use_smtp
 from .smtp_server import SmtpServer
 

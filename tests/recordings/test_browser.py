@@ -22,7 +22,7 @@ from companion.zoom import EXTENSION_KEY, client_from_config
 from companion.zoom.sandbox import create_sandbox_app, deliver_due, media
 from companion.zoom.webhooks import sandbox_webhook_secret
 
-from ..conftest import WsgiServer
+from ..servers import WsgiServer
 from .vault_helpers import make_course, meeting_body
 
 pytestmark = pytest.mark.browser

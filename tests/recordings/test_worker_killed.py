@@ -27,7 +27,8 @@ from companion.zoom.sandbox import create_sandbox_app, deliver_due, media
 from companion.zoom.webhooks import sandbox_webhook_secret
 
 from .. import factories
-from ..conftest import SECRET, TEST_KEYS_ENV, WsgiServer, make_app
+from ..conftest import SECRET, TEST_KEYS_ENV, make_app
+from ..servers import WsgiServer
 from .vault_helpers import make_course, meeting_body
 
 SIZE = 48 << 20

@@ -31,8 +31,8 @@ from companion.zoom import EXTENSION_KEY, client_from_config
 from companion.zoom.sandbox import create_sandbox_app, deliver_due
 from companion.zoom.webhooks import sandbox_webhook_secret
 
-from ..conftest import WsgiServer
 from ..keys_helpers import suite_sealer
+from ..servers import WsgiServer
 from .storage_helpers import leftovers
 
 CLASS_MINUTES = 45
