@@ -10,7 +10,6 @@ import signal
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 import pytest
@@ -28,6 +27,7 @@ from companion.zoom.webhooks import sandbox_webhook_secret
 
 from .. import factories
 from ..conftest import SECRET, TEST_KEYS_ENV, make_app
+from ..polling import poll
 from ..servers import WsgiServer
 from .vault_helpers import make_course, meeting_body
 
@@ -122,11 +122,12 @@ def test_a_worker_killed_mid_write_leaves_nothing_and_the_next_start_resumes(
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
         )
-        deadline = time.monotonic() + 60
-        while not marker.exists():
+
+        def writing() -> bool:
             assert child.poll() is None, child.stderr.read().decode() if child.stderr else ""
-            assert time.monotonic() < deadline, "the child never started writing"
-            time.sleep(0.05)
+            return marker.exists()
+
+        poll(writing, "the child to start writing", timeout=60)
         os.kill(child.pid, signal.SIGKILL)
         child.wait(timeout=10)
 
