@@ -9,8 +9,8 @@ from sqlalchemy import select
 from companion.courses import jobs, lifecycle
 from companion.mail.models import OutboxMessage
 
+from ..factories import NOW, make_course
 from ..zoom_sandbox import MEETING_DAILY_LIMIT
-from .conftest import NOW, make_course
 
 
 def test_retry_pending_creates_each_course_once(app_with_zoom, db_session, zoom, sandbox, teacher):

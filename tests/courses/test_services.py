@@ -27,7 +27,7 @@ from companion.errors import Conflict, Forbidden, NotFound, ValidationError
 from companion.mail.models import OutboxMessage
 
 from .. import factories
-from .conftest import NOW, check, make_course, series, settle, start
+from ..factories import NOW, check, make_course, series, settle, start
 
 pytestmark = pytest.mark.usefixtures("app")
 

@@ -34,8 +34,8 @@ from companion.courses import schedule as sched
 from companion.courses.models import Course
 from companion.mail.models import OutboxMessage
 
+from ..factories import settle
 from ..zoom_sandbox import SandboxZoom
-from .conftest import settle
 
 pytestmark = pytest.mark.usefixtures("app_with_zoom")
 REAL_CLOCK = True

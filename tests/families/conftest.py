@@ -16,9 +16,9 @@ from sqlalchemy.orm import Session
 from companion.db import Clock
 from companion.zoom import EXTENSION_KEY, ZoomClient
 
-from ..courses.conftest import NOW
+from .. import factories
+from ..factories import NOW
 from ..zoom_sandbox import SandboxZoom
-from . import helpers
 
 
 @pytest.fixture(autouse=True)
@@ -56,9 +56,9 @@ def app_with_zoom(app: Flask, zoom: ZoomClient) -> Flask:
 
 @pytest.fixture
 def course(app_with_zoom: Flask, db_session: Session, zoom: ZoomClient, teacher: Any) -> Any:
-    return helpers.make_course(db_session, zoom, teacher)
+    return factories.make_course(db_session, zoom, teacher)
 
 
 @pytest.fixture
 def family(db_session: Session, zoom: ZoomClient, teacher: Any, course: Any) -> Any:
-    return helpers.enrol(db_session, zoom, teacher, course)
+    return factories.enrol(db_session, zoom, teacher, course)

@@ -15,9 +15,8 @@ from companion.families import access, audio_only
 from companion.families.models import Family
 
 from .. import factories
-from ..courses.conftest import NOW
+from ..factories import NOW
 from ..zoom_sandbox import SandboxZoom
-from . import helpers
 
 pytestmark = pytest.mark.usefixtures("app_with_zoom")
 
@@ -188,7 +187,7 @@ def test_links_and_audio_only_per_class(
     resent = client.post(f"{base}/resend-link", headers=auth)
     assert resent.status_code == 200
     assert resent.json["result"] == "sent"
-    assert len(helpers.links_to(db_session, "rana@example.net")) == 2
+    assert len(factories.links_to(db_session, "rana@example.net")) == 2
     revoked = client.post(f"{base}/revoke-link", headers=auth)
     assert revoked.json["result"] == "revoked"
     assert revoked.json["family"]["contacts"][0]["link"]["state"] == "revoked"
@@ -197,7 +196,7 @@ def test_links_and_audio_only_per_class(
     assert client.post(missing, headers=auth).status_code == 404
 
     first = class_sessions(course)[0]
-    parent = helpers.principal(db_session, contact)
+    parent = factories.principal(db_session, contact)
     audio_only.request_audio_only(db_session, parent, class_id=None, action="request", now=NOW)
     audio_only.request_audio_only(db_session, parent, class_id=first.id, action="withdraw", now=NOW)
     answer = client.get(f"/api/v1/classes/{first.id}/audio-only", headers=auth)

@@ -31,8 +31,8 @@ from companion.families.models import Family
 from companion.mail.models import OutboxMessage
 from companion.zoom import EXTENSION_KEY
 
+from ..factories import LINK_RE
 from ..zoom_sandbox import SandboxZoom
-from .helpers import LINK_RE
 
 pytestmark = pytest.mark.browser
 REAL_CLOCK = True

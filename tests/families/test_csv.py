@@ -11,10 +11,10 @@ from sqlalchemy.orm import Session
 
 from companion.families import access, csv_import, enrolment, errors, jobs, people
 
-from ..courses.conftest import NOW
+from .. import factories
+from ..factories import NOW
 from ..staff_helpers import audit_events, csrf_of, sign_in, text
 from ..zoom_sandbox import SandboxZoom
-from . import helpers
 
 pytestmark = pytest.mark.usefixtures("app_with_zoom")
 
@@ -173,7 +173,7 @@ def test_an_imported_file_is_registered_by_the_job(
     assert len(audit_events(db_session, "family.imported")) == 1
     assert jobs.sync_zoom(app, now=NOW) == {"registered": 2}
     assert len(sandbox.approved(course.zoom_meeting_id)) == 2
-    assert sorted(m.to_address for m in helpers.outbox(db_session, "family.link")) == [
+    assert sorted(m.to_address for m in factories.outbox(db_session, "family.link")) == [
         "jo@x.net",
         "omar@x.net",
         "rana@x.net",

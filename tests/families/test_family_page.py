@@ -19,16 +19,16 @@ from companion.courses.timetable import class_sessions
 from companion.families import agreement
 from companion.families.models import AgreementAcceptance, AudioOnlyEvent, Family
 
+from .. import factories
 from ..conftest import csrf_from
-from ..courses.conftest import NOW
+from ..factories import NOW
 from ..zoom_sandbox import SandboxZoom
-from . import helpers
 
 pytestmark = pytest.mark.usefixtures("app_with_zoom")
 
 
 def sign_in_parent(client: FlaskClient, db_session: Session, email: str) -> str:
-    response = client.get(helpers.links_to(db_session, email)[-1])
+    response = client.get(factories.links_to(db_session, email)[-1])
     assert response.status_code == 303
     page = client.get("/f/")
     assert page.status_code == 200
@@ -135,7 +135,7 @@ def test_each_parent_accepts_for_themselves(
     teacher: Any,
     course: Any,
 ) -> None:
-    family = helpers.enrol(
+    family = factories.enrol(
         db_session,
         zoom,
         teacher,
@@ -299,8 +299,8 @@ def test_a_class_of_another_course_or_family_over_http(
     teacher: Any,
     family: Family,
 ) -> None:
-    other_course = helpers.make_course(db_session, zoom, teacher, title="Drama club")
-    other = helpers.enrol(
+    other_course = factories.make_course(db_session, zoom, teacher, title="Drama club")
+    other = factories.enrol(
         db_session, zoom, teacher, other_course, first="Zed", contacts=[("Kim", "kim@x.net")]
     )
     sign_in_parent(client, db_session, "rana@example.net")

@@ -17,10 +17,10 @@ from companion.families import enrolment, family_page, jobs, people, registrants
 from companion.families.models import Family
 from companion.sealing import Purpose
 
-from ..courses.conftest import NOW
+from .. import factories
+from ..factories import NOW
 from ..keys_helpers import foreign_sealer
 from ..zoom_sandbox import SandboxZoom
-from . import helpers
 
 pytestmark = pytest.mark.usefixtures("app_with_zoom")
 
@@ -116,7 +116,7 @@ def test_a_crash_after_the_claim_is_recovered_by_the_next_run(
     assert zoom.calls["add_registrant"] == 1
     # An attempt after an earlier one looks for its registrant before adding one.
     assert zoom.calls["list_registrants"] >= 1
-    assert len(helpers.links_to(db_session, "rana@example.net")) == 1
+    assert len(factories.links_to(db_session, "rana@example.net")) == 1
 
 
 def test_a_crash_after_zoom_answered_adopts_the_registrant_instead_of_adding_another(
@@ -136,7 +136,7 @@ def test_a_crash_after_zoom_answered_adopts_the_registrant_instead_of_adding_ano
     # Zoom has the registrant; companion never recorded it.
     (registrant,) = sandbox.approved(course.zoom_meeting_id)
     assert family.zoom_state == "pending" and family.zoom_registrant_id is None
-    assert helpers.links_to(db_session, "rana@example.net") == []
+    assert factories.links_to(db_session, "rana@example.net") == []
 
     assert jobs.sync_zoom(app, now=after_the_claim_ran_out()) == {"registered": 1}
     db_session.expire_all()
@@ -144,7 +144,7 @@ def test_a_crash_after_zoom_answered_adopts_the_registrant_instead_of_adding_ano
     assert sandbox.approved(course.zoom_meeting_id) == [registrant]
     assert family.zoom_registrant_id == registrant["id"]
     assert sealing.unseal(Purpose.JOIN_LINK, family.join_url_encrypted) == (registrant["join_url"])
-    assert len(helpers.links_to(db_session, "rana@example.net")) == 1
+    assert len(factories.links_to(db_session, "rana@example.net")) == 1
     registered = db_session.scalars(
         select(AuditEvent).where(AuditEvent.kind == "family.zoom_registered")
     ).all()
@@ -202,7 +202,7 @@ def test_a_family_withdrawn_while_zoom_registers_it_is_then_cancelled(
     (registrant,) = sandbox.approved(course.zoom_meeting_id)
     # The registrant Zoom made is kept, so the cancellation (due now) cancels exactly it.
     assert family.zoom_registrant_id == registrant["id"]
-    assert helpers.links_to(db_session, "rana@example.net") == []
+    assert factories.links_to(db_session, "rana@example.net") == []
     assert jobs.sync_zoom(app, now=NOW) == {"cancelled": 1}
     assert sandbox.approved(course.zoom_meeting_id) == []
 
@@ -229,7 +229,7 @@ def test_a_join_link_sealed_under_an_old_key_is_read_again_outside_the_page(
     url = sandbox.registrant(course.zoom_meeting_id, family.zoom_registrant_id)["join_url"]
     family.join_url_encrypted = foreign_sealer().seal(Purpose.JOIN_LINK, url)
     db_session.commit()
-    principal = helpers.principal(db_session, contact)
+    principal = factories.principal(db_session, contact)
     # The page service never calls Zoom: it shows the link as pending.
     calls = zoom.calls.total()
     page = family_page.family_page(db_session, principal, now=NOW)
@@ -238,7 +238,7 @@ def test_a_join_link_sealed_under_an_old_key_is_read_again_outside_the_page(
     assert registrants.join_url_lost(family)
 
     # The family's own page reads it again, with the request's transaction committed first.
-    path = helpers.links_to(db_session, "rana@example.net")[0]
+    path = factories.links_to(db_session, "rana@example.net")[0]
     assert client.get(path).status_code == 303
     body = client.get("/f/").get_data(as_text=True)
     assert url in body

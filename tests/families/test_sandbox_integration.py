@@ -16,10 +16,9 @@ from companion.courses import schedule as sched
 from companion.courses.provisioning import create_course
 from companion.families import access, enrolment, family_page, jobs, people, registrants
 
-from ..courses.conftest import settle
+from ..factories import settle, zoom_now
 from ..polling import poll
 from ..zoom_sandbox import SandboxZoom
-from .helpers import zoom_now
 
 pytestmark = pytest.mark.usefixtures("app_with_zoom")
 REAL_CLOCK = True
@@ -111,7 +110,7 @@ def opens(sandbox: SandboxZoom, url: str) -> int:
 
 
 def _principal(db_session: Session, family: Any) -> Any:
-    from .helpers import principal
+    from ..factories import principal
 
     return principal(db_session, family.contacts[0], now())
 

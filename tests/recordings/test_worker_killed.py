@@ -27,9 +27,9 @@ from companion.zoom.webhooks import sandbox_webhook_secret
 
 from .. import factories
 from ..conftest import SECRET, TEST_KEYS_ENV, make_app
+from ..factories import meeting_body, zoom_course
 from ..polling import poll
 from ..servers import WsgiServer
-from .vault_helpers import make_course, meeting_body
 
 SIZE = 48 << 20
 
@@ -99,7 +99,7 @@ def test_a_worker_killed_mid_write_leaves_nothing_and_the_next_start_resumes(
         with Session(engine) as session, session.begin():
             org = factories.organisation(session)
             teacher = factories.user(session, org)
-            make_course(session, teacher, meeting_id=meeting_id, starts=[start])
+            zoom_course(session, teacher, meeting_id=meeting_id, starts=[start])
         sandbox.simulate_class(meeting_id, start_at=start, recording_bytes=SIZE)
         deliver_due(sandbox, force=True)
         with app.app_context():

@@ -40,7 +40,7 @@ from companion.db import utcnow
 from companion.evidence.models import ZoomMeeting
 from companion.zoom import EXTENSION_KEY, ZoomClient
 
-from ..recordings.vault_helpers import meeting_body
+from ..factories import meeting_body
 from ..zoom_sandbox import SandboxZoom
 from . import world as w
 

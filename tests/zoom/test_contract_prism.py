@@ -53,7 +53,7 @@ from companion.zoom import (
     ZoomValidationError,
 )
 
-from ..courses.conftest import NOW, check, make_course, series, settle, start
+from ..factories import NOW, check, make_course, series, settle, start
 from ..zoom_sandbox import SandboxZoom
 
 pytestmark = pytest.mark.prism
