@@ -24,8 +24,11 @@ from sqlalchemy.orm import Session
 from companion import create_app, migrate
 from companion.db import Clock, make_engine
 from companion.db import clock as db_clock
+from companion.zoom import EXTENSION_KEY as ZOOM_EXTENSION
 
 from . import factories, twofactor_helpers
+from .servers import WsgiServer, free_port, wait_for_port
+from .zoom_sandbox import SandboxZoom
 
 SECRET = "test-secret-key-that-is-long-enough-0123456789"
 # The recordings' key-encryption key of every test app (fixed: the suite's database remembers
@@ -306,6 +309,17 @@ def clock() -> Iterator[Clock]:
 
 
 @pytest.fixture
+def http_sandbox(app: Flask) -> Iterator[SandboxZoom]:
+    """Zoom's sandbox on a loopback port, on the real clock, with companion's client on it as the
+    app's Zoom: for the tests where HTTP matters (a client giving up on a slow answer). Most tests
+    use the in-process ``sandbox`` of their package's conftest."""
+    zoom = SandboxZoom(http=True)
+    app.extensions[ZOOM_EXTENSION] = zoom.client
+    yield zoom
+    zoom.close()
+
+
+@pytest.fixture
 def client(app: Flask) -> FlaskClient:
     return app.test_client()
 
@@ -394,29 +408,6 @@ CHROMIUM_ARGS = [
     "--no-first-run",
     "--disable-quic",
 ]
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def wait_for_port(port: int, *, timeout: float, process: Any = None, what: str = "server") -> None:
-    """Wait until something accepts connections on 127.0.0.1:port (fail early if it died)."""
-    import time
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process is not None and process.poll() is not None:
-            raise RuntimeError(f"{what} exited with code {process.returncode} before it was ready")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1):
-                return
-        except OSError:
-            time.sleep(0.1)
-    raise RuntimeError(f"{what} did not listen on port {port} within {timeout:.0f} s")
 
 
 @pytest.fixture(scope="session")
@@ -521,36 +512,6 @@ class LiveServer(str):
 
     def totp_code(self, email: str) -> str:
         return twofactor_helpers.fresh_code(self.app, email)
-
-
-def _placeholder_wsgi(environ: Any, start_response: Any) -> list[bytes]:
-    start_response("503 Service Unavailable", [("Content-Type", "text/plain")])
-    return [b"starting"]
-
-
-class WsgiServer:
-    """A WSGI app served by werkzeug in a thread on a free loopback port."""
-
-    def __init__(self, app: Any = None):
-        import threading
-
-        from werkzeug.serving import make_server
-
-        # Bind first so the URL is known before the app is built (it goes into BASE_URL).
-        self.server = make_server("127.0.0.1", 0, app or _placeholder_wsgi, threaded=True)
-        self.url = f"http://127.0.0.1:{self.server.server_port}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    def start(self, app: Any = None) -> str:
-        if app is not None:
-            self.server.app = app
-        self.thread.start()
-        return self.url
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join(timeout=10)
 
 
 def own_database_url(folder: Path, name: str = "live", *, migrated: bool = False) -> str:

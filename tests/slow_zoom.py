@@ -15,7 +15,7 @@ import datetime as dt
 import json
 import re
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,8 +35,10 @@ from companion.zoom import EXTENSION_KEY, client_from_config
 from companion.zoom.webhooks import sandbox_webhook_secret, sign
 
 from . import factories
-from .conftest import WsgiServer, _live_database_url, make_app
-from .courses.test_sandbox_integration import SandboxZoom
+from .conftest import _live_database_url, make_app
+from .polling import poll
+from .servers import WsgiServer
+from .zoom_sandbox import SandboxZoom
 
 HOLD = 4.0  # how long the sandbox holds the call
 AT_ONCE = 1.0
@@ -131,16 +133,6 @@ def csrf(html: str) -> str:
     return match.group(1)
 
 
-def poll(done: Callable[[], Any], what: str, timeout: float = 20.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = done()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 @contextmanager
 def serve(tmp_path: Path) -> Iterator[Live]:
     """companion and the Zoom sandbox served for real, with a teacher, an API token and a course
@@ -151,7 +143,7 @@ def serve(tmp_path: Path) -> Iterator[Live]:
         migrate.upgrade(url, connection=conn)
     server = WsgiServer()
     app = make_app(url, tmp_path, TESTING=False, BASE_URL=server.url)
-    zoom = SandboxZoom(str(tmp_path / "sandbox.sqlite3"))
+    zoom = SandboxZoom(str(tmp_path / "sandbox.sqlite3"), http=True)
     # Long enough to wait for the held answer (the tests' point is that nothing else waits).
     client = client_from_config(
         {"ZOOM_MODE": "sandbox", "SANDBOX_URL": zoom.server.url, "ZOOM_TIMEOUT_SECONDS": 15},

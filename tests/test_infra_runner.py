@@ -20,7 +20,7 @@ import pytest
 from companion import runner
 from companion.runner import Part, Supervisor
 
-from .conftest import free_port, wait_for_port
+from .servers import free_port, wait_for_port
 
 PY = sys.executable
 

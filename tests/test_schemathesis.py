@@ -20,7 +20,7 @@ from companion.accounts import services
 from companion.accounts.models import User
 
 from .conftest import make_app
-from .courses.fake_zoom import FakeZoom
+from .zoom_sandbox import SandboxZoom
 
 
 @pytest.fixture
@@ -48,12 +48,16 @@ schema = schemathesis.openapi.from_wsgi("/api/v1/openapi.json", _document_app())
 def test_api_conforms_to_its_document(case: Any, app: Flask, api_token: str) -> None:
     # A Zoom that answers, so a generated course that happens to be valid is created rather than
     # kept "pending in Zoom" with a 503 (which is right, but not what this test is about).
-    app.extensions["companion.zoom_client"] = FakeZoom()
-    response = case.call_and_validate(
-        app=app,
-        headers={"Authorization": f"Bearer {api_token}"},
-        # Business rules (a real time zone, a date not in the past) cannot all live in the
-        # schema, so a schema-valid body may rightly get a 422; everything else is checked.
-        excluded_checks=[schemathesis.checks.positive_data_acceptance],
-    )
+    sandbox = SandboxZoom()
+    app.extensions["companion.zoom_client"] = sandbox.client
+    try:
+        response = case.call_and_validate(
+            app=app,
+            headers={"Authorization": f"Bearer {api_token}"},
+            # Business rules (a real time zone, a date not in the past) cannot all live in the
+            # schema, so a schema-valid body may rightly get a 422; everything else is checked.
+            excluded_checks=[schemathesis.checks.positive_data_acceptance],
+        )
+    finally:
+        sandbox.close()
     assert response.status_code < 500

@@ -40,8 +40,9 @@ from companion.recordings.models import Recording, RecordingFile
 from companion.zoom.webhooks import sandbox_webhook_secret, sign
 
 from . import factories
-from .conftest import free_port, make_app, own_database_url, wait_for_port
+from .conftest import make_app, own_database_url
 from .live_db import companion_env, signed_in_cookie
+from .servers import free_port, wait_for_port
 
 SIZE = 64 * 1024 * 1024
 

@@ -51,8 +51,9 @@ from companion.webhooks.models import WebhookEvent
 from companion.zoom.webhooks import sandbox_webhook_secret, sign
 
 from . import factories
-from .conftest import WsgiServer, database_kind, make_app, own_database_url
+from .conftest import database_kind, make_app, own_database_url
 from .live_db import companion_command, companion_env, signed_in_cookie
+from .servers import WsgiServer
 
 # Longer than any prompt answer may take; a gate that is never released fails the test here.
 GATE_SECONDS = 15.0

@@ -29,6 +29,7 @@ from companion.worker import FileLease, PostgresLease, Worker, wait_for_lease
 from .conftest import SECRET, TEST_KEYS_ENV, database_kind, make_app
 from .mail.conftest import use_smtp
 from .mail.smtp_server import SmtpServer
+from .polling import poll
 
 # --- jobs used by these tests (a job is any function taking the app) ----------------------
 
@@ -186,10 +187,7 @@ def test_postgres_lease_passes_on_when_the_holders_connection_dies(database_url:
                 )
             ).all()
         assert killed
-        deadline = time.monotonic() + 10
-        while not second.try_acquire():
-            assert time.monotonic() < deadline, "the lease was not released"
-            time.sleep(0.05)
+        poll(second.try_acquire, "the killed session's lease to be released")
         assert not first.still_held()
     finally:
         first.dispose()
@@ -361,10 +359,10 @@ def test_job_errors_are_logged_and_recorded(
     w = Worker(app, jobs=specs, lease=FileLease(tmp_path / "lock"), check_seconds=0.05)
     thread = run_in_thread(w)
     try:
-        deadline = time.monotonic() + 10
-        while "boom" not in w.status.snapshot() or not w.status.records["boom"].failures:
-            assert time.monotonic() < deadline
-            time.sleep(0.02)
+        poll(
+            lambda: "boom" in w.status.snapshot() and w.status.records["boom"].failures,
+            "the failing job to be recorded",
+        )
     finally:
         w.stop()
         thread.join(10)
@@ -380,14 +378,15 @@ def test_missed_runs_are_logged(app: Flask, caplog: pytest.LogCaptureFixture) ->
         "late", f"{__name__}:count_job", every(hours=1), run_at_start=True, misfire_grace_time=1
     )
     register_jobs(sched, app, jobs=[late], status=status)
-    sched.start(paused=True)  # as if the process had been suspended past the run time
+    sched.start(paused=True)
     try:
-        time.sleep(1.3)
+        # As if the process had been suspended past the run time and its grace: the run time is
+        # moved into the past rather than waited for.
+        job = sched.get_job("late")
+        assert job is not None
+        job.modify(next_run_time=job.next_run_time - dt.timedelta(seconds=5))
         sched.resume()
-        deadline = time.monotonic() + 10
-        while "late" not in status.records:
-            assert time.monotonic() < deadline
-            time.sleep(0.02)
+        poll(lambda: "late" in status.records, "the late run to be recorded")
     finally:
         sched.shutdown(wait=True)
     assert status.records["late"].missed == 1
@@ -427,10 +426,10 @@ def test_a_lost_lease_stops_the_jobs_until_it_is_retaken(
     thread = run_in_thread(w)
     try:
         lease.lose.set()
-        deadline = time.monotonic() + 10
-        while lease.acquired < 2 or not w.running.is_set():
-            assert time.monotonic() < deadline
-            time.sleep(0.02)
+        poll(
+            lambda: lease.acquired >= 2 and w.running.is_set(),
+            "the worker to take the lease again and run",
+        )
     finally:
         w.stop()
         thread.join(10)
@@ -496,7 +495,7 @@ def test_a_second_worker_waits_and_takes_over_when_the_first_dies(
         _wait_for_line(first, "worker holds the scheduler lease")
         second = _start_worker(env)
         _wait_for_line(second, "another worker holds the scheduler lease")
-        time.sleep(0.5)
+        # It goes on waiting rather than exiting: it is still there to take over below.
         assert second.poll() is None
 
         first.kill()  # no clean shutdown: the lease must still pass on

@@ -8,13 +8,13 @@ from sqlalchemy import select
 
 from companion.courses import jobs, lifecycle
 from companion.mail.models import OutboxMessage
-from companion.zoom import ZoomConnectionError, ZoomRateLimited
 
-from .conftest import NOW, make_course
+from ..factories import NOW, make_course
+from ..zoom_sandbox import MEETING_DAILY_LIMIT
 
 
-def test_retry_pending_creates_each_course_once(app_with_zoom, db_session, zoom, teacher):
-    zoom.fail("create_meeting", ZoomConnectionError("down"), times=2)
+def test_retry_pending_creates_each_course_once(app_with_zoom, db_session, zoom, sandbox, teacher):
+    sandbox.fail("create_meeting", drop=True, times=2)
     first = make_course(db_session, zoom, teacher)
     second = make_course(db_session, zoom, teacher, title="Drums")
     assert first.zoom_state == second.zoom_state == "pending"
@@ -24,7 +24,7 @@ def test_retry_pending_creates_each_course_once(app_with_zoom, db_session, zoom,
     later = NOW + dt.timedelta(hours=1)
     assert jobs.retry_pending(app_with_zoom, now=later) == {"created": 2}
     assert first.zoom_state == second.zoom_state == "created"
-    assert len(zoom.meetings) == 2
+    assert len(sandbox.meeting_ids()) == 2
     assert zoom.calls["create_meeting"] == 4  # two failed, two made: none twice
     # Running it again finds nothing to do.
     assert jobs.retry_pending(app_with_zoom, now=later) == {}
@@ -32,13 +32,11 @@ def test_retry_pending_creates_each_course_once(app_with_zoom, db_session, zoom,
 
 
 def test_retry_pending_keeps_waiting_while_zoom_rate_limits(
-    app_with_zoom, db_session, zoom, teacher
+    app_with_zoom, db_session, zoom, sandbox, teacher
 ):
-    zoom.fail("create_meeting", ZoomConnectionError("down"))
+    sandbox.fail("create_meeting", drop=True)
     course = make_course(db_session, zoom, teacher)
-    zoom.fail(
-        "create_meeting", ZoomRateLimited("daily", http_status=429, retry_after=3600, daily=True)
-    )
+    sandbox.fail("create_meeting", status=429, retry_after=3600, body=MEETING_DAILY_LIMIT)
     later = NOW + dt.timedelta(hours=1)
     assert jobs.retry_pending(app_with_zoom, now=later) == {"pending": 1}
     assert course.zoom_next_attempt_at == later + dt.timedelta(hours=1)
@@ -46,10 +44,13 @@ def test_retry_pending_keeps_waiting_while_zoom_rate_limits(
     assert course.zoom_claimed_until is None
 
 
-def test_drift_check_reads_each_course_once(app_with_zoom, db_session, zoom, teacher, lead):
+def test_drift_check_reads_each_course_once(
+    app_with_zoom, db_session, zoom, sandbox, teacher, lead
+):
     courses = [make_course(db_session, zoom, teacher, title=f"Course {i}") for i in range(3)]
-    zoom.drift(courses[1].zoom_meeting_id, mute_upon_entry=False)
-    del zoom.meetings[courses[2].zoom_meeting_id]  # deleted in Zoom's portal: cannot be fixed
+    sandbox.state.tamper_settings(courses[1].zoom_meeting_id, {"mute_upon_entry": False})
+    # Deleted in Zoom's portal: cannot be fixed.
+    sandbox.state.delete_meeting(courses[2].zoom_meeting_id)
     zoom.calls.clear()
 
     result = jobs.drift_check(app_with_zoom, now=NOW + dt.timedelta(hours=1))
@@ -63,20 +64,20 @@ def test_drift_check_reads_each_course_once(app_with_zoom, db_session, zoom, tea
     assert sorted(m.to_address for m in alarms) == sorted([teacher.email, lead.email])
 
 
-def test_drift_check_survives_zoom_being_down(app_with_zoom, db_session, zoom, teacher):
+def test_drift_check_survives_zoom_being_down(app_with_zoom, db_session, zoom, sandbox, teacher):
     course = make_course(db_session, zoom, teacher)
-    zoom.fail("get_meeting", ZoomConnectionError("down"))
+    sandbox.fail("get_meeting", drop=True)
     assert jobs.drift_check(app_with_zoom, now=NOW) == {"unreachable": 1}
     assert course.safety_state == "safe"
 
 
-def test_close_finished_deletes_old_meetings(app_with_zoom, db_session, zoom, teacher):
+def test_close_finished_deletes_old_meetings(app_with_zoom, db_session, zoom, sandbox, teacher):
     short = make_course(db_session, zoom, teacher, class_count=1)
     long = make_course(db_session, zoom, teacher, class_count=10)
     after_short = short.ends_at + lifecycle.CLOSE_GRACE
     assert jobs.close_finished(app_with_zoom, now=after_short) == {"closed": 1}
     assert short.zoom_state == "closed" and long.zoom_state == "created"
-    assert set(zoom.meetings) == {long.zoom_meeting_id}
+    assert sandbox.meeting_ids() == [long.zoom_meeting_id]
     assert jobs.close_finished(app_with_zoom, now=after_short) == {}
     # Drift checks leave closed courses alone.
     assert jobs.drift_check(app_with_zoom, now=after_short) == {"safe": 1}

@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from flask import Flask, current_app
 from sqlalchemy import select
 
 from companion import work
@@ -19,11 +20,14 @@ from companion.courses import changes, jobs, presentation, provisioning, timetab
 from companion.courses.verification import course_is_safe
 from companion.mail.models import OutboxMessage
 
-from . import test_sandbox_integration as integration
-from .conftest import settle
-from .test_sandbox_integration import _app, create, now, series_over_clock_change
+from ..factories import create_over_clock_change, series_over_clock_change, settle, utc_now
 
-sandbox = integration.sandbox  # the fixture: Zoom's sandbox on loopback, the real client on it
+pytestmark = pytest.mark.usefixtures("app_with_zoom")
+REAL_CLOCK = True  # Zoom's sandbox in process on the real clock, the real client on it
+
+
+def _app() -> Flask:
+    return current_app._get_current_object()  # type: ignore[attr-defined]
 
 
 def kinds(db_session: Any, kind: str) -> list[AuditEvent]:
@@ -49,7 +53,7 @@ def no_hooks() -> Iterator[None]:
 
 
 def test_a_class_whose_length_drifted_in_zoom_is_put_back(db_session, sandbox, teacher):
-    course = create(db_session, sandbox, teacher).course
+    course = create_over_clock_change(db_session, sandbox, teacher).course
     cls = timetable.class_sessions(course)[2]
     # Someone lengthens one class in Zoom's web portal (an occurrence update, as the API does).
     sandbox.state.update_meeting(
@@ -57,7 +61,7 @@ def test_a_class_whose_length_drifted_in_zoom_is_put_back(db_session, sandbox, t
     )
     assert occurrences(sandbox, course)[cls.occurrence_id]["duration"] == 90
 
-    assert jobs.drift_check(_app(), [course.id], now=now()) == {"safe": 1}
+    assert jobs.drift_check(_app(), [course.id], now=utc_now()) == {"safe": 1}
     assert occurrences(sandbox, course)[cls.occurrence_id]["duration"] == cls.duration_minutes
     assert course.safety_state == "safe"
     (repaired,) = kinds(db_session, "course.drift_repaired")
@@ -65,20 +69,24 @@ def test_a_class_whose_length_drifted_in_zoom_is_put_back(db_session, sandbox, t
 
 
 def test_a_cancelled_class_zoom_still_holds_open_is_deleted_there(db_session, sandbox, teacher):
-    course = create(db_session, sandbox, teacher).course
+    course = create_over_clock_change(db_session, sandbox, teacher).course
     cls = timetable.class_sessions(course)[3]
     # Zoom fails to take the class away when the teacher cancels it...
     sandbox.state.add_fault(
         {"path": "/v2/meetings/*", "method": "DELETE", "status": 503, "count": -1}
     )
-    changes.cancel_class(db_session, actor=teacher, course_id=course.id, class_id=cls.id, now=now())
-    settle(sandbox.client, course, now=now())
+    changes.cancel_class(
+        db_session, actor=teacher, course_id=course.id, class_id=cls.id, now=utc_now()
+    )
+    settle(sandbox.client, course, now=utc_now())
     assert cls.status == "cancelled"  # cancelled for companion and for the families at once
     assert occurrences(sandbox, course)[cls.occurrence_id]["status"] == "available"
     assert course.zoom_work != ""  # ...so the work is kept and tried again
     sandbox.state.clear_faults()
 
-    assert jobs.drift_check(_app(), [course.id], now=now() + dt.timedelta(minutes=5)) == {"safe": 1}
+    assert jobs.drift_check(_app(), [course.id], now=utc_now() + dt.timedelta(minutes=5)) == {
+        "safe": 1
+    }
     assert occurrences(sandbox, course)[cls.occurrence_id]["status"] == "deleted"
     assert course.zoom_work == "" and course.safety_state == "safe"
 
@@ -86,13 +94,13 @@ def test_a_cancelled_class_zoom_still_holds_open_is_deleted_there(db_session, sa
 def test_a_repair_zoom_refuses_leaves_the_course_not_safe_until_a_check_succeeds(
     db_session, sandbox, teacher, lead
 ):
-    course = create(db_session, sandbox, teacher).course
+    course = create_over_clock_change(db_session, sandbox, teacher).course
     sandbox.state.tamper_settings(course.zoom_meeting_id, {"waiting_room": False})
     fault = sandbox.state.add_fault(
         {"path": "/v2/meetings/*", "method": "PATCH", "status": 400, "count": -1}
     )
 
-    assert jobs.drift_check(_app(), [course.id], now=now()) == {"not_safe": 1}
+    assert jobs.drift_check(_app(), [course.id], now=utc_now()) == {"not_safe": 1}
     assert course.safety_state == "not_safe"
     assert not course_is_safe(course)
     assert "waiting_room" in {p.setting for p in presentation.problem_list(course)}
@@ -105,7 +113,7 @@ def test_a_repair_zoom_refuses_leaves_the_course_not_safe_until_a_check_succeeds
     # Zoom takes changes again: the next check repairs it and says so.
     sandbox.state.clear_faults()
     assert fault["remaining"] == -1
-    assert jobs.drift_check(_app(), [course.id], now=now()) == {"safe": 1}
+    assert jobs.drift_check(_app(), [course.id], now=utc_now()) == {"safe": 1}
     assert course.safety_state == "safe" and course.zoom_error == ""
     assert sandbox.client.get_meeting(course.zoom_meeting_id)["settings"]["waiting_room"] is True
     assert mails(db_session, "course.safe_again")
@@ -119,7 +127,7 @@ def test_a_meeting_made_while_the_course_was_cancelled_is_deleted_next(
         actor=teacher,
         title="Cello ensemble",
         series=series_over_clock_change("Europe/London"),
-        now=now(),
+        now=utc_now(),
     )
     course = outcome.course
 
@@ -128,16 +136,16 @@ def test_a_meeting_made_while_the_course_was_cancelled_is_deleted_next(
         # commits meanwhile); the meeting Zoom then makes must not be left behind.
         if queue == zoomwork.QUEUE.name and item_id == course.id:
             work.hooks.after_claim.clear()
-            changes.cancel_course(db_session, actor=teacher, course_id=course.id, now=now())
+            changes.cancel_course(db_session, actor=teacher, course_id=course.id, now=utc_now())
             db_session.flush()
 
     work.hooks.after_claim.append(teacher_cancels)
-    settle(sandbox.client, course, now=now())
+    settle(sandbox.client, course, now=utc_now())
     assert course.zoom_state == "cancelled"
     assert course.zoom_meeting_id is not None  # known, so that it can be deleted
     assert len(sandbox.meetings()) == 1
 
-    settle(sandbox.client, course, now=now())
+    settle(sandbox.client, course, now=utc_now())
     assert sandbox.meetings() == []
     assert kinds(db_session, "course.zoom_deleted")
     assert course.zoom_work == ""

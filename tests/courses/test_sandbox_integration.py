@@ -1,17 +1,14 @@
-"""The courses service with the real Zoom client against the Zoom sandbox over loopback HTTP.
+"""The courses service with the real Zoom client against the Zoom sandbox, on the real clock.
 
 The sandbox computes occurrences, applies account locks and answers with Zoom's status codes on
 its own, so these tests check that companion's schedule and settings match an independent
-implementation of Zoom, DST included, and that faults never lead to a second meeting.
+implementation of Zoom, DST included, and that faults never lead to a second meeting. In process,
+except where a client gives up on a slow answer (there HTTP and its timeout are the point).
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import time
-import zoneinfo
-from collections.abc import Iterator
-from typing import Any
 
 import pytest
 from flask import Flask
@@ -22,109 +19,22 @@ from companion.courses import (
     lifecycle,
     passcodes,
     presentation,
-    provisioning,
     timetable,
     verification,
 )
-from companion.courses import schedule as sched
-from companion.zoom import EXTENSION_KEY, client_from_config
-from companion.zoom.sandbox import create_sandbox_app
 
-from ..conftest import WsgiServer
-from .conftest import settle, start
+from ..factories import create_over_clock_change, series_over_clock_change, settle, start, utc_now
+from ..polling import poll
 
-
-class SandboxZoom:
-    """The sandbox app on a loopback port, its state object, and a real client pointed at it."""
-
-    def __init__(self, store: str):
-        self.server = WsgiServer()
-        self.app = create_sandbox_app(
-            store,
-            webhook_url=None,
-            webhook_secret="sandbox-webhook-secret-for-tests-0123456789",
-            public_url=self.server.url,
-        )
-        self.state = self.app.extensions["zoom_sandbox"]
-        self.server.start(self.app)
-        self.client = client_from_config(
-            {"ZOOM_MODE": "sandbox", "SANDBOX_URL": self.server.url, "ZOOM_TIMEOUT_SECONDS": 2},
-            max_retries=1,
-            retry_base=0.01,
-            retry_cap=0.05,
-        )
-
-    def meetings(self) -> list[dict[str, Any]]:
-        return list(self.client.iter_meetings("me"))
-
-    def close(self) -> None:
-        self.client.close()
-        self.server.stop()
-        self.state.close()
-
-
-@pytest.fixture
-def sandbox(tmp_path: Any, app: Flask) -> Iterator[SandboxZoom]:
-    zoom = SandboxZoom(str(tmp_path / "sandbox.sqlite3"))
-    app.extensions[EXTENSION_KEY] = zoom.client
-    yield zoom
-    zoom.close()
-
-
-def now() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
-
-
-def next_clock_change(tz: str) -> dt.date:
-    """The first day (within a year) on which the zone's UTC offset changes."""
-    zone = zoneinfo.ZoneInfo(tz)
-    day = now().date() + dt.timedelta(days=14)
-    noon = dt.datetime.combine(day, dt.time(12), zone)
-    for _ in range(370):
-        following = noon + dt.timedelta(days=1)
-        nxt = dt.datetime.combine(following.date(), dt.time(12), zone)
-        if nxt.utcoffset() != noon.utcoffset():
-            return nxt.date()
-        noon = nxt
-    raise AssertionError("no clock change within a year")
-
-
-def series_over_clock_change(tz: str, **overrides: Any) -> sched.Series:
-    change = next_clock_change(tz)
-    first = change - dt.timedelta(days=14)
-    while first.weekday() != 1:  # a Tuesday
-        first -= dt.timedelta(days=1)
-    values: dict[str, Any] = {
-        "first_date": first,
-        "weekdays": ("tue", "sat"),
-        "start_time": dt.time(17, 0),
-        "duration_minutes": 45,
-        "timezone": tz,
-        "class_count": 8,
-    }
-    values.update(overrides)
-    return sched.Series(**values)
-
-
-def create(session: Any, sandbox: SandboxZoom, actor: Any, **overrides: Any) -> Any:
-    """Save a course, then run its Zoom work as the request does after its commit."""
-    tz = overrides.pop("timezone", "Europe/London")
-    outcome = provisioning.create_course(
-        session,
-        actor=actor,
-        title=overrides.pop("title", "Cello ensemble"),
-        series=series_over_clock_change(tz, **overrides),
-        now=now(),
-    )
-    settle(sandbox.client, outcome.course, now=now())
-    return outcome
+pytestmark = pytest.mark.usefixtures("app_with_zoom")
+REAL_CLOCK = True
 
 
 @pytest.mark.parametrize("tz", ["Europe/London", "America/New_York", "Australia/Sydney"])
 def test_schedule_matches_zooms_occurrences_across_the_clock_change(
     db_session, sandbox, teacher, tz
 ):
-    outcome = create(db_session, sandbox, teacher, timezone=tz)
+    outcome = create_over_clock_change(db_session, sandbox, teacher, timezone=tz)
     course = outcome.course
     assert course.zoom_state == "created" and course.zoom_work == ""
     assert course.safety_state == "safe", course.problems
@@ -146,7 +56,7 @@ def test_schedule_matches_zooms_occurrences_across_the_clock_change(
 
 def test_an_account_lock_makes_the_course_not_safe(db_session, sandbox, teacher, lead):
     sandbox.state.set_locks({"waiting_room": False, "auto_recording": "local"})
-    course = create(db_session, sandbox, teacher).course
+    course = create_over_clock_change(db_session, sandbox, teacher).course
     assert course.zoom_state == "created"
     assert course.safety_state == "not_safe"
     assert {p.setting for p in presentation.problem_list(course)} == {
@@ -167,13 +77,13 @@ def _app() -> Flask:
 
 
 def test_drift_in_zoom_is_put_back_by_the_check(db_session, sandbox, teacher):
-    course = create(db_session, sandbox, teacher).course
+    course = create_over_clock_change(db_session, sandbox, teacher).course
     sandbox.state.tamper_settings(
         course.zoom_meeting_id,
         {"waiting_room": False, "join_before_host": True, "approval_type": 0},
     )
     sandbox.client.calls.clear()
-    assert jobs.drift_check(_app(), now=now()) == {"safe": 1}
+    assert jobs.drift_check(_app(), now=utc_now()) == {"safe": 1}
     assert dict(sandbox.client.calls) == {"get_meeting": 2, "update_meeting": 1}
     settings = sandbox.client.get_meeting(course.zoom_meeting_id)["settings"]
     assert settings["waiting_room"] is True and settings["approval_type"] == 1
@@ -193,30 +103,29 @@ def test_zoom_failing_keeps_the_course_pending_then_the_job_creates_it_once(
     db_session, sandbox, teacher, fault
 ):
     sandbox.state.add_fault({"path": "/v2/users/*/meetings", "method": "POST", **fault})
-    outcome = create(db_session, sandbox, teacher)
+    outcome = create_over_clock_change(db_session, sandbox, teacher)
     course = outcome.course
     assert course.zoom_state == "pending" and course.zoom_work == "create"
     assert "try again automatically" in course.zoom_error
     assert sandbox.meetings() == []
 
-    assert jobs.retry_pending(_app(), [course.id], now=now() + dt.timedelta(minutes=2)) == {
+    assert jobs.retry_pending(_app(), [course.id], now=utc_now() + dt.timedelta(minutes=2)) == {
         "created": 1
     }
     assert course.zoom_state == "created" and course.safety_state == "safe"
     assert len(sandbox.meetings()) == 1
 
 
-def test_a_slow_zoom_that_made_the_meeting_is_not_asked_twice(db_session, sandbox, teacher):
+def test_a_slow_zoom_that_made_the_meeting_is_not_asked_twice(db_session, http_sandbox, teacher):
+    sandbox = http_sandbox
     # Zoom answers after the client gave up: the meeting exists, companion does not know it.
     sandbox.state.add_fault({"path": "/v2/users/*/meetings", "method": "POST", "delay": 3})
-    course = create(db_session, sandbox, teacher).course
+    course = create_over_clock_change(db_session, sandbox, teacher).course
     assert course.zoom_state == "pending"
-    deadline = time.monotonic() + 10
-    while not sandbox.meetings() and time.monotonic() < deadline:
-        time.sleep(0.1)  # the slow request finishes on Zoom's side
+    poll(sandbox.meetings, "the slow request to finish on Zoom's side")
     assert len(sandbox.meetings()) == 1
 
-    later = now() + dt.timedelta(minutes=2)
+    later = utc_now() + dt.timedelta(minutes=2)
     assert jobs.retry_pending(_app(), [course.id], now=later) == {"created": 1}
     meetings = sandbox.meetings()
     assert len(meetings) == 1
@@ -225,9 +134,9 @@ def test_a_slow_zoom_that_made_the_meeting_is_not_asked_twice(db_session, sandbo
 
 
 def test_every_change_against_the_sandbox(db_session, sandbox, teacher):
-    course = create(db_session, sandbox, teacher).course
+    course = create_over_clock_change(db_session, sandbox, teacher).course
     classes = timetable.class_sessions(course)
-    t = now()
+    t = utc_now()
 
     # Move one class to the next day, an hour later.
     local = timetable.local_time(course, classes[2].starts_at)
@@ -282,7 +191,7 @@ def test_every_change_against_the_sandbox(db_session, sandbox, teacher):
 
     # A fresh start link each time, never kept.
     url = start(sandbox.client, course, teacher, now=t)
-    assert url.startswith(sandbox.server.url + "/s/")
+    assert url.startswith(sandbox.url + "/s/")
     assert "zak=" in url
 
     # Cancel the course: the meeting is gone from Zoom.
@@ -292,7 +201,7 @@ def test_every_change_against_the_sandbox(db_session, sandbox, teacher):
 
 
 def test_close_after_the_last_class_kills_the_meeting(db_session, sandbox, teacher):
-    course = create(db_session, sandbox, teacher, class_count=2).course
+    course = create_over_clock_change(db_session, sandbox, teacher, class_count=2).course
     later = course.ends_at + lifecycle.CLOSE_GRACE
     assert jobs.close_finished(_app(), now=later) == {"closed": 1}
     assert course.zoom_state == "closed"

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from companion.courses import schedule as sched
 from companion.errors import ValidationError
 
-from .conftest import NOW, series
+from ..factories import NOW, series
 
 
 def test_weekly_class_keeps_local_time_across_the_clock_change():

@@ -1,4 +1,4 @@
-"""The courses service against a fake Zoom: create, verify, repair, change, close, faults."""
+"""The courses service against the Zoom sandbox: create, verify, repair, change, close, faults."""
 
 from __future__ import annotations
 
@@ -25,15 +25,9 @@ from companion.courses import (
 from companion.courses.models import ClassSession, Course
 from companion.errors import Conflict, Forbidden, NotFound, ValidationError
 from companion.mail.models import OutboxMessage
-from companion.zoom import (
-    ZoomConnectionError,
-    ZoomRateLimited,
-    ZoomServerError,
-    ZoomValidationError,
-)
 
 from .. import factories
-from .conftest import NOW, check, make_course, series, settle, start
+from ..factories import NOW, check, make_course, series, settle, start
 
 pytestmark = pytest.mark.usefixtures("app")
 
@@ -56,15 +50,15 @@ def course_count(session):
 # --- create ---------------------------------------------------------------------------------
 
 
-def test_create_makes_one_verified_meeting_for_the_whole_course(db_session, zoom, teacher):
+def test_create_makes_one_verified_meeting_for_the_whole_course(db_session, zoom, sandbox, teacher):
     course = make_course(db_session, zoom, teacher)
 
-    assert dict(zoom.calls) == {"create_meeting": 1, "get_meeting": 1}
+    assert dict(zoom.calls) == {"oauth_token": 1, "create_meeting": 1, "get_meeting": 1}
     assert course.zoom_state == "created"
     assert course.safety_state == "safe"
     assert course.last_verified_at == NOW
     assert verification.course_is_safe(course)
-    meeting = zoom.meetings[course.zoom_meeting_id]
+    meeting = sandbox.meeting(course.zoom_meeting_id)
     assert meeting["type"] == 8
     assert f"[companion:{course.companion_ref}]" in meeting["agenda"]
     assert meeting["recurrence"] == {
@@ -83,22 +77,23 @@ def test_create_makes_one_verified_meeting_for_the_whole_course(db_session, zoom
     ]
     assert {timetable.local_time(course, c.starts_at).hour for c in classes} == {17}
     assert course.ends_at == classes[-1].ends_at
-    assert course.join_url.endswith(str(course.zoom_meeting_id))
+    assert course.join_url == meeting["join_url"]
+    assert f"/j/{course.zoom_meeting_id}" in course.join_url
 
 
-def test_the_passcode_is_stored_encrypted_and_matches_zoom(db_session, zoom, teacher):
+def test_the_passcode_is_stored_encrypted_and_matches_zoom(db_session, zoom, sandbox, teacher):
     course = make_course(db_session, zoom, teacher)
     passcode = passcodes.passcode_of(course)
-    assert zoom.meetings[course.zoom_meeting_id]["password"] == passcode
+    assert sandbox.meeting(course.zoom_meeting_id)["password"] == passcode
     assert passcode not in course.passcode_encrypted
     details = " ".join(db_session.scalars(select(AuditEvent.detail)))
     assert passcode not in details
 
 
-def test_the_start_link_is_never_kept(db_session, zoom, teacher):
+def test_the_start_link_is_never_kept(db_session, zoom, sandbox, teacher):
     course = make_course(db_session, zoom, teacher)
     url = start(zoom, course, teacher)
-    assert url.startswith("https://zoom.example/s/")
+    assert url.startswith(f"{sandbox.url}/s/")
     db_session.flush()
     for column in Course.__table__.columns:
         assert "zak=" not in str(getattr(course, column.key) or "")
@@ -107,12 +102,12 @@ def test_the_start_link_is_never_kept(db_session, zoom, teacher):
 
 
 def test_lead_becomes_alternative_host_when_the_organisation_says_so(
-    db_session, zoom, org, teacher
+    db_session, zoom, sandbox, org, teacher
 ):
     org.lead_as_alternative_host = True
     org.safeguarding_contact_email = "Lead@Example.org"
     course = make_course(db_session, zoom, teacher)
-    settings = zoom.meetings[course.zoom_meeting_id]["settings"]
+    settings = sandbox.meeting(course.zoom_meeting_id)["settings"]
     assert settings["alternative_hosts"] == "lead@example.org"
     assert course.safety_state == "safe"
 
@@ -131,7 +126,7 @@ def test_lead_becomes_alternative_host_when_the_organisation_says_so(
 def test_bad_input_is_refused_before_zoom_is_called(db_session, zoom, teacher, overrides):
     with pytest.raises(ValidationError):
         make_course(db_session, zoom, teacher, **overrides)
-    assert zoom.total_calls == 0
+    assert zoom.calls.total() == 0
     assert course_count(db_session) == 0
 
 
@@ -139,7 +134,7 @@ def test_an_empty_title_is_refused(db_session, zoom, teacher):
     with pytest.raises(ValidationError) as err:
         make_course(db_session, zoom, teacher, title="   ")
     assert err.value.field == "title"
-    assert zoom.total_calls == 0
+    assert zoom.calls.total() == 0
 
 
 # --- Zoom down, slow, rate limiting: pending, retried, never twice ---------------------------
@@ -147,17 +142,13 @@ def test_an_empty_title_is_refused(db_session, zoom, teacher):
 
 @pytest.mark.parametrize(
     "failure",
-    [
-        ZoomConnectionError("Read timed out"),
-        ZoomServerError("Internal error", http_status=502),
-        ZoomRateLimited("Too many requests", http_status=429, retry_after=30),
-    ],
+    [{"drop": True}, {"status": 502}, {"status": 429, "retry_after": 30}],
     ids=["down", "server-error", "rate-limited"],
 )
 def test_zoom_unavailable_keeps_the_course_pending_and_the_job_creates_it_once(
-    db_session, zoom, teacher, failure
+    db_session, zoom, sandbox, teacher, failure
 ):
-    zoom.fail("create_meeting", failure)
+    sandbox.fail("create_meeting", **failure)
     course = make_course(db_session, zoom, teacher)
     assert course.zoom_state == "pending"
     assert "companion will try again automatically" in course.zoom_error
@@ -166,7 +157,7 @@ def test_zoom_unavailable_keeps_the_course_pending_and_the_job_creates_it_once(
     assert course.zoom_next_attempt_at > NOW
     assert not verification.course_is_safe(course)
     assert len(timetable.class_sessions(course)) == 10  # the plan is there to see
-    if isinstance(failure, ZoomRateLimited):
+    if failure.get("status") == 429:
         assert course.zoom_next_attempt_at == NOW + dt.timedelta(seconds=30)
 
     later = NOW + dt.timedelta(hours=1)
@@ -177,35 +168,34 @@ def test_zoom_unavailable_keeps_the_course_pending_and_the_job_creates_it_once(
     app = current_app._get_current_object()
     assert work.run_one(app, zoomwork.QUEUE, step, course.id, now=later, claimed=True) == "created"
     # The retry looked for a meeting it might have made before creating one.
-    assert zoom.calls["iter_meetings"] == 1
+    assert zoom.calls["list_meetings"] == 1
     assert zoom.calls["create_meeting"] == 2
-    assert len(zoom.meetings) == 1
+    assert len(sandbox.meeting_ids()) == 1
     assert course.safety_state == "safe"
     assert course.zoom_work == "" and course.zoom_attempts == 0
     assert work.due_ids(db_session, zoomwork.QUEUE, later) == []
 
 
-def test_a_create_whose_answer_was_lost_is_found_not_made_again(db_session, zoom, teacher):
-    # Zoom made the meeting, but the answer never arrived (a timeout on the way back).
-    zoom.fail("create_meeting", ZoomConnectionError("Read timed out"), after=True)
+def test_a_create_whose_answer_was_lost_is_found_not_made_again(db_session, zoom, sandbox, teacher):
+    # Zoom made the meeting, but the answer never arrived (the connection dropped on the way back).
+    sandbox.fail("create_meeting", drop=True, after=True)
     course = make_course(db_session, zoom, teacher)
     assert course.zoom_state == "pending"
-    assert len(zoom.meetings) == 1
+    assert len(sandbox.meeting_ids()) == 1
 
     later = NOW + dt.timedelta(minutes=5)
     settle(zoom, course, now=later)
     assert course.zoom_state == "created"
     assert zoom.calls["create_meeting"] == 1  # never created twice
-    assert len(zoom.meetings) == 1
-    assert course.zoom_meeting_id == next(iter(zoom.meetings))
+    assert sandbox.meeting_ids() == [course.zoom_meeting_id]
     assert course.safety_state == "safe"
     assert "course.zoom_created" in audit_kinds(db_session, course.id)
 
 
-def test_a_lookup_that_fails_leaves_the_course_pending(db_session, zoom, teacher):
-    zoom.fail("create_meeting", ZoomConnectionError("refused"))
+def test_a_lookup_that_fails_leaves_the_course_pending(db_session, zoom, sandbox, teacher):
+    sandbox.fail("create_meeting", drop=True)
     course = make_course(db_session, zoom, teacher)
-    zoom.fail("iter_meetings", ZoomServerError("down", http_status=503))
+    sandbox.fail("list_meetings", status=503)
     later = NOW + dt.timedelta(minutes=5)
     assert settle(zoom, course, now=later) == "pending"
     assert course.zoom_state == "pending"
@@ -213,26 +203,25 @@ def test_a_lookup_that_fails_leaves_the_course_pending(db_session, zoom, teacher
     assert course.zoom_next_attempt_at == later + dt.timedelta(minutes=2)  # one backoff
 
 
-def test_classes_that_passed_while_pending_are_not_sent_to_zoom(db_session, zoom, teacher):
-    zoom.fail("create_meeting", ZoomConnectionError("refused"))
+def test_classes_that_passed_while_pending_are_not_sent_to_zoom(db_session, zoom, sandbox, teacher):
+    sandbox.fail("create_meeting", drop=True)
     course = make_course(db_session, zoom, teacher)
     # Zoom comes back after the first two classes.
     later = dt.datetime(2026, 3, 17, 12, 0, tzinfo=dt.UTC)
-    zoom.now = lambda: later
+    sandbox.clock.set(later)
     settle(zoom, course, now=later)
     assert course.zoom_state == "created"
-    meeting = zoom.meetings[course.zoom_meeting_id]
+    meeting = sandbox.meeting(course.zoom_meeting_id)
     assert meeting["recurrence"]["end_times"] == 8
-    assert meeting["start_time"] == "2026-03-23T17:00:00"
+    assert meeting["start_time"] == "2026-03-23T17:00:00Z"
     statuses = [c.status for c in timetable.class_sessions(course)]
     assert statuses == ["cancelled"] * 2 + ["scheduled"] * 8
     assert course.safety_state == "safe"
 
 
-def test_zoom_refusing_the_meeting_marks_the_course_failed(db_session, zoom, teacher):
-    zoom.fail(
-        "create_meeting",
-        ZoomValidationError("Invalid alternative host", http_status=400, zoom_code=1115),
+def test_zoom_refusing_the_meeting_marks_the_course_failed(db_session, zoom, sandbox, teacher):
+    sandbox.fail(
+        "create_meeting", status=400, body={"code": 1115, "message": "Invalid alternative host"}
     )
     course = make_course(db_session, zoom, teacher)
     assert course.zoom_state == "failed"
@@ -247,8 +236,8 @@ def test_zoom_refusing_the_meeting_marks_the_course_failed(db_session, zoom, tea
     assert course.zoom_state == "created"
 
 
-def test_read_back_failing_leaves_the_course_unverified(db_session, zoom, teacher):
-    zoom.fail("get_meeting", ZoomConnectionError("timeout"))
+def test_read_back_failing_leaves_the_course_unverified(db_session, zoom, sandbox, teacher):
+    sandbox.fail("get_meeting", drop=True)
     course = make_course(db_session, zoom, teacher)
     assert course.zoom_state == "created"
     assert course.safety_state == "unverified"
@@ -263,12 +252,12 @@ def test_read_back_failing_leaves_the_course_unverified(db_session, zoom, teache
 
 
 def test_a_setting_zoom_overrides_marks_the_course_not_safe_and_tells_people(
-    db_session, zoom, org, teacher, lead
+    db_session, zoom, sandbox, org, teacher, lead
 ):
     other_lead = factories.user(
         db_session, org, role="safeguarding_lead", email="lead2@example.org"
     )
-    zoom.locks["waiting_room"] = False  # an account admin locked the waiting room off
+    sandbox.state.set_locks({"waiting_room": False})  # an account admin locked it off
     course = make_course(db_session, zoom, teacher)
 
     assert course.zoom_state == "created"
@@ -290,24 +279,25 @@ def test_a_setting_zoom_overrides_marks_the_course_not_safe_and_tells_people(
     assert panel["passcode"].ok is True
 
 
-def test_drift_is_put_back_with_one_patch(db_session, zoom, teacher, lead):
+def test_drift_is_put_back_with_one_patch(db_session, zoom, sandbox, teacher, lead):
     course = make_course(db_session, zoom, teacher)
-    zoom.drift(course.zoom_meeting_id, waiting_room=False, auto_recording="none")
+    sandbox.state.tamper_settings(
+        course.zoom_meeting_id, {"waiting_room": False, "auto_recording": "none"}
+    )
     zoom.calls.clear()
 
     problems = check(zoom, course, now=NOW + dt.timedelta(hours=1))
     assert problems == []
     assert dict(zoom.calls) == {"get_meeting": 2, "update_meeting": 1}
-    assert zoom.meetings[course.zoom_meeting_id]["settings"]["waiting_room"] is True
+    assert sandbox.meeting(course.zoom_meeting_id)["settings"]["waiting_room"] is True
     assert course.safety_state == "safe"
     assert "course.drift_repaired" in audit_kinds(db_session, course.id)
     assert outbox(db_session) == []  # fixed before anybody needed to know
 
 
-def test_drift_that_cannot_be_fixed_raises_the_alarm_once(db_session, zoom, teacher, lead):
+def test_drift_that_cannot_be_fixed_raises_the_alarm_once(db_session, zoom, sandbox, teacher, lead):
     course = make_course(db_session, zoom, teacher)
-    zoom.locks["auto_recording"] = "local"
-    zoom.drift(course.zoom_meeting_id, auto_recording="local")
+    sandbox.state.set_locks({"auto_recording": "local"})
 
     check(zoom, course, now=NOW + dt.timedelta(hours=1))
     assert course.safety_state == "not_safe"
@@ -318,41 +308,48 @@ def test_drift_that_cannot_be_fixed_raises_the_alarm_once(db_session, zoom, teac
     assert len(outbox(db_session)) == 2  # the same problem is not mailed every hour
 
     # Once the lock is lifted the next check puts it back and says so.
-    zoom.locks.clear()
+    sandbox.state.clear_locks()
     check(zoom, course, now=NOW + dt.timedelta(hours=3))
     assert course.safety_state == "safe"
     assert [m.subject for m in outbox(db_session)][-2:] == ["Safe again: Art club"] * 2
 
 
-def test_a_changed_passcode_in_zoom_is_put_back(db_session, zoom, teacher):
+def test_a_changed_passcode_in_zoom_is_put_back(db_session, zoom, sandbox, teacher):
     course = make_course(db_session, zoom, teacher)
-    zoom.meetings[course.zoom_meeting_id]["password"] = "123456"
+    # The host changes it in Zoom's web portal (which edits the meeting as the API does).
+    sandbox.state.update_meeting(course.zoom_meeting_id, {"password": "123456"})
     check(zoom, course)
-    assert zoom.meetings[course.zoom_meeting_id]["password"] == passcodes.passcode_of(course)
+    assert sandbox.meeting(course.zoom_meeting_id)["password"] == passcodes.passcode_of(course)
     assert course.safety_state == "safe"
 
 
-def test_a_class_moved_in_zoom_is_moved_back(db_session, zoom, teacher):
+def test_a_class_moved_in_zoom_is_moved_back(db_session, zoom, sandbox, teacher):
     course = make_course(db_session, zoom, teacher)
-    occ = zoom.meetings[course.zoom_meeting_id]["occurrences"][3]
-    occ["start_time"] = "2026-03-30T18:00:00Z"
+    occ = sandbox.meeting(course.zoom_meeting_id)["occurrences"][3]
+    sandbox.state.update_meeting(
+        course.zoom_meeting_id,
+        {"start_time": "2026-03-30T18:00:00Z"},
+        occurrence_id=occ["occurrence_id"],
+    )
     check(zoom, course)
-    assert occ["start_time"] == "2026-03-30T16:00:00Z"  # 17:00 BST
+    occurrences = sandbox.meeting(course.zoom_meeting_id)["occurrences"]
+    moved_back = next(o for o in occurrences if o["occurrence_id"] == occ["occurrence_id"])
+    assert moved_back["start_time"] == "2026-03-30T16:00:00Z"  # 17:00 BST
     assert course.safety_state == "safe"
 
 
-def test_a_meeting_deleted_in_zoom_is_not_safe(db_session, zoom, teacher, lead):
+def test_a_meeting_deleted_in_zoom_is_not_safe(db_session, zoom, sandbox, teacher, lead):
     course = make_course(db_session, zoom, teacher)
-    del zoom.meetings[course.zoom_meeting_id]
+    sandbox.state.delete_meeting(course.zoom_meeting_id)
     check(zoom, course)
     assert course.safety_state == "not_safe"
     assert presentation.problem_list(course)[0].setting == "meeting"
     assert len(outbox(db_session)) == 2
 
 
-def test_check_when_zoom_is_down_changes_nothing(db_session, zoom, teacher):
+def test_check_when_zoom_is_down_changes_nothing(db_session, zoom, sandbox, teacher):
     course = make_course(db_session, zoom, teacher)
-    zoom.fail("get_meeting", ZoomConnectionError("down"))
+    sandbox.fail("get_meeting", drop=True)
     verification.want_check(db_session, [course.id])
     assert settle(zoom, course, now=NOW + dt.timedelta(hours=1)) == "unreachable"
     assert course.safety_state == "safe"
@@ -363,7 +360,7 @@ def test_check_when_zoom_is_down_changes_nothing(db_session, zoom, teacher):
 # --- changes ---------------------------------------------------------------------------------
 
 
-def test_move_one_class(db_session, zoom, teacher):
+def test_move_one_class(db_session, zoom, sandbox, teacher):
     course = make_course(db_session, zoom, teacher)
     cls = timetable.class_sessions(course)[2]
     zoom.calls.clear()
@@ -376,14 +373,14 @@ def test_move_one_class(db_session, zoom, teacher):
         at=dt.time(16, 30),
         now=NOW,
     )
-    assert zoom.total_calls == 0  # saved first; Zoom is told after the commit
+    assert zoom.calls.total() == 0  # saved first; Zoom is told after the commit
     settle(zoom, course)
     # Read first (so a re-run after a crash sends nothing twice), one PATCH, read back.
     assert dict(zoom.calls) == {"get_meeting": 2, "update_meeting": 1}
     assert cls.status == "moved"
     assert cls.starts_at == dt.datetime(2026, 3, 24, 16, 30, tzinfo=dt.UTC)
     assert cls.original_starts_at == dt.datetime(2026, 3, 23, 17, 0, tzinfo=dt.UTC)
-    occ = zoom.meetings[course.zoom_meeting_id]["occurrences"][2]
+    occ = sandbox.meeting(course.zoom_meeting_id)["occurrences"][2]
     assert occ["start_time"] == "2026-03-24T16:30:00Z"
     assert course.safety_state == "safe"
     assert "course.class_moved" in audit_kinds(db_session, course.id)
@@ -411,16 +408,16 @@ def test_move_refuses_overlaps_the_past_and_skipped_times(db_session, zoom, teac
         move(dt.date(2026, 3, 1), dt.time(17, 0))
     with pytest.raises(ValidationError, match="does not exist"):
         move(dt.date(2026, 3, 29), dt.time(1, 15))
-    assert zoom.total_calls == 0
+    assert zoom.calls.total() == 0
 
 
-def test_cancel_one_class(db_session, zoom, teacher):
+def test_cancel_one_class(db_session, zoom, sandbox, teacher):
     course = make_course(db_session, zoom, teacher)
     last = timetable.class_sessions(course)[-1]
     changes.cancel_class(db_session, actor=teacher, course_id=course.id, class_id=last.id, now=NOW)
     settle(zoom, course)
     assert last.status == "cancelled"
-    occ = zoom.meetings[course.zoom_meeting_id]["occurrences"][-1]
+    occ = sandbox.meeting(course.zoom_meeting_id)["occurrences"][-1]
     assert occ["status"] == "deleted"
     assert course.safety_state == "safe"
     assert course.ends_at == timetable.class_sessions(course)[-2].ends_at
@@ -430,11 +427,11 @@ def test_cancel_one_class(db_session, zoom, teacher):
         )
 
 
-def test_change_the_whole_series_from_a_later_date(db_session, zoom, teacher):
+def test_change_the_whole_series_from_a_later_date(db_session, zoom, sandbox, teacher):
     course = make_course(db_session, zoom, teacher)
     rows = timetable.class_sessions(course)
     later = dt.datetime(2026, 3, 17, 9, 0, tzinfo=dt.UTC)  # two classes are history
-    zoom.now = lambda: later
+    sandbox.clock.set(later)
     zoom.calls.clear()
     outcome = changes.update_course(
         db_session,
@@ -445,7 +442,8 @@ def test_change_the_whole_series_from_a_later_date(db_session, zoom, teacher):
     )
     assert outcome.warnings == ()
     settle(zoom, course, now=later)
-    assert dict(zoom.calls) == {"get_meeting": 2, "update_meeting": 1}
+    # Two weeks on, the hour-long token has expired: a new one first.
+    assert dict(zoom.calls) == {"oauth_token": 1, "get_meeting": 2, "update_meeting": 1}
     assert course.zoom_work == "" and not course.zoom_resend_series
     classes = timetable.class_sessions(course)
     assert classes[:2] == rows[:2]  # history kept as it was
@@ -457,66 +455,68 @@ def test_change_the_whole_series_from_a_later_date(db_session, zoom, teacher):
     assert course.start_time == dt.time(17, 30) and course.class_count == 6
 
 
-def test_change_only_the_title(db_session, zoom, teacher):
+def test_change_only_the_title(db_session, zoom, sandbox, teacher):
     course = make_course(db_session, zoom, teacher)
     zoom.calls.clear()
     changes.update_course(db_session, actor=teacher, course_id=course.id, now=NOW, title="Painting")
     settle(zoom, course)
-    assert zoom.meetings[course.zoom_meeting_id]["topic"] == "Painting"
+    assert sandbox.meeting(course.zoom_meeting_id)["topic"] == "Painting"
     assert dict(zoom.calls) == {"get_meeting": 2, "update_meeting": 1}
 
 
-def test_a_change_zoom_cannot_take_yet_is_kept_and_sent_later(db_session, zoom, teacher):
+def test_a_change_zoom_cannot_take_yet_is_kept_and_sent_later(db_session, zoom, sandbox, teacher):
     course = make_course(db_session, zoom, teacher)
-    zoom.fail("update_meeting", ZoomConnectionError("down"))
+    sandbox.fail("update_meeting", drop=True)
     changes.update_course(db_session, actor=teacher, course_id=course.id, now=NOW, title="Painting")
     assert settle(zoom, course) == "unreachable"
     assert course.title == "Painting"  # saved; Zoom has not got it yet, and the page says so
     assert course.zoom_work == "sync" and "did not answer" in course.zoom_error
-    assert zoom.meetings[course.zoom_meeting_id]["topic"] == "Art club"
+    assert sandbox.meeting(course.zoom_meeting_id)["topic"] == "Art club"
     assert course.zoom_next_attempt_at == NOW + dt.timedelta(minutes=1)
     settle(zoom, course, now=NOW + dt.timedelta(minutes=1))
-    assert zoom.meetings[course.zoom_meeting_id]["topic"] == "Painting"
+    assert sandbox.meeting(course.zoom_meeting_id)["topic"] == "Painting"
     assert course.zoom_work == "" and course.zoom_error == ""
 
 
-def test_rotate_the_passcode(db_session, zoom, teacher, lead):
+def test_rotate_the_passcode(db_session, zoom, sandbox, teacher, lead):
     course = make_course(db_session, zoom, teacher)
     old = passcodes.passcode_of(course)
     changes.rotate_passcode(db_session, actor=lead, course_id=course.id, now=NOW)
     settle(zoom, course)
     new = passcodes.passcode_of(course)
     assert new != old
-    assert zoom.meetings[course.zoom_meeting_id]["password"] == new
+    assert sandbox.meeting(course.zoom_meeting_id)["password"] == new
     assert course.safety_state == "safe"
     assert "course.passcode_rotated" in audit_kinds(db_session, course.id)
 
 
-def test_cancel_the_course_deletes_the_meeting(db_session, zoom, teacher):
+def test_cancel_the_course_deletes_the_meeting(db_session, zoom, sandbox, teacher):
     course = make_course(db_session, zoom, teacher)
     changes.cancel_course(db_session, actor=teacher, course_id=course.id, now=NOW)
     assert course.zoom_state == "cancelled" and course.zoom_work == "delete"
     settle(zoom, course)
     assert course.zoom_work == ""
-    assert zoom.meetings == {}
+    assert sandbox.meeting_ids() == []
     assert all(c.status == "cancelled" for c in course.classes)
     assert not verification.course_is_safe(course)
     with pytest.raises(Conflict):
         changes.rotate_passcode(db_session, actor=teacher, course_id=course.id, now=NOW)
 
 
-def test_cancel_a_pending_course_removes_a_meeting_an_attempt_made(db_session, zoom, teacher):
-    zoom.fail("create_meeting", ZoomConnectionError("timeout"), after=True)
+def test_cancel_a_pending_course_removes_a_meeting_an_attempt_made(
+    db_session, zoom, sandbox, teacher
+):
+    sandbox.fail("create_meeting", drop=True, after=True)
     course = make_course(db_session, zoom, teacher)
-    assert len(zoom.meetings) == 1
+    assert len(sandbox.meeting_ids()) == 1
     changes.cancel_course(db_session, actor=teacher, course_id=course.id, now=NOW)
     settle(zoom, course, now=NOW + dt.timedelta(minutes=1))
-    assert zoom.meetings == {}
+    assert sandbox.meeting_ids() == []
     assert course.zoom_state == "cancelled"
     assert work.due_ids(db_session, zoomwork.QUEUE, NOW + dt.timedelta(days=1)) == []
 
 
-def test_close_after_the_last_class(db_session, zoom, teacher):
+def test_close_after_the_last_class(db_session, zoom, sandbox, teacher):
     course = make_course(db_session, zoom, teacher, class_count=2)
     end = course.ends_at
     assert lifecycle.finished(db_session, end) == []
@@ -524,7 +524,7 @@ def test_close_after_the_last_class(db_session, zoom, teacher):
     assert lifecycle.finished(db_session, after) == [course.id]
     assert lifecycle.close_course(db_session, course_id=course.id, now=after) == "closed"
     settle(zoom, course, now=after)
-    assert zoom.meetings == {}
+    assert sandbox.meeting_ids() == []
     assert course.closed_at == after
     assert "course.closed" in audit_kinds(db_session, course.id)
     # Running it again does nothing.
@@ -532,21 +532,22 @@ def test_close_after_the_last_class(db_session, zoom, teacher):
     assert lifecycle.finished(db_session, after) == []
 
 
-def test_start_link_needs_a_safe_meeting(db_session, zoom, teacher, lead):
+def test_start_link_needs_a_safe_meeting(db_session, zoom, sandbox, teacher, lead):
     course = make_course(db_session, zoom, teacher)
-    zoom.locks["join_before_host"] = True
-    zoom.drift(course.zoom_meeting_id, join_before_host=True)
+    # An account admin locked join before host on and the waiting room off (with the waiting
+    # room on, Zoom turns join before host off whatever is locked).
+    sandbox.state.set_locks({"join_before_host": True, "waiting_room": False})
     with pytest.raises(lifecycle.NotSafeToStart, match="join before host is on"):
         start(zoom, course, teacher)
     assert course.safety_state == "not_safe"
 
 
-def test_a_drifted_meeting_is_repaired_before_starting(db_session, zoom, teacher):
+def test_a_drifted_meeting_is_repaired_before_starting(db_session, zoom, sandbox, teacher):
     course = make_course(db_session, zoom, teacher)
-    zoom.drift(course.zoom_meeting_id, waiting_room=False)
+    sandbox.state.tamper_settings(course.zoom_meeting_id, {"waiting_room": False})
     url = start(zoom, course, teacher)
     assert url.startswith("https://")
-    assert zoom.meetings[course.zoom_meeting_id]["settings"]["waiting_room"] is True
+    assert sandbox.meeting(course.zoom_meeting_id)["settings"]["waiting_room"] is True
 
 
 # --- who may see and change ------------------------------------------------------------------
@@ -597,23 +598,25 @@ def test_the_audit_chain_stays_intact(db_session, zoom, teacher, lead):
     assert db_session.scalar(select(func.count()).select_from(ClassSession)) == 10
 
 
-def test_a_retry_while_the_job_holds_the_course_does_not_call_zoom(db_session, zoom, teacher):
-    zoom.fail("create_meeting", ZoomConnectionError("down"))
+def test_a_retry_while_the_job_holds_the_course_does_not_call_zoom(
+    db_session, zoom, sandbox, teacher
+):
+    sandbox.fail("create_meeting", drop=True)
     course = make_course(db_session, zoom, teacher)
     later = NOW + dt.timedelta(minutes=5)
     assert work.claim(db_session, zoomwork.QUEUE, course.id, later)  # the job has it
     zoom.calls.clear()
     provisioning.retry_create(db_session, actor=teacher, course_id=course.id, now=later)
     assert settle(zoom, course, now=later) == "skipped"  # the same claim: nothing twice
-    assert zoom.total_calls == 0
+    assert zoom.calls.total() == 0
     assert course.zoom_state == "pending"
 
 
-def test_an_adopted_meeting_is_brought_up_to_date(db_session, zoom, teacher):
+def test_an_adopted_meeting_is_brought_up_to_date(db_session, zoom, sandbox, teacher):
     # The lost create made a meeting; then the teacher changed the time before the retry.
-    zoom.fail("create_meeting", ZoomConnectionError("timeout"), after=True)
+    sandbox.fail("create_meeting", drop=True, after=True)
     course = make_course(db_session, zoom, teacher)
-    zoom.fail("update_meeting", ZoomConnectionError("down"))  # nothing reaches Zoom yet
+    sandbox.fail("update_meeting", drop=True)  # nothing reaches Zoom yet
     changes.update_course(
         db_session,
         actor=teacher,
@@ -626,19 +629,21 @@ def test_an_adopted_meeting_is_brought_up_to_date(db_session, zoom, teacher):
     settle(zoom, course, now=NOW + dt.timedelta(hours=1))
     assert course.zoom_state == "created"
     assert zoom.calls["create_meeting"] == 1
-    assert zoom.meetings[course.zoom_meeting_id]["start_time"] == "2026-03-09T18:00:00"
+    assert sandbox.meeting(course.zoom_meeting_id)["start_time"] == "2026-03-09T18:00:00Z"
     assert course.safety_state == "safe"
 
 
-def test_passcodes_and_start_links_never_reach_the_log(db_session, zoom, teacher, lead, caplog):
+def test_passcodes_and_start_links_never_reach_the_log(
+    db_session, zoom, sandbox, teacher, lead, caplog
+):
     caplog.set_level("DEBUG")
-    zoom.fail("create_meeting", ZoomConnectionError("timeout"), after=True)
+    sandbox.fail("create_meeting", drop=True, after=True)
     course = make_course(db_session, zoom, teacher)
     settle(zoom, course, now=NOW + dt.timedelta(hours=1))
     first = passcodes.passcode_of(course)
     changes.rotate_passcode(db_session, actor=teacher, course_id=course.id, now=NOW)
     settle(zoom, course, now=NOW + dt.timedelta(hours=1))
-    zoom.drift(course.zoom_meeting_id, waiting_room=False)
+    sandbox.state.tamper_settings(course.zoom_meeting_id, {"waiting_room": False})
     check(zoom, course, now=NOW + dt.timedelta(hours=1))
     url = start(zoom, course, teacher)
     logged = caplog.text + " ".join(str(r.args) for r in caplog.records)
@@ -646,9 +651,11 @@ def test_passcodes_and_start_links_never_reach_the_log(db_session, zoom, teacher
         assert secret not in logged
 
 
-def test_a_meeting_deleted_in_zoom_makes_the_course_not_safe(db_session, zoom, teacher, lead):
+def test_a_meeting_deleted_in_zoom_makes_the_course_not_safe(
+    db_session, zoom, sandbox, teacher, lead
+):
     course = make_course(db_session, zoom, teacher)
-    del zoom.meetings[course.zoom_meeting_id]  # someone deleted it in Zoom's web portal
+    sandbox.state.delete_meeting(course.zoom_meeting_id)  # someone deleted it in Zoom's portal
 
     problems = check(zoom, course, now=NOW + dt.timedelta(hours=1))
     assert [p.setting for p in problems] == ["meeting"]

@@ -30,7 +30,8 @@ from companion.courses import schedule as sched
 from companion.courses.models import ZOOM_WORK_LABELS, Course
 from companion.db import job_session
 
-from ..slow_zoom import AT_ONCE, HOLD, Live, csrf, poll, serve
+from ..polling import poll
+from ..slow_zoom import AT_ONCE, HOLD, Live, csrf, serve
 
 MEETING = "/v2/meetings/*"
 MEETINGS = "/v2/users/*/meetings"

@@ -11,7 +11,6 @@ from sqlalchemy import select
 
 from companion.courses import passcodes, timetable
 from companion.courses.models import Course
-from companion.zoom import ZoomConnectionError
 
 from .. import factories
 from ..staff_helpers import post_form, sign_in, text
@@ -66,7 +65,7 @@ def test_teacher_creates_a_course_and_sees_it_verified(client, db_session, zoom,
     assert response.status_code == 302
     course = only_course(db_session)
     assert response.headers["Location"].endswith(f"/courses/{course.id}")
-    assert dict(zoom.calls) == {"create_meeting": 1, "get_meeting": 1}
+    assert dict(zoom.calls) == {"oauth_token": 1, "create_meeting": 1, "get_meeting": 1}
 
     page = text(client.get(f"/courses/{course.id}"))
     assert "In Zoom and its settings were verified" in page or "verified" in page
@@ -106,7 +105,7 @@ def test_bad_input_is_shown_beside_the_field_and_zoom_is_not_called(
     response = create(client, **overrides)
     assert response.status_code == 422
     assert words in field_error(text(response), field)
-    assert zoom.total_calls == 0
+    assert zoom.calls.total() == 0
     assert db_session.scalars(select(Course)).all() == []
 
 
@@ -129,11 +128,11 @@ def test_a_time_skipped_by_the_clock_change_is_named(client, db_session, zoom, t
         pytest.skip("the next clock change is more than a year away")
     assert response.status_code == 422
     assert "clocks go forward" in field_error(text(response), "start_time")
-    assert zoom.total_calls == 0
+    assert zoom.calls.total() == 0
 
 
-def test_zoom_down_keeps_the_course_pending(client, db_session, zoom, teacher):
-    zoom.fail("create_meeting", ZoomConnectionError("down"))
+def test_zoom_down_keeps_the_course_pending(client, db_session, zoom, sandbox, teacher):
+    sandbox.fail("create_meeting", drop=True)
     sign_in(client, teacher.email)
     response = create(client)
     assert response.status_code == 302
@@ -152,13 +151,13 @@ def test_zoom_down_keeps_the_course_pending(client, db_session, zoom, teacher):
 
     post_form(client, f"/courses/{course.id}/retry", form_page=f"/courses/{course.id}")
     assert course.zoom_state == "created"
-    assert zoom.calls["create_meeting"] == 2 and len(zoom.meetings) == 1
+    assert zoom.calls["create_meeting"] == 2 and len(sandbox.meeting_ids()) == 1
     state = client.get(f"/courses/{course.id}/zoom-state").get_json()
     assert state["state"] == "created" and state["work"] is None and not state["busy"]
 
 
-def test_not_safe_course_shows_the_reason(client, db_session, zoom, teacher):
-    zoom.locks["waiting_room"] = False
+def test_not_safe_course_shows_the_reason(client, db_session, zoom, sandbox, teacher):
+    sandbox.state.set_locks({"waiting_room": False})
     sign_in(client, teacher.email)
     create(client)
     course = only_course(db_session)
@@ -190,7 +189,7 @@ def test_teachers_see_only_their_courses_the_lead_sees_all(
     assert lead_client.get("/courses/new").status_code == 403
 
 
-def test_every_button_on_the_course_page(client, db_session, zoom, teacher):
+def test_every_button_on_the_course_page(client, db_session, zoom, sandbox, teacher):
     sign_in(client, teacher.email)
     create(client)
     course = only_course(db_session)
@@ -229,21 +228,21 @@ def test_every_button_on_the_course_page(client, db_session, zoom, teacher):
     old = passcodes.passcode_of(course)
     post_form(client, f"{page_url}/passcode", form_page=page_url)
     assert passcodes.passcode_of(course) != old
-    assert zoom.meetings[course.zoom_meeting_id]["password"] == passcodes.passcode_of(course)
+    assert sandbox.meeting(course.zoom_meeting_id)["password"] == passcodes.passcode_of(course)
 
     # Re-check now repairs drift.
-    zoom.drift(course.zoom_meeting_id, waiting_room=False)
+    sandbox.state.tamper_settings(course.zoom_meeting_id, {"waiting_room": False})
     r = post_form(client, f"{page_url}/verify", form_page=page_url)
     page = text(client.get(page_url))
     assert "re-checking the meeting in Zoom" in page
     assert course.safety_state == "safe" and course.zoom_work == ""
-    assert zoom.meetings[course.zoom_meeting_id]["settings"]["waiting_room"] is True
+    assert sandbox.meeting(course.zoom_meeting_id)["settings"]["waiting_room"] is True
     assert "data-poll" not in page  # nothing left to wait for: the page stays still
 
     # Start class: straight to Zoom with a fresh link, never stored.
     r = post_form(client, f"{page_url}/start", form_page=page_url)
     assert r.status_code == 303
-    assert r.headers["Location"].startswith("https://zoom.example/s/")
+    assert r.headers["Location"].startswith(f"{sandbox.url}/s/")
 
     # Edit: the title and the time of the whole series.
     edit_url = f"{page_url}/edit"
@@ -257,7 +256,7 @@ def test_every_button_on_the_course_page(client, db_session, zoom, teacher):
     )
     assert r.status_code == 302, text(r)
     assert course.title == "Violin (beginners)"
-    assert zoom.meetings[course.zoom_meeting_id]["topic"] == "Violin (beginners)"
+    assert sandbox.meeting(course.zoom_meeting_id)["topic"] == "Violin (beginners)"
     assert course.start_time == dt.time(17, 30)
     assert course.safety_state == "safe"
 
@@ -265,7 +264,7 @@ def test_every_button_on_the_course_page(client, db_session, zoom, teacher):
     assert "cannot be undone" in text(client.get(f"{page_url}/cancel"))
     post_form(client, f"{page_url}/cancel", form_page=f"{page_url}/cancel")
     assert course.zoom_state == "cancelled"
-    assert zoom.meetings == {}
+    assert sandbox.meeting_ids() == []
 
 
 def test_only_the_courses_teacher_starts_it(client, db_session, zoom, org, teacher, admin):

@@ -2,15 +2,15 @@
 before the answer was recorded) is recovered by the next run once the claim has run out: one
 meeting, the change applied once, no audit entry or email twice, the course in the right state.
 
-Against the Zoom sandbox over loopback HTTP, so what Zoom holds after the crash is what an
-independent implementation of Zoom did, not what a fake was told to remember.
+Against the Zoom sandbox (in process, through the real client), so what Zoom holds after the crash
+is what an independent implementation of Zoom did, not what a fake was told to remember.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -32,21 +32,15 @@ from companion.courses import (
 from companion.courses import schedule as sched
 from companion.courses.models import Course
 from companion.mail.models import OutboxMessage
-from companion.zoom import EXTENSION_KEY
 
 from ..crashes import Crash, crash_fixture
-from .conftest import settle
-from .test_sandbox_integration import SandboxZoom
+from ..factories import settle
+from ..zoom_sandbox import SandboxZoom
+
+pytestmark = pytest.mark.usefixtures("app_with_zoom")
+REAL_CLOCK = True
 
 POINTS = ["after_claim", "after_call"]
-
-
-@pytest.fixture
-def sandbox(tmp_path: Any, app: Flask) -> Iterator[SandboxZoom]:
-    zoom = SandboxZoom(str(tmp_path / "sandbox.sqlite3"))
-    app.extensions[EXTENSION_KEY] = zoom.client
-    yield zoom
-    zoom.close()
 
 
 crash_at = crash_fixture(zoomwork.QUEUE.name)

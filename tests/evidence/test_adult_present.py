@@ -15,14 +15,14 @@ from companion.evidence import services
 from companion.evidence.models import AdultConfirmation, EvidenceSettings
 from companion.families.family_sessions import FamilyPrincipal
 
+from .. import factories
+from ..factories import class_of
 from ..staff_helpers import sign_in, text
-from . import helpers
-from .helpers import class_of
 
 
 def _soon(session: Session, teacher: Any, minutes: int = 30) -> Any:
     start = (dt.datetime.now(dt.UTC) + dt.timedelta(minutes=minutes)).replace(microsecond=0)
-    return helpers.course_with_classes(
+    return factories.course_with_classes(
         session, teacher, starts=[start, start + dt.timedelta(days=7)]
     )
 
@@ -30,7 +30,7 @@ def _soon(session: Session, teacher: Any, minutes: int = 30) -> Any:
 def _parent(session: Session, client: FlaskClient, fam: Any, position: int = 0) -> FlaskClient:
     parent = client.application.test_client()
     parent.set_cookie(
-        "companion_family", helpers.family_cookie(session, fam.contacts[position]), path="/f/"
+        "companion_family", factories.family_cookie(session, fam.contacts[position]), path="/f/"
     )
     return parent
 
@@ -44,12 +44,12 @@ def test_a_parent_confirms_for_the_class_about_to_start_and_the_teacher_sees_it(
     db_session: Session, client: FlaskClient, teacher: Any
 ) -> None:
     course = _soon(db_session, teacher)
-    fam = helpers.family(
+    fam = factories.family(
         db_session,
         course,
         contacts=(("Rana Khan", "rana@example.net"), ("Sami Khan", "sami@example.net")),
     )
-    other = helpers.family(
+    other = factories.family(
         db_session, course, first="Ben", contacts=(("Lee Ng", "lee@example.net"),)
     )
     cls, later = class_of(course), class_of(course, 1)
@@ -93,7 +93,7 @@ def test_too_early_another_courses_class_or_a_cancelled_one_is_refused(
     db_session: Session, client: FlaskClient, teacher: Any
 ) -> None:
     course = _soon(db_session, teacher, minutes=180)
-    fam = helpers.family(db_session, course)
+    fam = factories.family(db_session, course)
     elsewhere = _soon(db_session, teacher)
     parent = _parent(db_session, client, fam)
     page = text(parent.get("/f/"))
@@ -115,7 +115,7 @@ def test_the_organisation_can_have_unconfirmed_families_marked_do_not_admit(
         EvidenceSettings(organisation_id=teacher.organisation_id, list_unconfirmed=False)
     )
     course = _soon(db_session, teacher)
-    helpers.family(db_session, course)
+    factories.family(db_session, course)
     sign_in(client, teacher.email)
     cls = class_of(course)
     admit = text(client.get(f"/courses/{course.id}/classes/{cls.id}/admit"))
@@ -125,8 +125,8 @@ def test_the_organisation_can_have_unconfirmed_families_marked_do_not_admit(
 def test_the_service_refuses_after_the_class_and_for_a_withdrawn_family(
     db_session: Session, teacher: Any
 ) -> None:
-    course = helpers.course_with_classes(db_session, teacher)  # yesterday's class
-    fam = helpers.family(db_session, course)
+    course = factories.course_with_classes(db_session, teacher)  # yesterday's class
+    fam = factories.family(db_session, course)
     principal = FamilyPrincipal(
         None,
         fam,

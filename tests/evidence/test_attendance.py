@@ -15,8 +15,8 @@ from companion.evidence import attendance
 from companion.evidence.models import AttendanceEvent, ClassWarning, EvidenceSettings, ZoomMeeting
 from companion.mail.models import OutboxMessage
 
-from . import helpers
-from .helpers import Meeting, class_of, feed
+from .. import factories
+from ..factories import Meeting, class_of, feed
 
 M = dt.timedelta(minutes=1)
 
@@ -59,9 +59,9 @@ def _class_docs(
 def test_a_class_ties_each_participant_to_a_family_and_names_the_host(
     db_session: Session, teacher: Any
 ) -> None:
-    course = helpers.course_with_classes(db_session, teacher)
-    amira = helpers.family(db_session, course, first="Amira")
-    ben = helpers.family(db_session, course, first="Ben")
+    course = factories.course_with_classes(db_session, teacher)
+    amira = factories.family(db_session, course, first="Amira")
+    ben = factories.family(db_session, course, first="Ben")
     _z, docs = _class_docs(course, [amira, ben], guest="iPad (2)")
     feed(db_session, docs)
 
@@ -82,8 +82,8 @@ def test_a_class_ties_each_participant_to_a_family_and_names_the_host(
 def test_events_out_of_order_and_repeated_are_each_stored_once_in_zoom_time_order(
     db_session: Session, teacher: Any
 ) -> None:
-    course = helpers.course_with_classes(db_session, teacher)
-    fams = [helpers.family(db_session, course, first=n) for n in ("Amira", "Ben", "Cleo")]
+    course = factories.course_with_classes(db_session, teacher)
+    fams = [factories.family(db_session, course, first=n) for n in ("Amira", "Ben", "Cleo")]
     _z, docs = _class_docs(course, fams)
     shuffled = docs + docs[:5]
     random.Random(7).shuffle(shuffled)
@@ -104,7 +104,7 @@ def test_events_out_of_order_and_repeated_are_each_stored_once_in_zoom_time_orde
 def test_a_participant_whose_registrant_is_no_family_is_a_flagged_guest(
     db_session: Session, teacher: Any
 ) -> None:
-    course = helpers.course_with_classes(db_session, teacher)
+    course = factories.course_with_classes(db_session, teacher)
     cls = class_of(course)
     z = Meeting(course.zoom_meeting_id, cls.starts_at)
     stranger = Meeting.child(name="Amira K", registrant_id="not-a-family-registrant")
@@ -115,7 +115,7 @@ def test_a_participant_whose_registrant_is_no_family_is_a_flagged_guest(
 
 
 def test_a_meeting_no_course_owns_is_kept_unmatched(db_session: Session, teacher: Any) -> None:
-    start = helpers.start_of_class(2)
+    start = factories.class_start(2)
     z = Meeting(99999999999, start)
     feed(db_session, [z.started(), *z.attend(Meeting.child(name="Someone"), start, start + M)])
     meeting = _meeting(db_session)
@@ -126,7 +126,7 @@ def test_a_meeting_no_course_owns_is_kept_unmatched(db_session: Session, teacher
 def test_a_meeting_of_the_course_on_a_day_without_a_class_is_unmatched_but_kept(
     db_session: Session, teacher: Any
 ) -> None:
-    course = helpers.course_with_classes(db_session, teacher)
+    course = factories.course_with_classes(db_session, teacher)
     z = Meeting(course.zoom_meeting_id, class_of(course).starts_at + dt.timedelta(days=3))
     feed(db_session, [z.started()])
     meeting = _meeting(db_session)
@@ -134,7 +134,7 @@ def test_a_meeting_of_the_course_on_a_day_without_a_class_is_unmatched_but_kept(
 
 
 def test_a_meeting_that_ran_past_its_slot_is_a_warning(db_session: Session, teacher: Any) -> None:
-    course = helpers.course_with_classes(db_session, teacher)
+    course = factories.course_with_classes(db_session, teacher)
     cls = class_of(course)
     z = Meeting(course.zoom_meeting_id, cls.starts_at)
     feed(db_session, [z.started(), z.ended(cls.ends_at + 25 * M)])
@@ -146,7 +146,7 @@ def test_a_meeting_that_ran_past_its_slot_is_a_warning(db_session: Session, teac
 def test_a_live_meeting_past_its_slot_is_seen_by_the_live_check(
     db_session: Session, teacher: Any
 ) -> None:
-    course = helpers.course_with_classes(db_session, teacher, starts=[helpers.start_of_class(0)])
+    course = factories.course_with_classes(db_session, teacher, starts=[factories.class_start(0)])
     cls = class_of(course)
     z = Meeting(course.zoom_meeting_id, cls.starts_at)
     feed(db_session, [z.started()], now=cls.starts_at)
@@ -178,8 +178,8 @@ def _alone_docs(
 def test_one_child_alone_with_the_teacher_warns_and_tells_the_lead(
     db_session: Session, teacher: Any, lead: Any, app: Any
 ) -> None:
-    course = helpers.course_with_classes(db_session, teacher)
-    fam = helpers.family(db_session, course)
+    course = factories.course_with_classes(db_session, teacher)
+    fam = factories.family(db_session, course)
     _z, docs = _alone_docs(course, fam)
     feed(db_session, docs)
     feed(db_session, docs)  # repeated: still one warning, one message
@@ -204,8 +204,8 @@ def test_the_rule_is_the_organisations_to_switch_off(
     db_session: Session, teacher: Any, lead: Any
 ) -> None:
     db_session.add(EvidenceSettings(organisation_id=teacher.organisation_id, one_child_rule=False))
-    course = helpers.course_with_classes(db_session, teacher)
-    _z, docs = _alone_docs(course, helpers.family(db_session, course))
+    course = factories.course_with_classes(db_session, teacher)
+    _z, docs = _alone_docs(course, factories.family(db_session, course))
     feed(db_session, docs)
     assert _warnings(db_session) == []
 
@@ -213,9 +213,9 @@ def test_the_rule_is_the_organisations_to_switch_off(
 def test_a_second_adult_present_means_no_warning(
     db_session: Session, teacher: Any, lead: Any
 ) -> None:
-    course = helpers.course_with_classes(db_session, teacher)
+    course = factories.course_with_classes(db_session, teacher)
     cls = class_of(course)
-    z, docs = _alone_docs(course, helpers.family(db_session, course))
+    z, docs = _alone_docs(course, factories.family(db_session, course))
     lead_in_zoom = Meeting.child(name="Sam (lead)", email=lead.email, id="LEADzoom")
     docs += z.attend(lead_in_zoom, cls.starts_at - M, cls.ends_at, wait=False)
     feed(db_session, docs)
@@ -229,10 +229,10 @@ def test_a_second_adult_present_means_no_warning(
 def test_an_alternative_host_by_email_counts_as_a_second_adult(
     db_session: Session, teacher: Any
 ) -> None:
-    course = helpers.course_with_classes(db_session, teacher)
+    course = factories.course_with_classes(db_session, teacher)
     course.alternative_hosts = "deputy@example.org"
     cls = class_of(course)
-    z, docs = _alone_docs(course, helpers.family(db_session, course))
+    z, docs = _alone_docs(course, factories.family(db_session, course))
     docs += z.attend(
         Meeting.child(name="Deputy", email="Deputy@example.org"),
         cls.starts_at,
@@ -246,8 +246,8 @@ def test_an_alternative_host_by_email_counts_as_a_second_adult(
 def test_children_arriving_one_after_another_are_not_a_warning(
     db_session: Session, teacher: Any, lead: Any
 ) -> None:
-    course = helpers.course_with_classes(db_session, teacher)
-    fams = [helpers.family(db_session, course, first=n) for n in ("Amira", "Ben")]
+    course = factories.course_with_classes(db_session, teacher)
+    fams = [factories.family(db_session, course, first=n) for n in ("Amira", "Ben")]
     # The first child is alone with the teacher for the 5 s before the second one comes in.
     _z, docs = _class_docs(course, fams)
     feed(db_session, docs)
@@ -257,14 +257,14 @@ def test_children_arriving_one_after_another_are_not_a_warning(
 def test_a_late_event_that_shows_a_second_child_retracts_the_warning(
     db_session: Session, teacher: Any, lead: Any
 ) -> None:
-    course = helpers.course_with_classes(db_session, teacher)
+    course = factories.course_with_classes(db_session, teacher)
     cls = class_of(course)
-    z, docs = _alone_docs(course, helpers.family(db_session, course, first="Amira"))
+    z, docs = _alone_docs(course, factories.family(db_session, course, first="Amira"))
     feed(db_session, docs)
     (warning,) = _warnings(db_session)
     assert warning.status == "closed"
     # Ben's events were delayed: he was there from the first minute to near the end.
-    ben = Meeting.child(helpers.family(db_session, course, first="Ben"))
+    ben = Meeting.child(factories.family(db_session, course, first="Ben"))
     feed(
         db_session,
         z.attend(ben, cls.starts_at + dt.timedelta(seconds=20), cls.ends_at - M),
@@ -282,11 +282,11 @@ def test_a_late_event_that_shows_a_second_child_retracts_the_warning(
 def test_a_child_alone_while_the_class_runs_is_warned_before_it_ends(
     db_session: Session, teacher: Any, lead: Any
 ) -> None:
-    course = helpers.course_with_classes(db_session, teacher, starts=[helpers.start_of_class(0)])
+    course = factories.course_with_classes(db_session, teacher, starts=[factories.class_start(0)])
     cls = class_of(course)
     z = Meeting(course.zoom_meeting_id, cls.starts_at - 2 * M)
     host = z.host()
-    child = Meeting.child(helpers.family(db_session, course))
+    child = Meeting.child(factories.family(db_session, course))
     feed(
         db_session,
         [

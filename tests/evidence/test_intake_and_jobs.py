@@ -19,8 +19,8 @@ from companion.webhooks import jobs as webhook_jobs
 from companion.webhooks.models import WebhookEvent
 from companion.zoom.webhooks import sandbox_webhook_secret, signed_headers
 
-from . import helpers
-from .helpers import Meeting, class_of
+from .. import factories
+from ..factories import Meeting, class_of
 
 M = dt.timedelta(minutes=1)
 
@@ -35,9 +35,9 @@ def _post(client: FlaskClient, app: Flask, doc: dict[str, Any]) -> int:
 def test_events_delivered_backwards_and_twice_make_one_ordered_timeline(
     app: Flask, client: FlaskClient, db_session: Session, teacher: Any
 ) -> None:
-    course = helpers.course_with_classes(db_session, teacher)
+    course = factories.course_with_classes(db_session, teacher)
     cls = class_of(course)
-    fams = [helpers.family(db_session, course, first=n) for n in ("Amira", "Ben")]
+    fams = [factories.family(db_session, course, first=n) for n in ("Amira", "Ben")]
     z = Meeting(course.zoom_meeting_id, cls.starts_at - 2 * M)
     host = z.host()
     docs = [z.started(), z.participant("meeting.participant_joined", host, z.start)]
@@ -68,7 +68,7 @@ def test_events_delivered_backwards_and_twice_make_one_ordered_timeline(
 def test_an_unknown_meeting_through_the_intake_is_kept(
     app: Flask, client: FlaskClient, db_session: Session, teacher: Any
 ) -> None:
-    start = helpers.start_of_class(1)
+    start = factories.class_start(1)
     z = Meeting(123456789, start)
     assert _post(client, app, z.started()) == 200
     assert webhook_jobs.process_pending(app) == {"done": 1}
@@ -80,11 +80,11 @@ def test_an_unknown_meeting_through_the_intake_is_kept(
 def test_the_live_job_warns_while_a_child_is_alone(
     app: Flask, db_session: Session, teacher: Any, lead: Any
 ) -> None:
-    course = helpers.course_with_classes(db_session, teacher, starts=[helpers.start_of_class(0)])
+    course = factories.course_with_classes(db_session, teacher, starts=[factories.class_start(0)])
     cls = class_of(course)
     z = Meeting(course.zoom_meeting_id, cls.starts_at - 2 * M)
-    child = Meeting.child(helpers.family(db_session, course))
-    helpers.feed(
+    child = Meeting.child(factories.family(db_session, course))
+    factories.feed(
         db_session,
         [
             z.started(),

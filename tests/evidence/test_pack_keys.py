@@ -27,15 +27,15 @@ from companion.db import utcnow
 from companion.evidence import pack
 from companion.evidence.models import EvidencePack, EvidenceSigningKey
 
+from .. import factories
 from ..conftest import SECRET, TEST_SIGNING_KEYS, Browser
-from . import helpers
 
 NEW_SIGNING = keysets.generate_line(keysets.SIGNING, "sign-new")
 
 
 def export(db: Session, lead: Any, teacher: Any) -> bytes:
-    course = helpers.course_with_classes(db, teacher)
-    built = pack.build_pack(db, lead, course.id, helpers.class_of(course).id, now=utcnow())
+    course = factories.course_with_classes(db, teacher)
+    built = pack.build_pack(db, lead, course.id, factories.class_of(course).id, now=utcnow())
     db.commit()
     return built.data
 

@@ -14,9 +14,8 @@ from companion.evidence.models import EvidenceSettings
 from companion.recordings.models import Concern, Hold
 
 from .. import factories
+from ..factories import Meeting, class_of, feed
 from ..staff_helpers import sign_in, text
-from . import helpers
-from .helpers import Meeting, class_of, feed
 
 M = dt.timedelta(minutes=1)
 
@@ -48,11 +47,11 @@ def _record_path(course: Any, index: int = 0) -> str:
 def test_the_teacher_sees_attendance_of_their_class_but_not_the_recording(
     db_session: Session, client: FlaskClient, teacher: Any
 ) -> None:
-    course = helpers.course_with_classes(db_session, teacher)
-    amira = helpers.family(db_session, course, first="Amira", last="K")
-    ben = helpers.family(db_session, course, first="Ben", last="L")
+    course = factories.course_with_classes(db_session, teacher)
+    amira = factories.family(db_session, course, first="Amira", last="K")
+    ben = factories.family(db_session, course, first="Ben", last="L")
     _ran(db_session, course, [amira, ben])
-    rec = helpers.recording(db_session, class_of(course))
+    rec = factories.recording(db_session, class_of(course))
     sign_in(client, teacher.email)
     response = client.get(_record_path(course))
     page = text(response)
@@ -71,14 +70,14 @@ def test_the_teacher_sees_attendance_of_their_class_but_not_the_recording(
 def test_a_teacher_of_another_course_gets_404_and_a_parent_nothing(
     db_session: Session, client: FlaskClient, teacher: Any, org: Any
 ) -> None:
-    course = helpers.course_with_classes(db_session, teacher)
-    fam = helpers.family(db_session, course)
+    course = factories.course_with_classes(db_session, teacher)
+    fam = factories.family(db_session, course)
     other = factories.user(db_session, org, role="teacher", email="other@example.org")
     sign_in(client, other.email)
     assert client.get(_record_path(course)).status_code == 404
     client.post("/logout")
 
-    parent = helpers.family_cookie(db_session, fam.contacts[0])
+    parent = factories.family_cookie(db_session, fam.contacts[0])
     fresh = client.application.test_client()
     fresh.set_cookie("companion_family", parent, path="/f/")
     response = fresh.get(_record_path(course))
@@ -89,10 +88,10 @@ def test_a_teacher_of_another_course_gets_404_and_a_parent_nothing(
 def test_the_lead_sees_recordings_with_sizes_and_hashes_concerns_and_holds(
     db_session: Session, browser: Any, teacher: Any, lead: Any
 ) -> None:
-    course = helpers.course_with_classes(db_session, teacher)
+    course = factories.course_with_classes(db_session, teacher)
     cls = class_of(course)
-    _ran(db_session, course, [helpers.family(db_session, course)], guest=None)
-    rec = helpers.recording(db_session, cls, on_hold=True)
+    _ran(db_session, course, [factories.family(db_session, course)], guest=None)
+    rec = factories.recording(db_session, cls, on_hold=True)
     concern = Concern(
         organisation_id=course.organisation_id,
         course_id=course.id,
@@ -123,9 +122,9 @@ def test_the_lead_sees_recordings_with_sizes_and_hashes_concerns_and_holds(
 def test_the_admin_sees_the_record_without_recordings_or_concerns(
     db_session: Session, browser: Any, teacher: Any, admin: Any
 ) -> None:
-    course = helpers.course_with_classes(db_session, teacher)
-    _ran(db_session, course, [helpers.family(db_session, course)])
-    rec = helpers.recording(db_session, class_of(course))
+    course = factories.course_with_classes(db_session, teacher)
+    _ran(db_session, course, [factories.family(db_session, course)])
+    rec = factories.recording(db_session, class_of(course))
     browser.login(admin.email)
     response = browser.client.get(_record_path(course))
     page = text(response)
@@ -137,7 +136,7 @@ def test_the_admin_sees_the_record_without_recordings_or_concerns(
 def test_a_class_that_never_started_says_so(
     db_session: Session, browser: Any, teacher: Any, lead: Any
 ) -> None:
-    course = helpers.course_with_classes(db_session, teacher)
+    course = factories.course_with_classes(db_session, teacher)
     browser.login(lead.email)
     page = text(browser.client.get(_record_path(course)))
     assert "never started" in page
@@ -150,7 +149,7 @@ def test_a_class_that_never_started_says_so(
 def test_the_lead_sees_meetings_whose_class_is_unknown(
     db_session: Session, browser: Any, lead: Any
 ) -> None:
-    start = helpers.start_of_class(3)
+    start = factories.class_start(3)
     z = Meeting(91234567890, start)
     feed(db_session, [z.started(), *z.attend(Meeting.child(name="Mystery"), start, start + M)])
     browser.login(lead.email)
@@ -166,8 +165,8 @@ def test_the_lead_sees_meetings_whose_class_is_unknown(
 def test_the_teacher_is_warned_on_the_admit_list_too(
     db_session: Session, client: FlaskClient, teacher: Any
 ) -> None:
-    course = helpers.course_with_classes(db_session, teacher)
-    _ran(db_session, course, [helpers.family(db_session, course)], guest=None)
+    course = factories.course_with_classes(db_session, teacher)
+    _ran(db_session, course, [factories.family(db_session, course)], guest=None)
     sign_in(client, teacher.email)
     cls = class_of(course)
     page = text(client.get(f"/courses/{course.id}/classes/{cls.id}/admit"))

@@ -26,8 +26,9 @@ from companion.evidence import attendance, cli, pack
 from companion.evidence.models import AttendanceEvent, ZoomMeeting
 from companion.recordings.models import Recording
 
-from ..recordings.vault_helpers import Vault, make_course, meeting_body
-from . import helpers
+from .. import factories
+from ..factories import meeting_body, zoom_course
+from ..recordings.vault_helpers import Vault
 
 
 @pytest.fixture
@@ -40,18 +41,18 @@ def vault(app: Flask, db_session: Session, tmp_path: Path) -> Iterator[Vault]:
 def _course_with_registrants(
     vault: Vault, db_session: Session, teacher: Any
 ) -> tuple[Any, list[Any]]:
-    start = helpers.start_of_class(1)
+    start = factories.class_start(1)
     body = meeting_body(start + dt.timedelta(days=8))
     body["settings"]["approval_type"] = 0
     meeting_id = int(vault.zoom.create_meeting("me", body)["id"])
-    course = make_course(db_session, teacher, meeting_id=meeting_id, starts=[start])
+    course = zoom_course(db_session, teacher, meeting_id=meeting_id, starts=[start])
     fams = []
     for first, email in (("Amira", "rana@example.net"), ("Ben", "lee@example.net")):
         reg = vault.zoom.add_registrant(
             meeting_id, {"email": email, "first_name": first, "last_name": "K"}
         )
         fams.append(
-            helpers.family(db_session, course, first=first, registrant_id=reg["registrant_id"])
+            factories.family(db_session, course, first=first, registrant_id=reg["registrant_id"])
         )
     return course, fams
 
@@ -80,7 +81,7 @@ def test_a_sandbox_class_becomes_attendance_and_a_pack_that_verifies(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     course, (amira, ben) = _course_with_registrants(vault, db_session, teacher)
-    cls = helpers.class_of(course)
+    cls = factories.class_of(course)
     vault.run_class(
         course.zoom_meeting_id,
         cls.starts_at,
@@ -231,8 +232,8 @@ def test_a_sandbox_class_becomes_attendance_and_a_pack_that_verifies(
 def test_only_the_lead_exports_a_pack(
     db_session: Session, browser: Any, teacher: Any, admin: Any
 ) -> None:
-    course = helpers.course_with_classes(db_session, teacher)
-    cls = helpers.class_of(course)
+    course = factories.course_with_classes(db_session, teacher)
+    cls = factories.class_of(course)
     browser.login(admin.email)
     response = browser.post(
         f"/courses/{course.id}/classes/{cls.id}/evidence-pack", form_page="/evidence/settings"

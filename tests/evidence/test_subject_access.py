@@ -26,21 +26,21 @@ from companion.mail.models import OutboxMessage
 from companion.recordings.models import Hold
 from companion.webhooks.models import WebhookEvent
 
+from .. import factories
+from ..factories import Meeting, class_of, feed
 from ..staff_helpers import sign_in
-from . import helpers
-from .helpers import Meeting, class_of, feed
 
 M = dt.timedelta(minutes=1)
 
 
 def _world(session: Session, teacher: Any) -> tuple[Any, Any, Any]:
     """Two families on one course, both with a record of everything; Amira's alone for a while."""
-    course = helpers.course_with_classes(session, teacher)
+    course = factories.course_with_classes(session, teacher)
     cls = class_of(course)
-    amira = helpers.family(
+    amira = factories.family(
         session, course, first="Amira", contacts=(("Rana Khan", "rana@example.net"),)
     )
-    ben = helpers.family(session, course, first="Ben", contacts=(("Lee Ng", "lee@example.net"),))
+    ben = factories.family(session, course, first="Ben", contacts=(("Lee Ng", "lee@example.net"),))
     now = dt.datetime.now(dt.UTC)
     version = AgreementVersion(organisation_id=course.organisation_id, version=1, body="Be kind")
     session.add(version)
@@ -117,7 +117,7 @@ def test_the_export_holds_everything_about_the_family_and_nothing_of_another(
     db_session: Session, browser: Any, teacher: Any, admin: Any
 ) -> None:
     course, amira, ben = _world(db_session, teacher)
-    helpers.recording(db_session, class_of(course))
+    factories.recording(db_session, class_of(course))
     browser.login(admin.email)
     response = _export(browser, amira)
     assert response.status_code == 200 and response.mimetype == "application/json"

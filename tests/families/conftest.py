@@ -1,4 +1,4 @@
-"""Fixtures for the families tests: a fake Zoom with registrants, a course, families, parents.
+"""Fixtures for the families tests: the Zoom sandbox in process, a course, families, parents.
 
 The service clock (``utcnow``) is set to NOW, so pages and services agree on the time.
 """
@@ -14,11 +14,11 @@ from flask import Flask
 from sqlalchemy.orm import Session
 
 from companion.db import Clock
-from companion.zoom import EXTENSION_KEY
+from companion.zoom import EXTENSION_KEY, ZoomClient
 
-from ..courses.conftest import NOW
-from . import helpers
-from .fake_zoom import RegistrantZoom
+from .. import factories
+from ..factories import NOW
+from ..zoom_sandbox import SandboxZoom
 
 
 @pytest.fixture(autouse=True)
@@ -35,21 +35,30 @@ def now() -> dt.datetime:
 
 
 @pytest.fixture
-def zoom(clock: Clock) -> RegistrantZoom:
-    return RegistrantZoom(now=clock.now)
+def sandbox(clock: Clock) -> Iterator[SandboxZoom]:
+    """Zoom: the sandbox in process, on the services' clock."""
+    zoom = SandboxZoom(now=clock.now)
+    yield zoom
+    zoom.close()
 
 
 @pytest.fixture
-def app_with_zoom(app: Flask, zoom: RegistrantZoom) -> Flask:
+def zoom(sandbox: SandboxZoom) -> ZoomClient:
+    """companion's Zoom client, talking to the sandbox."""
+    return sandbox.client
+
+
+@pytest.fixture
+def app_with_zoom(app: Flask, zoom: ZoomClient) -> Flask:
     app.extensions[EXTENSION_KEY] = zoom
     return app
 
 
 @pytest.fixture
-def course(app_with_zoom: Flask, db_session: Session, zoom: RegistrantZoom, teacher: Any) -> Any:
-    return helpers.make_course(db_session, zoom, teacher)
+def course(app_with_zoom: Flask, db_session: Session, zoom: ZoomClient, teacher: Any) -> Any:
+    return factories.make_course(db_session, zoom, teacher)
 
 
 @pytest.fixture
-def family(db_session: Session, zoom: RegistrantZoom, teacher: Any, course: Any) -> Any:
-    return helpers.enrol(db_session, zoom, teacher, course)
+def family(db_session: Session, zoom: ZoomClient, teacher: Any, course: Any) -> Any:
+    return factories.enrol(db_session, zoom, teacher, course)

@@ -13,11 +13,10 @@ from companion.accounts import services as accounts
 from companion.courses.timetable import class_sessions
 from companion.families import access, audio_only
 from companion.families.models import Family
-from companion.zoom import ZoomConnectionError
 
 from .. import factories
-from ..courses.conftest import NOW
-from . import helpers
+from ..factories import NOW
+from ..zoom_sandbox import SandboxZoom
 
 pytestmark = pytest.mark.usefixtures("app_with_zoom")
 
@@ -41,7 +40,12 @@ BODY = {
 
 
 def test_enrol_list_get_withdraw(
-    db_session: Session, client: FlaskClient, zoom: Any, teacher: Any, course: Any
+    db_session: Session,
+    client: FlaskClient,
+    zoom: Any,
+    sandbox: SandboxZoom,
+    teacher: Any,
+    course: Any,
 ) -> None:
     auth = bearer(db_session, teacher)
     response = client.post("/api/v1/families", json=body_for(course), headers=auth)
@@ -82,7 +86,7 @@ def test_enrol_list_get_withdraw(
     assert withdrawn.status_code == 200
     assert withdrawn.json["status"] == "withdrawn"
     assert withdrawn.json["zoom"]["state"] == "cancelling"
-    assert zoom.approved(course.zoom_meeting_id) == []
+    assert sandbox.approved(course.zoom_meeting_id) == []
     after = client.get(f"/api/v1/families/{body['id']}", headers=auth).json
     assert after["zoom"]["state"] == "cancelled"
     again = client.post(f"/api/v1/families/{body['id']}/withdraw", headers=auth)
@@ -123,9 +127,14 @@ def test_not_json(db_session: Session, client: FlaskClient, teacher: Any, course
 
 
 def test_zoom_down_still_enrols(
-    db_session: Session, client: FlaskClient, zoom: Any, teacher: Any, course: Any
+    db_session: Session,
+    client: FlaskClient,
+    zoom: Any,
+    sandbox: SandboxZoom,
+    teacher: Any,
+    course: Any,
 ) -> None:
-    zoom.fail("add_registrant", ZoomConnectionError("timeout"))
+    sandbox.fail("add_registrant", drop=True)
     response = client.post(
         "/api/v1/families", json=body_for(course), headers=bearer(db_session, teacher)
     )
@@ -178,7 +187,7 @@ def test_links_and_audio_only_per_class(
     resent = client.post(f"{base}/resend-link", headers=auth)
     assert resent.status_code == 200
     assert resent.json["result"] == "sent"
-    assert len(helpers.links_to(db_session, "rana@example.net")) == 2
+    assert len(factories.links_to(db_session, "rana@example.net")) == 2
     revoked = client.post(f"{base}/revoke-link", headers=auth)
     assert revoked.json["result"] == "revoked"
     assert revoked.json["family"]["contacts"][0]["link"]["state"] == "revoked"
@@ -187,7 +196,7 @@ def test_links_and_audio_only_per_class(
     assert client.post(missing, headers=auth).status_code == 404
 
     first = class_sessions(course)[0]
-    parent = helpers.principal(db_session, contact)
+    parent = factories.principal(db_session, contact)
     audio_only.request_audio_only(db_session, parent, class_id=None, action="request", now=NOW)
     audio_only.request_audio_only(db_session, parent, class_id=first.id, action="withdraw", now=NOW)
     answer = client.get(f"/api/v1/classes/{first.id}/audio-only", headers=auth)

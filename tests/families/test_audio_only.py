@@ -17,8 +17,8 @@ from companion.errors import Conflict, NotFound
 from companion.families import admit, audio_only, family_sessions, jobs
 from companion.families.models import AudioOnlyEvent, Family
 
-from ..courses.conftest import NOW
-from . import helpers
+from .. import factories
+from ..factories import NOW
 
 pytestmark = pytest.mark.usefixtures("app_with_zoom")
 
@@ -37,7 +37,7 @@ def state(db_session: Session, family: Family) -> list[bool]:
 
 @pytest.fixture
 def parent(db_session: Session, family: Family) -> family_sessions.FamilyPrincipal:
-    return helpers.principal(db_session, family.contacts[0])
+    return factories.principal(db_session, family.contacts[0])
 
 
 def ask(db_session: Session, parent: Any, class_id: int | None, action: str = "request", now=NOW):
@@ -128,7 +128,7 @@ def test_a_class_that_has_started_is_refused(
 def test_a_class_of_another_course_is_not_found(
     db_session: Session, zoom: Any, teacher: Any, family: Family, parent: Any
 ) -> None:
-    other = helpers.make_course(db_session, zoom, teacher, title="Drama")
+    other = factories.make_course(db_session, zoom, teacher, title="Drama")
     with pytest.raises(NotFound):
         ask(db_session, parent, class_sessions(other)[0].id)
     with pytest.raises(NotFound):
@@ -143,7 +143,7 @@ def test_a_cancelled_class_and_a_withdrawn_family(
     cancel_class(db_session, actor=teacher, course_id=course.id, class_id=cls.id, now=NOW)
     with pytest.raises(Conflict, match="cancelled"):
         ask(db_session, parent, cls.id)
-    helpers.withdraw(db_session, zoom, teacher, family)
+    factories.withdraw(db_session, zoom, teacher, family)
     with pytest.raises(Conflict, match="withdrawn"):
         ask(db_session, parent, class_sessions(course)[0].id)
 
@@ -151,7 +151,7 @@ def test_a_cancelled_class_and_a_withdrawn_family(
 def test_one_family_never_changes_another(
     db_session: Session, zoom: Any, teacher: Any, course: Any, family: Family, parent: Any
 ) -> None:
-    other = helpers.enrol(
+    other = factories.enrol(
         db_session, zoom, teacher, course, first="Ben", contacts=[("Jo", "jo@example.net")]
     )
     ask(db_session, parent, None)
@@ -162,7 +162,7 @@ def test_one_family_never_changes_another(
 def test_the_admit_list_flags_audio_only(
     db_session: Session, zoom: Any, teacher: Any, course: Any, family: Family, parent: Any
 ) -> None:
-    helpers.enrol(db_session, zoom, teacher, course, first="Ben", contacts=[("Jo", "jo@x.net")])
+    factories.enrol(db_session, zoom, teacher, course, first="Ben", contacts=[("Jo", "jo@x.net")])
     first = class_sessions(course)[0]
     ask(db_session, parent, first.id)
     rows = admit.admit_list(db_session, first, now=NOW)
@@ -179,9 +179,9 @@ def test_a_change_after_the_summary_is_mailed_to_the_teacher(
     before = first.starts_at - dt.timedelta(minutes=90)
     assert jobs.class_summaries(app, now=before) == {"sent": 1}
     ask(db_session, parent, first.id, now=before + dt.timedelta(minutes=10))
-    (change,) = helpers.outbox(db_session, "family.audio_only_change")
+    (change,) = factories.outbox(db_session, "family.audio_only_change")
     assert change.to_address == teacher.email
     assert "Amira K. will join by audio only" in change.body_text
     # A change for a class whose summary has not gone out is not mailed on its own.
     ask(db_session, parent, class_sessions(course)[2].id, now=before)
-    assert len(helpers.outbox(db_session, "family.audio_only_change")) == 1
+    assert len(factories.outbox(db_session, "family.audio_only_change")) == 1

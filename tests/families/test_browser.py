@@ -31,8 +31,8 @@ from companion.families.models import Family
 from companion.mail.models import OutboxMessage
 from companion.zoom import EXTENSION_KEY
 
-from ..courses.test_sandbox_integration import SandboxZoom
-from .helpers import LINK_RE
+from ..factories import LINK_RE
+from ..zoom_sandbox import SandboxZoom
 
 pytestmark = pytest.mark.browser
 REAL_CLOCK = True
@@ -42,7 +42,7 @@ PHONE = {"width": 390, "height": 844}
 
 @pytest.fixture
 def sandbox(tmp_path: Any, live_server: Any) -> Iterator[SandboxZoom]:
-    zoom = SandboxZoom(str(tmp_path / "sandbox.sqlite3"))
+    zoom = SandboxZoom(str(tmp_path / "sandbox.sqlite3"), http=True)
     saved = live_server.app.extensions.get(EXTENSION_KEY)
     live_server.app.extensions[EXTENSION_KEY] = zoom.client
     yield zoom

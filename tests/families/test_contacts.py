@@ -13,9 +13,9 @@ from companion.errors import NotFound, ValidationError
 from companion.families import links
 from companion.families.models import Family
 
-from ..courses.conftest import NOW
+from .. import factories
+from ..factories import NOW
 from ..staff_helpers import audit_events, post_form, sign_in, text
-from . import helpers
 
 pytestmark = pytest.mark.usefixtures("app_with_zoom")
 
@@ -36,12 +36,12 @@ def save(db_session: Session, actor: Any, family: Family, position: int, name: s
 def test_a_mistyped_address_is_corrected(
     db_session: Session, client: FlaskClient, teacher: Any, family: Family
 ) -> None:
-    old = helpers.links_to(db_session, "rana@example.net")[0]
+    old = factories.links_to(db_session, "rana@example.net")[0]
     contact, result = save(db_session, teacher, family, 1, "Rana Khan", "rana.khan@example.net")
     assert result == "link sent"
     assert contact.email == "rana.khan@example.net"
     assert client.get(old).status_code == 410
-    (new,) = helpers.links_to(db_session, "rana.khan@example.net")
+    (new,) = factories.links_to(db_session, "rana.khan@example.net")
     assert client.get(new).status_code == 303
     assert len(audit_events(db_session, "family.contact_saved")) == 1
     (revoked,) = audit_events(db_session, "family.link_revoked")
@@ -53,7 +53,7 @@ def test_a_new_name_alone_sends_nothing(db_session: Session, teacher: Any, famil
     assert save(db_session, teacher, family, 1, "Rana K. Khan", "rana@example.net")[1] == (
         "unchanged"
     )
-    assert len(helpers.outbox(db_session, "family.link")) == 1
+    assert len(factories.outbox(db_session, "family.link")) == 1
 
 
 def test_a_second_parent_is_added(db_session: Session, teacher: Any, family: Family) -> None:

@@ -24,8 +24,7 @@ from companion.zoom import EXTENSION_KEY
 
 from .. import factories
 from ..conftest import SECRET, TEST_KEYS, make_app, own_database_url
-from . import helpers
-from .fake_zoom import RegistrantZoom
+from ..zoom_sandbox import SandboxZoom
 
 pytestmark = pytest.mark.usefixtures("app_with_zoom")
 
@@ -65,17 +64,17 @@ def test_a_worker_that_imports_only_the_course_jobs_tells_the_parents(
     engine.dispose()
     instance = tmp_path / "instance"
     setup = make_app(own_database, instance)
-    zoom = RegistrantZoom(now=clock.now)
-    setup.extensions[EXTENSION_KEY] = zoom
+    sandbox = SandboxZoom(now=clock.now)
+    zoom = setup.extensions[EXTENSION_KEY] = sandbox.client
     with setup.app_context(), job_session(setup) as session:
         org = factories.organisation(session)
         teacher = factories.user(session, org, role="teacher", email="teacher@example.org")
-        course = helpers.make_course(session, zoom, teacher)
-        helpers.enrol(session, zoom, teacher, course, contacts=PARENTS)
+        course = factories.make_course(session, zoom, teacher)
+        factories.enrol(session, zoom, teacher, course, contacts=PARENTS)
         course_id = course.id
         # What the worker needs to find: two parents holding a link, nobody told anything yet.
-        assert len(helpers.outbox(session, "family.link")) == 2
-        assert helpers.outbox(session, "family.course_cancelled") == []
+        assert len(factories.outbox(session, "family.link")) == 2
+        assert factories.outbox(session, "family.course_cancelled") == []
 
     config = {
         "SECRET_KEY": SECRET,
@@ -101,6 +100,7 @@ def test_a_worker_that_imports_only_the_course_jobs_tells_the_parents(
         ).all()
     assert told == ["rana@example.net", "omar@example.net"]
     setup.extensions["companion.engine"].dispose()
+    sandbox.close()
     del setup
     gc.collect()
 
@@ -110,17 +110,17 @@ def test_building_more_apps_does_not_tell_parents_twice(
     database_url: str,
     instance_dir: Path,
     db_session: Session,
-    zoom: RegistrantZoom,
+    zoom: Any,
     teacher: Any,
     course: Any,
 ) -> None:
-    helpers.enrol(db_session, zoom, teacher, course, contacts=PARENTS)
+    factories.enrol(db_session, zoom, teacher, course, contacts=PARENTS)
     # Other apps in the same process (the suite builds one per test; a worker builds its own).
     more = [make_app(database_url, instance_dir) for _ in range(2)]
     try:
         assert len(signals.passcode_rotated.receivers) == 1
         emit("passcode_rotated", db_session, course)
-        told = [m.to_address for m in helpers.outbox(db_session, "family.passcode_changed")]
+        told = [m.to_address for m in factories.outbox(db_session, "family.passcode_changed")]
         assert told == ["rana@example.net", "omar@example.net"]
     finally:
         for other in more:

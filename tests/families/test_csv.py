@@ -11,9 +11,10 @@ from sqlalchemy.orm import Session
 
 from companion.families import access, csv_import, enrolment, errors, jobs, people
 
-from ..courses.conftest import NOW
+from .. import factories
+from ..factories import NOW
 from ..staff_helpers import audit_events, csrf_of, sign_in, text
-from . import helpers
+from ..zoom_sandbox import SandboxZoom
 
 pytestmark = pytest.mark.usefixtures("app_with_zoom")
 
@@ -162,7 +163,7 @@ def test_import_is_all_or_nothing(db_session: Session, teacher: Any, course: Any
 
 
 def test_an_imported_file_is_registered_by_the_job(
-    app: Any, db_session: Session, zoom: Any, teacher: Any, course: Any
+    app: Any, db_session: Session, zoom: Any, sandbox: SandboxZoom, teacher: Any, course: Any
 ) -> None:
     data = csv_bytes("Amira,Khan,Rana,rana@x.net,Omar,omar@x.net", "Ben,Tan,Jo,jo@x.net,,")
     families = enrolment.import_families(
@@ -171,8 +172,8 @@ def test_an_imported_file_is_registered_by_the_job(
     assert [f.zoom_state for f in families] == ["pending", "pending"]
     assert len(audit_events(db_session, "family.imported")) == 1
     assert jobs.sync_zoom(app, now=NOW) == {"registered": 2}
-    assert len(zoom.approved(course.zoom_meeting_id)) == 2
-    assert sorted(m.to_address for m in helpers.outbox(db_session, "family.link")) == [
+    assert len(sandbox.approved(course.zoom_meeting_id)) == 2
+    assert sorted(m.to_address for m in factories.outbox(db_session, "family.link")) == [
         "jo@x.net",
         "omar@x.net",
         "rana@x.net",

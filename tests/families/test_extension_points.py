@@ -17,8 +17,8 @@ from companion.courses.timetable import class_sessions
 from companion.families import access, admit, extensions
 from companion.families.models import Family
 
+from .. import factories
 from ..staff_helpers import sign_in, text
-from . import helpers
 
 pytestmark = pytest.mark.usefixtures("app_with_zoom")
 
@@ -31,7 +31,7 @@ def test_an_admit_column(
     )
     first = class_sessions(course)[0]
     with signals.admit_columns.connected_to(lambda _sender: column):
-        (row,) = admit.admit_list(db_session, first, now=helpers.NOW)
+        (row,) = admit.admit_list(db_session, first, now=factories.NOW)
         assert row.extras["probe"] == "yes, 16:58"
         # The evidence package's own column is there too, connected by create_app.
         assert [c.key for c in extensions.admit_columns()] == ["adult", "probe"]
@@ -39,7 +39,7 @@ def test_an_admit_column(
         page = text(client.get(f"/courses/{course.id}/classes/{first.id}/admit"))
     assert "<th>Probe column</th>" in page and "<td>yes, 16:58</td>" in page
     assert [c.key for c in extensions.admit_columns()] == ["adult"]
-    (row,) = admit.admit_list(db_session, first, now=helpers.NOW)
+    (row,) = admit.admit_list(db_session, first, now=factories.NOW)
     assert "probe" not in row.extras
 
 
@@ -63,7 +63,7 @@ def test_a_family_class_panel(app: Flask, db_session: Session, client: Any, fami
         lambda session, principal, classes, now: {first.id: "Is a probe in the room?"},
     )
     with signals.family_class_panels.connected_to(lambda _sender: panel):
-        client.get(helpers.links_to(db_session, "rana@example.net")[0])
+        client.get(factories.links_to(db_session, "rana@example.net")[0])
         page = text(client.get("/f/"))
     assert page.count("Is a probe in the room?") == 1
     assert 'class="class-panel panel-probe"' in page

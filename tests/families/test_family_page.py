@@ -19,15 +19,16 @@ from companion.courses.timetable import class_sessions
 from companion.families import agreement
 from companion.families.models import AgreementAcceptance, AudioOnlyEvent, Family
 
+from .. import factories
 from ..conftest import csrf_from
-from ..courses.conftest import NOW
-from . import helpers
+from ..factories import NOW
+from ..zoom_sandbox import SandboxZoom
 
 pytestmark = pytest.mark.usefixtures("app_with_zoom")
 
 
 def sign_in_parent(client: FlaskClient, db_session: Session, email: str) -> str:
-    response = client.get(helpers.links_to(db_session, email)[-1])
+    response = client.get(factories.links_to(db_session, email)[-1])
     assert response.status_code == 303
     page = client.get("/f/")
     assert page.status_code == 200
@@ -47,15 +48,20 @@ def accept(client: FlaskClient) -> str:
     return client.get("/f/").get_data(as_text=True)
 
 
-def join_url(zoom: Any, family: Family) -> str:
-    return zoom.registrant(family.course.zoom_meeting_id, family.zoom_registrant_id)["join_url"]
+def join_url(sandbox: SandboxZoom, family: Family) -> str:
+    return sandbox.registrant(family.course.zoom_meeting_id, family.zoom_registrant_id)["join_url"]
 
 
 def test_the_agreement_comes_before_the_link_and_passcode(
-    db_session: Session, client: FlaskClient, zoom: Any, course: Any, family: Family
+    db_session: Session,
+    client: FlaskClient,
+    zoom: Any,
+    sandbox: SandboxZoom,
+    course: Any,
+    family: Family,
 ) -> None:
     page = sign_in_parent(client, db_session, "rana@example.net")
-    url = join_url(zoom, family)
+    url = join_url(sandbox, family)
     passcode = passcode_of(course)
     assert url not in page and passcode not in page
     assert "accept the e-safety agreement" in page
@@ -85,11 +91,16 @@ def test_the_agreement_comes_before_the_link_and_passcode(
 
 
 def test_a_new_version_asks_again(
-    db_session: Session, client: FlaskClient, zoom: Any, admin: Any, family: Family
+    db_session: Session,
+    client: FlaskClient,
+    zoom: Any,
+    sandbox: SandboxZoom,
+    admin: Any,
+    family: Family,
 ) -> None:
     sign_in_parent(client, db_session, "rana@example.net")
     page = accept(client)
-    url = join_url(zoom, family)
+    url = join_url(sandbox, family)
     assert url in page
     agreement.publish(
         db_session, actor=admin, body="New rules: an adult stays in the room.", now=NOW
@@ -116,9 +127,15 @@ def test_accepting_a_version_that_was_just_replaced_asks_to_read_the_new_one(
 
 
 def test_each_parent_accepts_for_themselves(
-    db_session: Session, client: FlaskClient, app: Any, zoom: Any, teacher: Any, course: Any
+    db_session: Session,
+    client: FlaskClient,
+    app: Any,
+    zoom: Any,
+    sandbox: SandboxZoom,
+    teacher: Any,
+    course: Any,
 ) -> None:
-    family = helpers.enrol(
+    family = factories.enrol(
         db_session,
         zoom,
         teacher,
@@ -126,10 +143,10 @@ def test_each_parent_accepts_for_themselves(
         contacts=[("Rana", "rana@example.net"), ("Omar", "omar@example.net")],
     )
     sign_in_parent(client, db_session, "rana@example.net")
-    assert join_url(zoom, family) in accept(client)
+    assert join_url(sandbox, family) in accept(client)
     other = app.test_client()
     page = sign_in_parent(other, db_session, "omar@example.net")
-    assert join_url(zoom, family) not in page
+    assert join_url(sandbox, family) not in page
     # Neither parent's page shows the other's address.
     assert "rana@example.net" not in page
     assert "omar@example.net" not in client.get("/f/").get_data(as_text=True)
@@ -172,7 +189,13 @@ def test_classes_in_the_course_zone_moved_and_cancelled(
 
 
 def test_the_calendar_file(
-    db_session: Session, client: FlaskClient, zoom: Any, teacher: Any, course: Any, family: Any
+    db_session: Session,
+    client: FlaskClient,
+    zoom: Any,
+    sandbox: SandboxZoom,
+    teacher: Any,
+    course: Any,
+    family: Any,
 ) -> None:
     cancelled = class_sessions(course)[2]
     cancel_class(db_session, actor=teacher, course_id=course.id, class_id=cancelled.id, now=NOW)
@@ -181,7 +204,7 @@ def test_the_calendar_file(
     assert before.status_code == 200
     assert before.mimetype == "text/calendar"
     assert before.headers["Cache-Control"] == "no-store"
-    assert join_url(zoom, family) not in before.get_data(as_text=True)
+    assert join_url(sandbox, family) not in before.get_data(as_text=True)
 
     accept(client)
     response = client.get("/f/calendar.ics")
@@ -196,7 +219,7 @@ def test_the_calendar_file(
     assert first["DTSTART"].params["TZID"] == "Europe/London"
     assert first.decoded("DTSTART").astimezone(dt.UTC) == class_sessions(course)[0].starts_at
     description = str(first["DESCRIPTION"])
-    assert join_url(zoom, family) in description
+    assert join_url(sandbox, family) in description
     assert passcode_of(course) in description
     assert str(events[2]["STATUS"]) == "CANCELLED"
     assert str(first["STATUS"]) == "CONFIRMED"
@@ -217,14 +240,19 @@ def test_the_safeguarding_lead_is_on_the_page(
 
 
 def test_a_course_that_is_not_safe_pauses_the_join_details(
-    db_session: Session, client: FlaskClient, zoom: Any, course: Any, family: Family
+    db_session: Session,
+    client: FlaskClient,
+    zoom: Any,
+    sandbox: SandboxZoom,
+    course: Any,
+    family: Family,
 ) -> None:
     sign_in_parent(client, db_session, "rana@example.net")
-    assert join_url(zoom, family) in accept(client)
+    assert join_url(sandbox, family) in accept(client)
     course.safety_state = "not_safe"
     db_session.flush()
     page = client.get("/f/").get_data(as_text=True)
-    assert join_url(zoom, family) not in page
+    assert join_url(sandbox, family) not in page
     assert "paused" in page
 
 
@@ -264,10 +292,15 @@ def test_audio_only_after_the_cut_off_over_http(
 
 
 def test_a_class_of_another_course_or_family_over_http(
-    db_session: Session, client: FlaskClient, zoom: Any, teacher: Any, family: Family
+    db_session: Session,
+    client: FlaskClient,
+    zoom: Any,
+    sandbox: SandboxZoom,
+    teacher: Any,
+    family: Family,
 ) -> None:
-    other_course = helpers.make_course(db_session, zoom, teacher, title="Drama club")
-    other = helpers.enrol(
+    other_course = factories.make_course(db_session, zoom, teacher, title="Drama club")
+    other = factories.enrol(
         db_session, zoom, teacher, other_course, first="Zed", contacts=[("Kim", "kim@x.net")]
     )
     sign_in_parent(client, db_session, "rana@example.net")
@@ -280,7 +313,7 @@ def test_a_class_of_another_course_or_family_over_http(
     assert db_session.scalars(select(AudioOnlyEvent)).all() == []
     page = client.get("/f/").get_data(as_text=True)
     assert "Drama club" not in page and "Zed" not in page and "kim@x.net" not in page
-    assert join_url(zoom, other) not in page
+    assert join_url(sandbox, other) not in page
 
 
 def test_two_first_visitors_at_once_share_version_one_of_the_agreement(tmp_path: Any) -> None:

@@ -18,9 +18,10 @@ from companion.errors import Conflict
 from companion.families import family_page, jobs, links
 from companion.families.models import Family, FamilyLink, FamilySession
 
-from ..courses.conftest import NOW, check
+from .. import factories
+from ..factories import NOW, check
 from ..staff_helpers import audit_events
-from . import helpers
+from ..zoom_sandbox import SandboxZoom
 
 pytestmark = pytest.mark.usefixtures("app_with_zoom")
 
@@ -34,21 +35,21 @@ def open_link(client: FlaskClient, path: str) -> Any:
 def test_each_parent_gets_one_message_to_them_alone(
     db_session: Session, zoom: Any, teacher: Any, course: Any
 ) -> None:
-    helpers.enrol(db_session, zoom, teacher, course, contacts=TWO_PARENTS)
-    messages = helpers.outbox(db_session, "family.link")
+    factories.enrol(db_session, zoom, teacher, course, contacts=TWO_PARENTS)
+    messages = factories.outbox(db_session, "family.link")
     assert [m.to_address for m in messages] == ["rana@example.net", "omar@example.net"]
     rana, omar = messages
     assert rana.to_name == "Rana Khan"
     assert "omar" not in rana.body_text.lower() and "omar" not in rana.subject.lower()
     assert "rana" not in omar.body_text.lower().replace("dear omar", "")
-    assert helpers.link_path(rana) != helpers.link_path(omar)
+    assert factories.link_path(rana) != factories.link_path(omar)
     assert "Amira K." in rana.body_text and course.title in rana.subject
 
 
 def test_only_the_tokens_hash_is_stored(
     db_session: Session, zoom: Any, teacher: Any, course: Any, family: Family
 ) -> None:
-    token = helpers.links_to(db_session, "rana@example.net")[0].removeprefix("/f/")
+    token = factories.links_to(db_session, "rana@example.net")[0].removeprefix("/f/")
     assert len(token) == 43  # secrets.token_urlsafe(32)
     link = db_session.scalars(select(FamilyLink)).one()
     assert link.token_hash == hash_token(token)
@@ -60,7 +61,7 @@ def test_only_the_tokens_hash_is_stored(
 def test_the_link_is_exchanged_for_a_family_cookie_and_left_behind(
     db_session: Session, client: FlaskClient, family: Family
 ) -> None:
-    path = helpers.links_to(db_session, "rana@example.net")[0]
+    path = factories.links_to(db_session, "rana@example.net")[0]
     response = client.get(path)
     assert response.status_code == 303
     assert response.headers["Location"] == "/f/"
@@ -91,8 +92,8 @@ class TestBehindHttps:
     def test_the_cookie_is_secure(
         self, db_session: Session, client: FlaskClient, family: Any
     ) -> None:
-        path = helpers.links_to(db_session, "rana@example.net")[0]
-        message = helpers.outbox(db_session, "family.link")[0]
+        path = factories.links_to(db_session, "rana@example.net")[0]
+        message = factories.outbox(db_session, "family.link")[0]
         assert f"https://classes.example.org{path}" in message.body_text
         response = client.get(path, base_url="https://classes.example.org")
         assert "Secure" in response.headers["Set-Cookie"]
@@ -126,7 +127,7 @@ def test_a_tampered_link_says_so_and_shows_nothing(
 def test_a_tampered_character_of_a_real_link_is_not_valid(
     db_session: Session, client: FlaskClient, family: Family
 ) -> None:
-    path = helpers.links_to(db_session, "rana@example.net")[0]
+    path = factories.links_to(db_session, "rana@example.net")[0]
     flipped = path[:-1] + ("A" if path[-1] != "A" else "B")
     assert client.get(flipped).status_code == 404
 
@@ -134,7 +135,7 @@ def test_a_tampered_character_of_a_real_link_is_not_valid(
 def test_resending_kills_the_old_link_and_its_sessions(
     db_session: Session, client: FlaskClient, teacher: Any, course: Any, family: Family
 ) -> None:
-    old = helpers.links_to(db_session, "rana@example.net")[0]
+    old = factories.links_to(db_session, "rana@example.net")[0]
     assert client.get(old).status_code == 303
     assert client.get("/f/").status_code == 200
     contact = family.contacts[0]
@@ -148,7 +149,7 @@ def test_resending_kills_the_old_link_and_its_sessions(
         now=NOW,
     )
     assert result == "sent"
-    new = helpers.links_to(db_session, "rana@example.net")[-1]
+    new = factories.links_to(db_session, "rana@example.net")[-1]
     assert new != old
     assert client.get("/f/").status_code == 401  # the old link's session ended with it
     gone = client.get(old)
@@ -167,7 +168,7 @@ def test_resending_kills_the_old_link_and_its_sessions(
 def test_revoking_a_link(
     db_session: Session, client: FlaskClient, lead: Any, course: Any, family: Family
 ) -> None:
-    path = helpers.links_to(db_session, "rana@example.net")[0]
+    path = factories.links_to(db_session, "rana@example.net")[0]
     client.get(path)
     contact = family.contacts[0]
     # The safeguarding lead may revoke a link that leaked.
@@ -198,14 +199,16 @@ def test_revoking_a_link(
 
 
 def test_links_wait_for_a_safe_course_and_go_when_it_is(
-    db_session: Session, zoom: Any, teacher: Any
+    db_session: Session, zoom: Any, sandbox: SandboxZoom, teacher: Any
 ) -> None:
-    zoom.locks["waiting_room"] = False  # an account lock: Zoom ignores companion's setting
-    course = helpers.make_course(db_session, zoom, teacher)
+    sandbox.state.set_locks(
+        {"waiting_room": False}
+    )  # an account lock: Zoom ignores companion's setting
+    course = factories.make_course(db_session, zoom, teacher)
     assert not course_is_safe(course)
-    family = helpers.enrol(db_session, zoom, teacher, course, contacts=TWO_PARENTS)
+    family = factories.enrol(db_session, zoom, teacher, course, contacts=TWO_PARENTS)
     assert family.zoom_state == "registered"
-    assert helpers.outbox(db_session, "family.link") == []
+    assert factories.outbox(db_session, "family.link") == []
     state = links.link_state(db_session, family.contacts[0], NOW)
     assert state.state == "queued" and "safety" in state.label
     # A resend while not safe kills nothing new and stays queued.
@@ -220,12 +223,12 @@ def test_links_wait_for_a_safe_course_and_go_when_it_is(
         )
         == "queued"
     )
-    assert helpers.outbox(db_session, "family.link") == []
+    assert factories.outbox(db_session, "family.link") == []
 
-    del zoom.locks["waiting_room"]
+    sandbox.state.set_locks({"waiting_room": None})
     check(zoom, course, now=NOW + dt.timedelta(minutes=5))  # the drift check, after the commit
     assert course_is_safe(course)
-    sent = helpers.outbox(db_session, "family.link")
+    sent = factories.outbox(db_session, "family.link")
     assert sorted(m.to_address for m in sent) == ["omar@example.net", "rana@example.net"]
     assert all(c.link_owed_since is None for c in family.contacts)
 
@@ -234,22 +237,22 @@ def test_the_job_sends_links_that_are_owed(
     app: Any, db_session: Session, zoom: Any, teacher: Any, course: Any
 ) -> None:
     course.safety_state = "unverified"
-    family = helpers.enrol(db_session, zoom, teacher, course)
-    assert helpers.outbox(db_session, "family.link") == []
+    family = factories.enrol(db_session, zoom, teacher, course)
+    assert factories.outbox(db_session, "family.link") == []
     assert jobs.send_owed_links(app, now=NOW) == {}
     course.safety_state = "safe"
     db_session.flush()
     assert jobs.send_owed_links(app, now=NOW) == {"sent": 1}
     assert jobs.send_owed_links(app, now=NOW) == {}
-    assert len(helpers.outbox(db_session, "family.link")) == 1
+    assert len(factories.outbox(db_session, "family.link")) == 1
     assert family.contacts[0].link_owed_since is None
 
 
 def test_after_the_course_the_page_says_so_then_the_link_expires(
     db_session: Session, client: FlaskClient, clock: Any, course: Any, family: Family
 ) -> None:
-    path = helpers.links_to(db_session, "rana@example.net")[0]
-    principal = helpers.principal(db_session, family.contacts[0])
+    path = factories.links_to(db_session, "rana@example.net")[0]
+    principal = factories.principal(db_session, family.contacts[0])
     from companion.families import agreement
 
     version = agreement.current(db_session, family.organisation, now=NOW)
@@ -274,8 +277,8 @@ def test_after_the_course_the_page_says_so_then_the_link_expires(
 def test_a_withdrawn_familys_page_says_so_and_shows_no_link(
     db_session: Session, client: FlaskClient, zoom: Any, teacher: Any, course: Any, family: Family
 ) -> None:
-    path = helpers.links_to(db_session, "rana@example.net")[0]
-    helpers.withdraw(db_session, zoom, teacher, family)
+    path = factories.links_to(db_session, "rana@example.net")[0]
+    factories.withdraw(db_session, zoom, teacher, family)
     assert client.get(path).status_code == 303
     body = client.get("/f/").get_data(as_text=True)
     assert "has been withdrawn" in body
@@ -296,7 +299,7 @@ def test_forget_this_device_ends_the_session(
 ) -> None:
     from ..conftest import csrf_from
 
-    client.get(helpers.links_to(db_session, "rana@example.net")[0])
+    client.get(factories.links_to(db_session, "rana@example.net")[0])
     token = csrf_from(client.get("/f/").get_data(as_text=True))
     response = client.post("/f/sign-out", data={"csrf_token": token})
     assert response.status_code == 200
@@ -307,7 +310,7 @@ def test_forget_this_device_ends_the_session(
 def test_a_session_in_use_lives_on_and_an_idle_one_ends(
     db_session: Session, client: FlaskClient, clock: Any, family: Family
 ) -> None:
-    client.get(helpers.links_to(db_session, "rana@example.net")[0])
+    client.get(factories.links_to(db_session, "rana@example.net")[0])
     clock.advance(days=20)
     page = client.get("/f/")
     assert page.status_code == 200

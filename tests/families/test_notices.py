@@ -13,15 +13,15 @@ from companion.courses.changes import cancel_class, cancel_course, move_class, r
 from companion.courses.passcodes import passcode_of
 from companion.courses.timetable import class_sessions
 
-from ..courses.conftest import NOW
-from . import helpers
+from .. import factories
+from ..factories import NOW
 
 pytestmark = pytest.mark.usefixtures("app_with_zoom")
 
 
 @pytest.fixture
 def two_families(db_session: Session, zoom: Any, teacher: Any, course: Any) -> list[Any]:
-    first = helpers.enrol(
+    first = factories.enrol(
         db_session,
         zoom,
         teacher,
@@ -30,7 +30,7 @@ def two_families(db_session: Session, zoom: Any, teacher: Any, course: Any) -> l
     )
     # A parent whose link is not sent yet is not told (their page will be current anyway).
     course.safety_state = "unverified"
-    second = helpers.enrol(
+    second = factories.enrol(
         db_session, zoom, teacher, course, first="Ben", contacts=[("Jo", "jo@example.net")]
     )
     course.safety_state = "safe"
@@ -50,7 +50,7 @@ def test_a_moved_and_a_cancelled_class(
         at=dt.time(18, 30),
         now=NOW,
     )
-    messages = helpers.outbox(db_session, "family.schedule_changed")
+    messages = factories.outbox(db_session, "family.schedule_changed")
     assert [m.to_address for m in messages] == ["rana@example.net", "omar@example.net"]
     assert (
         "  - Tuesday 17 March, 18:30-19:15 (moved from Monday 16 March, 17:00)"
@@ -58,7 +58,7 @@ def test_a_moved_and_a_cancelled_class(
     )
     assert "omar" not in messages[0].body_text.lower()
     cancel_class(db_session, actor=teacher, course_id=course.id, class_id=third.id, now=NOW)
-    latest = helpers.outbox(db_session, "family.schedule_changed")[-1]
+    latest = factories.outbox(db_session, "family.schedule_changed")[-1]
     assert "  - Monday 23 March, 17:00-17:45: CANCELLED" in latest.body_text
 
 
@@ -66,11 +66,11 @@ def test_the_course_cancelled_and_the_passcode_changed(
     db_session: Session, zoom: Any, teacher: Any, course: Any, two_families: Any
 ) -> None:
     rotate_passcode(db_session, actor=teacher, course_id=course.id, now=NOW)
-    changed = helpers.outbox(db_session, "family.passcode_changed")
+    changed = factories.outbox(db_session, "family.passcode_changed")
     assert len(changed) == 2
     assert passcode_of(course) not in changed[0].body_text
     cancel_course(db_session, actor=teacher, course_id=course.id, now=NOW)
-    assert [m.to_address for m in helpers.outbox(db_session, "family.course_cancelled")] == [
+    assert [m.to_address for m in factories.outbox(db_session, "family.course_cancelled")] == [
         "rana@example.net",
         "omar@example.net",
     ]

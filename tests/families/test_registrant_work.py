@@ -17,10 +17,11 @@ from companion.families import enrolment, family_page, jobs, people, registrants
 from companion.families.models import Family
 from companion.sealing import Purpose
 
-from ..courses.conftest import NOW
+from .. import factories
 from ..crashes import Crash, crash_fixture
+from ..factories import NOW
 from ..keys_helpers import foreign_sealer
-from . import helpers
+from ..zoom_sandbox import SandboxZoom
 
 pytestmark = pytest.mark.usefixtures("app_with_zoom")
 
@@ -50,9 +51,9 @@ def after_the_claim_ran_out() -> dt.datetime:
 def test_enrolment_saves_the_family_and_calls_zoom_only_afterwards(
     app: Any, db_session: Session, zoom: Any, teacher: Any, course: Any
 ) -> None:
-    calls = zoom.total_calls
+    calls = zoom.calls.total()
     family = enrolled(db_session, teacher, course)
-    assert zoom.total_calls == calls
+    assert zoom.calls.total() == calls
     assert (family.zoom_state, family.zoom_attempts, family.zoom_next_attempt_at) == (
         "pending",
         0,
@@ -69,6 +70,7 @@ def test_a_crash_after_the_claim_is_recovered_by_the_next_run(
     app: Any,
     db_session: Session,
     zoom: Any,
+    sandbox: SandboxZoom,
     teacher: Any,
     course: Any,
     crash_at: Callable[[str], None],
@@ -87,18 +89,19 @@ def test_a_crash_after_the_claim_is_recovered_by_the_next_run(
 
     assert jobs.sync_zoom(app, now=after_the_claim_ran_out()) == {"registered": 1}
     db_session.expire_all()
-    (registrant,) = zoom.approved(course.zoom_meeting_id)
+    (registrant,) = sandbox.approved(course.zoom_meeting_id)
     assert family.zoom_registrant_id == registrant["id"]
     assert zoom.calls["add_registrant"] == 1
     # An attempt after an earlier one looks for its registrant before adding one.
-    assert zoom.calls["iter_registrants"] >= 1
-    assert len(helpers.links_to(db_session, "rana@example.net")) == 1
+    assert zoom.calls["list_registrants"] >= 1
+    assert len(factories.links_to(db_session, "rana@example.net")) == 1
 
 
 def test_a_crash_after_zoom_answered_adopts_the_registrant_instead_of_adding_another(
     app: Any,
     db_session: Session,
     zoom: Any,
+    sandbox: SandboxZoom,
     teacher: Any,
     course: Any,
     crash_at: Callable[[str], None],
@@ -109,17 +112,17 @@ def test_a_crash_after_zoom_answered_adopts_the_registrant_instead_of_adding_ano
         jobs.work_family(app, family.id)
     db_session.expire_all()
     # Zoom has the registrant; companion never recorded it.
-    (registrant,) = zoom.approved(course.zoom_meeting_id)
+    (registrant,) = sandbox.approved(course.zoom_meeting_id)
     assert family.zoom_state == "pending" and family.zoom_registrant_id is None
-    assert helpers.links_to(db_session, "rana@example.net") == []
+    assert factories.links_to(db_session, "rana@example.net") == []
 
     assert jobs.sync_zoom(app, now=after_the_claim_ran_out()) == {"registered": 1}
     db_session.expire_all()
     assert zoom.calls["add_registrant"] == 1
-    assert zoom.approved(course.zoom_meeting_id) == [registrant]
+    assert sandbox.approved(course.zoom_meeting_id) == [registrant]
     assert family.zoom_registrant_id == registrant["id"]
     assert sealing.unseal(Purpose.JOIN_LINK, family.join_url_encrypted) == (registrant["join_url"])
-    assert len(helpers.links_to(db_session, "rana@example.net")) == 1
+    assert len(factories.links_to(db_session, "rana@example.net")) == 1
     registered = db_session.scalars(
         select(AuditEvent).where(AuditEvent.kind == "family.zoom_registered")
     ).all()
@@ -131,6 +134,7 @@ def test_a_crash_while_cancelling_is_recovered_by_the_next_run(
     app: Any,
     db_session: Session,
     zoom: Any,
+    sandbox: SandboxZoom,
     teacher: Any,
     course: Any,
     family: Family,
@@ -150,12 +154,12 @@ def test_a_crash_while_cancelling_is_recovered_by_the_next_run(
     assert jobs.sync_zoom(app, now=after_the_claim_ran_out()) == {"cancelled": 1}
     db_session.expire_all()
     assert family.zoom_state == "cancelled" and family.join_url_encrypted == ""
-    assert zoom.approved(course.zoom_meeting_id) == []
-    assert len(zoom.registrants[course.zoom_meeting_id]) == 1
+    assert sandbox.approved(course.zoom_meeting_id) == []
+    assert len(sandbox.registrants(course.zoom_meeting_id, "denied")) == 1  # cancelled, not two
 
 
 def test_a_family_withdrawn_while_zoom_registers_it_is_then_cancelled(
-    app: Any, db_session: Session, zoom: Any, teacher: Any, course: Any
+    app: Any, db_session: Session, zoom: Any, sandbox: SandboxZoom, teacher: Any, course: Any
 ) -> None:
     family = enrolled(db_session, teacher, course)
 
@@ -173,12 +177,12 @@ def test_a_family_withdrawn_while_zoom_registers_it_is_then_cancelled(
     finally:
         work.hooks.after_call.remove(withdraw_meanwhile)
     db_session.expire_all()
-    (registrant,) = zoom.approved(course.zoom_meeting_id)
+    (registrant,) = sandbox.approved(course.zoom_meeting_id)
     # The registrant Zoom made is kept, so the cancellation (due now) cancels exactly it.
     assert family.zoom_registrant_id == registrant["id"]
-    assert helpers.links_to(db_session, "rana@example.net") == []
+    assert factories.links_to(db_session, "rana@example.net") == []
     assert jobs.sync_zoom(app, now=NOW) == {"cancelled": 1}
-    assert zoom.approved(course.zoom_meeting_id) == []
+    assert sandbox.approved(course.zoom_meeting_id) == []
 
 
 def test_the_old_claim_and_backoff_copies_are_gone() -> None:
@@ -191,6 +195,7 @@ def test_a_join_link_sealed_under_an_old_key_is_read_again_outside_the_page(
     db_session: Session,
     client: Any,
     zoom: Any,
+    sandbox: SandboxZoom,
     course: Any,
     family: Family,
 ) -> None:
@@ -199,19 +204,19 @@ def test_a_join_link_sealed_under_an_old_key_is_read_again_outside_the_page(
     contact = family.contacts[0]
     version = agreement.current(db_session, family.organisation, now=NOW)
     agreement.accept(db_session, contact=contact, agreement_id=version.id, now=NOW)
-    url = zoom.registrant(course.zoom_meeting_id, family.zoom_registrant_id)["join_url"]
+    url = sandbox.registrant(course.zoom_meeting_id, family.zoom_registrant_id)["join_url"]
     family.join_url_encrypted = foreign_sealer().seal(Purpose.JOIN_LINK, url)
     db_session.commit()
-    principal = helpers.principal(db_session, contact)
+    principal = factories.principal(db_session, contact)
     # The page service never calls Zoom: it shows the link as pending.
-    calls = zoom.total_calls
+    calls = zoom.calls.total()
     page = family_page.family_page(db_session, principal, now=NOW)
     assert page.join_url is None and page.join_problem == "pending"
-    assert zoom.total_calls == calls
+    assert zoom.calls.total() == calls
     assert registrants.join_url_lost(family)
 
     # The family's own page reads it again, with the request's transaction committed first.
-    path = helpers.links_to(db_session, "rana@example.net")[0]
+    path = factories.links_to(db_session, "rana@example.net")[0]
     assert client.get(path).status_code == 303
     body = client.get("/f/").get_data(as_text=True)
     assert url in body

@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 from companion.accounts import services as accounts
 from companion.courses.timetable import class_sessions
 
-from . import helpers
+from .. import factories
 
 pytestmark = pytest.mark.usefixtures("app_with_zoom")
 
@@ -26,7 +26,7 @@ FAMILY_PATHS = ("/families", "/classes")
 def test_the_families_operations_conform(
     app_with_zoom: Flask, db_session: Session, zoom: Any, admin: Any, course: Any
 ) -> None:
-    family = helpers.enrol(
+    family = factories.enrol(
         db_session,
         zoom,
         admin,

@@ -18,7 +18,8 @@ import pytest
 from companion.families import jobs
 from companion.families.models import Family
 
-from ..slow_zoom import AT_ONCE, Live, csrf, poll, serve
+from ..polling import poll
+from ..slow_zoom import AT_ONCE, Live, csrf, serve
 
 REAL_CLOCK = True
 

@@ -17,9 +17,9 @@ from companion.families import access, audio_only
 from companion.families.models import AgreementVersion, Family
 
 from .. import factories
-from ..courses.conftest import NOW
+from ..factories import NOW
 from ..staff_helpers import post_form, sign_in, text
-from . import helpers
+from ..zoom_sandbox import SandboxZoom
 
 pytestmark = pytest.mark.usefixtures("app_with_zoom")
 
@@ -65,7 +65,7 @@ def test_another_organisations_staff_see_nothing(
 def test_a_family_of_another_course_is_not_found_under_this_one(
     client: FlaskClient, db_session: Session, zoom: Any, teacher: Any, course: Any, family: Family
 ) -> None:
-    other = helpers.make_course(db_session, zoom, teacher, title="Drama")
+    other = factories.make_course(db_session, zoom, teacher, title="Drama")
     sign_in(client, teacher.email)
     assert client.get(f"/courses/{other.id}/families/{family.id}").status_code == 404
 
@@ -108,8 +108,8 @@ def test_enrolling_with_the_form(
     assert "Amira K. is enrolled. companion is registering them in Zoom now" in listing
     # The answer went out first; Zoom was asked right after it, so this page shows the result.
     assert "Registered in Zoom" in listing
-    assert len(helpers.links_to(db_session, "rana@example.net")) == 1
-    assert len(helpers.links_to(db_session, "omar@example.net")) == 1
+    assert len(factories.links_to(db_session, "rana@example.net")) == 1
+    assert len(factories.links_to(db_session, "omar@example.net")) == 1
     assert "rana@example.net" in listing and "omar@example.net" in listing
     (family,) = access.families_of(db_session, course.id)
     assert [c.email for c in family.contacts] == ["rana@example.net", "omar@example.net"]
@@ -137,7 +137,13 @@ def test_the_lead_views_but_does_not_enrol_or_withdraw(
 
 
 def test_link_buttons_and_withdrawal(
-    db_session: Session, client: FlaskClient, zoom: Any, teacher: Any, course: Any, family: Family
+    db_session: Session,
+    client: FlaskClient,
+    zoom: Any,
+    sandbox: SandboxZoom,
+    teacher: Any,
+    course: Any,
+    family: Family,
 ) -> None:
     sign_in(client, teacher.email)
     detail = f"/courses/{course.id}/families/{family.id}"
@@ -147,7 +153,7 @@ def test_link_buttons_and_withdrawal(
     response = post_form(client, f"{detail}/contacts/{contact.id}/resend", form_page=detail)
     assert response.status_code == 302
     assert "A new link was sent; the old one no longer works." in text(client.get(detail))
-    assert len(helpers.links_to(db_session, "rana@example.net")) == 2
+    assert len(factories.links_to(db_session, "rana@example.net")) == 2
 
     post_form(client, f"{detail}/contacts/{contact.id}/revoke", form_page=detail)
     page = text(client.get(detail))
@@ -161,7 +167,7 @@ def test_link_buttons_and_withdrawal(
     page = text(client.get(detail))
     assert "Amira K. is withdrawn, and their family page no longer shows a join link." in page
     assert "Cancelled in Zoom" in page
-    assert zoom.approved(course.zoom_meeting_id) == []
+    assert sandbox.approved(course.zoom_meeting_id) == []
 
 
 def test_another_teacher_cannot_press_the_buttons(
@@ -174,7 +180,7 @@ def test_another_teacher_cannot_press_the_buttons(
     base = f"/courses/{course.id}/families/{family.id}"
     for path in (f"{base}/contacts/{contact.id}/resend", f"{base}/withdraw", f"{base}/retry"):
         assert post_form(browser, path).status_code == 404, path
-    assert len(helpers.links_to(db_session, "rana@example.net")) == 1
+    assert len(factories.links_to(db_session, "rana@example.net")) == 1
     assert family.status == "enrolled"
 
 
@@ -182,7 +188,7 @@ def test_the_admit_list_shows_the_flag(
     db_session: Session, client: FlaskClient, teacher: Any, course: Any, family: Family
 ) -> None:
     first = class_sessions(course)[0]
-    parent = helpers.principal(db_session, family.contacts[0])
+    parent = factories.principal(db_session, family.contacts[0])
     audio_only.request_audio_only(db_session, parent, class_id=first.id, action="request", now=NOW)
     sign_in(client, teacher.email)
     page = text(client.get(f"/courses/{course.id}/classes/{first.id}/admit"))

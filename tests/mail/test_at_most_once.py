@@ -29,8 +29,9 @@ from companion.mail.models import OutboxMessage
 from companion.webhooks.models import WebhookEvent
 from companion.zoom.webhooks import sandbox_webhook_secret, sign
 
-from ..conftest import Browser, WsgiServer, csrf_from, make_app
+from ..conftest import Browser, csrf_from, make_app
 from ..crashes import Crash, crash_fixture
+from ..servers import WsgiServer
 from .conftest import MAIL_FROM, fresh_database, use_smtp
 from .smtp_server import SmtpServer
 

@@ -14,7 +14,8 @@ from flask import Flask
 from sqlalchemy.orm import Session
 
 from ..conftest import ci_requires
-from .vault_helpers import Vault, make_course
+from ..factories import class_start, zoom_course
+from .vault_helpers import Vault
 
 if TYPE_CHECKING:
     from companion.recordings.s3storage import S3EncryptedStorage
@@ -29,17 +30,12 @@ def vault(app: Flask, db_session: Session, tmp_path: Path) -> Iterator[Vault]:
     v.close()
 
 
-def class_start(days_ago: int = 1) -> dt.datetime:
-    now = dt.datetime.now(dt.UTC).replace(second=0, microsecond=0)
-    return (now - dt.timedelta(days=days_ago)).replace(hour=16, minute=0)
-
-
 @pytest.fixture
 def course_in_zoom(vault: Vault, db_session: Session, teacher: Any) -> Any:
     """A course whose meeting exists in the sandbox, with a class yesterday and one next week."""
     start = class_start(1)
     meeting_id = vault.meeting(start + dt.timedelta(days=8))
-    return make_course(
+    return zoom_course(
         db_session,
         teacher,
         meeting_id=meeting_id,

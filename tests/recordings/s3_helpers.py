@@ -20,7 +20,7 @@ import requests
 
 from companion.recordings.s3storage import MIN_PART_SIZE, S3EncryptedStorage
 
-from ..conftest import free_port
+from ..servers import free_port
 
 ACCESS_KEY = "test-access-key"
 SECRET_KEY = "test-secret-key"

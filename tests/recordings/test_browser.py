@@ -22,8 +22,8 @@ from companion.zoom import EXTENSION_KEY, client_from_config
 from companion.zoom.sandbox import create_sandbox_app, deliver_due, media
 from companion.zoom.webhooks import sandbox_webhook_secret
 
-from ..conftest import WsgiServer
-from .vault_helpers import make_course, meeting_body
+from ..factories import meeting_body, zoom_course
+from ..servers import WsgiServer
 
 pytestmark = pytest.mark.browser
 
@@ -53,7 +53,7 @@ def recorded_class(live_server: Any, tmp_path: Any) -> Iterator[dict[str, Any]]:
         title = f"Violin club {secrets.token_hex(3)}"
         with app.app_context(), Session(engine) as session, session.begin():
             teacher = session.scalars(select(User).where(User.email == "teacher@example.org")).one()
-            make_course(session, teacher, meeting_id=meeting_id, starts=[start], title=title)
+            zoom_course(session, teacher, meeting_id=meeting_id, starts=[start], title=title)
         summary = sandbox.simulate_class(meeting_id, start_at=start)
         assert deliver_due(sandbox, force=True) > 0
         # What `companion worker` runs every few seconds.

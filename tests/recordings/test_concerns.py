@@ -20,8 +20,8 @@ from companion.recordings.models import Concern, Hold
 
 from .. import factories
 from ..conftest import Browser
-from .conftest import class_start
-from .vault_helpers import Vault, make_course
+from ..factories import class_start, zoom_course
+from .vault_helpers import Vault
 
 
 @pytest.fixture(autouse=True)
@@ -122,13 +122,13 @@ def test_a_teacher_cannot_raise_a_concern_about_another_teachers_class(
     db_session: Session, org: Any, teacher: Any
 ) -> None:
     other = factories.user(db_session, org)
-    course = make_course(db_session, other, meeting_id=None, starts=[class_start(1)])
+    course = zoom_course(db_session, other, meeting_id=None, starts=[class_start(1)])
     with pytest.raises(NotFound):
         raise_it(db_session, teacher, course.classes[0])
 
 
 def test_the_admin_raises_no_concerns(db_session: Session, org: Any, admin: Any, teacher: Any):
-    course = make_course(db_session, teacher, meeting_id=None, starts=[class_start(1)])
+    course = zoom_course(db_session, teacher, meeting_id=None, starts=[class_start(1)])
     with pytest.raises(Forbidden):
         raise_it(db_session, admin, course.classes[0])
 
@@ -139,7 +139,7 @@ def test_the_admin_raises_no_concerns(db_session: Session, org: Any, admin: Any,
 )
 def test_when_in_the_class(when: str, minute: int, db_session: Session, teacher: Any) -> None:
     start = class_start(1).replace(hour=16, minute=0)
-    course = make_course(db_session, teacher, meeting_id=None, starts=[start])
+    course = zoom_course(db_session, teacher, meeting_id=None, starts=[start])
     course.timezone = "UTC"
     db_session.flush()
     assert raise_it(db_session, teacher, course.classes[0], when=when).minute_into_class == minute
@@ -148,7 +148,7 @@ def test_when_in_the_class(when: str, minute: int, db_session: Session, teacher:
 @pytest.mark.parametrize("when", ["", "soon", "15:59", "25:00", "200", "12:75"])
 def test_a_time_outside_the_class_is_refused(when: str, db_session: Session, teacher: Any):
     start = class_start(1).replace(hour=16, minute=0)
-    course = make_course(db_session, teacher, meeting_id=None, starts=[start])
+    course = zoom_course(db_session, teacher, meeting_id=None, starts=[start])
     course.timezone = "UTC"
     db_session.flush()
     with pytest.raises(ValidationError) as info:
@@ -157,7 +157,7 @@ def test_a_time_outside_the_class_is_refused(when: str, db_session: Session, tea
 
 
 def test_a_class_in_the_future_takes_no_concern(db_session: Session, teacher: Any) -> None:
-    course = make_course(db_session, teacher, meeting_id=None, starts=[class_start(-2)])
+    course = zoom_course(db_session, teacher, meeting_id=None, starts=[class_start(-2)])
     with pytest.raises(ValidationError):
         raise_it(db_session, teacher, course.classes[0])
 
@@ -168,7 +168,7 @@ def test_a_class_in_the_future_takes_no_concern(db_session: Session, teacher: An
 def test_the_concern_form_for_a_teacher(
     browser: Browser, db_session: Session, teacher: Any, lead: Any
 ) -> None:
-    course = make_course(db_session, teacher, meeting_id=None, starts=[class_start(1)])
+    course = zoom_course(db_session, teacher, meeting_id=None, starts=[class_start(1)])
     cls = course.classes[0]
     browser.login(teacher.email)
     page = browser.client.get(f"/concerns/new?class_id={cls.id}")
@@ -212,7 +212,7 @@ def test_the_concern_form_for_a_teacher(
 def test_the_lead_releases_a_hold_on_its_page(
     browser: Browser, db_session: Session, teacher: Any, lead: Any
 ) -> None:
-    course = make_course(db_session, teacher, meeting_id=None, starts=[class_start(1)])
+    course = zoom_course(db_session, teacher, meeting_id=None, starts=[class_start(1)])
     concern = raise_it(db_session, teacher, course.classes[0])
     hold = db_session.scalars(select(Hold)).one()
     browser.login(lead.email)

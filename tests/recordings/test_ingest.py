@@ -15,7 +15,7 @@ from companion.recordings import jobs as recording_jobs
 from companion.recordings.models import KekCheck
 from companion.zoom.sandbox import media
 
-from .conftest import class_start
+from ..factories import class_start
 from .vault_helpers import Vault, file_of
 
 

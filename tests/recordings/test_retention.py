@@ -18,7 +18,7 @@ from companion.recordings import crypto, retention
 from companion.recordings import jobs as recording_jobs
 from companion.recordings.models import Hold, Recording, RecordingFile
 
-from .conftest import class_start
+from ..factories import class_start
 from .vault_helpers import Vault
 
 

@@ -27,6 +27,7 @@ from companion.recordings.s3storage import MIN_PART_SIZE, S3EncryptedStorage
 from companion.recordings.storage import BlobMissing, LocalEncryptedStorage, StorageError
 
 from ..conftest import Browser
+from ..polling import poll
 from .s3_helpers import S3Server, closed_port_url, silent_server
 from .storage_helpers import UNFINISHED, leftovers, raw_bytes
 from .vault_helpers import Vault, file_of
@@ -164,9 +165,7 @@ def test_a_large_blob_goes_up_in_parts_and_appears_only_when_complete(
         writer = crypto.EncryptingWriter(blob, DEK, FILE_ID, RECORDING_ID)
         writer.write(plaintext[: 11 * MIB])
         # Two parts are up already, and still no blob: only an unfinished upload.
-        deadline = time.monotonic() + 10
-        while len(sent) < 2 and time.monotonic() < deadline:  # written on the helper thread
-            time.sleep(0.01)
+        poll(lambda: len(sent) >= 2, "two parts sent by the helper thread")
         assert sent == [MIN_PART_SIZE, MIN_PART_SIZE]
         assert s3_server.object_names(s3_bucket) == []
         assert leftovers(s3_store) == [KEY + UNFINISHED]

@@ -10,7 +10,6 @@ import signal
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 import pytest
@@ -27,8 +26,10 @@ from companion.zoom.sandbox import create_sandbox_app, deliver_due, media
 from companion.zoom.webhooks import sandbox_webhook_secret
 
 from .. import factories
-from ..conftest import SECRET, TEST_KEYS_ENV, WsgiServer, make_app
-from .vault_helpers import make_course, meeting_body
+from ..conftest import SECRET, TEST_KEYS_ENV, make_app
+from ..factories import meeting_body, zoom_course
+from ..polling import poll
+from ..servers import WsgiServer
 
 SIZE = 48 << 20
 
@@ -98,7 +99,7 @@ def test_a_worker_killed_mid_write_leaves_nothing_and_the_next_start_resumes(
         with Session(engine) as session, session.begin():
             org = factories.organisation(session)
             teacher = factories.user(session, org)
-            make_course(session, teacher, meeting_id=meeting_id, starts=[start])
+            zoom_course(session, teacher, meeting_id=meeting_id, starts=[start])
         sandbox.simulate_class(meeting_id, start_at=start, recording_bytes=SIZE)
         deliver_due(sandbox, force=True)
         with app.app_context():
@@ -121,11 +122,12 @@ def test_a_worker_killed_mid_write_leaves_nothing_and_the_next_start_resumes(
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
         )
-        deadline = time.monotonic() + 60
-        while not marker.exists():
+
+        def writing() -> bool:
             assert child.poll() is None, child.stderr.read().decode() if child.stderr else ""
-            assert time.monotonic() < deadline, "the child never started writing"
-            time.sleep(0.05)
+            return marker.exists()
+
+        poll(writing, "the child to start writing", timeout=60)
         os.kill(child.pid, signal.SIGKILL)
         child.wait(timeout=10)
 

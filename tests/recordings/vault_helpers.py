@@ -9,7 +9,6 @@ the storage a test passes, such as a bucket on the loopback S3 server).
 from __future__ import annotations
 
 import datetime as dt
-import secrets
 import uuid
 from pathlib import Path
 from typing import Any
@@ -19,75 +18,19 @@ from flask.testing import FlaskClient
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from companion.courses.models import ClassSession, Course
 from companion.recordings import jobs as recording_jobs
 from companion.recordings import vault as vault_module
 from companion.recordings.models import Recording, RecordingFile
 from companion.recordings.storage import LocalEncryptedStorage, RecordingStorage
-from companion.sealing import Purpose
 from companion.webhooks import jobs as webhook_jobs
 from companion.webhooks.models import WebhookEvent
 from companion.zoom import EXTENSION_KEY, client_from_config
 from companion.zoom.sandbox import create_sandbox_app, deliver_due
 from companion.zoom.webhooks import sandbox_webhook_secret
 
-from ..conftest import WsgiServer
-from ..keys_helpers import suite_sealer
+from ..factories import meeting_body
+from ..servers import WsgiServer
 from .storage_helpers import leftovers
-
-CLASS_MINUTES = 45
-
-
-def meeting_body(start: dt.datetime) -> dict[str, Any]:
-    return {
-        "topic": "Art club (ages 8-10)",
-        "type": 2,
-        "duration": CLASS_MINUTES,
-        "start_time": start.strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "timezone": "Europe/London",
-        "password": "Kq7mP2xZ4r",
-        "settings": {"waiting_room": True, "auto_recording": "cloud"},
-    }
-
-
-def make_course(
-    session: Session,
-    teacher: Any,
-    *,
-    meeting_id: int | None,
-    starts: list[dt.datetime],
-    title: str = "Art club",
-) -> Course:
-    """A course row with classes at ``starts`` (Zoom's meeting made separately)."""
-    first = starts[0]
-    course = Course(
-        organisation_id=teacher.organisation_id,
-        teacher_id=teacher.id,
-        title=title,
-        timezone="Europe/London",
-        first_date=first.date(),
-        weekdays="mon",
-        start_time=first.time().replace(tzinfo=None),
-        duration_minutes=CLASS_MINUTES,
-        class_count=len(starts),
-        end_date=None,
-        ends_at=starts[-1] + dt.timedelta(minutes=CLASS_MINUTES),
-        zoom_user_id="me",
-        zoom_meeting_id=meeting_id,
-        zoom_state="created",
-        companion_ref=secrets.token_hex(8),
-        # Not read by these tests, but sealed as companion seals it: an app started on a database
-        # holding a value its keys cannot open refuses to start.
-        passcode_encrypted=suite_sealer().seal(Purpose.COURSE_PASSCODE, "000000"),
-        passcode_set_at=first,
-        safety_state="safe",
-    )
-    session.add(course)
-    session.flush()
-    for at in starts:
-        session.add(ClassSession(course_id=course.id, starts_at=at, duration_minutes=CLASS_MINUTES))
-    session.flush()
-    return course
 
 
 class Vault:

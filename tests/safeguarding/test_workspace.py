@@ -17,7 +17,7 @@ from companion.mail.models import OutboxMessage
 from companion.recordings import services as vault
 from companion.safeguarding.models import ConcernOutcome, Disclosure, FamilyNotice
 
-from ..evidence import helpers as ev
+from .. import factories
 from ..security import world as w
 from ..staff_helpers import audit_events, csrf_of, text
 
@@ -46,7 +46,7 @@ def test_overview_lists_open_concerns_and_holds(lead_client: Any, world: w.World
 def test_recordings_by_course_class_child_and_date(
     lead_client: Any, world: w.World, db_session: Session
 ) -> None:
-    other = ev.recording(db_session, world.class_x)
+    other = factories.recording(db_session, world.class_x)
     href_y = f"/recordings/{world.recording_y.id}"
     href_x = f"/recordings/{other.id}"
 

@@ -19,6 +19,7 @@ from click.testing import CliRunner
 from companion.cli import main
 from companion.zoom.webhooks import sandbox_webhook_secret, verify
 
+from ..polling import poll
 from .conftest import Receiver, weekly_class
 
 SECRET_KEY = "cli-test-secret-key-that-is-long-enough-0123456789"
@@ -124,12 +125,12 @@ def test_serve_and_simulate_a_class(served: dict[str, Any], monkeypatch: Any) ->
 
     # The background worker delivers every event, signed with the secret companion derives.
     secret = sandbox_webhook_secret({"SECRET_KEY": SECRET_KEY, "ZOOM_MODE": "sandbox"})
-    deadline = time.monotonic() + 15
-    while time.monotonic() < deadline:
-        events = [json.loads(x["body"]) for x in target.requests]
-        if any(e["event"] == "recording.completed" for e in events):
-            break
-        time.sleep(0.1)
+    poll(
+        lambda: any(
+            json.loads(x["body"])["event"] == "recording.completed" for x in target.requests
+        ),
+        "the recording.completed webhook",
+    )
     events = [json.loads(x["body"]) for x in target.requests]
     # The endpoint is challenged when serving starts (this receiver does not answer it).
     assert any(e["event"] == "endpoint.url_validation" for e in events)

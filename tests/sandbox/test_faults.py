@@ -10,6 +10,8 @@ import requests
 from flask import Flask
 from flask.testing import FlaskClient
 
+from companion.zoom.sandbox.app import AnswerDropped
+
 from .conftest import Api
 
 
@@ -95,6 +97,9 @@ def test_always_failing_and_clearing(api: Api, zoom_client: FlaskClient) -> None
         {"path": "/v2/*", "count": 0},
         {"path": "/v2/*", "status": 200},
         {"path": "/v2/*", "delay": 500},
+        {"path": "/v2/*", "drop": True, "status": 502},
+        {"path": "/v2/*", "after": True},
+        {"route": 7},
     ],
 )
 def test_bad_fault_specs(zoom_client: FlaskClient, spec: dict[str, Any]) -> None:
@@ -138,3 +143,74 @@ def test_call_statistics(api: Api, zoom_client: FlaskClient) -> None:
     }
     assert stats["by_status"]["GET /v2/meetings/{meetingId} 404"] == 1
     assert stats["total"] == 4
+
+
+# --- answers lost: no answer at all, or one that comes after Zoom acted -----------------------
+
+
+def meeting_count(api: Api) -> int:
+    return api.get("/v2/users/me/meetings").get_json()["total_records"]
+
+
+def test_a_dropped_request_is_not_carried_out(api: Api, zoom_client: FlaskClient) -> None:
+    zoom_client.post(
+        "/_sandbox/faults", json={"path": "/v2/users/*/meetings", "method": "POST", "drop": True}
+    )
+    # In process the WSGI app raises instead of answering: a ConnectionError, as from a socket.
+    with pytest.raises(AnswerDropped):
+        api.create_meeting()
+    assert meeting_count(api) == 0
+    stats = zoom_client.get("/_sandbox/stats").get_json()
+    assert stats["by_status"]["POST /v2/users/{userId}/meetings dropped"] == 1
+
+
+@pytest.mark.parametrize("lost", [{"drop": True}, {"status": 504}], ids=["no-answer", "gateway"])
+def test_an_answer_lost_after_zoom_acted_leaves_the_change_made(
+    api: Api, zoom_client: FlaskClient, lost: dict[str, Any]
+) -> None:
+    zoom_client.post(
+        "/_sandbox/faults",
+        json={"path": "/v2/users/*/meetings", "method": "POST", "after": True, **lost},
+    )
+    if lost.get("drop"):
+        with pytest.raises(AnswerDropped):
+            api.create_meeting()
+    else:
+        r = api.post("/v2/users/me/meetings", json={"topic": "x", "type": 2})
+        assert r.status_code == 504
+        assert r.get_json()["code"] == 504
+    assert meeting_count(api) == 1  # made, though the caller never heard
+
+
+def test_a_dropped_answer_over_http_is_a_closed_connection(
+    sandbox_app: Flask, api: Api, live: Any
+) -> None:
+    base = live(sandbox_app)
+    api.client.post(
+        "/_sandbox/faults",
+        json={"path": "/v2/users/*/meetings", "method": "POST", "after": True, "drop": True},
+    )
+    headers = {"Authorization": f"Bearer {api.token}"}
+    with pytest.raises(requests.ConnectionError):
+        requests.post(
+            f"{base}/v2/users/me/meetings", json={"topic": "x"}, headers=headers, timeout=5
+        )
+    assert meeting_count(api) == 1
+    # The server goes on answering the next request.
+    assert (
+        requests.get(f"{base}/v2/users/me/meetings", headers=headers, timeout=5).status_code == 200
+    )
+
+
+def test_a_route_fault_tells_a_meeting_from_its_registrants(
+    api: Api, zoom_client: FlaskClient
+) -> None:
+    meeting = api.create_meeting()
+    zoom_client.post(
+        "/_sandbox/faults",
+        json={"route": "/v2/meetings/{meetingId}", "method": "GET", "status": 503},
+    )
+    # A glob "/v2/meetings/*" would match this too; the route does not.
+    assert api.get(f"/v2/meetings/{meeting['id']}/registrants").status_code == 200
+    assert api.get(f"/v2/meetings/{meeting['id']}").status_code == 503
+    assert api.get(f"/v2/meetings/{meeting['id']}").status_code == 200

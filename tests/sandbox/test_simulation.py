@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import time
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +14,7 @@ from companion.zoom.sandbox import HOST_USER_ID, DeliveryWorker, Sandbox, create
 from companion.zoom.sandbox.delivery import deliver_due, deliveries, validate_endpoint
 from companion.zoom.webhooks import WebhookRejected, dedupe_key, verify
 
+from ..polling import poll
 from .conftest import PUBLIC_URL, WEBHOOK_SECRET, Api, FakeClock, Receiver, fetch_token
 
 EXPECTED_ORDER = [
@@ -382,11 +382,10 @@ def test_background_worker_delivers_with_short_delays(
         )
         target.statuses = [500, 500]
         sandbox.simulate_class(meeting["id"], participants=[])
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            if {d["state"] for d in deliveries(sandbox)} == {"delivered"}:
-                break
-            time.sleep(0.05)
+        poll(
+            lambda: {d["state"] for d in deliveries(sandbox)} == {"delivered"},
+            "every delivery to succeed",
+        )
         assert {d["state"] for d in deliveries(sandbox)} == {"delivered"}
         assert len(target.requests) == 6
     finally:

@@ -142,7 +142,7 @@ def test_agreement_acceptance_and_audio_only_request_are_recorded(
     [accepted] = audit_events(db_session, "family.agreement_accepted")
     assert accepted.family_id == world.family_a.id and accepted.ip == "10.0.0.9"
 
-    from ..families.helpers import principal
+    from ..factories import principal
 
     audio_only.request_audio_only(
         db_session, principal(db_session, contact, now), class_id=None, action="request", now=now

@@ -38,10 +38,10 @@ from companion.access import rule_for
 from companion.accounts import services as accounts
 from companion.db import utcnow
 from companion.evidence.models import ZoomMeeting
-from companion.zoom import EXTENSION_KEY
+from companion.zoom import EXTENSION_KEY, ZoomClient
 
-from ..families.fake_zoom import RegistrantZoom
-from ..recordings.vault_helpers import meeting_body
+from ..factories import meeting_body
+from ..zoom_sandbox import SandboxZoom
 from . import world as w
 
 CALLERS = ("anonymous", "parent_a", "teacher_x", "lead", "admin", "deactivated", "revoked")
@@ -222,15 +222,16 @@ class Caller:
 
 
 @pytest.fixture
-def zoom(app: Flask) -> RegistrantZoom:
-    fake = RegistrantZoom()
-    app.extensions[EXTENSION_KEY] = fake
-    return fake
+def zoom(app: Flask) -> Iterator[ZoomClient]:
+    sandbox = SandboxZoom()
+    app.extensions[EXTENSION_KEY] = sandbox.client
+    yield sandbox.client
+    sandbox.close()
 
 
 @pytest.fixture
 def world(
-    app: Flask, db_session: Session, org: Any, admin: Any, lead: Any, zoom: RegistrantZoom
+    app: Flask, db_session: Session, org: Any, admin: Any, lead: Any, zoom: ZoomClient
 ) -> w.World:
     found = w.build(db_session, app, org, admin, lead)
     for course in (found.course_x, found.course_y):

@@ -25,7 +25,6 @@ from companion.recordings import concerns
 from companion.recordings.models import Concern, Hold, Recording, RecordingGrant
 
 from .. import factories
-from ..evidence import helpers as ev
 from ..staff_helpers import sign_in
 
 # What only the "other" party may see: never in a refused (or an unrelated) response.
@@ -57,24 +56,24 @@ class World:
 def build(session: Session, app: Flask, org: Any, admin: User, lead: User) -> World:
     teacher_x = factories.user(session, org, role="teacher", name="Xavier Teacher")
     teacher_y = factories.user(session, org, role="teacher", name="Yolanda Teacher")
-    course_x = ev.course_with_classes(session, teacher_x, title="Recorder for beginners")
-    course_y = ev.course_with_classes(session, teacher_y, title=SECRET_COURSE)
-    family_a = ev.family(
+    course_x = factories.course_with_classes(session, teacher_x, title="Recorder for beginners")
+    course_y = factories.course_with_classes(session, teacher_y, title=SECRET_COURSE)
+    family_a = factories.family(
         session,
         course_x,
         first="Amira",
         last="Alpha",
         contacts=(("Rana Alpha", "rana@example.net"),),
     )
-    family_b = ev.family(
+    family_b = factories.family(
         session,
         course_y,
         first=SECRET_CHILD,
         last=SECRET_CHILD_LAST,
         contacts=(("Quincy Beta", SECRET_PARENT), ("Pat Beta", "pat.beta@example.net")),
     )
-    class_x, class_y = ev.class_of(course_x), ev.class_of(course_y)
-    recording_y = ev.recording(session, class_y)
+    class_x, class_y = factories.class_of(course_x), factories.class_of(course_y)
+    recording_y = factories.recording(session, class_y)
     with app.test_request_context():
         concern = concerns.raise_concern(
             session,
@@ -105,7 +104,7 @@ def teacher_y_token_id(session: Session, teacher: User) -> int:
 def parent_client(app: Flask, session: Session, family: Family, position: int = 0) -> FlaskClient:
     client = app.test_client()
     client.set_cookie(
-        "companion_family", ev.family_cookie(session, family.contacts[position]), path="/f/"
+        "companion_family", factories.family_cookie(session, family.contacts[position]), path="/f/"
     )
     return client
 

@@ -7,10 +7,10 @@ client's ``requests.Session`` records that header for every answer. Each request
 with no violations and with a 2xx status the spec documents for its operation.
 
 The bodies are the ones companion builds, not hand-written copies: the courses and families
-services run against their in-memory fake Zoom behind a recorder, and every call they made is
-sent again through the real client to Prism. Options the services do not use (yet) are sent by
-calling the client directly. A negative control proves the check can fail: a broken body sent
-the same way is reported.
+services run against the Zoom sandbox (in process, through the real client) behind a recorder,
+and every call they made is sent again through the real client to Prism. Options the services
+do not use (yet) are sent by calling the client directly. A negative control proves the check
+can fail: a broken body sent the same way is reported.
 
 One disagreement between the spec and Zoom's own prose is excused, narrowly: a series' local
 ``start_time`` (see LOCAL_START below); the same request with the start in UTC must pass in full.
@@ -49,13 +49,12 @@ from companion.zoom import (
     RequestBudget,
     TokenCache,
     ZoomClient,
-    ZoomConnectionError,
     ZoomError,
     ZoomValidationError,
 )
 
-from ..courses.conftest import NOW, check, make_course, series, settle, start
-from ..families.fake_zoom import RegistrantZoom
+from ..factories import NOW, check, make_course, series, settle, start
+from ..zoom_sandbox import SandboxZoom
 
 pytestmark = pytest.mark.prism
 
@@ -332,14 +331,14 @@ class Call:
 
 class Recorder:
     """Stands where the client stands: records each client call a service makes, with copies of
-    its arguments, and lets the fake Zoom answer it."""
+    its arguments, and lets the client answer it from the Zoom sandbox."""
 
-    def __init__(self, fake: RegistrantZoom):
-        self.fake = fake
+    def __init__(self, sandbox: SandboxZoom):
+        self.sandbox = sandbox
         self.calls: list[Call] = []
 
     def __getattr__(self, name: str) -> Any:
-        target = getattr(self.fake, name)
+        target = getattr(self.sandbox.client, name)
         if name not in CLIENT_OPERATIONS:
             return target
 
@@ -354,12 +353,14 @@ class Recorder:
 
 
 @pytest.fixture
-def recorder(app: Flask, clock: Clock) -> Recorder:
+def recorder(app: Flask, clock: Clock) -> Iterator[Recorder]:
     # The services' own clock (utcnow) agrees with the `now` the test passes them.
     clock.offset = NOW - dt.datetime.now(dt.UTC)
-    zoom = Recorder(RegistrantZoom(now=lambda: NOW))
+    sandbox = SandboxZoom(now=lambda: NOW)
+    zoom = Recorder(sandbox)
     app.extensions[EXTENSION_KEY] = zoom
-    return zoom
+    yield zoom
+    sandbox.close()
 
 
 def run_lifecycle(session: Session, zoom: Recorder, org: Any, teacher: Any, lead: Any) -> Any:
@@ -368,7 +369,7 @@ def run_lifecycle(session: Session, zoom: Recorder, org: Any, teacher: Any, lead
     org.safeguarding_contact_email = "lead@example.org"
     # Zoom makes the meeting but the answer is lost: the retry lists the user's meetings, finds
     # it by the agenda reference and brings it up to date with one PATCH.
-    zoom.fail("create_meeting", ZoomConnectionError("Read timed out"), after=True)
+    zoom.sandbox.fail("create_meeting", drop=True, after=True)
     course = make_course(session, zoom, teacher, weekdays=("mon", "thu"), class_count=12)
     assert course.zoom_state == "pending"
     settle(zoom, course, now=NOW + dt.timedelta(minutes=5))
@@ -404,7 +405,9 @@ def run_lifecycle(session: Session, zoom: Recorder, org: Any, teacher: Any, lead
     changes.rotate_passcode(session, actor=lead, course_id=course.id, now=NOW)
     settle(zoom, course)
     # Someone turned the waiting room off in Zoom's portal: the check puts every setting back.
-    zoom.drift(course.zoom_meeting_id, waiting_room=False, waiting_room_options__mode="none")
+    zoom.sandbox.state.tamper_settings(
+        course.zoom_meeting_id, {"waiting_room": False, "waiting_room_options": {"mode": "none"}}
+    )
     later = NOW + dt.timedelta(hours=1)
     assert check(zoom, course, now=later) == []
     assert start(zoom, course, teacher, now=later)
@@ -430,7 +433,7 @@ def run_lifecycle(session: Session, zoom: Recorder, org: Any, teacher: Any, lead
         return family
 
     first = enrol("Amira", "Khan", ("Rana Khan", "rana@example.net"))
-    zoom.fail("add_registrant", ZoomConnectionError("Read timed out"), after=True)
+    zoom.sandbox.fail("add_registrant", drop=True, after=True)
     second = enrol("Yusuf", "Okafor", ("Ada Okafor", "ada@example.net"))
     assert second.zoom_state == "pending"
     registrants.retry_zoom(

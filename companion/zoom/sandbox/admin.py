@@ -23,16 +23,24 @@ class Admin(Meetings):
     # --- faults ---------------------------------------------------------------------------------
 
     def add_fault(self, spec: dict[str, Any]) -> dict[str, Any]:
-        """Fail the next ``count`` requests whose path matches ``path`` (a glob).
+        """Fail the next ``count`` requests whose path matches ``path`` (a glob), or whose
+        ``route`` is the given path template as Zoom's reference writes it
+        (``/v2/meetings/{meetingId}``, the names :meth:`stats` counts by): a glob's ``*`` also
+        matches ``/``, so only a route can tell a meeting from its registrants.
 
-        Spec keys: ``path`` (required), ``method``, ``count`` (default 1, -1 for always),
+        Spec keys: ``path`` or ``route`` (one is required), ``method``, ``count`` (default 1, -1
+        for always),
         ``status`` (e.g. 429, 500, 503; omit for a slow but successful answer), ``retry_after``
         (header value: seconds or an HTTP date), ``delay`` (seconds to wait first), ``body``
         (JSON to answer instead of Zoom's), ``truncate_after`` (file downloads: stop after so
-        many bytes), ``html`` (answer 200 with Zoom's HTML error page).
+        many bytes), ``html`` (answer 200 with Zoom's HTML error page), ``drop`` (close the
+        connection without an answer), ``after`` (carry the request out first, then answer with
+        ``status`` or ``drop``: the change is made and the answer lost on the way back).
         """
-        if not isinstance(spec, dict) or not isinstance(spec.get("path"), str):
-            raise bad_request('A fault needs at least {"path": "/v2/meetings/*"}.')
+        if not isinstance(spec, dict) or not any(
+            isinstance(spec.get(key), str) for key in ("path", "route")
+        ):
+            raise bad_request('A fault needs at least {"path": "/v2/meetings/*"} or a "route".')
         count = spec.get("count", 1)
         if not isinstance(count, int) or count == 0 or count < -1:
             raise bad_request("count must be a positive number, or -1 for every request.")
@@ -42,10 +50,15 @@ class Admin(Meetings):
         delay = spec.get("delay", 0)
         if not isinstance(delay, int | float) or not 0 <= delay <= 120:
             raise bad_request("delay must be 0..120 seconds.")
+        if spec.get("drop") and status is not None:
+            raise bad_request("A fault either drops the connection or answers with a status.")
+        if spec.get("after") and not (spec.get("drop") or status is not None):
+            raise bad_request("An after fault needs a status or drop: what the answer became.")
         clean: dict[str, Any] = {
             k: spec[k]
             for k in (
                 "path",
+                "route",
                 "method",
                 "status",
                 "retry_after",
@@ -53,6 +66,8 @@ class Admin(Meetings):
                 "body",
                 "truncate_after",
                 "html",
+                "drop",
+                "after",
             )
             if k in spec
         }
@@ -70,14 +85,19 @@ class Admin(Meetings):
     def clear_faults(self) -> None:
         self.store.execute("DELETE FROM faults")
 
-    def take_fault(self, method: str, path: str) -> dict[str, Any] | None:
-        """The first fault matching this request, consumed once (None if none applies)."""
+    def take_fault(self, method: str, path: str, route: str = "") -> dict[str, Any] | None:
+        """The first fault matching this request, consumed once (None if none applies).
+
+        ``route`` is the request's path template in Zoom's notation (empty if none matched).
+        """
         with self.store.transaction() as conn:
             for row in conn.execute("SELECT * FROM faults ORDER BY id").fetchall():
                 spec = loads(row["spec"])
                 if spec.get("method") and spec["method"] != method.upper():
                     continue
-                if not fnmatch.fnmatchcase(path, spec["path"]):
+                if "route" in spec and spec["route"] != route:
+                    continue
+                if "path" in spec and not fnmatch.fnmatchcase(path, spec["path"]):
                     continue
                 if row["remaining"] == 1:
                     conn.execute("DELETE FROM faults WHERE id = ?", (row["id"],))
@@ -103,7 +123,8 @@ class Admin(Meetings):
 
     # --- call statistics and reset --------------------------------------------------------------
 
-    def count_call(self, method: str, route: str, status: int) -> None:
+    def count_call(self, method: str, route: str, status: int | str) -> None:
+        """One request answered with ``status`` ("dropped": a fault sent no answer)."""
         self.store.bump(f"api|{method} {route}|{status}")
 
     def stats(self) -> dict[str, Any]:

@@ -34,6 +34,8 @@ Admin (not Zoom; no auth, loopback only)::
 
 from __future__ import annotations
 
+import contextlib
+import socket
 import time
 from typing import Any
 
@@ -46,6 +48,7 @@ from .routes import admin, links, meetings, oauth, recordings, registrants
 
 SANDBOX_HEADER = "X-Companion-Sandbox"
 EXTENSION_KEY = "zoom_sandbox"
+DROPPED_KEY = "companion.sandbox.dropped"
 
 _ZOOM_PARAMS = {
     "<user_id>": "{userId}",
@@ -93,14 +96,20 @@ def create_sandbox_app(
         path = request.path
         if path.startswith("/_sandbox") or path == "/healthz":
             return None
-        fault = sandbox.take_fault(request.method, path)
+        route = _zoom_path(request.url_rule.rule) if request.url_rule else ""
+        fault = sandbox.take_fault(request.method, path, route)
         if fault:
             if fault.get("delay"):
                 time.sleep(float(fault["delay"]))
             status = fault.get("status")
-            if status:
+            if fault.get("after"):
+                g.fault_after = fault  # the request is carried out; its answer is lost
+            elif fault.get("drop"):
+                return _dropped()
+            elif status:
                 return _fault_response(fault, status)
-            g.fault = fault
+            else:
+                g.fault = fault
         if path.startswith("/v2/"):
             header = request.headers.get("Authorization", "")
             token = header[7:].strip() if header[:7].lower() == "bearer " else None
@@ -109,10 +118,15 @@ def create_sandbox_app(
 
     @app.after_request
     def label(response: Response) -> Response:
+        after = g.pop("fault_after", None)
+        if after:
+            # What the request changed stays changed (the sandbox's methods commit as they go).
+            response = _dropped() if after.get("drop") else _fault_response(after, after["status"])
         response.headers[SANDBOX_HEADER] = "1"
         if request.path.startswith(("/v2/", "/oauth/", "/rec/download/")):
             rule = _zoom_path(request.url_rule.rule) if request.url_rule else request.path
-            sandbox.count_call(request.method, rule, response.status_code)
+            status = "dropped" if request.environ.get(DROPPED_KEY) else response.status_code
+            sandbox.count_call(request.method, rule, status)
             response.headers.setdefault("x-zm-trackingid", "v=2.0;clid=sandbox")
         return response
 
@@ -142,6 +156,11 @@ def create_sandbox_app(
         response = jsonify({"code": 500, "message": f"Sandbox error: {type(exc).__name__}"})
         response.status_code = 500
         return response
+
+    def _dropped() -> Response:
+        # The answer is never sent: DropConnection below closes the connection instead.
+        request.environ[DROPPED_KEY] = True
+        return Response(status=204)
 
     def _fault_response(fault: dict[str, Any], status: int) -> Response:
         if fault.get("body") is not None:
@@ -178,7 +197,56 @@ def create_sandbox_app(
     for routes in (oauth, meetings, registrants, recordings, links, admin):
         app.register_blueprint(routes.blueprint(sandbox))
 
+    app.wsgi_app = DropConnection(app.wsgi_app)  # type: ignore[method-assign]
     return app
+
+
+class AnswerDropped(ConnectionResetError):
+    """A fault closed the connection without an answer (see :class:`DropConnection`)."""
+
+
+class DropConnection:
+    """WSGI middleware: an answer a ``drop`` fault marked is never sent; the connection closes.
+
+    This is what a client sees when the network or Zoom's edge loses a request or its answer: no
+    status at all, only a closed connection (or a timeout). Whether Zoom carried the request out
+    is then unknown to the client, which is why a request that is not idempotent (a POST) must
+    not simply be sent again (RFC 9110, section 9.2.2: a client may repeat a request after "a
+    communication failure ... before the client is able to read the server's response" only when
+    it is idempotent). With ``after`` the sandbox first makes the change, so a test can see that
+    companion looks for what a lost create made instead of making it twice.
+
+    Under werkzeug's server the socket is shut and :class:`AnswerDropped` (a
+    ``ConnectionError``, which werkzeug treats as a dropped connection) ends the request without a
+    reply; an in-process caller (the tests' transport) receives the exception itself. Servers that
+    do not hand the app its socket (waitress, for ``companion sandbox serve``) answer it with 500.
+    """
+
+    def __init__(self, wsgi_app: Any):
+        self.wsgi_app = wsgi_app
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
+        held: list[tuple[Any, ...]] = []
+
+        def hold(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+            held.append((status, headers, exc_info))
+            return _no_write
+
+        body = self.wsgi_app(environ, hold)
+        if environ.get(DROPPED_KEY):
+            if hasattr(body, "close"):
+                body.close()
+            sock = environ.get("werkzeug.socket")
+            if sock is not None:
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+            raise AnswerDropped(f"sandbox fault: no answer to {environ.get('PATH_INFO')}")
+        start_response(*held[0])
+        return body
+
+
+def _no_write(data: bytes) -> None:  # pragma: no cover - Flask never uses write()
+    raise RuntimeError("the sandbox app does not write() its bodies")
 
 
 def sandbox_of(app: Flask) -> Sandbox:

@@ -1,4 +1,4 @@
-"""Build valid objects with sensible defaults; override only what a test is about."""
+"""Organisations and their staff, with sensible defaults; override only what a test is about."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from companion.accounts import twofactor
 from companion.accounts.models import User
 from companion.orgs.models import Organisation
 
-from . import twofactor_helpers
+from .. import twofactor_helpers
 
 PASSWORD = "correct horse battery 42"
 _seq = itertools.count(1)

@@ -1,4 +1,5 @@
-"""Build courses, families and Zoom's meeting events for the evidence tests."""
+"""Evidence: courses with classes in the past, families, Zoom's meeting events fed through
+attendance, and recordings."""
 
 from __future__ import annotations
 
@@ -13,23 +14,18 @@ from companion.courses.models import ClassSession, Course
 from companion.evidence import attendance
 from companion.families.models import Family, FamilyContact
 
-from ..recordings.vault_helpers import CLASS_MINUTES, make_course  # noqa: F401 - re-exported
+from .recordings import CLASS_MINUTES, class_start, zoom_course
 
 HOST_ID = "HOSTzoomUSER1"
 _seq = itertools.count(1)
 
 
-def start_of_class(days_ago: int = 1) -> dt.datetime:
-    now = dt.datetime.now(dt.UTC).replace(second=0, microsecond=0)
-    return (now - dt.timedelta(days=days_ago)).replace(hour=16, minute=0)
-
-
 def course_with_classes(
     session: Session, teacher: Any, *, starts: list[dt.datetime] | None = None, **kw: Any
 ) -> Course:
-    starts = starts or [start_of_class(1), start_of_class(1) + dt.timedelta(days=7)]
+    starts = starts or [class_start(1), class_start(1) + dt.timedelta(days=7)]
     meeting_id = kw.pop("meeting_id", 80000000000 + next(_seq))
-    return make_course(session, teacher, meeting_id=meeting_id, starts=starts, **kw)
+    return zoom_course(session, teacher, meeting_id=meeting_id, starts=starts, **kw)
 
 
 def family(

@@ -1,4 +1,5 @@
-"""Build courses, families and family sessions for the tests; read what was mailed."""
+"""Families: enrolled and registered in Zoom as a request does it, withdrawn, retried; a family
+session without a browser; and what was mailed to them."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from companion.families import enrolment, family_sessions, jobs, people, registr
 from companion.families.models import Family, FamilyContact, FamilyLink, FamilySession
 from companion.mail.models import OutboxMessage
 
-from ..courses.conftest import NOW, make_course  # noqa: F401 - re-exported for the tests
+from .courses import NOW
 
 LINK_RE = re.compile(r"https?://[^\s/]+(/f/[A-Za-z0-9_-]{43})\b")
 
