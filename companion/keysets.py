@@ -156,6 +156,18 @@ def fresh_settings() -> dict[str, str]:
 
 def parse_lines(kind: KeyKind, entries: Iterable[str], source: str) -> KeySet:
     """Build a key set from key lines, naming every bad one (by position and id) at once."""
+    keys = parse_key_entries(
+        entries, source, key_size=KEY_SIZE, empty=f"{source} holds no {kind.what} ({kind.hint})"
+    )
+    return KeySet(kind, keys)
+
+
+def parse_key_entries(
+    entries: Iterable[str], source: str, *, key_size: int, empty: str, id_name: str = "key_id"
+) -> list[tuple[str, bytes]]:
+    """The (key id, key) pairs of ``id:base64key`` lines, for every kind of key file; raises
+    ConfigError naming every bad entry at once (by position and id, never key material), or
+    ``empty`` when there is none."""
     problems: list[str] = []
     keys: list[tuple[str, bytes]] = []
     seen: set[str] = set()
@@ -164,7 +176,7 @@ def parse_lines(kind: KeyKind, entries: Iterable[str], source: str) -> KeySet:
         key_id = key_id.strip()
         where = f"{source} entry {number}"
         if not colon:
-            problems.append(f"{where} is not of the form key_id:base64key")
+            problems.append(f"{where} is not of the form {id_name}:base64key")
             continue
         try:
             check_key_id(key_id)
@@ -177,8 +189,8 @@ def parse_lines(kind: KeyKind, entries: Iterable[str], source: str) -> KeySet:
         except (binascii.Error, ValueError):
             problems.append(f"{where}: the key is not valid base64")
             continue
-        if len(key) != KEY_SIZE:
-            problems.append(f"{where}: the key must be {KEY_SIZE} bytes, it is {len(key)}")
+        if len(key) != key_size:
+            problems.append(f"{where}: the key must be {key_size} bytes, it is {len(key)}")
             continue
         if key_id in seen:
             problems.append(f"{where}: the key id appears more than once")
@@ -186,10 +198,10 @@ def parse_lines(kind: KeyKind, entries: Iterable[str], source: str) -> KeySet:
         seen.add(key_id)
         keys.append((key_id, key))
     if not keys and not problems:
-        problems.append(f"{source} holds no {kind.what} ({kind.hint})")
+        problems.append(empty)
     if problems:
         raise ConfigError(problems)
-    return KeySet(kind, keys)
+    return keys
 
 
 def read_key_file(kind: KeyKind, path: str | os.PathLike[str]) -> list[str]:

@@ -9,7 +9,6 @@ that :meth:`Keyring.wrap` returns, and the check values from :func:`kek_check_va
 from __future__ import annotations
 
 import base64
-import binascii
 import datetime as dt
 import hmac
 import os
@@ -178,39 +177,15 @@ def parse_kek_lines(entries: Iterable[str], source: str) -> Keyring:
 
     Error messages name the entry and its id but never contain key material.
     """
-    problems: list[str] = []
-    keys: list[tuple[str, bytes]] = []
-    seen: set[str] = set()
-    for number, entry in enumerate(entries, start=1):
-        kek_id, colon, encoded = entry.strip().partition(":")
-        kek_id = kek_id.strip()
-        where = f"{source} entry {number}"
-        if not colon:
-            problems.append(f"{where} is not of the form kek_id:base64key")
-            continue
-        try:
-            crypto.check_kek_id(kek_id)
-        except ValueError as exc:
-            problems.append(f"{where}: {exc}")
-            continue
-        where = f"{where} ({kek_id!r})"
-        try:
-            key = base64.b64decode(encoded.strip(), validate=True)
-        except (binascii.Error, ValueError):
-            problems.append(f"{where}: the key is not valid base64")
-            continue
-        if len(key) != KEK_SIZE:
-            problems.append(f"{where}: the key must be {KEK_SIZE} bytes, it is {len(key)}")
-            continue
-        if kek_id in seen:
-            problems.append(f"{where}: the key id appears more than once")
-            continue
-        seen.add(kek_id)
-        keys.append((kek_id, key))
-    if not keys and not problems:
-        problems.append(f"{source} holds no key-encryption key ({GENERATE_HINT})")
-    if problems:
-        raise ConfigError(problems)
+    from ..keysets import parse_key_entries  # keysets reads key ids with this package's rule
+
+    keys = parse_key_entries(
+        entries,
+        source,
+        key_size=KEK_SIZE,
+        id_name="kek_id",
+        empty=f"{source} holds no key-encryption key ({GENERATE_HINT})",
+    )
     return Keyring(keys)
 
 
