@@ -25,13 +25,16 @@ def verify_command(pack_file: Path) -> None:
 
     app = _app()
     data = pack_file.read_bytes()[: pack.MAX_PACK_BYTES + 1]
-    with app.app_context(), job_session(app) as session:
-        try:
-            result = pack.verify_pack(session, app, data)
-        except CompanionError as exc:
-            click.echo(f"{pack_file.name}: {exc.message}", err=True)
-            sys.exit(2)
-        pack.record_verification(session, None, result)
+    with app.app_context():
+        with job_session(app) as session:
+            try:
+                result = pack.verify_pack(session, app, data)
+            except CompanionError as exc:
+                click.echo(f"{pack_file.name}: {exc.message}", err=True)
+                sys.exit(2)
+        pack.rehash_stored(app, result)  # no transaction open: the blobs may be across a network
+        with job_session(app) as session:
+            pack.record_verification(session, None, result)
     click.echo(result.summary)
     click.echo(f"signature: {'ok' if result.signature_ok else 'DOES NOT MATCH'} ({result.key_id})")
     click.echo(f"record.html: {'as signed' if result.record_ok else 'CHANGED'}")

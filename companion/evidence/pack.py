@@ -306,9 +306,21 @@ class FileCheck:
     file_type: str
     size: int | None
     sha256: str | None
-    # unchanged | changed | deleted | missing | not_stored | unreadable
+    # unchanged | changed | deleted | missing | not_stored | unreadable; "" until re-hashed
     outcome: str
     message: str
+
+
+@dataclass(frozen=True)
+class StoredCopy:
+    """What re-hashing a stored file needs, read from its row: no session is held while the
+    blob is read (the store may be across the network)."""
+
+    file_id: uuid.UUID
+    recording_id: uuid.UUID
+    kek_id: str
+    wrapped_dek: bytes
+    blob_key: str
 
 
 @dataclass
@@ -319,13 +331,16 @@ class Verification:
     problems: list[str] = field(default_factory=list)
     files: list[FileCheck] = field(default_factory=list)
     manifest: dict[str, Any] = field(default_factory=dict)
+    # Files still to re-hash (by rehash_stored, with no transaction open), with their copies.
+    to_rehash: list[tuple[FileCheck, StoredCopy]] = field(default_factory=list)
 
     @property
     def valid(self) -> bool:
-        """The pack is as signed and no recording it names has changed."""
+        """The pack is as signed and no recording it names has changed (once re-hashed)."""
         return (
             self.signature_ok
             and self.record_ok
+            and not self.to_rehash
             and not any(f.outcome in ("changed", "unreadable", "missing") for f in self.files)
         )
 
@@ -366,18 +381,18 @@ def _read_pack(data: bytes) -> tuple[bytes, bytes, bytes]:
         ) from None
 
 
-def _rehash(app: Flask, row: RecordingFile) -> tuple[int, str]:
-    assert row.kek_id is not None and row.wrapped_dek is not None and row.blob_key is not None
-    dek = vault.unwrap(app, row.kek_id, row.id, bytes(row.wrapped_dek))
-    reader = vault.storage_for(app).open_reader(row.blob_key)
+def _rehash(app: Flask, copy: StoredCopy) -> tuple[int, str]:
+    dek = vault.unwrap(app, copy.kek_id, copy.file_id, copy.wrapped_dek)
+    reader = vault.storage_for(app).open_reader(copy.blob_key)
     try:
-        digest = crypto.digest_stream(reader, dek, row.id, row.recording_id)
+        digest = crypto.digest_stream(reader, dek, copy.file_id, copy.recording_id)
     finally:
         reader.close()
     return digest.size, digest.sha256
 
 
-def _check_file(session: Session, app: Flask, item: dict[str, Any]) -> FileCheck:
+def _check_file(session: Session, item: dict[str, Any]) -> tuple[FileCheck, StoredCopy | None]:
+    """What the database says of a file the pack names; with the copy to re-hash, if any."""
     file_id = str(item.get("id", ""))
     check = FileCheck(
         file_id=file_id,
@@ -393,7 +408,7 @@ def _check_file(session: Session, app: Flask, item: dict[str, Any]) -> FileCheck
         row = None
     if row is None:
         check.outcome, check.message = "missing", "No such recording file is known to companion."
-        return check
+        return check, None
     recording = row.recording
     if (
         row.state == FileState.DELETED
@@ -411,30 +426,40 @@ def _check_file(session: Session, app: Flask, item: dict[str, Any]) -> FileCheck
         if row.sha256 and check.sha256 and row.sha256 != check.sha256:
             check.outcome = "changed"
             check.message = "Deleted, and the hash companion kept differs from the pack's."
-        return check
+        return check, None
     if not row.readable:
         check.outcome = "not_stored"
         check.message = f"Not stored yet ({FILE_STATE_LABELS.get(row.state, row.state)})."
-        return check
-    try:
-        size, sha256 = _rehash(app, row)
-    except crypto.CorruptedOrTampered:
-        check.outcome = "changed"
-        check.message = "The stored file is corrupted or tampered with (it does not decrypt)."
-        return check
-    except Exception as exc:  # a missing blob, a key not configured: say so, do not crash
-        check.outcome = "unreadable"
-        check.message = f"The stored file could not be read: {exc}"
-        return check
-    if sha256 == check.sha256 and size == check.size:
-        check.outcome = "unchanged"
-        check.message = "Decrypted and re-hashed now: the same SHA-256 and size as in the pack."
-    else:
-        check.outcome = "changed"
-        check.message = (
-            f"Decrypted and re-hashed now: SHA-256 {sha256}, {size} bytes; NOT what the pack says."
-        )
-    return check
+        return check, None
+    assert row.kek_id is not None and row.wrapped_dek is not None and row.blob_key is not None
+    copy = StoredCopy(row.id, row.recording_id, row.kek_id, bytes(row.wrapped_dek), row.blob_key)
+    return check, copy
+
+
+def rehash_stored(app: Flask, result: Verification) -> None:
+    """Decrypt and re-hash each stored file the pack names. Call it with no transaction open:
+    it reads every blob from the store."""
+    for check, copy in result.to_rehash:
+        try:
+            size, sha256 = _rehash(app, copy)
+        except crypto.CorruptedOrTampered:
+            check.outcome = "changed"
+            check.message = "The stored file is corrupted or tampered with (it does not decrypt)."
+            continue
+        except Exception as exc:  # a missing blob, a key not configured: say so, do not crash
+            check.outcome = "unreadable"
+            check.message = f"The stored file could not be read: {exc}"
+            continue
+        if sha256 == check.sha256 and size == check.size:
+            check.outcome = "unchanged"
+            check.message = "Decrypted and re-hashed now: the same SHA-256 and size as in the pack."
+        else:
+            check.outcome = "changed"
+            check.message = (
+                f"Decrypted and re-hashed now: SHA-256 {sha256}, {size} bytes; NOT what the pack "
+                "says."
+            )
+    result.to_rehash = []
 
 
 def verify_pack(
@@ -444,7 +469,8 @@ def verify_pack(
     *,
     organisation_id: int | None = None,
 ) -> Verification:
-    """Check a pack's signature and record, and re-hash the recordings it names.
+    """Check a pack's signature and record, and what the database says of the recordings it
+    names; the stored copies are re-hashed by :func:`rehash_stored`, after the transaction.
 
     ``organisation_id`` (the lead's) refuses a pack of another organisation.
     """
@@ -486,7 +512,10 @@ def verify_pack(
     for recording in manifest.get("recordings") or []:
         for item in (recording or {}).get("files") or []:
             if isinstance(item, dict):
-                result.files.append(_check_file(session, app, item))
+                check, copy = _check_file(session, item)
+                result.files.append(check)
+                if copy is not None:
+                    result.to_rehash.append((check, copy))
     return result
 
 

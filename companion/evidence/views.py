@@ -163,12 +163,13 @@ def verify() -> Any:
         try:
             if not data:
                 raise ValidationError("Choose the evidence pack (.zip) to check.", field="pack")
+            app = current_app._get_current_object()  # type: ignore[attr-defined]
             result = pack.verify_pack(
-                get_session(),
-                current_app._get_current_object(),  # type: ignore[attr-defined]
-                data,
-                organisation_id=actor.organisation_id,
+                get_session(), app, data, organisation_id=actor.organisation_id
             )
+            # Read only so far: end the transaction before the blobs are read from the store.
+            get_session().commit()
+            pack.rehash_stored(app, result)
             pack.record_verification(get_session(), actor, result)
         except CompanionError as exc:
             error = exc.message

@@ -31,6 +31,14 @@ from ..factories import meeting_body, zoom_course
 from ..recordings.vault_helpers import Vault
 
 
+def verified(session: Any, app: Any, data: bytes) -> pack.Verification:
+    """What the lead's check does: read what the database says, then re-hash the stored copies
+    (with no transaction open in the product; here inside the test's own)."""
+    result = pack.verify_pack(session, app, data)
+    pack.rehash_stored(app, result)
+    return result
+
+
 @pytest.fixture
 def vault(app: Flask, db_session: Session, tmp_path: Path) -> Iterator[Vault]:
     v = Vault(app, db_session, tmp_path)
@@ -142,7 +150,7 @@ def test_a_sandbox_class_becomes_attendance_and_a_pack_that_verifies(
     ).one()
 
     # Verify: signature, record and each recording re-hashed from the vault.
-    result = pack.verify_pack(db_session, app, data)
+    result = verified(db_session, app, data)
     assert result.valid and result.signature_ok and result.record_ok
     assert {f.outcome for f in result.files} == {"unchanged"}
 
@@ -167,7 +175,7 @@ def test_a_sandbox_class_becomes_attendance_and_a_pack_that_verifies(
 
     # --- tampering -----------------------------------------------------------------------
     changed_html = dict(files, **{"record.html": files["record.html"].replace(b"Amira", b"Amina")})
-    result = pack.verify_pack(db_session, app, _rezip(changed_html))
+    result = verified(db_session, app, _rezip(changed_html))
     assert result.signature_ok and not result.record_ok and not result.valid
 
     forged = json.loads(files["manifest.json"])
@@ -175,7 +183,7 @@ def test_a_sandbox_class_becomes_attendance_and_a_pack_that_verifies(
     changed_manifest = dict(
         files, **{"manifest.json": json.dumps(forged, indent=2, sort_keys=True).encode()}
     )
-    result = pack.verify_pack(db_session, app, _rezip(changed_manifest))
+    result = verified(db_session, app, _rezip(changed_manifest))
     assert not result.signature_ok and not result.valid
 
     # Signed again with a key that is not the organisation's, under its key id or another.
@@ -191,7 +199,7 @@ def test_a_sandbox_class_becomes_attendance_and_a_pack_that_verifies(
                 "manifest.sig": base64.b64encode(stranger.sign(forged_bytes)) + b"\n",
             },
         )
-        other_key = pack.verify_pack(db_session, app, _rezip(resigned))
+        other_key = verified(db_session, app, _rezip(resigned))
         assert not other_key.signature_ok and not other_key.valid
 
     mp4 = next(f for f in rec.files if f.file_type == "MP4")
@@ -199,7 +207,7 @@ def test_a_sandbox_class_becomes_attendance_and_a_pack_that_verifies(
     raw = bytearray(blob.read_bytes())
     raw[len(raw) // 2] ^= 0x01
     blob.write_bytes(bytes(raw))
-    result = pack.verify_pack(db_session, app, data)
+    result = verified(db_session, app, data)
     assert result.signature_ok and not result.valid
     outcomes = {f.file_type: f.outcome for f in result.files}
     assert outcomes == {"MP4": "changed", "M4A": "unchanged"}
@@ -216,7 +224,7 @@ def test_a_sandbox_class_becomes_attendance_and_a_pack_that_verifies(
     recording_jobs.retention_sweep(app)
     db_session.expire_all()
     assert db_session.get(Recording, rec.id).state == "deleted"
-    result = pack.verify_pack(db_session, app, data)
+    result = verified(db_session, app, data)
     assert result.valid and {f.outcome for f in result.files} == {"deleted"}
     assert "since deleted by retention" in result.summary
     # A pack made after the deletion says so instead of failing.
