@@ -211,10 +211,18 @@ def test_waiting_for_the_lease_logs_and_takes_over(
 ) -> None:
     holder, waiter = FileLease(tmp_path / "lock"), FileLease(tmp_path / "lock")
     assert holder.try_acquire()
-    threading.Timer(0.3, holder.release).start()
     caplog.set_level(logging.INFO, logger="companion.worker")
 
-    assert wait_for_lease(waiter, threading.Event(), poll_seconds=0.05, timeout=5)
+    def release_once_the_waiter_waits() -> None:
+        # Released when the waiter says it is waiting, not after a fixed time: on a loaded
+        # machine the waiter's first try can come later than any timer.
+        poll(lambda: worker.WAITING_MESSAGE in caplog.text, "the waiter to say it waits")
+        holder.release()
+
+    releaser = threading.Thread(target=release_once_the_waiter_waits, daemon=True)
+    releaser.start()
+    assert wait_for_lease(waiter, threading.Event(), poll_seconds=0.05, timeout=30)
+    releaser.join(5)
 
     assert "another worker holds the scheduler lease" in caplog.text
     assert f"held by pid {os.getpid()} since" in caplog.text
