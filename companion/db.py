@@ -17,6 +17,11 @@ Transactions are kept short so that requests never wait on each other (issue 10)
   while a template renders or a response streams; an error response still rolls back.
 * A streamed body never reads through the request's session (it has committed and closed by
   then): it uses ``stream_session()``, a read transaction of its own that ends with the stream.
+* What must be kept whatever the answer (a refused sign-in counts) goes in ``kept_transaction()``.
+* On SQLite the writers of one process queue on a lock of their own (see ``_WRITERS``).
+
+The module runs a little past 600 lines and is kept whole: these rules work together and are
+read together.
 """
 
 from __future__ import annotations
