@@ -291,13 +291,19 @@ def stream(token: str) -> Any:
     assert file.kek_id is not None and file.wrapped_dek is not None and file.blob_key
     file_id = file.id
     what = request.headers.get("Range", "whole file")
+    # Everything the answer needs from the database, read now; then the read transaction ends,
+    # so none is open while the blob is read from the store (which may be across a network).
+    mimetype = services.content_type(file)
+    filename = services.download_name(file)
+    recording_id, sha256, blob_key = file.recording_id, file.sha256, file.blob_key
     dek = vault.unwrap(current_app._get_current_object(), file.kek_id, file.id, file.wrapped_dek)  # type: ignore[attr-defined]
-    handle = vault.storage_for().open_reader(file.blob_key)
+    get_session().commit()
+    handle = vault.storage_for().open_reader(blob_key)
     try:
         # Opening verifies the header and the final segment, so the size below is authentic.
-        reader = DecryptingReader(handle, dek, file.id, file.recording_id)
+        reader = DecryptingReader(handle, dek, file_id, recording_id)
         size = reader.size
-        etag = f'"{file.sha256[:32]}"' if file.sha256 else None
+        etag = f'"{sha256[:32]}"' if sha256 else None
         wanted = request.headers.get("Range")
         if wanted and request.headers.get("If-Range") not in (None, etag):
             wanted = None  # the client's copy is of something else: send the whole file
@@ -336,7 +342,7 @@ def stream(token: str) -> Any:
     response = Response(
         body(),
         status=206 if chosen is not None else 200,
-        mimetype=services.content_type(file),
+        mimetype=mimetype,
         direct_passthrough=True,
     )
     response.call_on_close(handle.close)
@@ -348,7 +354,7 @@ def stream(token: str) -> Any:
     if etag:
         h["ETag"] = etag
     h["Cache-Control"] = "no-store"
-    h["Content-Disposition"] = f'attachment; filename="{services.download_name(file)}"'
+    h["Content-Disposition"] = f'attachment; filename="{filename}"'
     h["Content-Security-Policy"] = FILE_CSP
     h["Cross-Origin-Resource-Policy"] = "same-origin"
     return response
