@@ -23,10 +23,11 @@ def start_origins(config: Mapping[str, Any]) -> tuple[str, ...]:
     """Where a host's start link leads: Zoom's web sites (a start URL is on the account's
     zoom.us subdomain, or zoomgov.com for government accounts), or the sandbox.
 
-    Source: Zoom API reference, "Get a meeting" (GET /meetings/{meetingId}), whose example
-    ``start_url`` is ``https://example.com/s/11111`` in the spec and ``https://us05web.zoom.us/s/...``
-    on real accounts; ZoomGov accounts use ``*.zoomgov.com`` (Zoom support, "ZoomGov URLs"). The
-    sandbox answers ``<SANDBOX_URL>/s/<id>`` (zoom/sandbox/routes/links.py).
+    Source: Zoom's "Start a meeting" workflow (developers.zoom.us/docs/isv/workflows/
+    start-meeting): the host is handed the meeting's ``start_url``, a ``/s/<meeting id>`` address
+    on the account's zoom.us host (e.g. ``us05web.zoom.us``); Zoom for Government accounts are
+    served from zoomgov.com instead. The sandbox answers ``<SANDBOX_URL>/s/<id>``
+    (zoom/sandbox/routes/links.py).
     """
     if config.get("ZOOM_MODE") == "sandbox":
         parts = urlsplit(str(config.get("SANDBOX_URL") or ""))
