@@ -119,3 +119,17 @@ def test_every_post_form_carries_a_csrf_token(template: Any) -> None:
     source = (ROOT / template).read_text(encoding="utf-8")
     for body in POST_FORM.findall(source):
         assert "hidden_tag()" in body or "csrf_token()" in body, f"{template}: form without CSRF"
+
+
+def test_a_page_whose_form_goes_to_zoom_allows_only_zoom_besides_itself() -> None:
+    from companion.security import CSP, csp_allowing_forms_to
+    from companion.zoom.accessor import start_origins
+
+    real = start_origins({"ZOOM_MODE": "zoom"})
+    assert real == ("https://*.zoom.us", "https://*.zoomgov.com")
+    sandbox = start_origins({"ZOOM_MODE": "sandbox", "SANDBOX_URL": "http://127.0.0.1:8765/x"})
+    assert sandbox == ("http://127.0.0.1:8765",)
+    policy = csp_allowing_forms_to(*real)
+    assert "form-action 'self' https://*.zoom.us https://*.zoomgov.com;" in policy
+    # Nothing else is loosened.
+    assert policy.replace(" https://*.zoom.us https://*.zoomgov.com", "") == CSP
