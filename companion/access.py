@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from flask import Flask, current_app, g, redirect, request, url_for
@@ -30,10 +31,20 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-TEACHER = "teacher"
-LEAD = "safeguarding_lead"
-ADMIN = "admin"
-ROLES = (TEACHER, LEAD, ADMIN)
+
+class Role(StrEnum):
+    """A staff member's one role (parents are not users: they hold a family link). The values are
+    the strings stored in ``users.role`` and named in ``@allow``."""
+
+    TEACHER = "teacher"
+    LEAD = "safeguarding_lead"
+    ADMIN = "admin"
+
+
+TEACHER = Role.TEACHER
+LEAD = Role.LEAD
+ADMIN = Role.ADMIN
+ROLES = tuple(Role)
 ROLE_LABELS = {TEACHER: "Teacher", LEAD: "Safeguarding lead", ADMIN: "Admin"}
 STAFF = ROLES
 

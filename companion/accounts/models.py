@@ -5,8 +5,8 @@ import datetime as dt
 from sqlalchemy import CheckConstraint, ForeignKey, Index, String
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from ..access import ROLES
-from ..db import Base, created_at
+from ..access import ROLES, Role
+from ..db import Base, created_at, state_column
 from ..orgs.models import Organisation
 
 _ROLE_LIST = ", ".join(f"'{r}'" for r in ROLES)
@@ -25,7 +25,7 @@ class User(Base):
     organisation_id: Mapped[int] = mapped_column(ForeignKey("organisations.id"), index=True)
     email: Mapped[str] = mapped_column(String(254), unique=True)
     name: Mapped[str] = mapped_column(String(200))
-    role: Mapped[str] = mapped_column(String(32))
+    role: Mapped[Role] = mapped_column(state_column(Role, 32))
     # None until the invited person sets a password.
     password_hash: Mapped[str | None] = mapped_column(String(255))
     active: Mapped[bool] = mapped_column(default=True)

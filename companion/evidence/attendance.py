@@ -45,25 +45,35 @@ from ..families.models import Family
 from ..orgs.models import Organisation
 from ..recordings.ingest import match_class, parse_time
 from ..zoom.webhooks import dedupe_key
-from .models import KIND_ORDER, AttendanceEvent, ClassWarning, EvidenceSettings, ZoomMeeting
+from .models import (
+    KIND_ORDER,
+    AttendanceEvent,
+    Attendee,
+    ClassWarning,
+    EventKind,
+    EvidenceSettings,
+    WarningKind,
+    WarningStatus,
+    ZoomMeeting,
+)
 
 log = logging.getLogger(__name__)
 
 # Zoom event name -> what happened.
 ZOOM_EVENTS = {
-    "meeting.started": "meeting_started",
-    "meeting.ended": "meeting_ended",
-    "meeting.participant_joined_waiting_room": "waiting",
-    "meeting.participant_put_in_waiting_room": "waiting",
-    "meeting.participant_admitted": "admitted",
-    "meeting.participant_joined": "joined",
-    "meeting.participant_left": "left",
+    "meeting.started": EventKind.MEETING_STARTED,
+    "meeting.ended": EventKind.MEETING_ENDED,
+    "meeting.participant_joined_waiting_room": EventKind.WAITING,
+    "meeting.participant_put_in_waiting_room": EventKind.WAITING,
+    "meeting.participant_admitted": EventKind.ADMITTED,
+    "meeting.participant_joined": EventKind.JOINED,
+    "meeting.participant_left": EventKind.LEFT,
 }
 # A meeting still going this long after its slot ended is "ran past its slot".
 OVERRUN_GRACE = dt.timedelta(minutes=5)
 # A meeting whose last event is older than this and has no meeting.ended is not watched live.
 LIVE_HORIZON = dt.timedelta(hours=12)
-STAFF_ROLES = ("host", "staff")
+STAFF_ROLES = (Attendee.HOST, Attendee.STAFF)
 
 
 def _text(value: Any, limit: int) -> str:
@@ -76,14 +86,14 @@ def _event_time(kind: str, document: Mapping[str, Any], obj: Mapping[str, Any]) 
     if not isinstance(participant, Mapping):
         participant = {}
     candidates: list[Any] = []
-    if kind == "meeting_started":
+    if kind == EventKind.MEETING_STARTED:
         candidates.append(obj.get("start_time"))
-    elif kind == "meeting_ended":
+    elif kind == EventKind.MEETING_ENDED:
         candidates.append(obj.get("end_time"))
     else:
         field_order = (
             ("leave_time", "date_time", "join_time")
-            if kind == "left"
+            if kind == EventKind.LEFT
             else (
                 "join_time",
                 "date_time",
@@ -154,7 +164,7 @@ def _meeting_for(
 
 @dataclass(frozen=True)
 class Identity:
-    role: str
+    role: Attendee
     family: Family | None = None
     detail: str = ""
 
@@ -169,12 +179,12 @@ def identify(session: Session, meeting: ZoomMeeting, participant: Mapping[str, A
     """Who a participant is, from Zoom's ids (never from the display name)."""
     ids = {_text(participant.get(k), 128) for k in ("id", "participant_user_id")} - {""}
     if meeting.host_zoom_id and meeting.host_zoom_id in ids:
-        return Identity("host", detail="meeting host")
+        return Identity(Attendee.HOST, detail="meeting host")
     registrant_id = _text(participant.get("registrant_id"), 64)
     if registrant_id:
         found = family_for_registrant(session, registrant_id)
         if found is not None and meeting.organisation_id in (None, found.organisation_id):
-            return Identity("family", found)
+            return Identity(Attendee.FAMILY, found)
     course = meeting.course
     email = _text(participant.get("email"), 254).strip().lower()
     if email and meeting.organisation_id is not None:
@@ -187,14 +197,14 @@ def identify(session: Session, meeting: ZoomMeeting, participant: Mapping[str, A
         ).first()
         if staff is not None:
             if course is not None and staff.id == course.teacher_id:
-                return Identity("host", detail="the course's teacher")
+                return Identity(Attendee.HOST, detail="the course's teacher")
             label = "safeguarding lead" if staff.role == LEAD else staff.role
-            return Identity("staff", detail=f"{label} ({staff.name})")
+            return Identity(Attendee.STAFF, detail=f"{label} ({staff.name})")
         if email in _alternative_hosts(course):
-            return Identity("staff", detail="alternative host")
+            return Identity(Attendee.STAFF, detail="alternative host")
     if registrant_id:
-        return Identity("guest", detail="registrant of no family here")
-    return Identity("guest", detail="no family's link")
+        return Identity(Attendee.GUEST, detail="registrant of no family here")
+    return Identity(Attendee.GUEST, detail="no family's link")
 
 
 @dataclass(frozen=True)
@@ -220,14 +230,16 @@ def record_event(
     if not isinstance(obj, Mapping):
         raise ValidationError("The event has no object.", field="payload")
     participant = obj.get("participant")
-    if kind not in ("meeting_started", "meeting_ended") and not isinstance(participant, Mapping):
+    if kind not in (EventKind.MEETING_STARTED, EventKind.MEETING_ENDED) and not isinstance(
+        participant, Mapping
+    ):
         raise ValidationError("The participant event names no participant.", field="participant")
     at = _event_time(kind, document, obj)
     key = dedupe_key(document)
     meeting = _meeting_for(session, obj, at, now)
-    if kind == "meeting_started":
+    if kind == EventKind.MEETING_STARTED:
         meeting.started_at = parse_time(obj.get("start_time")) or at
-    elif kind == "meeting_ended":
+    elif kind == EventKind.MEETING_ENDED:
         meeting.ended_at = parse_time(obj.get("end_time")) or at
 
     existing = session.scalars(
@@ -295,7 +307,7 @@ class Person:
 
     @property
     def flagged(self) -> bool:
-        return self.role == "guest"
+        return self.role == Attendee.GUEST
 
     def first(self, kind: str) -> dt.datetime | None:
         return next((e.at for e in self.events if e.kind == kind), None)
@@ -309,7 +321,7 @@ def people(events: Iterable[AttendanceEvent]) -> list[Person]:
     """Everyone who appears in a meeting's events, in order of first appearance."""
     found: dict[str, Person] = {}
     for e in ordered(events):
-        if e.kind in ("meeting_started", "meeting_ended"):
+        if e.kind in (EventKind.MEETING_STARTED, EventKind.MEETING_ENDED):
             continue
         person = found.get(e.person_key)
         if person is None:
@@ -317,7 +329,7 @@ def people(events: Iterable[AttendanceEvent]) -> list[Person]:
                 e.person_key, e.role, e.display_name, e.family_id, e.registrant_id, e.detail
             )
         # One recognised event is enough: a later one without the ids does not demote them.
-        if person.role == "guest" and e.role != "guest":
+        if person.role == Attendee.GUEST and e.role != Attendee.GUEST:
             person.role, person.family_id, person.detail = e.role, e.family_id, e.detail
         person.events.append(e)
     return list(found.values())
@@ -350,11 +362,11 @@ def alone_periods(meeting: ZoomMeeting, events: list[AttendanceEvent]) -> list[P
         # Apply every event of this instant before judging, so a swap is not a gap.
         while index < len(timeline) and timeline[index].at == moment:
             e = timeline[index]
-            if e.kind == "joined":
+            if e.kind == EventKind.JOINED:
                 inside.add(e.person_key)
-            elif e.kind in ("left", "waiting"):
+            elif e.kind in (EventKind.LEFT, EventKind.WAITING):
                 inside.discard(e.person_key)
-            elif e.kind == "meeting_ended":
+            elif e.kind == EventKind.MEETING_ENDED:
                 inside.clear()
             index += 1
         staff = {k for k in inside if roles.get(k) in STAFF_ROLES}
@@ -441,7 +453,7 @@ def evaluate(
     grace = dt.timedelta(minutes=settings.alone_grace_minutes)
     horizon = now if live else meeting.last_event_at
 
-    alone = [w for w in existing if w.kind == "one_child_alone"]
+    alone = [w for w in existing if w.kind == WarningKind.ONE_CHILD_ALONE]
     if settings.one_child_rule:
         matched: list[ClassWarning] = []
         for period in alone_periods(meeting, events):
@@ -466,7 +478,7 @@ def evaluate(
                     course_id=meeting.course_id,
                     class_session_id=meeting.class_session_id,
                     meeting_id=meeting.id,
-                    kind="one_child_alone",
+                    kind=WarningKind.ONE_CHILD_ALONE,
                     period_start=period.start,
                     created_at=now,
                 )
@@ -475,12 +487,12 @@ def evaluate(
             matched.append(warning)
             warning.period_start = period.start
             warning.period_end = period.end
-            warning.status = "open" if period.end is None else "closed"
+            warning.status = WarningStatus.OPEN if period.end is None else WarningStatus.CLOSED
             warning.detail = detail
             touched.append(warning)
         for w in alone:
-            if not any(w is m for m in matched) and w.status != "retracted":
-                w.status = "retracted"
+            if not any(w is m for m in matched) and w.status != WarningStatus.RETRACTED:
+                w.status = WarningStatus.RETRACTED
                 touched.append(w)
                 retracted.append(w)
 
@@ -488,7 +500,7 @@ def evaluate(
     if cls is not None and cls.takes_place:
         end = meeting.ended_at
         live_end = end or horizon
-        overran = [w for w in existing if w.kind == "overran"]
+        overran = [w for w in existing if w.kind == WarningKind.OVERRAN]
         if live_end is not None and live_end > cls.ends_at + OVERRUN_GRACE:
             warning = overran[0] if overran else None
             if warning is None:
@@ -497,7 +509,7 @@ def evaluate(
                     course_id=meeting.course_id,
                     class_session_id=meeting.class_session_id,
                     meeting_id=meeting.id,
-                    kind="overran",
+                    kind=WarningKind.OVERRAN,
                     period_start=cls.ends_at,
                     created_at=now,
                 )
@@ -505,15 +517,15 @@ def evaluate(
                 created.append(warning)
             warning.period_start = cls.ends_at
             warning.period_end = end
-            warning.status = "closed" if end is not None else "open"
+            warning.status = WarningStatus.CLOSED if end is not None else WarningStatus.OPEN
             warning.detail = json.dumps(
                 {"minutes_over": round((live_end - cls.ends_at).total_seconds() / 60)}
             )
             touched.append(warning)
         else:
             for w in overran:
-                if end is not None and w.status != "retracted":
-                    w.status = "retracted"
+                if end is not None and w.status != WarningStatus.RETRACTED:
+                    w.status = WarningStatus.RETRACTED
                     touched.append(w)
     session.flush()
     for warning in created:
@@ -559,7 +571,7 @@ def _tell(
         period_start=warning.period_start.isoformat(),
         family_ids=[c.get("family_id") for c in warning.details.get("children", [])],
     )
-    if warning.kind != "one_child_alone":
+    if warning.kind != WarningKind.ONE_CHILD_ALONE:
         return
     course = meeting.course
     cls = meeting.class_session

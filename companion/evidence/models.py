@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import (
@@ -28,28 +29,65 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from ..courses.models import ClassSession, Course
-from ..db import Base, created_at, utcnow
+from ..db import Base, created_at, state_column, utcnow
 
-EVENT_KINDS = ("meeting_started", "waiting", "admitted", "joined", "left", "meeting_ended")
+
+class EventKind(StrEnum):
+    """What a participant or meeting event says happened (from Zoom's meeting webhooks)."""
+
+    MEETING_STARTED = "meeting_started"
+    WAITING = "waiting"
+    ADMITTED = "admitted"
+    JOINED = "joined"
+    LEFT = "left"
+    MEETING_ENDED = "meeting_ended"
+
+
+EVENT_KINDS = tuple(EventKind)
 # Same-instant events are applied in this order (a join and a leave at one second: join first).
 KIND_ORDER = {kind: i for i, kind in enumerate(EVENT_KINDS)}
 EVENT_LABELS = {
-    "meeting_started": "Meeting started",
-    "waiting": "Waiting room",
-    "admitted": "Admitted",
-    "joined": "Joined",
-    "left": "Left",
-    "meeting_ended": "Meeting ended",
+    EventKind.MEETING_STARTED: "Meeting started",
+    EventKind.WAITING: "Waiting room",
+    EventKind.ADMITTED: "Admitted",
+    EventKind.JOINED: "Joined",
+    EventKind.LEFT: "Left",
+    EventKind.MEETING_ENDED: "Meeting ended",
 }
-# family: came in through a family's registrant link; guest: no family's link (flagged);
-# host: the meeting's host (the teacher's Zoom user); staff: another staff member (the lead as
-# alternative host); "" for meeting events.
-ROLES = ("family", "guest", "host", "staff", "")
-WARNING_KINDS = ("one_child_alone", "overran")
-WARNING_STATUSES = ("open", "closed", "retracted")
+
+
+class Attendee(StrEnum):
+    """Who a participant was to companion."""
+
+    FAMILY = "family"  # came in through a family's registrant link
+    GUEST = "guest"  # no family's link (flagged)
+    HOST = "host"  # the meeting's host (the teacher's Zoom user)
+    STAFF = "staff"  # another staff member (the lead as alternative host)
+    NONE = ""  # meeting events name no participant
+
+
+ROLES = tuple(Attendee)
+
+
+class WarningKind(StrEnum):
+    ONE_CHILD_ALONE = "one_child_alone"
+    OVERRAN = "overran"
+
+
+class WarningStatus(StrEnum):
+    """open: still going on; closed: over; retracted: later (out-of-order) events showed it did
+    not happen as first thought. A warning is never deleted."""
+
+    OPEN = "open"
+    CLOSED = "closed"
+    RETRACTED = "retracted"
+
+
+WARNING_KINDS = tuple(WarningKind)
+WARNING_STATUSES = tuple(WarningStatus)
 WARNING_LABELS = {
-    "one_child_alone": "One child alone with one adult",
-    "overran": "Meeting ran past its slot",
+    WarningKind.ONE_CHILD_ALONE: "One child alone with one adult",
+    WarningKind.OVERRAN: "Meeting ran past its slot",
 }
 
 
@@ -133,11 +171,11 @@ class AttendanceEvent(Base):
     dedupe_key: Mapped[str] = mapped_column(String(255), unique=True)
     # The stored webhook it came from (no foreign key: old webhook rows may be pruned).
     webhook_event_id: Mapped[int | None]
-    kind: Mapped[str] = mapped_column(String(16))
+    kind: Mapped[EventKind] = mapped_column(state_column(EventKind, 16))
     # When it happened, by Zoom's clock (the participant's time, else the event's event_ts).
     at: Mapped[dt.datetime]
     received_at: Mapped[dt.datetime]
-    role: Mapped[str] = mapped_column(String(8), default="")
+    role: Mapped[Attendee] = mapped_column(state_column(Attendee, 8), default=Attendee.NONE)
     family_id: Mapped[int | None] = mapped_column(
         ForeignKey("families.id", ondelete="SET NULL"), index=True
     )
@@ -207,10 +245,10 @@ class ClassWarning(Base):
         ForeignKey("class_sessions.id", ondelete="SET NULL"), index=True
     )
     meeting_id: Mapped[int] = mapped_column(ForeignKey("evidence_meetings.id", ondelete="CASCADE"))
-    kind: Mapped[str] = mapped_column(String(24))
-    # open: still going on; closed: over; retracted: later (out-of-order) events showed it did
-    # not happen as first thought. Never deleted.
-    status: Mapped[str] = mapped_column(String(12), default="open")
+    kind: Mapped[WarningKind] = mapped_column(state_column(WarningKind, 24))
+    status: Mapped[WarningStatus] = mapped_column(
+        state_column(WarningStatus, 12), default=WarningStatus.OPEN
+    )
     period_start: Mapped[dt.datetime]
     period_end: Mapped[dt.datetime | None]
     # JSON: who was there (names, family ids, staff), for the record.

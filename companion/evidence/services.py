@@ -35,7 +35,14 @@ from ..families.models import Family, FamilyContact
 from ..families.people import display_name
 from ..recordings.models import Concern, Hold, Recording
 from . import attendance
-from .models import AdultConfirmation, ClassWarning, EvidenceSettings, ZoomMeeting
+from .models import (
+    AdultConfirmation,
+    Attendee,
+    ClassWarning,
+    EvidenceSettings,
+    WarningStatus,
+    ZoomMeeting,
+)
 
 settings_for = attendance.settings_for
 
@@ -267,11 +274,11 @@ class MeetingView:
 
     @property
     def children(self) -> list[attendance.Person]:
-        return [p for p in self.people if p.role == "family"]
+        return [p for p in self.people if p.role == Attendee.FAMILY]
 
     @property
     def guests(self) -> list[attendance.Person]:
-        return [p for p in self.people if p.role == "guest"]
+        return [p for p in self.people if p.role == Attendee.GUEST]
 
 
 @dataclass
@@ -299,7 +306,7 @@ class ClassRecord:
 
     @property
     def active_warnings(self) -> list[ClassWarning]:
-        return [w for w in self.warnings if w.status != "retracted"]
+        return [w for w in self.warnings if w.status != WarningStatus.RETRACTED]
 
     def local(self, moment: dt.datetime | None) -> dt.datetime | None:
         return local_time(self.course, moment) if moment is not None else None
@@ -437,7 +444,7 @@ def recent_warnings(session: Session, actor: User, limit: int = 100) -> list[Cla
             .where(
                 (ClassWarning.organisation_id == actor.organisation_id)
                 | ClassWarning.organisation_id.is_(None),
-                ClassWarning.status != "retracted",
+                ClassWarning.status != WarningStatus.RETRACTED,
             )
             .order_by(ClassWarning.period_start.desc())
             .limit(limit)

@@ -48,7 +48,7 @@ from ..recordings.models import FILE_STATE_LABELS
 from ..recordings.views import human_size
 from ..security import csrf
 from . import pack, services, subject_access
-from .models import EVENT_LABELS, WARNING_LABELS, ClassWarning
+from .models import EVENT_LABELS, WARNING_LABELS, ClassWarning, WarningStatus
 
 bp = Blueprint("evidence", __name__)
 family_bp = Blueprint("evidence_family", __name__, url_prefix="/f")
@@ -85,7 +85,10 @@ def _warnings_for_class(cls: Any) -> list[Any]:
     return list(
         get_session().scalars(
             select(ClassWarning)
-            .where(ClassWarning.class_session_id == cls.id, ClassWarning.status != "retracted")
+            .where(
+                ClassWarning.class_session_id == cls.id,
+                ClassWarning.status != WarningStatus.RETRACTED,
+            )
             .order_by(ClassWarning.period_start)
         )
     )
