@@ -7,6 +7,7 @@ same suite there (`make test` does both). Nothing here reaches the network beyon
 from __future__ import annotations
 
 import contextlib
+import inspect
 import os
 import re
 import socket
@@ -16,12 +17,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from argon2 import PasswordHasher
+from argon2 import profiles as argon2_profiles
 from flask import Flask, g, request_started
 from flask.testing import FlaskClient
 from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session
 
 from companion import create_app, migrate
+from companion.accounts import services as accounts_services
 from companion.db import Clock, make_engine
 from companion.db import clock as db_clock
 from companion.zoom import EXTENSION_KEY as ZOOM_EXTENSION
@@ -45,6 +49,50 @@ TEST_KEYS_ENV = {f"COMPANION_{name}": value for name, value in TEST_KEYS.items()
 
 def pytest_report_header(config: Any) -> str:
     return f"companion database: {database_kind()}"
+
+
+# What a test (or a fixture it uses) must mention to reach the database under test.
+_DATABASE_WORDS = (
+    "database_url",
+    "db_session",
+    "engine",
+    "make_app",
+    "cached_app",
+    "live_server",
+    "serve(",
+    "COMPANION_TEST_DATABASE_URL",
+)
+
+
+def _touches_database(item: pytest.Item) -> bool:
+    """Whether ``item`` can reach the database under test: through a fixture of its own (read
+    from each fixture's source, so a new fixture needs no list) or by name in its module."""
+    module = getattr(item, "module", None)
+    sources = [getattr(module, "__file__", None) and Path(module.__file__).read_text()]
+    info = getattr(item, "_fixtureinfo", None)
+    for defs in (info.name2fixturedefs.values() if info is not None else ()):
+        for fixture in defs:
+            with contextlib.suppress(OSError, TypeError):
+                sources.append(inspect.getsource(fixture.func))
+    return any(word in text for text in sources if text for word in _DATABASE_WORDS)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """On PostgreSQL, run only the tests that can reach the database.
+
+    `make test` runs the suite on SQLite and then on PostgreSQL; a test that never opens the
+    database (the sandbox's own behaviour, the recording format, schedules, templates) answers
+    the same both times, so the second pass leaves it out. A module that mentions the database
+    at all keeps every test: when in doubt, a test runs twice.
+    """
+    if database_kind() != "postgresql":
+        return
+    kept, dropped = [], []
+    for item in items:
+        (kept if _touches_database(item) else dropped).append(item)
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = kept
 
 
 def database_kind() -> str:
@@ -96,6 +144,11 @@ def _guard_compile() -> None:
 
 
 _guard_compile()
+
+# The suite signs staff in thousands of times; with argon2's real cost (about half a second a
+# check on this kind of machine) that was most of its time. The cheapest parameters, in this
+# process only: a `companion` process a test starts still hashes with the real ones.
+accounts_services.use_password_hasher(PasswordHasher.from_parameters(argon2_profiles.CHEAPEST))
 
 
 @pytest.fixture(autouse=True)

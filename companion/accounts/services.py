@@ -16,14 +16,36 @@ from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatc
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from ..access import ADMIN, ROLE_LABELS, ROLES
+from ..access import ADMIN, ROLE_LABELS, ROLES, Role
 from ..audit.services import record as audit
 from ..errors import Conflict, Forbidden, NotFound, Throttled, Unauthorized, ValidationError
 from .models import ApiToken, Invitation, LoginAttempt, StaffSession, User
 
+# argon2id with argon2-cffi's defaults (RFC 9106's low-memory profile). Deliberately slow.
 _hasher = PasswordHasher()
-# Checked so that a timing difference does not tell which emails have accounts.
-_DUMMY_HASH = _hasher.hash("not a real password, only used to spend the same time")
+# Checked so that a timing difference does not tell which emails have accounts. Made on first
+# use, with the hasher in force then: a command that never signs anyone in does not pay for it.
+_dummy_hash: str | None = None
+
+
+def use_password_hasher(hasher: PasswordHasher) -> None:
+    """Hash and check passwords with ``hasher`` from now on, in this process.
+
+    For the test suite only, which signs people in thousands of times and would spend most of
+    its time in argon2 (``argon2.profiles.CHEAPEST``). A stored hash carries its own parameters,
+    so hashes made either way still verify; sign-in rehashes one whose parameters differ.
+    """
+    global _hasher, _dummy_hash
+    _hasher = hasher
+    _dummy_hash = None
+
+
+def _dummy() -> str:
+    global _dummy_hash
+    if _dummy_hash is None:
+        _dummy_hash = _hasher.hash("not a real password, only used to spend the same time")
+    return _dummy_hash
+
 
 EMAIL_RE = re.compile(r"^[^@\s<>\"',;]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+$")
 TOKEN_PREFIX = "cmp_"  # noqa: S105 - a public marker, not a secret
@@ -59,11 +81,11 @@ def normalise_email(raw: str) -> str:
     return email
 
 
-def check_role(role: str) -> str:
+def check_role(role: str) -> Role:
     if role not in ROLES:
         known = ", ".join(ROLES)
         raise ValidationError(f"Unknown role {role!r}; choose one of {known}.", field="role")
-    return role
+    return Role(role)
 
 
 def password_problems(password: str, *, email: str = "", name: str = "") -> list[str]:
@@ -128,7 +150,7 @@ def create_user(
         raise ValidationError("Give the person's name.", field="name")
     if len(name) > 200:
         raise ValidationError("The name is longer than 200 characters.", field="name")
-    check_role(role)
+    role = check_role(role)
     if find_user_by_email(session, email) is not None:
         raise Conflict(f"There is already a staff account for {email}.", field="email")
     if password is not None:
@@ -224,7 +246,7 @@ def sign_in(
     ok = False
     reason = "unknown_email"
     if user is None or user.password_hash is None:
-        _verify(_DUMMY_HASH, password)
+        _verify(_dummy(), password)
         reason = "unknown_email" if user is None else "no_password"
     else:
         ok = _verify(user.password_hash, password)
@@ -430,7 +452,7 @@ def _admins_left(session: Session, organisation_id: int, excluding: int) -> int:
 
 
 def change_role(session: Session, *, actor: User, user_id: int, role: str) -> User:
-    check_role(role)
+    role = check_role(role)
     user = get_user(session, user_id, organisation_id=actor.organisation_id)
     if user.role == role:
         return user
@@ -485,7 +507,7 @@ def list_staff(session: Session, organisation_id: int) -> list[User]:
 
 
 def role_label(role: str) -> str:
-    return ROLE_LABELS.get(role, role)
+    return ROLE_LABELS[Role(role)] if role in ROLES else role
 
 
 # --- API tokens ----------------------------------------------------------------------------
