@@ -226,14 +226,15 @@ def test_the_trail_is_searched_by_child(app: Flask, db_session: Session, world: 
 def test_a_huge_export_streams_in_batches(
     app: Flask, db_session: Session, world: w.World, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    for i in range(2500):
+    # Batches of 100 instead of the export's 1,000: the same bound, at a tenth of the rows.
+    for i in range(250):
         audit_services.record(db_session, "test.bulk", actor=world.admin, n=i)
     db_session.commit()
     batches: list[int] = []
     real_iter = queries.iter_all
 
     def spy(session: Session, f: Any, *, batch: int = 1000) -> Any:
-        for row in real_iter(session, f, batch=batch):
+        for row in real_iter(session, f, batch=100):
             # Rows of earlier batches are let go: what the session holds stays bounded.
             batches.append(len(session.identity_map))
             yield row
@@ -245,6 +246,6 @@ def test_a_huge_export_streams_in_batches(
     )
     assert response.status_code == 200 and response.is_streamed
     rows = list(csv.reader(io.StringIO(text(response))))
-    assert sum(1 for r in rows if r[3] == "test.bulk") == 2500
-    assert max(batches) <= 1000 + 50
+    assert sum(1 for r in rows if r[3] == "test.bulk") == 250
+    assert max(batches) <= 100 + 50
     assert re.match(r"^id,at_utc", rows[0][0] + "," + rows[0][1])
