@@ -271,6 +271,15 @@ SETTINGS: tuple[Setting, ...] = (
         "Timeout of every request to Zoom.",
     ),
     Setting(
+        "ZOOM_TOKEN_CACHE_FILE",
+        _text,
+        None,
+        "File in which every companion process on this machine (the web server and each worker) "
+        "shares one Zoom access token, created owner-only; Zoom's tokens are per account, and "
+        "processes that each fetch their own keep replacing each other's. Default: "
+        "`zoom-token.json` in the instance folder.",
+    ),
+    Setting(
         "SANDBOX_URL",
         _url,
         "http://127.0.0.1:5001",
@@ -461,6 +470,8 @@ def load(
         values["DATABASE_URL"] = f"sqlite:///{instance_path / 'companion.db'}"
     if values["STORAGE_DIR"] is None and not values["STORAGE_URL"]:
         values["STORAGE_DIR"] = str(instance_path / "recordings")
+    if values["ZOOM_TOKEN_CACHE_FILE"] is None:
+        values["ZOOM_TOKEN_CACHE_FILE"] = str(instance_path / "zoom-token.json")
     if values["BASE_URL"] is None:
         values["BASE_URL"] = f"http://{values['HOST']}:{values['PORT']}"
     if values["SECURE_COOKIES"] is None:

@@ -864,8 +864,10 @@ def client_from_config(config: Mapping[str, Any], **overrides: Any) -> ZoomClien
     In sandbox mode (``ZOOM_MODE == "sandbox"``) it talks to ``SANDBOX_URL`` with the sandbox's
     fixed credentials. All clients of one process share one token cache (keyed by token URL,
     account and client) and one budget per API URL and account, because Zoom's token churn and
-    rate limits are per account, not per client object. If ``ZOOM_TOKEN_CACHE_FILE`` is set, the
-    token cache is that file, shared with the other processes on the host.
+    rate limits are per account, not per client object. The token cache is the file
+    ``ZOOM_TOKEN_CACHE_FILE`` (by default in the instance folder, see companion/config.py), shared
+    with the other processes on the host; a configuration without it (a test's) keeps tokens in
+    this process only.
 
     :param overrides: any :class:`ZoomClient` keyword, e.g. ``http=`` or ``sleep=`` in tests.
     """

@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import datetime as dt
 import email.utils
+import json
 import logging
+import subprocess
+import sys
 
 import pytest
 import requests
 import responses
 from responses import matchers
 
+from companion.config import load as config_load
 from companion.zoom import (
     SANDBOX_ACCOUNT_ID,
     SANDBOX_CLIENT_ID,
@@ -29,6 +33,7 @@ from companion.zoom import (
     recording_windows,
 )
 
+from ..zoom_sandbox import SandboxZoom
 from .zoom_helpers import API, OAUTH, FakeClock, MaxJitter, add_token, bearer, make_client
 
 MEETING_ID = 98765432101  # 11 digits: more than 32 bits, as Zoom's ids are
@@ -732,3 +737,37 @@ def test_calls_count_every_request_by_operation(rsps, client):
     client.get_meeting_recordings(MEETING_ID)
     assert client.calls == {"oauth_token": 1, "get_meeting": 2, "get_meeting_recordings": 1}
     assert rsps.calls[0].request.url == OAUTH
+
+
+def test_by_default_every_process_of_an_instance_shares_one_token(tmp_path):
+    """The web server and the worker each build their client from the instance's configuration:
+    the second process takes the token the first fetched instead of fetching a competing one."""
+    zoom = SandboxZoom(http=True)
+    env = {"COMPANION_SECRET_KEY": "x" * 40, "COMPANION_SANDBOX_URL": zoom.url}
+    try:
+        config = config_load(tmp_path, env)
+        assert config["ZOOM_TOKEN_CACHE_FILE"] == str(tmp_path / "zoom-token.json")
+        clear_shared_state()
+        list(client_from_config(config).iter_meetings("me"))
+        issued = zoom.state.store.one("SELECT count(*) AS n FROM tokens")["n"]
+        # Another process (a worker), configured from the same instance folder.
+        script = (
+            "import json, sys; from pathlib import Path\n"
+            "from companion.config import load\n"
+            "from companion.zoom.client import client_from_config\n"
+            "c = client_from_config(load(Path(sys.argv[1]), json.loads(sys.argv[2])))\n"
+            "list(c.iter_meetings('me')); print(c.calls)\n"
+        )
+        done = subprocess.run(
+            [sys.executable, "-c", script, str(tmp_path), json.dumps(env)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert done.returncode == 0, done.stderr
+        assert "oauth_token" not in done.stdout, done.stdout
+        assert zoom.state.store.one("SELECT count(*) AS n FROM tokens")["n"] == issued
+        assert oct((tmp_path / "zoom-token.json").stat().st_mode & 0o777) == "0o600"
+    finally:
+        clear_shared_state()
+        zoom.close()
