@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Run the whole test suite twice: on SQLite, then on a throwaway PostgreSQL server that this
-# script starts (scripts/pg-test.sh) and always stops. Extra arguments go to both pytest runs.
+# Run the whole test suite twice: on SQLite and on a throwaway PostgreSQL server that this
+# script starts (scripts/pg-test.sh) and always stops. Extra arguments go to every pytest run.
 # Exits non-zero if either run fails. Expects `make test` to have installed everything first.
 set -euo pipefail
 
@@ -18,24 +18,41 @@ status=0
 # connection) run afterwards, alone.
 workers=${PYTEST_WORKERS:-auto}
 
-run_suite() {
+# One pass of pytest over the tests that may run beside others, on one database; its output goes
+# to a log of its own (printed when it ends) so that two passes can run at once.
+run_pass() {
     local name=$1
     shift
-    local t0=$SECONDS rc=0 rc_serial=0
+    local log=".tmp/pytest-$name.log" rc=0
     echo "==> pytest on $name ($workers workers)"
     "$py" -m pytest -p no:cacheprovider -n "$workers" -m "not serial" \
-        --junitxml=".tmp/junit-$name.xml" "$@" || rc=$?
+        --basetemp=".tmp/pytest-$name" --junitxml=".tmp/junit-$name.xml" "$@" >"$log" 2>&1 || rc=$?
     if [ "$rc" -eq 5 ]; then
-        echo "pytest on $name collected no tests" >&2
+        echo "pytest on $name collected no tests" >>"$log"
     fi
+    return "$rc"
+}
+
+# The tests marked "serial" run afterwards, alone.
+run_serial() {
+    local name=$1
+    shift
+    local rc=0
     echo "==> pytest on $name: the tests that run alone"
-    "$py" -m pytest -p no:cacheprovider -m serial \
-        --junitxml=".tmp/junit-$name-serial.xml" "$@" || rc_serial=$?
-    if [ "$rc_serial" -eq 5 ]; then
-        rc_serial=0 # none selected (a run of some tests only)
+    "$py" -m pytest -p no:cacheprovider -m serial --basetemp=".tmp/pytest-$name-serial" \
+        --junitxml=".tmp/junit-$name-serial.xml" "$@" || rc=$?
+    if [ "$rc" -eq 5 ]; then
+        rc=0 # none selected (a run of some tests only)
     fi
-    timings+=("pytest on $name: $((SECONDS - t0)) s (exit $rc, alone: exit $rc_serial)")
-    if [ "$rc" -ne 0 ] || [ "$rc_serial" -ne 0 ]; then
+    return "$rc"
+}
+
+show_pass() {
+    local name=$1 rc=$2 took=$3
+    echo "==> pytest on $name: output"
+    cat ".tmp/pytest-$name.log"
+    timings+=("pytest on $name: $took s (exit $rc)")
+    if [ "$rc" -ne 0 ]; then
         status=1
     fi
 }
@@ -46,13 +63,46 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-run_suite sqlite "$@"
-
 t0=$SECONDS
 eval "$(scripts/pg-test.sh start)"
-timings+=("PostgreSQL start: $((SECONDS - t0)) s")
-run_suite postgresql "$@"
+pg_url=$COMPANION_TEST_DATABASE_URL
 unset COMPANION_TEST_DATABASE_URL
+timings+=("PostgreSQL start: $((SECONDS - t0)) s")
+
+# Both databases' passes at once: each spends much of its time waiting (on a held Zoom call, a
+# server starting, a browser), which the other's tests fill. TEST_ONE_DATABASE_AT_A_TIME=1 runs
+# them one after the other instead.
+t0=$SECONDS
+if [ "${TEST_ONE_DATABASE_AT_A_TIME:-0}" = 1 ]; then
+    rc_sqlite=0
+    run_pass sqlite "$@" || rc_sqlite=$?
+    show_pass sqlite "$rc_sqlite" $((SECONDS - t0))
+    t1=$SECONDS
+    rc_pg=0
+    COMPANION_TEST_DATABASE_URL=$pg_url run_pass postgresql "$@" || rc_pg=$?
+    show_pass postgresql "$rc_pg" $((SECONDS - t1))
+else
+    run_pass sqlite "$@" &
+    sqlite_pid=$!
+    COMPANION_TEST_DATABASE_URL=$pg_url run_pass postgresql "$@" &
+    pg_pid=$!
+    rc_sqlite=0
+    wait "$sqlite_pid" || rc_sqlite=$?
+    took_sqlite=$((SECONDS - t0))
+    rc_pg=0
+    wait "$pg_pid" || rc_pg=$?
+    show_pass sqlite "$rc_sqlite" "$took_sqlite"
+    show_pass postgresql "$rc_pg" $((SECONDS - t0))
+fi
+
+t0=$SECONDS
+rc=0
+run_serial sqlite "$@" || rc=$?
+COMPANION_TEST_DATABASE_URL=$pg_url run_serial postgresql "$@" || rc=$?
+timings+=("tests that run alone, both databases: $((SECONDS - t0)) s (exit $rc)")
+if [ "$rc" -ne 0 ]; then
+    status=1
+fi
 cleanup
 trap - EXIT
 
