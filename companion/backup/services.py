@@ -90,7 +90,10 @@ def _dump_table(
         names = [name for name, _ in spec.columns]
         blob_columns = (names.index("blob_key"), names.index("wrapped_dek"))
     count = 0
-    result = conn.execution_options(yield_per=ROW_BATCH).execute(select(table).order_by(*order))
+    # Per statement: Connection.execution_options would change the caller's connection too.
+    result = conn.execute(
+        select(table).order_by(*order), execution_options={"yield_per": ROW_BATCH}
+    )
     for partition in result.partitions():
         for row in partition:
             out.record([tables.encode(kind, value) for kind, value in zip(kinds, row, strict=True)])
