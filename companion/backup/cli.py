@@ -217,4 +217,8 @@ def restore_command(path: Path) -> None:
         )
     else:
         click.echo(f"All {referenced} recording blob(s) the database refers to are in the storage.")
-    click.echo("Run `companion db upgrade` if this version of companion is newer than the archive.")
+    click.echo(
+        "Next: `companion db upgrade` if this version of companion is newer than the archive, "
+        "and `companion worker --job recordings_retention` to delete at once any restored "
+        "recording past its date."
+    )

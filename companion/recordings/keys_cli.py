@@ -8,6 +8,7 @@
 
 With ``--kind sealing`` or ``--kind signing`` the same commands handle the data-sealing and the
 evidence-pack signing keys (companion.sealing_cli, which also adds ``companion keys reseal``).
+``--kind backup`` handles the backup keys (companion.backup.keys_cli).
 
 Rotation never rewrites a recording: only the 60-byte wrapped file keys in the database change
 (FORMAT.md, "Key wrapping"). It works in batches, each committed, so an interrupted rotation
