@@ -85,6 +85,7 @@ def create_command(output: Path | None, with_recordings: bool) -> None:
     from ..audit.services import record as audit
     from ..db import get_engine, job_session, utcnow
     from ..recordings import vault
+    from ..recordings.storage import StorageError
     from . import services
     from .archive import ArchiveError
 
@@ -105,10 +106,12 @@ def create_command(output: Path | None, with_recordings: bool) -> None:
             with_recordings=with_recordings,
             progress=_say,
         )
-    except ArchiveError as exc:
-        raise click.ClickException(exc.message) from None
+    except (ArchiveError, StorageError) as exc:
+        raise click.ClickException(f"{exc.message}; no archive was written") from None
     except OSError as exc:
-        raise click.ClickException(f"could not write {output}: {exc.strerror or exc}") from None
+        raise click.ClickException(
+            f"could not write {output}: {exc.strerror or exc}; no archive was written"
+        ) from None
     m = created.manifest
     click.echo(
         f"Wrote {created.size / 1e6:.1f} MB in {time.monotonic() - started:.1f} s: "
@@ -166,9 +169,12 @@ def verify_command(path: Path) -> None:
 @click.argument("path", type=click.Path(path_type=Path, dir_okay=False))
 def restore_command(path: Path) -> None:
     """Restore an archive into the configured database, which must be empty."""
+    from sqlalchemy.exc import SQLAlchemyError
+
     from ..audit.services import record as audit
     from ..db import get_engine, job_session
     from ..recordings import vault
+    from ..recordings.storage import StorageError
     from . import services
     from .archive import ArchiveError
 
@@ -185,8 +191,15 @@ def restore_command(path: Path) -> None:
             storage=vault.storage_for(app),
             progress=_say,
         )
-    except ArchiveError as exc:
+    except (ArchiveError, StorageError) as exc:
         raise click.ClickException(exc.message + " (the database was not changed)") from None
+    except SQLAlchemyError as exc:
+        # Another restore into the same database at the same time, a server gone away: the
+        # transaction was rolled back whole.
+        reason = str(getattr(exc, "orig", None) or exc).splitlines()[0]
+        raise click.ClickException(
+            f"the restore failed and was rolled back, the database was not changed: {reason}"
+        ) from None
     m = restored.manifest
     with job_session(app) as session:
         audit(
