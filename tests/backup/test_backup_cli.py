@@ -69,3 +69,21 @@ def test_without_a_backup_key_the_commands_say_how_to_make_one(tmp_path: Path) -
     assert "no usable backup key" in result.stderr
     assert "companion keys generate --kind backup" in result.stderr
     assert not (tmp_path / "x").exists()
+
+
+def test_init_gives_an_instance_a_backup_key_of_its_own_once(tmp_path: Path) -> None:
+    import tomllib
+
+    folder = tmp_path / "instance"
+    env = companion_env(f"sqlite:///{tmp_path / 'x.db'}", folder)
+    for name in ("COMPANION_KEK", "COMPANION_SEALING_KEYS", "COMPANION_SIGNING_KEYS"):
+        env.pop(name, None)
+    first = companion_command(["init"], env)
+    assert "Wrote backup-keys with a new backup key" in first.stdout, first.stderr
+    keys = folder / "backup-keys"
+    assert os.stat(keys).st_mode & 0o077 == 0
+    settings = tomllib.loads((folder / "companion.toml").read_text())
+    assert settings["backup_keys_file"] == str(keys.resolve())
+    line = keys.read_text()
+    second = companion_command(["init"], env)
+    assert "backup-keys" not in second.stdout and keys.read_text() == line
