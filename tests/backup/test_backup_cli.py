@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import pytest
+
 from ..conftest import own_database_url
 from ..live_db import companion_command, companion_env
 from .helpers import BACKUP_LINE
@@ -17,6 +19,8 @@ def _key_file(folder: Path) -> Path:
     return path
 
 
+# Eleven `companion` processes, each a few seconds on a busy machine (the suite's limit is 300 s).
+@pytest.mark.timeout(900)
 def test_create_verify_rotate_and_restore_from_the_command_line(tmp_path: Path) -> None:
     source = own_database_url(tmp_path, "source", migrated=True)
     keys = _key_file(tmp_path)
