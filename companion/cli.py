@@ -86,6 +86,11 @@ def init_command(instance: Path | None) -> None:
         folder, path, __import__("os").environ, existing_instance=existed
     ):
         click.echo(line)
+    from .backup.keys import ensure_instance_key as ensure_backup_key
+
+    done = ensure_backup_key(folder, path, __import__("os").environ)
+    if done:
+        click.echo(done)
 
 
 @main.command("secret")
@@ -375,6 +380,15 @@ def _add_storage_commands() -> None:
 
 
 _add_storage_commands()
+
+
+def _add_backup_commands() -> None:
+    from .backup.cli import backup_group
+
+    main.add_command(backup_group)
+
+
+_add_backup_commands()
 
 
 if __name__ == "__main__":

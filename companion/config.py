@@ -369,6 +369,20 @@ SETTINGS: tuple[Setting, ...] = (
         "File with the same key lines, one per line; must be readable only by its owner.",
     ),
     Setting(
+        "BACKUP_KEYS",
+        str,
+        "",
+        "Backup key(s) of `companion backup`: `key_id:base64key[,...]`, the first encrypts new "
+        "archives, the others read older ones. Or use BACKUP_KEYS_FILE.",
+        True,
+    ),
+    Setting(
+        "BACKUP_KEYS_FILE",
+        _text,
+        "",
+        "File with the same key lines, one per line; must be readable only by its owner.",
+    ),
+    Setting(
         "LEGACY_SECRET_KEY",
         _optional_secret,
         "",

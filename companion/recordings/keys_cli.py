@@ -8,6 +8,7 @@
 
 With ``--kind sealing`` or ``--kind signing`` the same commands handle the data-sealing and the
 evidence-pack signing keys (companion.sealing_cli, which also adds ``companion keys reseal``).
+``--kind backup`` handles the backup keys (companion.backup.keys_cli).
 
 Rotation never rewrites a recording: only the 60-byte wrapped file keys in the database change
 (FORMAT.md, "Key wrapping"). It works in batches, each committed, so an interrupted rotation
@@ -35,10 +36,11 @@ def _app() -> Flask:
 
 KIND = click.option(
     "--kind",
-    type=click.Choice(["recordings", "sealing", "signing"]),
+    type=click.Choice(["recordings", "sealing", "signing", "backup"]),
     default="recordings",
     show_default=True,
-    help="recordings: key-encryption keys; sealing: data-sealing keys; signing: evidence packs.",
+    help="recordings: key-encryption keys; sealing: data-sealing keys; signing: evidence packs; "
+    "backup: backup archives.",
 )
 
 
@@ -63,6 +65,12 @@ def generate_command(kek_id: str | None, kind: str) -> None:
     """Print a new key line for the setting or the key file of KIND (keep it secret)."""
     from .keys import generate_kek_line
 
+    if kind == "backup":
+        from .. import sealing_cli
+        from ..backup.keys import BACKUP
+
+        click.echo(sealing_cli.generate(BACKUP, kek_id))
+        return
     if kind != "recordings":
         from .. import sealing_cli
 
@@ -126,6 +134,10 @@ def status_command() -> None:
 
     for line in status_lines(app):
         click.echo(line)
+    from ..backup.keys_cli import status_lines as backup_status_lines
+
+    for line in backup_status_lines(app):
+        click.echo(line)
 
 
 def _rewrap_all(app: Flask, batch: int) -> int:
@@ -180,6 +192,13 @@ def rotate_command(new_id: str | None, resume: bool, batch: int, kind: str) -> N
     from .keys import generate_kek_line, read_kek_file
 
     app = _app()
+    if kind == "backup":
+        from ..backup import keys_cli as backup_keys
+
+        if resume:
+            raise click.BadParameter("backup keys have nothing to resume", param_hint="--resume")
+        backup_keys.rotate(app, new_id)
+        return
     if kind != "recordings":
         from .. import sealing_cli
 
@@ -218,7 +237,11 @@ def rotate_command(new_id: str | None, resume: bool, batch: int, kind: str) -> N
 @keys_group.command("retire")
 @click.argument("kek_id")
 @KIND
-@click.option("--force", is_flag=True, help="sealing: even if recovery codes were made under it.")
+@click.option(
+    "--force",
+    is_flag=True,
+    help="sealing: even if recovery codes were made under it; backup: even if archives were.",
+)
 def retire_command(kek_id: str, kind: str, force: bool) -> None:
     """Remove an old key; refused while anything still needs it."""
     from ..audit.services import record as audit
@@ -228,6 +251,11 @@ def retire_command(kek_id: str, kind: str, force: bool) -> None:
     from .models import KekCheck, RecordingFile
 
     app = _app()
+    if kind == "backup":
+        from ..backup import keys_cli as backup_keys
+
+        backup_keys.retire(app, kek_id, force)
+        return
     if kind != "recordings":
         from .. import sealing_cli
 

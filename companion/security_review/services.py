@@ -18,6 +18,7 @@ from ..accounts import twofactor
 from ..accounts.models import User
 from ..audit.models import AuditEvent
 from ..audit.services import record as audit
+from ..backup import trail as backups
 from ..courses.models import Course, SafetyState
 from ..errors import Forbidden, ValidationError
 from ..orgs.models import Organisation
@@ -66,6 +67,10 @@ class Overview:
     next_review_due: dt.datetime | None
     review_due: bool
     reviews: list[SecurityReview]
+    # The last backup whose archive checked out (`companion backup create` / `verify`), and
+    # how many checks failed since.
+    last_backup: backups.LastVerified | None = None
+    backup_failures: int = 0
 
 
 def keys_last_rotated(session: Session, organisation_id: int) -> dt.datetime | None:
@@ -117,6 +122,7 @@ def overview(session: Session, organisation: Organisation, *, now: dt.datetime) 
         )
     )
     last = organisation.last_security_review_at
+    last_backup = backups.last_verified(session)
     return Overview(
         organisation=organisation,
         keys_rotated_at=keys_last_rotated(session, organisation.id),
@@ -132,6 +138,10 @@ def overview(session: Session, organisation: Organisation, *, now: dt.datetime) 
         next_review_due=next_review_due(last),
         review_due=review_due(organisation, now),
         reviews=reviews,
+        last_backup=last_backup,
+        backup_failures=backups.failed_since(
+            session, last_backup.verified_at if last_backup else None
+        ),
     )
 
 
