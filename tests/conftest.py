@@ -70,7 +70,7 @@ def _touches_database(item: pytest.Item) -> bool:
     module = getattr(item, "module", None)
     sources = [getattr(module, "__file__", None) and Path(module.__file__).read_text()]
     info = getattr(item, "_fixtureinfo", None)
-    for defs in (info.name2fixturedefs.values() if info is not None else ()):
+    for defs in info.name2fixturedefs.values() if info is not None else ():
         for fixture in defs:
             with contextlib.suppress(OSError, TypeError):
                 sources.append(inspect.getsource(fixture.func))
