@@ -7,13 +7,14 @@ about 80 events a second: with 200 senders each waited behind the others for 4 t
 Zoom's 3 s (issue 10's webhook benchmark; the accepts were prompt, the queue was the commit).
 
 So a delivery joins a batch instead: the first thread to find no commit under way becomes the
-leader, takes every delivery waiting at that moment, stores each in a savepoint of one
-transaction (``services.store``, which recognises redeliveries, also within one batch), commits
-once, and hands each delivery its own outcome; deliveries arriving meanwhile form the next
-batch. A delivery is answered only after the commit that holds it, so an answer still means
-"stored"; if the commit fails, every delivery of the batch fails (and Zoom retries them), and
-one delivery that cannot be stored fails alone. A delivery never waits for a later batch than
-the next one, and no thread of its own is needed: the leader is one of the waiting requests.
+leader, takes every delivery waiting at that moment, stores them all in one transaction
+(``services.store_all``: a few statements for the whole batch, recognising redeliveries also
+within it; one by one with ``services.store`` if another process stored one of them meanwhile),
+commits once, and hands each delivery its own outcome; deliveries arriving meanwhile form the
+next batch. A delivery is answered only after the commit that holds it, so an answer still
+means "stored"; if the batch cannot be stored or committed, every delivery of it fails (and
+Zoom retries them). A delivery never waits for a later batch than the next one, and no thread
+of its own is needed: the leader is one of the waiting requests.
 """
 
 from __future__ import annotations
@@ -87,32 +88,41 @@ class GroupCommit:
         return delivery.receipt
 
     def _commit(self, batch: list[_Delivery]) -> None:
+        raise_later: BaseException | None = None
         try:
             with job_session(self.app) as session:
-                for delivery in batch:
-                    try:
-                        with session.begin_nested():
-                            stored = services.store(
-                                session, delivery.document, delivery.body, now=delivery.now
-                            )
-                    except Exception as exc:  # noqa: BLE001 - this delivery alone fails
-                        delivery.error = exc
-                    else:
-                        delivery.receipt = Receipt(
-                            stored.event.id, stored.duplicate, str(stored.event.status)
-                        )
+                kept = services.store_all(session, [(d.document, d.body, d.now) for d in batch])
+                if kept is None:
+                    # Another process stored one of them meanwhile: one by one, as before.
+                    self._store_each(session, batch)
+                else:
+                    for delivery, one in zip(batch, kept, strict=True):
+                        delivery.receipt = Receipt(one.event_id, one.duplicate, one.status)
         except BaseException as exc:
             # Nothing of the batch was kept: none of its deliveries may be answered 200.
             for delivery in batch:
                 delivery.receipt = None
                 delivery.error = delivery.error or exc
             raise_later = exc
-        else:
-            raise_later = None
         for delivery in batch:
             delivery.done = True
         if raise_later is not None and not isinstance(raise_later, Exception):
             raise raise_later  # KeyboardInterrupt and the like: not ours to swallow
+
+    @staticmethod
+    def _store_each(session: Any, batch: list[_Delivery]) -> None:
+        for delivery in batch:
+            try:
+                with session.begin_nested():
+                    stored = services.store(
+                        session, delivery.document, delivery.body, now=delivery.now
+                    )
+            except Exception as exc:  # noqa: BLE001 - this delivery alone fails
+                delivery.error = exc
+            else:
+                delivery.receipt = Receipt(
+                    stored.event.id, stored.duplicate, str(stored.event.status)
+                )
 
 
 def intake(app: Flask) -> GroupCommit:

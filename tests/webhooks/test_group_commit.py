@@ -1,4 +1,5 @@
-"""Issue 10, the webhook benchmark: deliveries arriving together share one commit (intake.py).
+"""Issue 10, the webhook benchmark: deliveries arriving together share one commit (intake.py)
+and a few statements (services.store_all).
 
 On a committed database of its own (SQLite or the suite's PostgreSQL), with real commits: while
 one delivery's commit is held, the deliveries arriving meanwhile wait and are then stored in one
@@ -21,6 +22,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from companion.db import get_engine, utcnow
+from companion.webhooks import services
 from companion.webhooks.intake import GroupCommit, Receipt, intake
 from companion.webhooks.models import WebhookEvent
 
@@ -147,3 +149,53 @@ def test_a_batch_whose_commit_fails_answers_none_and_keeps_nothing(
     join_all([deliver(shared, lost[0], out)])
     assert isinstance(out[lost[0]], Receipt) and not out[lost[0]].duplicate
     assert stored(live_app) == 2
+
+
+def keep(document: dict[str, Any]) -> tuple[dict[str, Any], bytes, Any]:
+    return document, raw(document), utcnow()
+
+
+def test_store_all_stores_each_event_once_and_counts_the_repeats(db_session: Session) -> None:
+    first, second, third = (event(uuid=f"All{n}AAAAAAAAAAAAAAAAAA==") for n in range(3))
+    already = services.store(db_session, *keep(second)[:2], now=utcnow()).event
+    kept = services.store_all(db_session, [keep(first), keep(second), keep(first), keep(third)])
+    assert kept is not None
+    assert [k.duplicate for k in kept] == [False, True, True, False]
+    assert kept[0].event_id == kept[2].event_id and kept[1].event_id == already.id
+    assert len({k.event_id for k in kept}) == 3
+    db_session.expire_all()
+    rows = {e.id: e for e in db_session.scalars(select(WebhookEvent))}
+    assert len(rows) == 3
+    assert rows[kept[0].event_id].redeliveries == 1 and rows[already.id].redeliveries == 1
+    assert rows[kept[3].event_id].redeliveries == 0
+    assert rows[kept[3].event_id].body == raw(third)
+    assert rows[kept[3].event_id].status == "pending"
+
+
+def test_store_all_changes_nothing_when_another_connection_stored_one_meanwhile(
+    db_session: Session, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The look-up found nothing, then the insert met the other connection's row: None, and
+    the batch is stored one by one instead (GroupCommit._store_each, services.store)."""
+    theirs, ours = event(uuid="TheirsAAAAAAAAAAAAAAAA=="), event(uuid="OursAAAAAAAAAAAAAAAAAA==")
+    services.store(db_session, theirs, raw(theirs), now=utcnow())
+    real_execute = db_session.execute
+    looked: list[bool] = []
+
+    def execute_missing_once(statement: Any, *args: Any, **kwargs: Any) -> Any:
+        if not looked:
+            looked.append(True)
+            real_execute(statement, *args, **kwargs).all()
+            return real_execute(
+                select(WebhookEvent.dedupe_key, WebhookEvent.id, WebhookEvent.status).where(
+                    WebhookEvent.id == -1
+                )
+            )
+        return real_execute(statement, *args, **kwargs)
+
+    monkeypatch.setattr(db_session, "execute", execute_missing_once)
+    assert services.store_all(db_session, [keep(ours), keep(theirs)]) is None
+    monkeypatch.undo()
+    db_session.expire_all()
+    assert db_session.scalar(select(func.count(WebhookEvent.id))) == 1
+    assert db_session.scalars(select(WebhookEvent)).one().redeliveries == 0
