@@ -16,7 +16,9 @@ simulated client, so it never shares a core's GIL with the server. Scenarios:
    and with keep-alive: p50, p99, max, answers over Zoom's 3 s, errors;
 2. ``pages``: the family page (``/f/`` with a parent's family session), the course page, the
    course's families page and the admit list at 20 concurrent keep-alive clients: requests per
-   second as a ratio of the bare endpoint's, measured at the same concurrency in the same run;
+   second as a ratio of the bare endpoint's, measured at the same concurrency in the same run,
+   and the server process's CPU per answer (from /proc), which tells the app's own work from
+   time spent waiting;
 3. ``slow-zoom``: 50 webhook senders (new connections) while 10 clients reload staff pages and 5
    clients create courses through the API, first with the sandbox answering at once, then with
    a sandbox fault holding every answer for 10 s; the ratio of the webhook p99s.
@@ -699,8 +701,11 @@ class Run:
         reqs: Requests,
         sandbox_url: str,
         count_events: Callable[[], int],
+        server_pid: int | None = None,
     ):
         self.label = label
+        self.server_pid = server_pid
+        self.server_cpu = math.nan  # seconds of CPU the server used in the last drive
         self.count_events = count_events
         self.port = port
         self.plan = plan
@@ -716,7 +721,9 @@ class Run:
 
     def drive(self, clients: list[Client], seconds: float) -> dict[str, Tally]:
         cpu, wall = time.process_time(), time.perf_counter()
+        server_before = process_cpu(self.server_pid)
         tallies = drive(self.port, clients, seconds, self.plan)
+        self.server_cpu = process_cpu(self.server_pid) - server_before
         # Near 100 % the load generator, not the server, would be what limits the figure.
         self.generator_cpu = (time.process_time() - cpu) / (time.perf_counter() - wall)
         self.broken += bench_broken(tallies)
@@ -753,6 +760,9 @@ class Run:
         def measure(name: str, make: Callable[[int], Callable[[bool], bytes]]) -> dict[str, Any]:
             clients = [Client(name, make(i), True, timeout=timeout) for i in range(n)]
             s = summary(self.drive(clients, self.plan.page_seconds)[name])
+            # The server's own CPU per answer: with the ratio, it tells the app's work (CPU)
+            # from waiting (locks, the pool, the disk) when a page is slow.
+            s["server_cpu"] = self.server_cpu / s["ok"] if s["ok"] else math.nan
             out[name] = s
             return s
 
@@ -761,6 +771,7 @@ class Run:
         self.say(
             f"{'bare endpoint (/_bare/)':<20} {n} clients: {bare['rps']:8.1f} req/s  "
             f"p50 {ms(bare['p50']):>10}  p99 {ms(bare['p99']):>10}  "
+            f"server CPU {ms(bare['server_cpu'])}/request  "
             f"errors: {errors_text(bare['errors'])}  "
             f"(load generator at {self.generator_cpu:.0%} of a core)"
         )
@@ -779,8 +790,9 @@ class Run:
             self.targets.append((f"{name} ratio", ok))
             self.say(
                 f"{name:<20} {n} clients: {s['rps']:8.1f} req/s  p50 {ms(s['p50']):>10}  "
-                f"p99 {ms(s['p99']):>10}  errors: {errors_text(s['errors'])}  "
-                f"ratio {ratio:.3f} of bare   [>= {target} {mark(ok)}]"
+                f"p99 {ms(s['p99']):>10}  server CPU {ms(s['server_cpu'])}/request  "
+                f"errors: {errors_text(s['errors'])}  ratio {ratio:.3f} of bare   "
+                f"[>= {target} {mark(ok)}]"
             )
 
     def mixed(self, slow: bool) -> dict[str, Any]:
@@ -849,6 +861,17 @@ class Run:
         )
 
 
+def process_cpu(pid: int | None) -> float:
+    """Seconds of CPU (user and system) process ``pid`` has used; NaN where /proc has none."""
+    if pid is None:
+        return math.nan
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return math.nan
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def count_events(url: str) -> int:
     """How many webhook events the database holds (read between two scenarios)."""
     engine = make_engine(url)
@@ -894,6 +917,7 @@ def run_database(given: str, plan: Plan, scenarios: list[str], threads: int) -> 
                 Requests(sandbox_webhook_secret(config), data, staff_cookie),
                 sandbox_url,
                 lambda: count_events(database.url),
+                server.pid,
             )
             run.say(
                 f"companion on {base} ({threads} threads, serving.serve), sandbox on "

@@ -169,8 +169,21 @@ def _release_writer(info: dict[str, Any]) -> None:
 SQLITE_BUSY_SECONDS = 30
 
 
+# Connections each process keeps open. A request holds one from its first query to its end, so
+# every server thread may hold one at once (waitress serves with 8 by default), and work after
+# a commit (``after_commit``) takes another. SQLAlchemy's default pool of 5 made each request
+# beyond the fifth open a connection and close it again at its end (on PostgreSQL a new server
+# process each time); a pool as large as the threads that use it opens each connection once.
+POOL_SIZE = 16
+POOL_OVERFLOW = 16
+
+
 def make_engine(url: str, **kwargs: Any) -> Engine:
     """Create an engine; SQLite gets real transactions and foreign keys."""
+    if ":memory:" not in url and url not in ("sqlite://", "sqlite+pysqlite://"):
+        # A file or a server: a QueuePool, sized for the server's threads (see POOL_SIZE).
+        kwargs.setdefault("pool_size", POOL_SIZE)
+        kwargs.setdefault("max_overflow", POOL_OVERFLOW)
     if url.startswith("sqlite"):
         kwargs.setdefault("connect_args", {"check_same_thread": False, "timeout": 30})
         engine = create_engine(url, **kwargs)

@@ -15,6 +15,7 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
 
 from ..access import ADMIN, ROLE_LABELS, ROLES, Role
 from ..audit.services import record as audit
@@ -312,10 +313,19 @@ def resolve_session(
     session: Session, raw: str, *, now: dt.datetime, policy: SessionPolicy
 ) -> StaffSession | None:
     """The live session for a cookie value, ending it if it has timed out."""
-    row = session.scalars(
-        select(StaffSession).where(StaffSession.token_hash == hash_token(raw))
+    # Every staff request needs the person too: one query with the session row, not a second
+    # one when ``row.user`` is first read (joined by hand, as family_sessions.resolve_session
+    # explains, so the row keeps no loader options).
+    found = session.execute(
+        select(StaffSession, User)
+        .join(User, User.id == StaffSession.user_id)
+        .where(StaffSession.token_hash == hash_token(raw))
     ).first()
-    if row is None or row.ended_at is not None:
+    if found is None:
+        return None
+    row, user = found
+    set_committed_value(row, "user", user)
+    if row.ended_at is not None:
         return None
     reason = None
     if not row.user.active:

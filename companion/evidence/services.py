@@ -211,7 +211,8 @@ def family_panel_values(
         c.class_session_id: c
         for c in confirmations_for(session, [c.id for c in classes], family.id)
     }
-    names = {c.id: c.name for c in family.contacts}
+    # The parents' names are only shown beside a confirmation: no query for them without one.
+    names = {c.id: c.name for c in family.contacts} if done else {}
     found: dict[int, AdultPanel] = {}
     for cls in classes:
         opens, closes = confirm_window(cls, settings)

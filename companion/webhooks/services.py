@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -96,6 +96,75 @@ def store(session: Session, document: dict[str, Any], body: bytes, *, now: dt.da
     existing.last_redelivery_at = now
     session.flush()
     return Stored(existing, duplicate=True)
+
+
+@dataclass(frozen=True)
+class Kept:
+    """What :func:`store_all` gives each delivery: its event, and whether it repeats one."""
+
+    event_id: int
+    duplicate: bool
+    status: str
+
+
+def store_all(
+    session: Session, deliveries: list[tuple[dict[str, Any], bytes, dt.datetime]]
+) -> list[Kept] | None:
+    """:func:`store` for several deliveries at once, in a few statements whatever their number:
+    one look-up of their keys, one insert of the new events, and a count on each event
+    delivered again (already stored, or twice in this list). Returns None, having changed
+    nothing, when another connection stored one of the events in the meantime (the unique
+    key refused the insert); the caller then stores them one by one with :func:`store`.
+    """
+    keys = [dedupe_key(document) for document, _body, _now in deliveries]
+    found = {
+        key: (event_id, str(status))
+        for key, event_id, status in session.execute(
+            select(WebhookEvent.dedupe_key, WebhookEvent.id, WebhookEvent.status).where(
+                WebhookEvent.dedupe_key.in_(set(keys))
+            )
+        )
+    }
+    new: dict[str, dict[str, Any]] = {}
+    repeats: dict[str, tuple[int, dt.datetime]] = {}
+    for key, (document, body, now) in zip(keys, deliveries, strict=True):
+        if key in found or key in new:
+            count, _last = repeats.get(key, (0, now))
+            repeats[key] = (count + 1, now)
+        else:
+            new[key] = {
+                "dedupe_key": key,
+                "event": str(document["event"]),
+                "body": body,
+                "received_at": now,
+                "status": EventStatus.PENDING,
+                "next_attempt_at": now,
+            }
+    if new:
+        try:
+            with session.begin_nested():
+                ids = session.scalars(
+                    insert(WebhookEvent).returning(WebhookEvent.id, sort_by_parameter_order=True),
+                    list(new.values()),
+                ).all()
+        except IntegrityError:
+            return None
+        for key, event_id in zip(new, ids, strict=True):
+            found[key] = (event_id, str(EventStatus.PENDING))
+    for key, (count, last) in repeats.items():
+        session.execute(
+            update(WebhookEvent)
+            .where(WebhookEvent.id == found[key][0])
+            .values(redeliveries=WebhookEvent.redeliveries + count, last_redelivery_at=last)
+        )
+    kept, seen = [], set()
+    for key in keys:
+        event_id, status = found[key]
+        # The first delivery of a new event is the event; every other one repeats it.
+        first_of_new = key in new and key not in seen
+        seen.add(key)
+        kept.append(Kept(event_id, duplicate=not first_of_new, status=status))
+    return kept
 
 
 # --- processing (the worker, ``jobs.py``) ------------------------------------------------------

@@ -17,7 +17,7 @@ from flask import Blueprint, current_app, jsonify, request
 
 from ..access import public
 from ..accounts.auth import client_ip
-from ..db import get_session, utcnow
+from ..db import utcnow
 from ..errors import ValidationError, error_response
 from ..security import csrf
 from ..zoom.webhooks import (
@@ -27,6 +27,7 @@ from ..zoom.webhooks import (
     verify,
 )
 from . import services
+from .intake import intake
 
 log = logging.getLogger(__name__)
 
@@ -73,15 +74,17 @@ def zoom_webhook() -> Any:
         document = services.parse(body)
         if document["event"] == services.URL_VALIDATION:
             return jsonify(url_validation_response(secret, services.plain_token(document)))
-        stored = services.store(get_session(), document, body, now=utcnow())
+        # Stored in a transaction shared with the deliveries arriving at the same moment, and
+        # committed before this returns (see intake.py); the request's own session is unused.
+        stored = intake(current_app).store(document, body, now=utcnow())
     except ValidationError as exc:
         return _refuse(400, "malformed", exc.message, exc.message)
     if stored.duplicate:
         log.info(
             "zoom webhook %s: a redelivery of event %s (%s); nothing to do",
             document["event"],
-            stored.event.id,
-            stored.event.status,
+            stored.event_id,
+            stored.status,
         )
         return jsonify({"status": "duplicate"})
     return jsonify({"status": "received"})
