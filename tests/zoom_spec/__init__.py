@@ -36,9 +36,9 @@ def patch(node: Any) -> None:
             days.pop("enum")
             days["pattern"] = "^[1-7](,[1-7])*$"
         kinds = node.get("file_type")
-        if isinstance(kinds, dict) and {"TRANSCRIPT", "CC"} <= set(kinds.get("enum") or ()):
-            if "TIMELINE" not in kinds["enum"]:
-                kinds["enum"].append("TIMELINE")
+        listed = set(kinds.get("enum") or ()) if isinstance(kinds, dict) else set()
+        if {"TRANSCRIPT", "CC"} <= listed and "TIMELINE" not in listed:
+            kinds["enum"].append("TIMELINE")
         for value in node.values():
             patch(value)
     elif isinstance(node, list):

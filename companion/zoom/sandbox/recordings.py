@@ -251,9 +251,7 @@ class Recordings(Account, Tokens):
                 wanted = "meeting" if kind == "meeting_recordings" else "file"
                 files = [f for f in files if f.get("_trashed_as", "meeting") == wanted]
             if files:
-                meetings.append(
-                    self.recording_object(instance, files, participant_audio=False)
-                )
+                meetings.append(self.recording_object(instance, files, participant_audio=False))
         page = meetings[offset : offset + size]
         following = offset + size
         return {
