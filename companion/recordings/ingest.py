@@ -990,6 +990,13 @@ def refused(session: Session, rec: Recording, reason: str, now: dt.datetime) -> 
         )
         .order_by(User.id)
     ).all()
+    if rec.course is not None:
+        from ..courses.timetable import local_time
+
+        local = local_time(rec.course, rec.started_at)
+        recorded = f"{local:%d %b %Y %H:%M} ({rec.course.timezone})"
+    else:
+        recorded = f"{rec.started_at:%d %b %Y %H:%M} (UTC)"
     for person in people:
         mail.send(
             session,
@@ -1000,6 +1007,7 @@ def refused(session: Session, rec: Recording, reason: str, now: dt.datetime) -> 
             recording=rec,
             course=rec.course,
             zoom_said=reason,
+            recorded=recorded,
             kinds=sorted({f.file_type for f in rec.files}),
         )
     return len(people)

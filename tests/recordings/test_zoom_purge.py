@@ -164,6 +164,7 @@ def test_zoom_refusing_the_delete_tells_the_lead_and_the_admin_at_once(
     assert sorted(m.to_address for m in told) == sorted([lead.email, admin.email])
     body = told[0].body_text
     assert "No permission" in body and "The host can delete cloud recordings" in body
+    assert f"({course_in_zoom.timezone})" in body  # the class time in the course's zone
     assert course_in_zoom.title in told[0].subject
     assert len(kinds(db_session, "recording.zoom_delete_refused")) == 1
 
