@@ -194,7 +194,10 @@ def ingest_one(app: Any, zoom: Any, sandbox_url: str, size: int) -> dict[str, An
     t1 = time.perf_counter()
     assert ingest.verify_stored(app, file_id, storage) == "verified"
     t2 = time.perf_counter()
-    deleted = ingest.delete_from_zoom(app, zoom, file_id)
+    with job_session(app) as session:
+        recording_id = session.get(RecordingFile, file_id).recording_id
+    # The whole class leaves Zoom for good once its files are verified.
+    deleted = ingest.purge_from_zoom(app, zoom, recording_id)
     t3 = time.perf_counter()
     peak = peak_rss()
     with job_session(app) as session:

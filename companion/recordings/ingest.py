@@ -1,4 +1,4 @@
-"""Copy recordings out of Zoom: register, download, encrypt, verify, then delete Zoom's copy.
+"""Copy recordings out of Zoom: register, download, encrypt, verify, then delete all of Zoom's.
 
 One file at a time moves through its states (see ``models.py``), each step committed before the
 next starts, so a crash anywhere resumes from the last committed state:
@@ -15,15 +15,28 @@ next starts, so a crash anywhere resumes from the last committed state:
    An HTML page, a wrong content type or a size other than Zoom's ``file_size`` is a failure.
 3. The stored blob is decrypted again with the file key unwrapped from the database and its
    SHA-256 compared with the one taken while receiving; only a match makes it ``verified``.
-4. Only a verified file is deleted from Zoom's cloud (to Zoom's trash), as a step on
-   :data:`ZOOM_DELETE`. A 429 or 5xx leaves it ``verified`` and it is tried again later.
+4. Once no file of the recording is still being copied (all verified, or retention deleted
+   them), Zoom's copy of the whole meeting instance is deleted **for good** (``action=delete``,
+   not Zoom's default trash, where it stays recoverable for 30 days), as a step on
+   :data:`ZOOM_PURGE`: that takes every file Zoom has for the class, the kinds companion does
+   not keep (poll CSV, AI summary) and the ones without an id (captions, timeline) too. Zoom is
+   then asked again and must list nothing for that instance, trash included. Before deleting,
+   Zoom's listing is read once more: a file that appeared since (a transcript comes after the
+   video) is registered and copied first. A copy an earlier version of companion put in Zoom's
+   trash is recovered and deleted for good. A 429 or 5xx is retried quietly; a refusal (the
+   account does not let hosts delete cloud recordings, a scope is missing) is told at once to
+   the lead and the admins and shown in the security review, and still retried.
+
+Kept in the vault (:data:`KEPT_FILE_TYPES`): what a safeguarding review needs, the video and
+audio (participant audio too), the transcript, the chat, the captions and the timeline. The
+rest is deleted in Zoom without a copy.
 
 A failure leaves the file ``failed`` with a clear error and a retry time (the engine's one
 backoff: 1, 2, 4 ... minutes, at most six hours), Zoom's copy untouched, and nothing half-written
 on disk; it is logged and recorded in the audit trail. A worker killed mid-download leaves its
 claim: the next worker's start gives it back at once (:func:`recover_interrupted`), and a claim
 that runs out is taken again anyway. A worker killed after Zoom trashed its copy but before that
-was recorded asks Zoom again later, and Zoom's "not found" counts as done.
+was recorded asks Zoom again later: the check that Zoom lists nothing decides.
 
 The module runs past 600 lines and is kept whole: the copy and the Zoom-delete steps share one
 plan and one recovery story, told above.
@@ -31,7 +44,9 @@ plan and one recovery story, told above.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import hashlib
 import logging
 import time
 import uuid
@@ -41,7 +56,7 @@ from typing import TYPE_CHECKING, Any
 
 import requests
 from flask import Flask
-from sqlalchemy import and_, select, update
+from sqlalchemy import and_, exists, select, update
 from sqlalchemy.orm import Session
 
 from .. import work
@@ -50,7 +65,14 @@ from ..courses.models import ClassSession, Course
 from ..db import changed_rows, job_session, utcnow
 from ..errors import CompanionError, ValidationError
 from ..orgs.models import Organisation
-from ..zoom import ZoomAuthError, ZoomError, ZoomNotFound, ZoomRateLimited
+from ..zoom import (
+    ZoomAuthError,
+    ZoomConnectionError,
+    ZoomError,
+    ZoomNotFound,
+    ZoomRateLimited,
+    ZoomServerError,
+)
 from ..zoom.api import MeetingRecordings, ZoomApi
 from . import concerns, crypto, vault
 from .keys import Keyring, WrappedDek
@@ -70,8 +92,16 @@ DEFAULT_RETENTION_DAYS = 30
 # A recording belongs to the class whose time it starts in (the host may start a little early).
 MATCH_EARLY = dt.timedelta(minutes=60)
 MEDIA_TYPES = {"MP4": ("video/",), "M4A": ("audio/",)}
+# What a safeguarding review needs, so what is copied into the vault (Zoom's ``file_type``):
+# video, audio (also each participant's), transcript, chat, closed captions, timeline. Zoom's
+# other kinds (poll CSV, AI summary, thumbnails ...) are deleted in Zoom without a copy.
+KEPT_FILE_TYPES = frozenset({"MP4", "M4A", "TRANSCRIPT", "CHAT", "CC", "TIMELINE"})
 BINARY = ("application/octet-stream", "binary/octet-stream")
 NEVER_A_RECORDING = ("text/html", "application/xhtml+xml")
+
+
+# A file in one of these states no longer needs Zoom's copy.
+SETTLED_STATES = (FileState.VERIFIED, FileState.ZOOM_DELETED, FileState.DELETED)
 
 
 class IngestError(CompanionError):
@@ -108,27 +138,46 @@ class FileDescription:
     recording_end: dt.datetime | None
 
 
+def synthetic_file_id(zoom_uuid: str, item: Mapping[str, Any]) -> str:
+    """A stable id for a file Zoom lists without one (captions, the timeline): the same file
+    described again (a redelivery, the reconcile, the purge's check) gets the same id."""
+    facts = "|".join(
+        str(item.get(k) or "")
+        for k in ("file_type", "recording_type", "file_extension", "recording_start")
+    )
+    return "noid-" + hashlib.sha256(f"{zoom_uuid}|{facts}".encode()).hexdigest()[:40]
+
+
 def describe_files(obj: Mapping[str, Any]) -> list[FileDescription]:
-    """Every completed file of a recording, whatever its type (MP4, M4A, TRANSCRIPT, CHAT, ...)."""
+    """Every completed file of a recording that companion keeps (:data:`KEPT_FILE_TYPES`)."""
     found = []
+    zoom_uuid = str(obj.get("uuid") or "")
     items = [*(obj.get("recording_files") or []), *(obj.get("participant_audio_files") or [])]
     for item in items:
         if not isinstance(item, Mapping):
             continue
-        file_id, url = item.get("id"), item.get("download_url")
-        if not isinstance(file_id, str) or not file_id or not isinstance(url, str) or not url:
-            log.warning("a recording file without id or download URL was skipped: %s", file_id)
+        file_type = str(item.get("file_type") or "UNKNOWN").upper()[:32]
+        if file_type not in KEPT_FILE_TYPES:
+            # Deleted in Zoom with the rest of the instance; nothing of it is kept.
+            log.info("a %s file is not kept; it is deleted in Zoom with the class", file_type)
             continue
+        file_id, url = item.get("id"), item.get("download_url")
+        if not isinstance(url, str) or not url:
+            log.warning("a %s recording file without a download URL was skipped", file_type)
+            continue
+        if not isinstance(file_id, str) or not file_id:
+            # Zoom lists captions and the timeline without id, status or file_size.
+            file_id = synthetic_file_id(zoom_uuid, item)
         status = item.get("status")
         if status not in (None, "", "completed"):
-            # Still processing at Zoom; the reconcile picks it up once it is complete.
+            # Still processing at Zoom; the reconcile (or the purge's check) takes it later.
             log.info("recording file %s is %s at Zoom; taken later", file_id, status)
             continue
         size = item.get("file_size")
         found.append(
             FileDescription(
                 zoom_file_id=file_id[:128],
-                file_type=str(item.get("file_type") or "UNKNOWN").upper()[:32],
+                file_type=file_type,
                 file_extension=str(item.get("file_extension") or "")[:16],
                 recording_type=str(item.get("recording_type") or "")[:64],
                 download_url=url[:2000],
@@ -138,6 +187,15 @@ def describe_files(obj: Mapping[str, Any]) -> list[FileDescription]:
             )
         )
     return found
+
+
+def still_processing(obj: Mapping[str, Any]) -> bool:
+    """Whether Zoom still makes a file of this instance (a status other than completed)."""
+    items = [*(obj.get("recording_files") or []), *(obj.get("participant_audio_files") or [])]
+    return any(
+        isinstance(item, Mapping) and item.get("status") not in (None, "", "completed")
+        for item in items
+    )
 
 
 def match_class(
@@ -348,22 +406,31 @@ COPY = work.Queue(
     order=(RecordingFile.created_at,),
 )
 
-# Zoom's copy of a verified (or retention-deleted) file, to be put in Zoom's trash; a 429 or 5xx
-# waits with the one backoff (or Zoom's Retry-After).
-ZOOM_DELETE = work.Queue(
-    name="recording_zoom_copies",
-    model=RecordingFile,
-    id=RecordingFile.id,
-    attempts=RecordingFile.zoom_delete_attempts,
-    due=RecordingFile.next_attempt_at,
-    claimed_until=RecordingFile.claimed_until,
-    ready=lambda: and_(
-        RecordingFile.state.in_((FileState.VERIFIED, FileState.DELETED)),
-        RecordingFile.zoom_deleted_at.is_(None),
-    ),
+
+def _nothing_left_to_copy() -> Any:
+    return ~exists(
+        select(RecordingFile.id).where(
+            RecordingFile.recording_id == Recording.id,
+            RecordingFile.state.not_in(SETTLED_STATES),
+        )
+    )
+
+
+# Zoom's copy of a recorded class, to be deleted for good once nothing of it is still being
+# copied (every kept file verified, or deleted by retention); see step 4 above. A 429, 5xx or no
+# answer waits with the one backoff (or Zoom's Retry-After); so does a refusal, after telling.
+ZOOM_PURGE = work.Queue(
+    name="recording_zoom_purges",
+    model=Recording,
+    id=Recording.id,
+    attempts=Recording.zoom_purge_attempts,
+    due=Recording.zoom_purge_due,
+    claimed_until=Recording.zoom_purge_claimed_until,
+    ready=lambda: and_(Recording.zoom_purged_at.is_(None), _nothing_left_to_copy()),
     claim_for=dt.timedelta(minutes=10),
     backoff_base=dt.timedelta(minutes=1),
     backoff_cap=dt.timedelta(hours=6),
+    order=(Recording.created_at,),
 )
 
 
@@ -692,7 +759,6 @@ def verify_stored(app: Flask, file_id: uuid.UUID, storage: RecordingStorage) -> 
         now = utcnow()
         row.state = FileState.VERIFIED
         row.verified_at = now
-        work.schedule(row, ZOOM_DELETE, now)  # Zoom's copy may go now
         row.error = ""
         rec = row.recording
         if all(
@@ -707,88 +773,266 @@ def verify_stored(app: Flask, file_id: uuid.UUID, storage: RecordingStorage) -> 
     return "verified"
 
 
-# --- 4. delete Zoom's copy -----------------------------------------------------------------------
+# --- 4. delete everything Zoom has of the class ------------------------------------------------
+
+
+class StillInZoom(CompanionError):
+    """Zoom answered the delete, yet still lists (or has in its trash) the meeting instance."""
+
+    code = "zoom_still_holds_recording"
+    status = 502
 
 
 @dataclass(frozen=True)
-class ZoomCopy:
-    file_id: uuid.UUID
+class PurgePlan:
+    recording_id: uuid.UUID
     zoom_uuid: str
-    zoom_file_id: str
+    zoom_meeting_id: int
+    # Zoom's ids of the files companion has (or made, for files Zoom lists without one).
+    known_file_ids: frozenset[str]
+    # Whether a kept file Zoom lists that companion does not have yet is copied first (not
+    # once retention has deleted the recording: then Zoom's copy just goes).
+    copies_first: bool
 
 
-class DeleteZoomCopy:
-    """Trash Zoom's copy of one file (``work.Step`` on :data:`ZOOM_DELETE`)."""
+@dataclass(frozen=True)
+class Purged:
+    outcome: str  # "deleted", "new_files" or "still_processing"
+    listing: MeetingRecordings | None = None
+    recovered_from_trash: bool = False
 
-    def __init__(self, zoom: ZoomApi):
-        self.zoom = zoom
 
-    def prepare(self, session: Session, file_id: uuid.UUID, now: dt.datetime) -> ZoomCopy | None:
-        row = session.get(RecordingFile, file_id)
-        if (
-            row is None
-            or row.state not in (FileState.VERIFIED, FileState.DELETED)
-            or row.zoom_deleted_at
-        ):
+class PurgeFromZoom:
+    """Delete Zoom's copy of one recorded class for good and check that nothing is left
+    (``work.Step`` on :data:`ZOOM_PURGE`)."""
+
+    def __init__(self, zoom: ZoomApi, host_user_id: str):
+        self.zoom, self.host_user_id = zoom, host_user_id
+
+    def prepare(
+        self, session: Session, recording_id: uuid.UUID, now: dt.datetime
+    ) -> PurgePlan | None:
+        rec = session.get(Recording, recording_id)
+        if rec is None or rec.zoom_purged_at is not None:
             return None
-        return ZoomCopy(file_id, row.recording.zoom_uuid, row.zoom_file_id)
+        if any(f.state not in SETTLED_STATES for f in rec.files):
+            return None  # a file is still being copied: Zoom's copy is what it is copied from
+        return PurgePlan(
+            recording_id=rec.id,
+            zoom_uuid=rec.zoom_uuid,
+            zoom_meeting_id=rec.zoom_meeting_id,
+            known_file_ids=frozenset(f.zoom_file_id for f in rec.files),
+            copies_first=rec.state == RecordingState.ACTIVE,
+        )
 
-    def call(self, plan: ZoomCopy) -> str:
+    def _listing(self, plan: PurgePlan) -> MeetingRecordings | None:
         try:
-            self.zoom.delete_recording_file(plan.zoom_uuid, plan.zoom_file_id, action="trash")
+            return self.zoom.get_meeting_recordings(plan.zoom_uuid)
         except ZoomNotFound:
-            return "already_gone"
-        return "deleted"
+            return None
+
+    def _in_trash(self, plan: PurgePlan) -> bool:
+        for trash_type in ("meeting_recordings", "recording_file"):
+            for meeting in self.zoom.iter_trashed_recordings(
+                self.host_user_id, meeting_id=plan.zoom_meeting_id, trash_type=trash_type
+            ):
+                if meeting.get("uuid") == plan.zoom_uuid:
+                    return True
+        return False
+
+    def _unknown_kept_files(self, plan: PurgePlan, listing: MeetingRecordings) -> bool:
+        return any(d.zoom_file_id not in plan.known_file_ids for d in describe_files(listing))
+
+    def call(self, plan: PurgePlan) -> Purged:
+        listing = self._listing(plan)
+        recovered = False
+        if self._in_trash(plan):
+            # Trashed (by an earlier companion, or a person): recoverable by anyone with the
+            # host account for 30 days. Recovered, so that the delete below removes it for good.
+            self.zoom.recover_meeting_recordings(plan.zoom_uuid)
+            recovered = True
+            listing = self._listing(plan)
+        if listing is not None and plan.copies_first:
+            if still_processing(listing):
+                return Purged("still_processing", listing, recovered)
+            if self._unknown_kept_files(plan, listing):
+                return Purged("new_files", listing, recovered)
+        if listing is not None:
+            # A "not found" means it went meanwhile; the check below decides either way.
+            with contextlib.suppress(ZoomNotFound):
+                self.zoom.delete_meeting_recordings(plan.zoom_uuid, action="delete")
+        # Zoom must now list nothing for the instance, in the recordings or in the trash.
+        if self._listing(plan) is not None:
+            raise StillInZoom("Zoom still lists the recording after deleting it")
+        if self._in_trash(plan):
+            raise StillInZoom("Zoom still has the recording in its trash after deleting it")
+        return Purged("deleted", None, recovered)
 
     def record(
-        self, session: Session, file_id: uuid.UUID, plan: ZoomCopy, outcome: str, now: dt.datetime
+        self,
+        session: Session,
+        recording_id: uuid.UUID,
+        plan: PurgePlan,
+        result: Purged,
+        now: dt.datetime,
     ) -> work.Outcome:
-        row = session.get(RecordingFile, file_id)
-        if row is None:
+        rec = session.get(Recording, recording_id)
+        if rec is None:
             return "missing"
-        row.zoom_deleted_at = now
-        row.error = ""
-        work.release(row, ZOOM_DELETE)
-        if row.state == FileState.VERIFIED:
-            row.state = FileState.ZOOM_DELETED
-        rec = row.recording
+        if result.outcome != "deleted":
+            assert result.listing is not None
+            registered = record_from_zoom(
+                session, result.listing, download_token=None, source="zoom_check", now=now
+            )
+            # New files wait to be copied (the queue's condition holds the purge until they are
+            # verified); a file Zoom is still making is looked at again after the backoff.
+            if result.outcome == "new_files" and registered.new_files:
+                work.release(rec, ZOOM_PURGE)
+            else:
+                work.postpone(rec, ZOOM_PURGE, now)
+            log.info(
+                "recording %s: Zoom %s; deleted once copied",
+                rec.id,
+                f"has {registered.new_files} new file(s)"
+                if result.outcome == "new_files"
+                else "is still making a file",
+            )
+            return result.outcome
+        rec.zoom_purged_at = now
+        rec.zoom_held_reason = ""
+        work.release(rec, ZOOM_PURGE)
+        files = []
+        for f in rec.files:
+            if f.zoom_deleted_at is None:
+                f.zoom_deleted_at = now
+            if f.state == FileState.VERIFIED:
+                f.state = FileState.ZOOM_DELETED
+            f.error = ""
+            files.append({"id": str(f.id), "type": f.file_type})
         audit(
             session,
             "recording.zoom_copy_deleted",
             organisation_id=rec.organisation_id,
-            subject=("recording_file", row.id),
+            subject=("recording", rec.id),
             course_id=rec.course_id,
-            recording_id=str(rec.id),
-            file_type=row.file_type,
-            zoom_answer=outcome,
+            action="delete",
+            recovered_from_trash=result.recovered_from_trash,
+            checked="Zoom lists nothing for the class, trash included",
+            was_refused_since=rec.zoom_refused_at,
+            files=files,
         )
-        return outcome
+        return "zoom_deleted"
 
     def failed(
-        self, session: Session, file_id: uuid.UUID, plan: ZoomCopy, exc: Exception, now: dt.datetime
+        self,
+        session: Session,
+        recording_id: uuid.UUID,
+        plan: PurgePlan,
+        exc: Exception,
+        now: dt.datetime,
     ) -> work.Outcome:
-        if not isinstance(exc, ZoomError):
+        if not isinstance(exc, ZoomError | StillInZoom):
             raise exc  # not Zoom's answer: logged by the caller, the claim runs out
-        row = session.get(RecordingFile, file_id)
-        if row is None:
+        rec = session.get(Recording, recording_id)
+        if rec is None:
             return "missing"
         retry_after = exc.retry_after if isinstance(exc, ZoomRateLimited) else None
-        when = work.postpone(row, ZOOM_DELETE, now, retry_after=retry_after)
-        row.error = f"deleting Zoom's copy failed, retried later: {describe_error(exc)}"[:500]
-        log.warning(
-            "recording file %s: Zoom did not delete its copy (%s); our copy is kept and "
-            "verified, retrying at %s",
-            file_id,
+        when = work.postpone(rec, ZOOM_PURGE, now, retry_after=retry_after)
+        if isinstance(exc, ZoomRateLimited | ZoomServerError | ZoomConnectionError):
+            log.warning(
+                "recording %s: Zoom did not answer the delete (%s); retrying at %s",
+                rec.id,
+                exc,
+                when.isoformat(timespec="seconds"),
+            )
+            return "retry"
+        # Zoom refused (no permission, a missing scope, bad credentials) or kept a copy: a
+        # person must change something in Zoom, so the lead and the admins are told now.
+        told = refused(session, rec, describe_error(exc), now)
+        log.error(
+            "recording %s: Zoom keeps its copy (%s); %s, retrying at %s",
+            rec.id,
             exc,
+            f"{told} people told" if told else "already told",
             when.isoformat(timespec="seconds"),
         )
-        return "retry"
+        return "refused"
 
 
-def delete_from_zoom(app: Flask, zoom: ZoomApi, file_id: uuid.UUID) -> str:
-    """Trash one verified (or retention-deleted) file in Zoom; a Zoom failure is retried later."""
-    outcome = work.run_one(app, ZOOM_DELETE, DeleteZoomCopy(zoom), file_id)
+def refused(session: Session, rec: Recording, reason: str, now: dt.datetime) -> int:
+    """Zoom will not delete the class: kept for the security review; the first time, on the
+    audit trail and told to the organisation's leads and admins. Returns how many were told."""
+    from .. import mail
+    from ..access import ADMIN, LEAD
+    from ..accounts.models import User
+
+    rec.zoom_held_reason = reason[:500]
+    if rec.zoom_refused_at is not None:
+        return 0
+    rec.zoom_refused_at = now
+    audit(
+        session,
+        "recording.zoom_delete_refused",
+        organisation_id=rec.organisation_id,
+        subject=("recording", rec.id),
+        course_id=rec.course_id,
+        class_session_id=rec.class_session_id,
+        zoom_said=reason[:500],
+    )
+    if rec.organisation_id is None:
+        return 0
+    people = session.scalars(
+        select(User)
+        .where(
+            User.organisation_id == rec.organisation_id,
+            User.role.in_((LEAD, ADMIN)),
+            User.active.is_(True),
+        )
+        .order_by(User.id)
+    ).all()
+    if rec.course is not None:
+        from ..courses.timetable import local_time
+
+        local = local_time(rec.course, rec.started_at)
+        recorded = f"{local:%d %b %Y %H:%M} ({rec.course.timezone})"
+    else:
+        recorded = f"{rec.started_at:%d %b %Y %H:%M} (UTC)"
+    for person in people:
+        mail.send(
+            session,
+            kind="recording.zoom_refused_delete",
+            to_address=person.email,
+            to_name=person.name,
+            organisation_id=rec.organisation_id,
+            recording=rec,
+            course=rec.course,
+            zoom_said=reason,
+            recorded=recorded,
+            kinds=sorted({f.file_type for f in rec.files}),
+        )
+    return len(people)
+
+
+def purge_from_zoom(app: Flask, zoom: ZoomApi, recording_id: uuid.UUID) -> str:
+    """Delete everything Zoom has of one recorded class, if nothing of it is still copying."""
+    step = PurgeFromZoom(zoom, str(app.config["ZOOM_USER_ID"]))
+    outcome = work.run_one(app, ZOOM_PURGE, step, recording_id)
     return "skipped" if outcome in ("skipped", "idle") else str(outcome)
+
+
+def purge_due(app: Flask, zoom: ZoomApi, *, limit: int = 50) -> dict[str, int]:
+    """Every recorded class whose Zoom copy may go now (see :data:`ZOOM_PURGE`)."""
+    result: dict[str, int] = {}
+    with job_session(app) as session:
+        ids = work.due_ids(session, ZOOM_PURGE, utcnow(), limit)
+    for recording_id in ids:
+        try:
+            outcome = purge_from_zoom(app, zoom, recording_id)
+        except Exception:
+            log.exception("recording %s: deleting Zoom's copy could not be recorded", recording_id)
+            outcome = "errors"
+        result[outcome] = result.get(outcome, 0) + 1
+    return result
 
 
 # --- the whole path for one file -----------------------------------------------------------------
@@ -797,7 +1041,8 @@ def delete_from_zoom(app: Flask, zoom: ZoomApi, file_id: uuid.UUID) -> str:
 def process_file(
     app: Flask, file_id: uuid.UUID, *, zoom: ZoomApi, storage: RecordingStorage
 ) -> str:
-    """Move one file as far as it can go now: download -> store -> verify -> delete in Zoom."""
+    """Move one file as far as it can go now: download -> store -> verify. Zoom's copy goes
+    with the whole class afterwards (:func:`purge_due`)."""
     with job_session(app) as session:
         row = session.get(RecordingFile, file_id)
         state = row.state if row is not None else None
@@ -809,11 +1054,7 @@ def process_file(
             return "discarded"
         if copied != "stored":
             return "skipped" if copied in ("skipped", "idle") else str(copied)
-    outcome = verify_stored(app, file_id, storage)
-    if outcome != "verified":
-        return outcome
-    deleted = delete_from_zoom(app, zoom, file_id)
-    return "zoom_deleted" if deleted in ("deleted", "already_gone") else "verified"
+    return verify_stored(app, file_id, storage)
 
 
 def recover_interrupted(app: Flask, storage: RecordingStorage) -> dict[str, int]:

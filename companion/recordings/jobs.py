@@ -1,9 +1,10 @@
 """Scheduled work of the recordings vault (rows of ``companion.scheduler.JOBS``).
 
-* :func:`ingest_pending` copies, verifies and then deletes from Zoom every file that is due,
-  including failed ones whose retry time has come. Its first run in a worker process first
-  cleans up after a killed worker (partial blobs, interrupted downloads).
-* :func:`delete_from_zoom_pending` retries deleting Zoom's copy of verified files (429/5xx).
+* :func:`ingest_pending` copies and verifies every file that is due, including failed ones
+  whose retry time has come, then deletes for good in Zoom each class nothing of which is still
+  being copied. Its first run in a worker process first cleans up after a killed worker
+  (partial blobs, interrupted downloads).
+* :func:`delete_from_zoom_pending` retries deleting Zoom's copy of a class (429/5xx, refusals).
 * :func:`reconcile` asks Zoom for recent recordings of course meetings, so a lost webhook does
   not lose a recording.
 * :func:`retention_sweep` deletes what is due by crypto-shredding.
@@ -44,7 +45,8 @@ def ingest_pending(app: Flask, *, limit: int = 50) -> dict[str, int]:
             result.update({k: v for k, v in recovered.items() if v})
         with job_session(app) as session:
             ids = work.due_ids(session, ingest.COPY, utcnow(), limit)
-        if not ids:
+            purges = bool(work.due_ids(session, ingest.ZOOM_PURGE, utcnow(), 1))
+        if not ids and not purges:
             return dict(result)
         zoom = zoom_for(app)
         for file_id in ids:
@@ -54,24 +56,17 @@ def ingest_pending(app: Flask, *, limit: int = 50) -> dict[str, int]:
                 # Bookkeeping itself failed (database down?); the claim expires and it is retried.
                 log.exception("recording file %s: ingest could not be recorded", file_id)
                 result["errors"] += 1
+        # Each class whose kept files are all verified now leaves Zoom.
+        result.update(ingest.purge_due(app, zoom, limit=limit))
     return dict(result)
 
 
 def delete_from_zoom_pending(app: Flask) -> dict[str, int]:
-    result: Counter[str] = Counter()
     with app.app_context():
         with job_session(app) as session:
-            ids = work.due_ids(session, ingest.ZOOM_DELETE, utcnow())
-        if not ids:
-            return {}
-        zoom = zoom_for(app)
-        for file_id in ids:
-            try:
-                result[ingest.delete_from_zoom(app, zoom, file_id)] += 1
-            except Exception:
-                log.exception("recording file %s: deleting Zoom's copy failed", file_id)
-                result["errors"] += 1
-    return dict(result)
+            if not work.due_ids(session, ingest.ZOOM_PURGE, utcnow(), 1):
+                return {}
+        return ingest.purge_due(app, zoom_for(app), limit=100)
 
 
 def reconcile(app: Flask, *, days: int = RECONCILE_DAYS) -> dict[str, int]:

@@ -14,6 +14,11 @@ File states (the ingest state machine, ``ingest.py``)::
 Recording states (the retention state machine, ``retention.py``)::
 
     active -> deleting (keys destroyed, blobs being removed) -> deleted
+
+Independently, Zoom's copy of the meeting instance (every file it has, kept here or not) is
+deleted for good once no file of the recording is still being copied, and checked gone, trash
+included (``ingest.ZOOM_PURGE``): ``zoom_purged_at`` says when. Until then ``zoom_held_reason``
+says why Zoom still holds it, if Zoom refused.
 """
 
 from __future__ import annotations
@@ -105,6 +110,8 @@ class Recording(Base):
         CheckConstraint(f"state in ({_in(RECORDING_STATES)})", name="state_known"),
         # The retention sweep reads only what is due: state = 'active' and delete_after <= now.
         Index("ix_recordings_state_delete_after", "state", "delete_after"),
+        # The Zoom-purge queue and the security review read only what Zoom may still hold.
+        Index("ix_recordings_zoom_purged_at", "zoom_purged_at"),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
@@ -135,6 +142,17 @@ class Recording(Base):
     deleted_at: Mapped[dt.datetime | None]
     delete_reason: Mapped[str] = mapped_column(String(300), default="")
 
+    # Zoom's copy of the whole instance (``ingest.ZOOM_PURGE``): work-engine columns, then when
+    # Zoom was found to hold nothing more (deleted with action=delete, trash checked).
+    zoom_purge_attempts: Mapped[int] = mapped_column(default=0)
+    zoom_purge_due: Mapped[dt.datetime | None]
+    zoom_purge_claimed_until: Mapped[dt.datetime | None]
+    zoom_purged_at: Mapped[dt.datetime | None]
+    # When Zoom first refused to delete it (the lead and the admins were told then, once), and
+    # what Zoom said the last time; shown in the security review until Zoom holds nothing.
+    zoom_refused_at: Mapped[dt.datetime | None]
+    zoom_held_reason: Mapped[str] = mapped_column(String(500), default="")
+
     created_at: Mapped[created_at]
     updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
@@ -161,7 +179,9 @@ class RecordingFile(Base):
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
     recording_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("recordings.id"), index=True)
     zoom_file_id: Mapped[str] = mapped_column(String(128), unique=True)
-    # Zoom's file_type: MP4, M4A, TRANSCRIPT, CHAT, CC, TIMELINE, CSV, SUMMARY, ...
+    # Zoom's file_type of a kept kind (``ingest.KEPT_FILE_TYPES``): MP4, M4A, TRANSCRIPT, CHAT,
+    # CC, TIMELINE. Captions and the timeline have no Zoom id: ``zoom_file_id`` is then made
+    # from the instance and the kind (``ingest.synthetic_file_id``).
     file_type: Mapped[str] = mapped_column(String(32))
     file_extension: Mapped[str] = mapped_column(String(16), default="")
     recording_type: Mapped[str] = mapped_column(String(64), default="")

@@ -80,8 +80,9 @@ def destroy_keys(session: Session, recording_id: uuid.UUID, now: dt.datetime) ->
             f.state = FileState.DELETED
             f.deleted_at = now
             f.claimed_until = None
-            # Zoom's copy goes too if it is still there (the zoom-delete job takes it).
-            f.next_attempt_at = now if f.zoom_deleted_at is None else None
+            f.next_attempt_at = None
+    # Zoom's copy of the class goes too if it is still there: with no file left to copy, the
+    # Zoom purge (ingest.ZOOM_PURGE) takes the recording, copying nothing new.
     rec.state = RecordingState.DELETING
     rec.download_token = None
     rec.delete_reason = (

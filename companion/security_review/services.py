@@ -9,6 +9,7 @@ from __future__ import annotations
 import calendar
 import datetime as dt
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import Session
@@ -175,3 +176,40 @@ def record_review(session: Session, *, actor: User, note: str, now: dt.datetime)
         note=note[:500],
     )
     return review
+
+
+# --- Recordings still held by Zoom ---------------------------------------------------------------
+# Zoom's copy of a recorded class is deleted for good once companion's copy is verified
+# (recordings/ingest.py, ZOOM_PURGE). One Zoom refused, or one still there a day after the class
+# (copying stuck, Zoom not answering), is listed here until Zoom holds nothing of it.
+
+HELD_AFTER = dt.timedelta(days=1)
+
+
+@dataclass(frozen=True)
+class HeldByZoom:
+    recording: Any
+    refused_at: dt.datetime | None
+    reason: str
+
+
+def held_by_zoom(session: Session, organisation_id: int, *, now: dt.datetime) -> list[HeldByZoom]:
+    from ..recordings.models import Recording
+
+    rows = session.scalars(
+        select(Recording)
+        .where(
+            Recording.organisation_id == organisation_id,
+            Recording.zoom_purged_at.is_(None),
+            or_(Recording.zoom_refused_at.is_not(None), Recording.ended_at < now - HELD_AFTER),
+        )
+        .order_by(Recording.started_at, Recording.id)
+    )
+    return [
+        HeldByZoom(
+            recording=r,
+            refused_at=r.zoom_refused_at,
+            reason=r.zoom_held_reason or "not deleted in Zoom yet: a file is still being copied",
+        )
+        for r in rows
+    ]

@@ -83,4 +83,6 @@ def index() -> Any:
         describe_problem=lambda p: SafetyProblem.from_dict(p).describe(),
         unused_days=services.UNUSED_AFTER.days,
         every_months=services.REVIEW_EVERY_MONTHS,
+        # Recordings still held by Zoom (its own section of the page).
+        held_by_zoom=services.held_by_zoom(session, org.id, now=utcnow()),
     ), status

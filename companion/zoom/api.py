@@ -24,6 +24,7 @@ MeetingStatusAction = Literal["end", "recover"]
 RegistrantStatusAction = Literal["approve", "cancel", "deny"]
 RegistrantStatus = Literal["pending", "approved", "denied"]
 RecordingDeleteAction = Literal["trash", "delete"]
+RecordingTrashType = Literal["meeting_recordings", "recording_file"]
 MeetingListType = Literal["scheduled", "live", "upcoming", "upcoming_meetings", "previous_meetings"]
 
 
@@ -287,6 +288,17 @@ class ZoomApi(Protocol):
         page_size: int = ...,
     ) -> Iterator[MeetingRecordings]: ...
 
+    def iter_trashed_recordings(
+        self,
+        user_id: str,
+        *,
+        meeting_id: int | None = None,
+        trash_type: RecordingTrashType = ...,
+        page_size: int = ...,
+    ) -> Iterator[MeetingRecordings]: ...
+
+    def recover_meeting_recordings(self, meeting_uuid: str) -> None: ...
+
     def delete_meeting_recordings(
         self, meeting_id_or_uuid: int | str, *, action: RecordingDeleteAction = "trash"
     ) -> None: ...
@@ -315,6 +327,7 @@ __all__ = [
     "Occurrence",
     "ParticipantAudioFile",
     "RecordingDeleteAction",
+    "RecordingTrashType",
     "RecordingFile",
     "Recurrence",
     "Registrant",

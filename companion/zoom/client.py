@@ -41,6 +41,7 @@ from .api import (
     MeetingStatusAction,
     MeetingSummary,
     RecordingDeleteAction,
+    RecordingTrashType,
     Registrant,
     RegistrantRef,
     RegistrantStatus,
@@ -69,6 +70,7 @@ RECORDING_WINDOW_DAYS = 30
 REGISTRANT_STATUS_BATCH = 30
 
 MEETING_STATUS_ACTIONS: tuple[str, ...] = get_args(MeetingStatusAction)
+RECORDING_TRASH_TYPES: tuple[str, ...] = get_args(RecordingTrashType)
 REGISTRANT_STATUS_ACTIONS: tuple[str, ...] = get_args(RegistrantStatusAction)
 REGISTRANT_STATUSES: tuple[str, ...] = get_args(RegistrantStatus)
 RECORDING_DELETE_ACTIONS: tuple[str, ...] = get_args(RecordingDeleteAction)
@@ -468,6 +470,45 @@ class ZoomClient:
                         continue
                     seen.add(uuid)
                 yield cast(MeetingRecordings, meeting)
+
+    def iter_trashed_recordings(
+        self,
+        user_id: str,
+        *,
+        meeting_id: int | None = None,
+        trash_type: RecordingTrashType = "meeting_recordings",
+        page_size: int = MAX_PAGE_SIZE,
+    ) -> Iterator[MeetingRecordings]:
+        """Yield what the user's cloud-recording trash holds (GET /users/{userId}/recordings with
+        ``trash=true``): whole meetings trashed (``meeting_recordings``) or single files
+        (``recording_file``). The spec says the trash is not filtered by ``from``/``to``, so
+        none is sent; ``meeting_id`` narrows it to one meeting's instances."""
+        _check_choice("trash_type", trash_type, RECORDING_TRASH_TYPES)
+        params = {"trash": "true", "trash_type": trash_type}
+        if meeting_id is not None:
+            params["meeting_id"] = str(int(meeting_id))
+        for meeting in self._paginate(
+            "list_trashed_recordings",
+            "/users/{userId}/recordings",
+            f"/users/{_user(user_id)}/recordings",
+            "meetings",
+            category=MEDIUM,
+            params=params,
+            page_size=page_size,
+        ):
+            yield cast(MeetingRecordings, meeting)
+
+    def recover_meeting_recordings(self, meeting_uuid: str) -> None:
+        """Take a meeting instance's recordings out of the trash
+        (PUT /meetings/{meetingUUID}/recordings/status ``{"action": "recover"}``)."""
+        self._api(
+            "recover_meeting_recordings",
+            "PUT",
+            "/meetings/{meetingUUID}/recordings/status",
+            f"/meetings/{_recording_meeting(meeting_uuid)}/recordings/status",
+            category=LIGHT,
+            json={"action": "recover"},
+        ).close()
 
     def delete_meeting_recordings(
         self, meeting_id_or_uuid: int | str, *, action: RecordingDeleteAction = "trash"

@@ -49,7 +49,8 @@ def test_a_recorded_class_is_copied_verified_and_deleted_from_zoom(
     assert vault.recordings() == []
 
     outcome = vault.work()
-    assert outcome == {"zoom_deleted": 2}, outcome
+    # Two files copied and verified, then the class deleted in Zoom for good, in one go.
+    assert outcome == {"verified": 2, "zoom_deleted": 1}, outcome
 
     statuses = {e.event: e.status for e in vault.events()}
     assert statuses["recording.completed"] == "done"
@@ -76,33 +77,33 @@ def test_a_recorded_class_is_copied_verified_and_deleted_from_zoom(
         # The blob is ciphertext: the plaintext appears nowhere on disk.
         blob = (vault.storage.root / f.blob_key).read_bytes()
         assert expected[:64] not in blob and blob[:4] == b"KREC"
-    # Zoom's copy is gone only now, after verification.
-    assert vault.zoom_files(rec.zoom_uuid) == []
+    # Zoom's copy is gone only now, after verification, and for good: not in Zoom's trash.
+    assert vault.zoom_holds(rec.zoom_uuid) == []
+    assert rec.zoom_purged_at is not None and rec.zoom_held_reason == ""
     assert vault.blob_names() == sorted(f.blob_key for f in files)
     kinds = audit_kinds(db_session)
     assert kinds.count("recording.received") == 1
-    assert kinds.count("recording.zoom_copy_deleted") == 2
+    assert kinds.count("recording.zoom_copy_deleted") == 1
     assert db_session.get(KekCheck, "kek-test") is not None
 
 
-def test_every_file_type_is_taken_and_nothing_is_skipped(
+def test_the_kinds_a_review_needs_are_kept_and_the_others_are_not(
     vault: Vault, course_in_zoom: Any, db_session: Any
 ) -> None:
-    """A transcript, chat and participant audio are copied like the video (types noted)."""
+    """Video, audio (participant audio too), transcript, chat, captions and timeline are
+    registered, captions and timeline although Zoom gives them no id; poll and summary not."""
     now = class_start(1)
+    kinds = ("MP4", "M4A", "TRANSCRIPT", "CHAT", "TIMELINE", "CC", "CSV", "SUMMARY")
     obj = {
         "uuid": "abc/def==",
         "id": course_in_zoom.zoom_meeting_id,
         "start_time": now.strftime("%Y-%m-%dT%H:%M:%SZ"),
         "duration": 45,
         "recording_files": [
-            {
-                "id": f"f-{t}",
-                "file_type": t,
-                "download_url": "https://zoom.us/rec/x",
-                "file_size": 5,
-            }
-            for t in ("MP4", "M4A", "TRANSCRIPT", "CHAT", "TIMELINE", "CC", "CSV", "SUMMARY")
+            {"file_type": t, "download_url": f"https://zoom.us/rec/{t}"}
+            if t in ("CC", "TIMELINE")
+            else {"id": f"f-{t}", "file_type": t, "download_url": "https://zoom.us/rec/x"}
+            for t in kinds
         ],
         "participant_audio_files": [
             {"id": "pa-1", "file_type": "M4A", "download_url": "https://zoom.us/rec/y"}
@@ -112,11 +113,12 @@ def test_every_file_type_is_taken_and_nothing_is_skipped(
         db_session, obj, download_token="t", source="webhook", now=now
     )
     types = sorted(f.file_type for f in registered.recording.files)
-    assert types == sorted(
-        ["MP4", "M4A", "TRANSCRIPT", "CHAT", "TIMELINE", "CC", "CSV", "SUMMARY", "M4A"]
-    )
-    assert registered.new_files == 9
-    # Described again (a redelivery, the reconcile): nothing new.
+    assert types == sorted(["MP4", "M4A", "TRANSCRIPT", "CHAT", "TIMELINE", "CC", "M4A"])
+    assert registered.new_files == 7
+    no_id = [f for f in registered.recording.files if f.file_type in ("CC", "TIMELINE")]
+    assert all(f.zoom_file_id.startswith("noid-") for f in no_id)
+    assert no_id[0].zoom_file_id != no_id[1].zoom_file_id
+    # Described again (a redelivery, the reconcile): nothing new, the no-id files included.
     again = ingest.record_from_zoom(
         db_session, obj, download_token="t2", source="reconcile", now=now
     )
@@ -177,8 +179,8 @@ def test_a_lost_webhook_is_made_good_by_the_reconcile(
     assert rec.source == "reconcile" and rec.zoom_uuid == summary["uuid"]
     assert rec.class_session_id == cls.id and rec.download_token is None
     # Downloaded with the app's own token (no event token), verified, then deleted from Zoom.
-    assert vault.ingest() == {"zoom_deleted": 2}
-    assert vault.zoom_files(rec.zoom_uuid) == []
+    assert vault.ingest() == {"verified": 2, "zoom_deleted": 1}
+    assert vault.zoom_holds(rec.zoom_uuid) == []
     # The webhook arriving late after all changes nothing.
     from companion.zoom.sandbox import deliver_due
 

@@ -59,20 +59,22 @@ def test_a_crash_while_copying_is_copied_again_once_the_claim_runs_out(
     rec = vault.recordings()[0]
     assert crashed.zoom_file_id in vault.zoom_files(rec.zoom_uuid)  # Zoom's copy untouched
 
-    # The other file goes on; the crashed one is held by the dead worker's claim.
-    assert vault.ingest() == {"zoom_deleted": 1}
+    # The other file goes on; the crashed one is held by the dead worker's claim, and Zoom's
+    # copy of the class stays until it too is verified.
+    assert vault.ingest() == {"verified": 1}
     assert {f.id: f.state for f in vault.files()}[crashed.id] == "downloading"
+    assert len(vault.zoom_files(rec.zoom_uuid)) == 2
 
     clock.advance(ingest.COPY.claim_for + dt.timedelta(seconds=1))
-    assert vault.ingest() == {"zoom_deleted": 1}
+    assert vault.ingest() == {"verified": 1, "zoom_deleted": 1}
     assert vault.ingest() == {}
     files = vault.files()
     assert {f.state for f in files} == {"zoom_deleted"}
     again = next(f for f in files if f.id == crashed.id)
     assert again.attempts == 2
     assert sorted(vault.blob_names()) == sorted(f"{f.id}.krec" for f in files)
-    assert vault.zoom_files(rec.zoom_uuid) == []
-    assert len(audits(db_session, "recording.zoom_copy_deleted")) == 2
+    assert vault.zoom_holds(rec.zoom_uuid) == []
+    assert len(audits(db_session, "recording.zoom_copy_deleted")) == 1
 
 
 def test_a_crash_after_zoom_deleted_its_copy_is_recorded_later_without_harm(
@@ -86,23 +88,21 @@ def test_a_crash_after_zoom_deleted_its_copy_is_recorded_later_without_harm(
     cls = course_in_zoom.classes[0]
     vault.run_class(course_in_zoom.zoom_meeting_id, cls.starts_at)
     vault.process_webhooks()
-    crash_at(ingest.ZOOM_DELETE.name, "after_call")
+    crash_at(ingest.ZOOM_PURGE.name, "after_call")
 
     with pytest.raises(Crash):
         vault.ingest()
     rec = vault.recordings()[0]
-    trashed = [f for f in vault.files() if f.zoom_file_id not in vault.zoom_files(rec.zoom_uuid)]
-    assert len(trashed) == 1
-    assert trashed[0].state == "verified" and trashed[0].zoom_deleted_at is None
+    assert vault.zoom_holds(rec.zoom_uuid) == []  # Zoom did delete it, for good
+    assert rec.zoom_purged_at is None
+    assert {f.state for f in vault.files()} == {"verified"}
 
-    vault.ingest()  # the rest of the recording
     assert recording_jobs.delete_from_zoom_pending(app) == {}  # still claimed
-    clock.advance(ingest.ZOOM_DELETE.claim_for + dt.timedelta(seconds=1))
-    assert recording_jobs.delete_from_zoom_pending(app) == {"already_gone": 1}
+    clock.advance(ingest.ZOOM_PURGE.claim_for + dt.timedelta(seconds=1))
+    # Asked again, Zoom lists nothing for the class (trash included): recorded as done.
+    assert recording_jobs.delete_from_zoom_pending(app) == {"zoom_deleted": 1}
     assert {f.state for f in vault.files()} == {"zoom_deleted"}
-    answers = sorted(e.detail for e in audits(db_session, "recording.zoom_copy_deleted"))
-    assert len(answers) == 2
-    assert any('"already_gone"' in a for a in answers)
+    assert len(audits(db_session, "recording.zoom_copy_deleted")) == 1
     assert recording_jobs.delete_from_zoom_pending(app) == {}
 
 
@@ -137,7 +137,7 @@ def test_a_failed_copy_waits_with_the_engines_backoff(
 
     vault.sandbox.clear_faults()
     clock.advance(minutes=3)
-    assert vault.ingest() == {"zoom_deleted": 2}
+    assert vault.ingest() == {"verified": 2, "zoom_deleted": 1}
 
 
 def test_zooms_retry_after_sets_the_next_delete(
@@ -147,23 +147,23 @@ def test_zooms_retry_after_sets_the_next_delete(
     vault.run_class(course_in_zoom.zoom_meeting_id, cls.starts_at)
     vault.process_webhooks()
     vault.fault(
-        path="/v2/meetings/*/recordings/*",
+        path="/v2/meetings/*/recordings",
         method="DELETE",
         status=429,
         retry_after="300",
         count=50,
     )
     before = utcnow()
-    assert vault.ingest() == {"verified": 2}
-    for f in vault.files():
-        assert f.zoom_delete_attempts == 1
-        assert f.next_attempt_at is not None
-        assert dt.timedelta(seconds=299) <= f.next_attempt_at - before <= dt.timedelta(seconds=330)
+    assert vault.ingest() == {"verified": 2, "retry": 1}
+    (rec,) = vault.recordings()
+    assert rec.zoom_purge_attempts == 1 and rec.zoom_purge_due is not None
+    assert dt.timedelta(seconds=299) <= rec.zoom_purge_due - before <= dt.timedelta(seconds=330)
+    assert rec.zoom_refused_at is None  # a rate limit is not a refusal: nobody is told
     vault.sandbox.clear_faults()
     clock.advance(minutes=4)
     assert recording_jobs.delete_from_zoom_pending(app) == {}  # Zoom said five minutes
     clock.advance(minutes=1, seconds=30)
-    assert recording_jobs.delete_from_zoom_pending(app) == {"deleted": 2}
+    assert recording_jobs.delete_from_zoom_pending(app) == {"zoom_deleted": 1}
 
 
 def test_a_file_of_a_recording_being_deleted_is_never_claimed(

@@ -125,6 +125,13 @@ class Vault:
         )
         return sorted(row["id"] for row in rows)
 
+    def zoom_holds(self, zoom_uuid: str) -> list[str]:
+        """Everything Zoom still has of a meeting instance, its trash included."""
+        rows = self.sandbox.store.query(
+            "SELECT id FROM recording_files WHERE instance_uuid = ?", (zoom_uuid,)
+        )
+        return sorted(row["id"] for row in rows)
+
     def blob_names(self) -> list[str]:
         """Everything the storage holds, partial writes included."""
         return leftovers(self.storage)

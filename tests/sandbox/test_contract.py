@@ -267,6 +267,8 @@ def test_every_endpoint_answers_as_the_spec_says(checked: Checked, sandbox: Sand
     c("GET", "/meetings/{meetingId}/registrants/{registrantId}", f"/meetings/{mid}/registrants/x")
     c("GET", "/meetings/{meetingId}/registrants", "/meetings/98765432100/registrants")
 
+    # Every kind of file Zoom can make, captions and timeline without id, participant audio.
+    sandbox.set_recording_settings({k: True for k in sandbox.recording_settings()})
     summary = sandbox.simulate_class(mid, meeting["occurrences"][0]["occurrence_id"])
     # Encoded as the client encodes it: twice when it starts with "/" or holds "//" (Zoom's rule),
     # or the path would change under the router (a "//" is merged and answered with a redirect).
@@ -294,6 +296,16 @@ def test_every_endpoint_answers_as_the_spec_says(checked: Checked, sandbox: Sand
     )
     c("DELETE", "/meetings/{meetingId}/recordings", f"/meetings/{mid}/recordings?action=trash")
     c("GET", "/users/{userId}/recordings", f"/users/me/recordings?from={day}&to={day}&trash=true")
+    c(
+        "GET",
+        "/users/{userId}/recordings",
+        f"/users/me/recordings?trash=true&trash_type=recording_file&meeting_id={mid}",
+    )
+    status = "/meetings/{meetingUUID}/recordings/status"
+    c("PUT", status, f"/meetings/{uuid}/recordings/status", json={"action": "recover"})
+    c("PUT", status, f"/meetings/{uuid}/recordings/status", json={"action": "recover"})
+    c("GET", "/meetings/{meetingId}/recordings", f"/meetings/{uuid}/recordings")
+    c("DELETE", "/meetings/{meetingId}/recordings", f"/meetings/{uuid}/recordings?action=delete")
     c("DELETE", "/meetings/{meetingId}/recordings", f"/meetings/{mid}/recordings")
 
     c(
@@ -333,6 +345,7 @@ def test_every_endpoint_answers_as_the_spec_says(checked: Checked, sandbox: Sand
         ("DELETE", "/meetings/{meetingId}/recordings"),
         ("DELETE", "/meetings/{meetingId}/recordings/{recordingId}"),
         ("GET", "/users/{userId}/recordings"),
+        ("PUT", "/meetings/{meetingUUID}/recordings/status"),
     }
     # Success and failure were both exercised for every endpoint.
     for method, template in served:

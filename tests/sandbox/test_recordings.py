@@ -16,6 +16,7 @@ from companion.zoom.client import _recording_meeting
 from companion.zoom.sandbox import Sandbox
 from companion.zoom.sandbox import media as sandbox_media
 from companion.zoom.sandbox.delivery import deliveries
+from companion.zoom.sandbox.errors import ZoomApiError
 
 from .conftest import Api, FakeClock
 
@@ -213,8 +214,11 @@ def test_trash_and_delete(api: Api, sandbox: Sandbox) -> None:
     day = summary["start_time"][:10]
     trash = api.get(f"/v2/users/me/recordings?from={day}&to={day}&trash=true").get_json()
     assert trash["total_records"] == 1
+    # Trashed as a meeting: the MP4; the M4A was trashed on its own (trash_type=recording_file).
     trashed = trash["meetings"][0]["recording_files"]
-    assert len(trashed) == 2 and all(f.get("deleted_time") for f in trashed)
+    assert [f["file_type"] for f in trashed] == ["MP4"] and trashed[0]["deleted_time"]
+    one = api.get("/v2/users/me/recordings?trash=true&trash_type=recording_file").get_json()
+    assert [f["file_type"] for f in one["meetings"][0]["recording_files"]] == ["M4A"]
 
     other, second = held_class(api, sandbox)
     uuid = _recording_meeting(second["uuid"])
@@ -319,3 +323,116 @@ def test_recording_completed_payload(api: Api, sandbox: Sandbox) -> None:
     assert obj["recording_files"] == api_files
     assert obj["total_size"] == sum(f["file_size"] for f in api_files)
     assert json.dumps(event)  # plain JSON
+
+
+ALL_KINDS = {
+    "recording_audio_transcript": True,
+    "save_chat_text": True,
+    "save_close_caption": True,
+    "record_audio_file_each_participant": True,
+    "save_poll_results": True,
+    "meeting_summary": True,
+}
+
+
+def test_a_class_has_every_kind_of_file_the_account_makes(api: Api, sandbox: Sandbox) -> None:
+    """Transcript, chat, captions, timeline, poll, summary and per-participant audio, with the
+    children's names inside; captions and the timeline are listed without id, status, size."""
+    assert sandbox.recording_settings()["save_chat_text"] is False  # off until turned on
+    sandbox.set_recording_settings(ALL_KINDS)
+    meeting, summary = held_class(api, sandbox)
+    body = api.get(f"/v2/meetings/{meeting['id']}/recordings").get_json()
+    files = {f["file_type"]: f for f in body["recording_files"]}
+    assert set(files) == {"MP4", "M4A", "TRANSCRIPT", "TIMELINE", "CHAT", "CC", "CSV", "SUMMARY"}
+    assert files["TRANSCRIPT"]["recording_type"] == "audio_transcript"
+    assert files["CC"]["recording_type"] == "closed_caption"
+    for no_id in (files["CC"], files["TIMELINE"]):
+        assert not {"id", "status", "file_size"} & set(no_id)
+        assert no_id["download_url"]
+    assert body["recording_count"] == 8
+    per_participant = body["participant_audio_files"]
+    assert {p["file_name"] for p in per_participant} == {"Audio only - Teacher", "Audio only - Pat"}
+    assert all(p["id"] and p["file_type"] == "M4A" for p in per_participant)
+
+    # Each downloads like the video; the text files hold what children said, by name.
+    token = download_token(sandbox)
+    for f in (files["CC"], files["CHAT"], files["TRANSCRIPT"], per_participant[0]):
+        r = api.client.get(
+            urlparse(f["download_url"]).path, headers={"Authorization": f"Bearer {token}"}
+        )
+        assert r.status_code == 302, f
+        got = api.client.get(r.headers["Location"])
+        assert got.status_code == 200
+        if f.get("file_type") != "M4A":
+            assert b"Pat" in got.data
+    # The webhook describes the same files.
+    event = [d for d in deliveries(sandbox) if d["event"] == "recording.completed"][-1]
+    obj = event["body"]["payload"]["object"]
+    assert len(obj["recording_files"]) == 8 and len(obj["participant_audio_files"]) == 2
+
+
+def test_the_trash_is_recoverable_and_only_delete_is_for_good(
+    api: Api, sandbox: Sandbox, clock: FakeClock
+) -> None:
+    sandbox.set_recording_settings(ALL_KINDS)
+    meeting, summary = held_class(api, sandbox)
+    mid, uuid = meeting["id"], _recording_meeting(summary["uuid"])
+    before = api.get(f"/v2/meetings/{uuid}/recordings").get_json()
+    # Zoom's default action is trash: gone from the listing, every file (no-id ones too)...
+    assert api.delete(f"/v2/meetings/{uuid}/recordings").status_code == 204
+    assert api.get(f"/v2/meetings/{uuid}/recordings").status_code == 404
+    # ... but in the trash, whatever the dates asked for (the trash is not filtered by date) ...
+    trash = api.get(f"/v2/users/me/recordings?trash=true&meeting_id={mid}").get_json()
+    assert [m["uuid"] for m in trash["meetings"]] == [summary["uuid"]]
+    assert len(trash["meetings"][0]["recording_files"]) == 8
+    far = api.get("/v2/users/me/recordings?trash=true&from=2020-01-01&to=2020-01-02").get_json()
+    assert far["total_records"] == 1
+    # ... and anyone with the host account can recover it, files and all.
+    status = f"/v2/meetings/{uuid}/recordings/status"
+    assert api.put(status, json={"action": "nope"}).status_code == 400
+    assert api.put(status, json={"action": "recover"}).status_code == 200
+    after = api.get(f"/v2/meetings/{uuid}/recordings").get_json()
+    assert after["recording_files"] == before["recording_files"]
+    assert after["participant_audio_files"] == before["participant_audio_files"]
+    assert api.get("/v2/users/me/recordings?trash=true").get_json()["total_records"] == 0
+
+    # action=delete: gone for good, not in the trash, nothing to recover.
+    assert api.delete(f"/v2/meetings/{uuid}/recordings?action=delete").status_code == 204
+    assert api.get(f"/v2/meetings/{uuid}/recordings").status_code == 404
+    for kind in ("meeting_recordings", "recording_file"):
+        listed = api.get(f"/v2/users/me/recordings?trash=true&trash_type={kind}").get_json()
+        assert listed["total_records"] == 0
+    r = api.put(status, json={"action": "recover"})
+    assert r.status_code == 404 and r.get_json()["code"] == 3301
+    assert api.get("/v2/users/me/recordings?trash=true&trash_type=other").status_code == 400
+
+    # Zoom empties its trash after 30 days.
+    other, second = held_class(api, sandbox)
+    assert api.delete(f"/v2/meetings/{other['id']}/recordings").status_code == 204
+    clock.advance(29 * 86400)
+    api.refresh()
+    assert api.get("/v2/users/me/recordings?trash=true").get_json()["total_records"] == 1
+    clock.advance(2 * 86400)
+    api.refresh()
+    assert api.get("/v2/users/me/recordings?trash=true").get_json()["total_records"] == 0
+
+
+def test_hosts_cannot_delete_when_the_account_setting_is_off(api: Api, sandbox: Sandbox) -> None:
+    """``recording.host_delete_cloud_recording`` off: every delete is refused, nothing goes."""
+    meeting, summary = held_class(api, sandbox)
+    mid = meeting["id"]
+    files = api.get(f"/v2/meetings/{mid}/recordings").get_json()["recording_files"]
+    sandbox.set_recording_settings({"host_delete_cloud_recording": False})
+    for path in (
+        f"/v2/meetings/{mid}/recordings?action=delete",
+        f"/v2/meetings/{mid}/recordings",
+        f"/v2/meetings/{mid}/recordings/{files[0]['id']}?action=delete",
+    ):
+        r = api.delete(path)
+        assert r.status_code == 400, path
+        assert r.get_json() == {"code": 200, "message": "No permission."}
+    assert api.get(f"/v2/meetings/{mid}/recordings").get_json()["recording_files"] == files
+    with pytest.raises(ZoomApiError, match="Validation Failed"):
+        sandbox.set_recording_settings({"host_may_delete": True})
+    sandbox.set_recording_settings({"host_delete_cloud_recording": True})
+    assert api.delete(f"/v2/meetings/{mid}/recordings?action=delete").status_code == 204

@@ -600,6 +600,25 @@ CASES = [
         "GET /users/{userId}/recordings",
     ),
     Case(
+        "iter_trashed_recordings",
+        ("me",),
+        {"meeting_id": MEETING_ID},
+        "GET /users/{userId}/recordings",
+    ),
+    Case(
+        "iter_trashed_recordings",
+        ("me",),
+        {"meeting_id": MEETING_ID, "trash_type": "recording_file"},
+        "GET /users/{userId}/recordings",
+    ),
+    Case(
+        "recover_meeting_recordings",
+        (AWKWARD_UUID,),
+        {},
+        "PUT /meetings/{meetingUUID}/recordings/status",
+        f"/meetings/{AWKWARD_UUID_IN_PATH}/recordings/status",
+    ),
+    Case(
         "delete_meeting_recordings",
         (AWKWARD_UUID,),
         {"action": "trash"},
@@ -652,6 +671,11 @@ def test_each_client_operation_and_option_matches_zooms_spec(
             assert sent[key] == [value]
     if case.name == "iter_user_recordings":
         assert (sent["from"], sent["to"]) == (["2026-03-01"], ["2026-03-30"])
+    if case.name == "iter_trashed_recordings":
+        # The trash is not filtered by date (the spec's note on ``from``): none is sent.
+        assert sent["trash"] == ["true"] and "from" not in sent and "to" not in sent
+        assert sent["trash_type"] == [case.kwargs.get("trash_type", "meeting_recordings")]
+        assert sent["meeting_id"] == [str(MEETING_ID)]
     if case.name == "get_meeting_recordings" and case.kwargs:
         assert (sent["include_fields"], sent["ttl"]) == (["download_access_token"], ["3600"])
 

@@ -2,7 +2,7 @@
 contract tests (see SOURCE.md for where it came from).
 
 ``zoom-openapi.json`` is the document as published; :func:`patched_path` writes, once per test
-run, the copy the tests use: the same document with the one fix :func:`patch` makes.
+run, the copy the tests use: the same document with the two fixes :func:`patch` makes.
 """
 
 from __future__ import annotations
@@ -24,12 +24,21 @@ def patch(node: Any) -> None:
     Zoom's spec lists ``recurrence.weekly_days`` with an enum of single days ("1".."7"), while its
     description (and the live API) accept comma-separated days such as "2,4"; without this a
     class that meets twice a week is refused by any validator.
+
+    A recording file's ``file_type`` enum lacks ``TIMELINE``, while the same schema's
+    ``recording_type`` enum has ``timeline`` and Zoom's ``recording.completed`` event reference
+    lists the speakers' timeline as ``file_type`` ``TIMELINE`` (``file_extension`` ``JSON``);
+    the value is added to the enums that list ``TRANSCRIPT`` and ``CC``.
     """
     if isinstance(node, dict):
         days = node.get("weekly_days")
         if isinstance(days, dict) and days.get("enum"):
             days.pop("enum")
             days["pattern"] = "^[1-7](,[1-7])*$"
+        kinds = node.get("file_type")
+        listed = set(kinds.get("enum") or ()) if isinstance(kinds, dict) else set()
+        if {"TRANSCRIPT", "CC"} <= listed and "TIMELINE" not in listed:
+            kinds["enum"].append("TIMELINE")
         for value in node.values():
             patch(value)
     elif isinstance(node, list):

@@ -14,11 +14,21 @@ import random
 from collections.abc import Iterator
 from functools import cache
 from pathlib import Path
+from typing import Any
 
 MEDIA_DIR = Path(__file__).resolve().parent / "media"
 VIDEO = "class.mp4"
 AUDIO = "class.m4a"
-CONTENT_TYPES = {"MP4": "video/mp4", "M4A": "audio/mp4"}
+CONTENT_TYPES = {
+    "MP4": "video/mp4",
+    "M4A": "audio/mp4",
+    "TRANSCRIPT": "text/vtt",
+    "CC": "text/vtt",
+    "CHAT": "text/plain",
+    "TIMELINE": "application/json",
+    "CSV": "text/csv",
+    "SUMMARY": "application/json",
+}
 
 BLOCK = 1 << 20  # synthetic files are made of 1 MiB blocks
 _HEADER = 32  # each block starts with its own digest, so no two blocks are equal
@@ -34,6 +44,19 @@ def media_path(name: str) -> Path:
 @cache
 def media_bytes(name: str) -> bytes:
     return media_path(name).read_bytes()
+
+
+def source_bytes(source: dict[str, Any]) -> bytes:
+    """The whole content of a small file: a shipped media file or a text the simulation wrote."""
+    if source["kind"] == "text":
+        return str(source["text"]).encode("utf-8")
+    return media_bytes(source["name"])
+
+
+def source_size(source: dict[str, Any]) -> int:
+    if source["kind"] == "synthetic":
+        return int(source["size"])
+    return len(source_bytes(source))
 
 
 @cache

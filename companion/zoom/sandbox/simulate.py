@@ -9,8 +9,12 @@ sends for it, with Zoom's field names:
    have the waiting room off, e.g. because an account lock overrode it); a registrant's events
    carry their ``registrant_id``, a guest's carry none;
 3. ``meeting.participant_left`` for each participant and the host, then ``meeting.ended``;
-4. when the meeting records to the cloud, the recording files (MP4 + M4A) appear in the
-   recordings API and ``recording.completed`` is sent with a ``download_token``.
+4. when the meeting records to the cloud, the recording files appear in the recordings API and
+   ``recording.completed`` is sent with a ``download_token``: an MP4 and an M4A always, and as
+   the account's recording settings (``Recordings.recording_settings``) say, the transcript
+   and the speakers' timeline, the chat, the closed captions, a poll CSV, an AI summary and one
+   audio file per participant. The text files hold the participants' names and words, as
+   Zoom's do; captions and the timeline are listed without ``id``, ``status`` or ``file_size``.
 
 The times inside the events are simulated, not waited for: a class anchored at an occurrence
 has the host start two minutes early, the children knock in the minute before, and everyone
@@ -23,6 +27,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import json
 import secrets
 import uuid as uuidlib
 from collections.abc import Callable
@@ -404,37 +409,45 @@ def _complete_recording(
 ) -> None:
     files = []
     size = instance.get("recording_bytes")
-    for file_type, recording_type, name in (
-        ("MP4", "shared_screen_with_speaker_view", media.VIDEO),
-        ("M4A", "audio_only", media.AUDIO),
-    ):
+    for kind in _recording_kinds(sandbox, instance):
         file_id = str(uuidlib.uuid4())
+        file_type, recording_type, source = (
+            kind["file_type"],
+            kind["recording_type"],
+            kind["source"],
+        )
         if file_type == "MP4" and size:
             source = {"kind": "synthetic", "size": int(size), "seed": file_id}
-            file_size = int(size)
-        else:
-            source = {"kind": "media", "name": name}
-            file_size = len(media.media_bytes(name))
-        doc = {
+        doc: dict[str, Any] = {
             "id": file_id,
             "meeting_id": instance["uuid"],
             "recording_start": _iso(started),
             "recording_end": _iso(finish),
             "file_type": file_type,
-            "file_extension": file_type,
-            "file_size": file_size,
+            "file_extension": kind["extension"],
+            "file_size": media.source_size(source),
             "play_url": f"{sandbox.public_url}/rec/play/{file_id}",
             "download_url": f"{sandbox.public_url}/rec/download/{file_id}",
             "status": "completed",
             "recording_type": recording_type,
             "_source": source,
+            "_instance": instance["uuid"],
         }
+        if kind.get("group"):
+            # participant_audio_files: file_name instead of recording_type (the spec's shape).
+            doc["_group"] = kind["group"]
+            doc["file_name"] = kind["file_name"]
+            del doc["recording_type"], doc["meeting_id"], doc["file_extension"]
+        if kind.get("no_id"):
+            # Zoom lists captions and the timeline without id, status or file_size.
+            for key in ("id", "status", "file_size", "play_url"):
+                doc.pop(key, None)
         sandbox.store.execute(
             "INSERT INTO recording_files (id, instance_uuid, meeting_id, status, doc) "
             "VALUES (?, ?, ?, 'completed', ?)",
             (file_id, instance["uuid"], instance["meeting_id"], dumps(doc)),
         )
-        files.append(doc)
+        files.append({**doc, "_id": file_id})
     token = sandbox._issue("download", WEBHOOK_DOWNLOAD_TOKEN_TTL, instance["uuid"])
     obj = sandbox.recording_object(instance, files, api=False)
     obj["host_email"] = instance["host_email"]
@@ -450,6 +463,112 @@ def _complete_recording(
         top={"download_token": token},
     )
     _queue(sandbox, "recording.completed", body, completed, queued, pace)
+
+
+def _recording_kinds(sandbox: Sandbox, instance: dict[str, Any]) -> list[dict[str, Any]]:
+    """The files one recorded class has, as the account's recording settings make them."""
+    settings = sandbox.recording_settings()
+    people = [instance["host"], *instance["participants"]]
+    names = [str(p.get("name") or "Guest") for p in people]
+
+    def text(body: str) -> dict[str, Any]:
+        return {"kind": "text", "text": body}
+
+    cues = "".join(
+        f"{i}\n00:00:{i:02d}.000 --> 00:00:{i + 1:02d}.000\n{name}: Hello, I am {name}.\n\n"
+        for i, name in enumerate(names, start=1)
+    )
+    kinds: list[dict[str, Any]] = [
+        {
+            "file_type": "MP4",
+            "extension": "MP4",
+            "recording_type": "shared_screen_with_speaker_view",
+            "source": {"kind": "media", "name": media.VIDEO},
+        },
+        {
+            "file_type": "M4A",
+            "extension": "M4A",
+            "recording_type": "audio_only",
+            "source": {"kind": "media", "name": media.AUDIO},
+        },
+    ]
+    if settings["recording_audio_transcript"]:
+        kinds.append(
+            {
+                "file_type": "TRANSCRIPT",
+                "extension": "VTT",
+                "recording_type": "audio_transcript",
+                "source": text("WEBVTT\n\n" + cues),
+            }
+        )
+        timeline = [
+            {"ts": f"00:00:{i:02d}.000", "users": [{"username": n}]}
+            for i, n in enumerate(names, start=1)
+        ]
+        kinds.append(
+            {
+                "file_type": "TIMELINE",
+                "extension": "JSON",
+                "recording_type": "timeline",
+                "source": text(json.dumps({"timeline": timeline})),
+                "no_id": True,
+            }
+        )
+    if settings["save_chat_text"]:
+        chat = "".join(
+            f"00:00:{i:02d}\t From {n} to Everyone:\n\thi\n" for i, n in enumerate(names, start=1)
+        )
+        kinds.append(
+            {
+                "file_type": "CHAT",
+                "extension": "TXT",
+                "recording_type": "chat_file",
+                "source": text(chat),
+            }
+        )
+    if settings["save_close_caption"]:
+        kinds.append(
+            {
+                "file_type": "CC",
+                "extension": "VTT",
+                "recording_type": "closed_caption",
+                "source": text("WEBVTT\n\n" + cues),
+                "no_id": True,
+            }
+        )
+    if settings["save_poll_results"]:
+        rows = "".join(f"{n},Which colour?,Blue\n" for n in names)
+        kinds.append(
+            {
+                "file_type": "CSV",
+                "extension": "CSV",
+                "recording_type": "poll",
+                "source": text("Name,Question,Answer\n" + rows),
+            }
+        )
+    if settings["meeting_summary"]:
+        summary = {"summary_overview": "The class said hello: " + ", ".join(names) + "."}
+        kinds.append(
+            {
+                "file_type": "SUMMARY",
+                "extension": "JSON",
+                "recording_type": "summary",
+                "source": text(json.dumps(summary)),
+            }
+        )
+    if settings["record_audio_file_each_participant"]:
+        for name in names:
+            kinds.append(
+                {
+                    "file_type": "M4A",
+                    "extension": "M4A",
+                    "recording_type": "",
+                    "group": "participant_audio",
+                    "file_name": f"Audio only - {name}",
+                    "source": {"kind": "media", "name": media.AUDIO},
+                }
+            )
+    return kinds
 
 
 def _summary(
@@ -468,6 +587,11 @@ def _summary(
             {k: p.get(k) for k in ("kind", "name", "email", "registrant_id", "participant_uuid")}
             for p in instance["participants"]
         ],
-        "recording_files": [sandbox.public_file(f) for f in files],
+        "recording_files": [
+            sandbox.public_file(f) for f in files if f.get("_group") != "participant_audio"
+        ],
+        "participant_audio_files": [
+            sandbox.public_file(f) for f in files if f.get("_group") == "participant_audio"
+        ],
         "events": queued,
     }

@@ -36,6 +36,15 @@ def blueprint(sandbox: Sandbox) -> Blueprint:
         sandbox.reset_stats()
         return Response(status=204)
 
+    @bp.get("/_sandbox/recording-settings")
+    def admin_recording_settings() -> Response:
+        return jsonify(sandbox.recording_settings())
+
+    @bp.post("/_sandbox/recording-settings")
+    def admin_set_recording_settings() -> Response:
+        # As an account admin would in Zoom's web portal (Settings > Recording).
+        return jsonify(sandbox.set_recording_settings(json_body()))
+
     @bp.get("/_sandbox/locks")
     def admin_locks() -> Response:
         return jsonify(sandbox.locks())

@@ -11,7 +11,7 @@ from flask import Blueprint, Response, g, jsonify, redirect, request
 from werkzeug.wrappers import Response as BaseResponse
 
 from .. import media
-from .common import html_page
+from .common import html_page, json_body
 
 if TYPE_CHECKING:
     from ..core import Sandbox
@@ -55,6 +55,12 @@ def blueprint(sandbox: Sandbox) -> Blueprint:
         )
         return Response(status=204)
 
+    @bp.put("/v2/meetings/<path:ref>/recordings/status")
+    def recording_status(ref: str) -> Response:
+        # recordingStatusUpdate: {"action": "recover"} takes the instance out of the trash.
+        sandbox.recover_recordings(_recording_ref(ref), json_body())
+        return Response(status=200)
+
     @bp.get("/v2/users/<user_id>/recordings")
     def recording_list(user_id: str) -> Response:
         return jsonify(
@@ -66,6 +72,7 @@ def blueprint(sandbox: Sandbox) -> Blueprint:
                 next_page_token=request.args.get("next_page_token"),
                 trash=request.args.get("trash"),
                 meeting_id=request.args.get("meeting_id"),
+                trash_type=request.args.get("trash_type"),
             )
         )
 
@@ -79,7 +86,9 @@ def blueprint(sandbox: Sandbox) -> Blueprint:
         fault = g.get("fault") or {}
         if doc is None or doc["status"] != "completed":
             return html_page("Recording not found", "This recording does not exist.", 404)
-        if fault.get("html") or not sandbox.download_token_valid(token, doc["meeting_id"]):
+        if fault.get("html") or not sandbox.download_token_valid(
+            token, doc.get("_instance") or doc["meeting_id"]
+        ):
             return html_page("Zoom", DOWNLOAD_ERROR_TEXT)
         return redirect(sandbox.signed_file_path(doc), code=302)
 
@@ -90,7 +99,7 @@ def blueprint(sandbox: Sandbox) -> Blueprint:
         doc = sandbox.file_doc(file_id)
         if doc is None or doc["status"] != "completed":
             return html_page("Recording not found", "This recording does not exist.", 404)
-        size = int(doc["file_size"])
+        size = media.source_size(doc["_source"])
         start, end = 0, size - 1
         status = 200
         wanted = request.headers.get("Range")
@@ -114,7 +123,7 @@ def blueprint(sandbox: Sandbox) -> Blueprint:
             if source["kind"] == "synthetic":
                 pieces: Iterator[bytes] = media.synthetic_stream(end + 1, source["seed"], start)
             else:
-                pieces = iter([media.media_bytes(source["name"])[start : end + 1]])
+                pieces = iter([media.source_bytes(source)[start : end + 1]])
             for piece in pieces:
                 if truncate is not None and sent + len(piece) > int(truncate):
                     # Simulate a connection cut mid-file: fewer bytes than Content-Length.
