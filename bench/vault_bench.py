@@ -185,12 +185,15 @@ def ingest_one(app: Any, zoom: Any, sandbox_url: str, size: int) -> dict[str, An
     baseline = rss()
     reset_ok = reset_peak_rss()
     t0 = time.perf_counter()
+    # The copy step's three parts, as the work engine runs them: claim and commit, download and
+    # store with no transaction open, record in a new transaction.
+    step = ingest.CopyFile(zoom, storage, keyring)
     with job_session(app) as session:
-        claim = ingest.claim_file(session, file_id, utcnow())
+        claim = step.prepare(session, file_id, utcnow())
     assert claim is not None
-    blob = ingest.download_and_store(zoom, storage, keyring, claim)
+    blob = step.call(claim)
     with job_session(app) as session:
-        assert ingest.mark_stored(session, claim, blob, keyring, utcnow())
+        assert step.record(session, file_id, claim, blob, utcnow()) == "stored"
     t1 = time.perf_counter()
     assert ingest.verify_stored(app, file_id, storage) == "verified"
     t2 = time.perf_counter()
