@@ -44,7 +44,7 @@ from flask import Flask
 from sqlalchemy import and_, select, update
 from sqlalchemy.orm import Session
 
-from .. import work
+from .. import metrics, work
 from ..audit.services import record as audit
 from ..courses.models import ClassSession, Course
 from ..db import changed_rows, job_session, utcnow
@@ -643,6 +643,7 @@ class CopyFile:
             blob.stats.plaintext_bytes,
             blob.seconds,
         )
+        metrics.ingested(blob.stats.plaintext_bytes, blob.seconds)
         return "stored"
 
     def failed(
