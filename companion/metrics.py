@@ -21,10 +21,10 @@ The token is compared in constant time and never logged; without it the endpoint
 from __future__ import annotations
 
 import datetime as dt
-import functools
 import hmac
 import logging
 import os
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -58,11 +58,24 @@ class _Counted:
     webhook_seconds: Any
 
 
-@functools.cache
+_made: list[_Counted] = []
+_making = threading.Lock()
+
+
 def _counted() -> _Counted:
     """The counters, made at first use: prometheus_client decides when it is first imported
     whether it counts in this process's memory or in PROMETHEUS_MULTIPROC_DIR, and
-    ``companion serve --processes`` sets that variable only once it starts."""
+    ``companion serve --processes`` sets that variable only once it starts. Made under a lock:
+    two threads' first requests would otherwise both register them, and the second fail."""
+    if _made:
+        return _made[0]
+    with _making:
+        if not _made:
+            _made.append(_make())
+        return _made[0]
+
+
+def _make() -> _Counted:
     from prometheus_client import Counter, Histogram
 
     return _Counted(

@@ -19,6 +19,7 @@ from companion import ROOT
 
 from ..conftest import own_database_url
 from ..live_db import companion_env
+from ..metrics_helpers import TOKEN, Scrape
 from ..servers import free_port, wait_for_port
 
 pytestmark = pytest.mark.slow
@@ -33,7 +34,7 @@ class Served:
 
 def serve(folder: Path, database_url: str, *processes_args: str) -> Served:
     port = free_port()
-    env = companion_env(database_url, folder)
+    env = companion_env(database_url, folder, COMPANION_METRICS_TOKEN=TOKEN)
     log = folder / f"serve-{port}.log"
     with log.open("wb") as out:
         process = subprocess.Popen(
@@ -90,6 +91,39 @@ def test_liveness_and_readiness_answer_from_several_processes(two_processes: Ser
         pids = set(pool.map(ready, range(200)))
     assert len(pids) == 2, f"answered by {pids}"
     assert two_processes.process.pid not in pids  # the master only supervises
+
+
+def test_metrics_add_up_the_counts_of_every_process(two_processes: Served) -> None:
+    def scrape() -> Scrape:
+        answer = requests.get(
+            two_processes.url + "/metrics", headers={"Authorization": f"Bearer {TOKEN}"}, timeout=30
+        )
+        assert answer.status_code == 200
+        return Scrape(answer.text)
+
+    def webhook_answers(scraped: Scrape) -> float:
+        return sum(
+            value
+            for (name, _labels), value in scraped.samples.items()
+            if name == "companion_webhook_seconds_count"
+        )
+
+    before = webhook_answers(scrape())
+
+    def deliver(_: int) -> int:
+        # Unsigned: refused at once, and timed like any delivery.
+        with requests.Session() as http:
+            answer = http.post(two_processes.url + "/zoom/webhook", json={}, timeout=30)
+        pid = requests.get(two_processes.url + "/readyz", timeout=30).json()["process"]
+        assert answer.status_code in (400, 401)
+        return int(pid)
+
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        pids = set(pool.map(deliver, range(100)))
+    assert len(pids) == 2
+    # Whichever process answers the scrape counts all 100, from both processes.
+    for _ in range(4):
+        assert webhook_answers(scrape()) == before + 100
 
 
 def test_a_killed_web_process_is_replaced(two_processes: Served) -> None:
