@@ -140,9 +140,23 @@ def _share_metrics_between_processes() -> None:
     import tempfile
 
     if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="companion-metrics-")
-    # prometheus_client picks its kind of counter when first imported, which must be after this.
-    assert "prometheus_client" not in sys.modules, "prometheus_client was imported too early"
+        import atexit
+        import shutil
+
+        folder = tempfile.mkdtemp(prefix="companion-metrics-")
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = folder
+        master = os.getpid()
+
+        def remove() -> None:
+            # Ours alone: removed when the server stops (the counts start again with it); not
+            # by a web process, which inherits this hook when forked and exits on its own.
+            if os.getpid() == master:
+                shutil.rmtree(folder, ignore_errors=True)
+
+        atexit.register(remove)
+    if "prometheus_client" in sys.modules:
+        # It picks its kind of counter when first imported, which must be after this.
+        click.echo("companion serve: metrics would count per process only", err=True)
 
 
 @main.command("run")
