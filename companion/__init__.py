@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import logging
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -56,9 +55,11 @@ def create_app(
         MAX_CONTENT_LENGTH=settings.get("MAX_CONTENT_LENGTH") or 5 * 1024 * 1024,
         JSON_SORT_KEYS=False,
     )
-    logging.basicConfig(level=app.config["LOG_LEVEL"].upper())
+    from . import logs
 
-    from . import access, db, errors, sealing, security, web
+    logs.configure(app.config)
+
+    from . import access, db, errors, health, metrics, sealing, security, web
     from . import evidence as evidence_package
     from . import families as families_package
     from . import recordings as recordings_package
@@ -95,6 +96,7 @@ def create_app(
         raise config_module.ConfigError(problems)
     errors.init_app(app)
     security.init_app(app)
+    metrics.init_app(app)
     access.init_app(app)
     web.init_app(app)
     family_views.init_app(app)
@@ -110,6 +112,8 @@ def create_app(
 
     for blueprint in (
         web.bp,
+        health.bp,
+        metrics.bp,
         accounts_views.bp,
         twofactor_views.bp,
         orgs_views.bp,

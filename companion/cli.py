@@ -102,17 +102,66 @@ def secret_command() -> None:
 @main.command("serve")
 @click.option("--host", default=None, help="Default: COMPANION_HOST.")
 @click.option("--port", type=int, default=None, help="Default: COMPANION_PORT.")
-@click.option("--threads", type=int, default=8)
-def serve_command(host: str | None, port: int | None, threads: int) -> None:
-    """Serve the web app with a production WSGI server (waitress)."""
+@click.option("--threads", type=int, default=8, help="Threads of each process.")
+@click.option(
+    "--processes",
+    type=click.IntRange(1, 64),
+    default=1,
+    show_default=True,
+    help="Web processes. 1: one waitress process. More: gunicorn with that many worker "
+    "processes (about one per core), each with --threads threads.",
+)
+def serve_command(host: str | None, port: int | None, threads: int, processes: int) -> None:
+    """Serve the web app with a production WSGI server (waitress, or gunicorn for several
+    processes)."""
     from . import serving
 
+    if processes > 1:
+        _share_metrics_between_processes()
     app = _app()
     host = host or app.config["HOST"]
     port = port or app.config["PORT"]
-    click.echo(f"companion on http://{host}:{port} (Zoom: {app.config['ZOOM_MODE']})")
-    serving.prepare(app)
-    serving.serve(app, host=host, port=port, threads=threads)
+    click.echo(
+        f"companion on http://{host}:{port} (Zoom: {app.config['ZOOM_MODE']}; "
+        f"{processes} process(es) of {threads} thread(s))"
+    )
+    if processes == 1:
+        serving.prepare(app)
+        serving.serve(app, host=host, port=port, threads=threads)
+        return
+    from .db import get_engine
+
+    # This process only supervises; each worker builds its own app and connections, and none
+    # inherits this one's (a forked database connection must not be shared).
+    get_engine(app).dispose()
+    serving.serve_processes(_app, host=host, port=port, processes=processes, threads=threads)
+
+
+def _share_metrics_between_processes() -> None:
+    """Counters of several web processes add up in one folder (prometheus_client's
+    multiprocess mode), set before prometheus_client is imported. A folder given in
+    PROMETHEUS_MULTIPROC_DIR (shared with the workers of this host) is used as it is."""
+    import os
+    import tempfile
+
+    if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        import atexit
+        import shutil
+
+        folder = tempfile.mkdtemp(prefix="companion-metrics-")
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = folder
+        master = os.getpid()
+
+        def remove() -> None:
+            # Ours alone: removed when the server stops (the counts start again with it); not
+            # by a web process, which inherits this hook when forked and exits on its own.
+            if os.getpid() == master:
+                shutil.rmtree(folder, ignore_errors=True)
+
+        atexit.register(remove)
+    if "prometheus_client" in sys.modules:
+        # It picks its kind of counter when first imported, which must be after this.
+        click.echo("companion serve: metrics would count per process only", err=True)
 
 
 @main.command("run")

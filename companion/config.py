@@ -397,6 +397,20 @@ SETTINGS: tuple[Setting, ...] = (
         "Time zone of a new organisation and of demo data.",
     ),
     Setting("LOG_LEVEL", _choice("debug", "info", "warning", "error"), "info", "Log level."),
+    Setting(
+        "LOG_FORMAT",
+        _choice("text", "json"),
+        "text",
+        "`json`: one JSON object per log line (time, level, logger, message, process), for a "
+        "log collector. `text`: plain lines.",
+    ),
+    Setting(
+        "METRICS_TOKEN",
+        _optional_secret,
+        "",
+        "Bearer token that `GET /metrics` (Prometheus) requires. Empty: metrics are off.",
+        True,
+    ),
 )
 
 SETTINGS_BY_NAME = {s.name: s for s in SETTINGS}

@@ -56,6 +56,10 @@ class JobSpec:
     trigger: Mapping[str, Any]
     run_at_start: bool = False
     misfire_grace_time: int | None = MISFIRE_GRACE_SECONDS
+    # A queue of the work engine whose every item is claimed before it is worked
+    # (companion/work.py): on PostgreSQL every worker runs it, not only the lease holder, and
+    # the claims see that each item is done once (companion/worker.py).
+    shared: bool = False
 
     def resolve(self) -> Callable[[Flask], Any]:
         module_name, _, attr = self.func_path.partition(":")
@@ -85,9 +89,11 @@ JOBS: tuple[JobSpec, ...] = (
         "companion.webhooks.jobs:process_pending",
         every(seconds=5),
         run_at_start=True,
+        shared=True,
     ),
     # Copy, encrypt, verify, then delete from Zoom; retries failed copies when due. Its first run
-    # in a worker removes partial files and resumes downloads a killed worker left behind.
+    # in a worker removes partial files and resumes downloads a killed worker left behind, which
+    # is right only while no other worker downloads: so it is not shared, the lease holder runs it.
     JobSpec(
         "ingest_recordings",
         "companion.recordings.jobs:ingest_pending",
@@ -105,6 +111,7 @@ JOBS: tuple[JobSpec, ...] = (
         "companion.mail.jobs:deliver_pending",
         every(seconds=30),
         run_at_start=True,
+        shared=True,
     ),
     # Courses Zoom could not take yet; each is claimed, and a retry looks before it creates.
     JobSpec(
@@ -112,12 +119,14 @@ JOBS: tuple[JobSpec, ...] = (
         "companion.courses.jobs:retry_pending",
         every(minutes=1),
         run_at_start=True,
+        shared=True,
     ),
     # Zoom answered 429/5xx when asked to delete its copy of a verified recording: try again.
     JobSpec(
         "delete_zoom_copies",
         "companion.recordings.jobs:delete_from_zoom_pending",
         every(minutes=1),
+        shared=True,
     ),
     # Families Zoom could not register (or cancel) yet; a retry looks before it adds.
     JobSpec(
@@ -125,6 +134,7 @@ JOBS: tuple[JobSpec, ...] = (
         "companion.families.jobs:sync_zoom",
         every(minutes=1),
         run_at_start=True,
+        shared=True,
     ),
     # Family links owed to parents, sent once the course is safe and the family registered.
     JobSpec("send_owed_family_links", "companion.families.jobs:send_owed_links", every(minutes=5)),

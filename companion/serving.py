@@ -89,3 +89,73 @@ def prepare(app: Flask) -> None:
     from .web import warm_templates
 
     warm_templates(app)
+
+
+# --- several processes (gunicorn) ------------------------------------------------------------
+# One Python process serves one request's Python at a time (the GIL); waitress's threads overlap
+# only the waiting. For more than one core, `companion serve --processes N` runs gunicorn: a
+# master that starts N worker processes, each with its own threads (the gthread worker, so a
+# slow reader or a long recording stream holds a thread, not a whole process), and restarts any
+# that dies. Each worker builds its own app (nothing forked from a parent's open database
+# connections).
+
+# A worker that has not told the master it is alive for this long is killed and replaced. The
+# gthread worker tells it from its main loop, whatever its threads are doing, so a long stream
+# is not cut by it.
+WORKER_TIMEOUT = 60
+# On SIGTERM a worker stops taking requests and has this long to finish the ones it has.
+GRACEFUL_TIMEOUT = 30
+# Idle keep-alive connections close after this long (the reverse proxy keeps its own pool).
+KEEPALIVE = 5
+
+
+def process_options(*, host: str, port: int, processes: int, threads: int) -> dict[str, Any]:
+    """gunicorn settings for companion's work (see the comments above)."""
+    return {
+        "bind": [f"{host}:{port}"],
+        "workers": processes,
+        "worker_class": "gthread",
+        "threads": threads,
+        # Connections one worker keeps open at once; as CONNECTION_LIMIT for waitress.
+        "worker_connections": CONNECTION_LIMIT,
+        "backlog": BACKLOG,
+        "timeout": WORKER_TIMEOUT,
+        "graceful_timeout": GRACEFUL_TIMEOUT,
+        "keepalive": KEEPALIVE,
+        # The app logs what it does; gunicorn's access log would repeat every request.
+        "accesslog": None,
+        "errorlog": "-",
+        "proc_name": "companion",
+        # No `gunicorn.ctl` file in the working folder.
+        "control_socket_disable": True,
+    }
+
+
+def serve_processes(
+    make_app: Any, *, host: str, port: int, processes: int, threads: int = 8
+) -> None:
+    """Serve the app ``make_app()`` builds (in each worker process) with gunicorn until
+    SIGTERM/SIGINT, which stops every worker after its running requests."""
+    from gunicorn.app.base import BaseApplication  # type: ignore[import-untyped]
+
+    from . import metrics
+
+    options = process_options(host=host, port=port, processes=processes, threads=threads)
+
+    def child_exit(_server: Any, worker: Any) -> None:
+        metrics.mark_process_dead(worker.pid)
+
+    class Companion(BaseApplication):
+        def load_config(self) -> None:
+            for key, value in options.items():
+                if key in self.cfg.settings:  # older gunicorn has no control socket settings
+                    self.cfg.set(key, value)
+            self.cfg.set("child_exit", child_exit)
+
+        def load(self) -> Any:
+            app = make_app()
+            prepare(app)
+            return app
+
+    _allow_open_files(CONNECTION_LIMIT + 200)
+    Companion().run()

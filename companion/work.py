@@ -30,9 +30,9 @@ A crash between any two phases leaves the claim to expire; the next run prepares
 marker, a registrant by its address, a message already handed to the server): see each queue's
 docstring.
 
-On PostgreSQL :func:`claim_batch` takes rows with ``FOR UPDATE SKIP LOCKED`` so any number of
-workers share a queue without waiting for each other; on SQLite one writer at a time is the rule
-anyway and the conditional UPDATE is the claim.
+On PostgreSQL :func:`claim_next` (and :func:`claim_batch`) take rows with ``FOR UPDATE SKIP
+LOCKED`` so any number of workers share a queue without waiting for each other; on SQLite one
+writer at a time is the rule anyway and the conditional UPDATE is the claim.
 """
 
 from __future__ import annotations
@@ -162,6 +162,31 @@ def claim_batch(session: Session, queue: Queue, now: dt.datetime, limit: int = 1
     return [item_id for item_id in ids if claim(session, queue, item_id, now)]
 
 
+def claim_next(
+    session: Session, queue: Queue, now: dt.datetime, *, exclude: Sequence[Any] = ()
+) -> Any | None:
+    """Claim the longest-waiting due item (not one of ``exclude``) and return its id, or None.
+
+    On PostgreSQL the row is picked with ``FOR UPDATE SKIP LOCKED``: a worker claiming at the
+    same moment skips the row this one is claiming and takes the next, instead of waiting for
+    this transaction and then finding the row taken. The caller commits before the work.
+    """
+    tried = list(exclude)
+    while True:
+        pick = select(queue.id).where(queue._waiting(now))
+        if tried:
+            pick = pick.where(queue.id.not_in(tried))
+        pick = pick.order_by(queue.due.is_not(None), queue.due, *queue.order, queue.id).limit(1)
+        if session.get_bind().dialect.name == "postgresql":
+            pick = pick.with_for_update(skip_locked=True)
+        item_id = session.scalar(pick)
+        if item_id is None:
+            return None
+        if claim(session, queue, item_id, now):
+            return item_id
+        tried.append(item_id)  # taken by another runner between the pick and the claim
+
+
 def release(item: Any, queue: Queue) -> None:
     """The work is done (or no longer wanted): nobody holds the item and nothing is due."""
     setattr(item, queue._col(queue.claimed_until), None)
@@ -285,13 +310,10 @@ def run(
     """
     result: Counter[str] = Counter()
     with app.app_context():
-        start = now or utcnow()
         if ids is None:
-            with job_session(app) as session:
-                todo: Sequence[Any] = due_ids(session, queue, start, limit)
-        else:
-            todo = list(ids)
-        for item_id in todo:
+            _run_due(app, queue, step, result, now=now, limit=limit)
+            return dict(result)
+        for item_id in ids:
             try:
                 outcome = run_one(app, queue, step, item_id, now=now)
             except CompanionError as exc:
@@ -304,6 +326,37 @@ def run(
                 continue
             _count(result, outcome)
     return dict(result)
+
+
+def _run_due(
+    app: Flask,
+    queue: Queue,
+    step: Step[Any, Any],
+    result: Counter[str],
+    *,
+    now: dt.datetime | None,
+    limit: int,
+) -> None:
+    """Claim the next due item (:func:`claim_next`, committed), work it, and again, up to
+    ``limit`` items: several workers running the same queue each take the next free item."""
+    done: list[Any] = []
+    while len(done) < limit:
+        with job_session(app) as session:
+            item_id = claim_next(session, queue, now or utcnow(), exclude=done)
+        if item_id is None:
+            return
+        done.append(item_id)
+        try:
+            outcome = run_one(app, queue, step, item_id, now=now, claimed=True)
+        except CompanionError as exc:
+            log.warning("%s %s: could not run (%s)", queue.name, item_id, exc.code)
+            result["unreachable"] += 1
+            continue
+        except Exception:
+            log.exception("%s %s: failed", queue.name, item_id)
+            result["errors"] += 1
+            continue
+        _count(result, outcome)
 
 
 def _count(result: Counter[str], outcome: Outcome) -> None:

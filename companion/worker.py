@@ -1,7 +1,13 @@
-"""`companion worker`: the one process that runs the schedule.
+"""`companion worker`: the processes that run the schedule and work the queues.
 
 However many web processes and workers are started, only the worker holding the **scheduler
-lease** runs jobs; the others wait and take over when it dies:
+lease** runs the periodic schedule; the others wait and take over when it dies. On PostgreSQL
+every worker also runs the jobs that work a queue (``JobSpec.shared``: mail, webhook events,
+course and registrant Zoom work, Zoom deletions), whose items are claimed one at a time with
+``FOR UPDATE SKIP LOCKED`` (``companion.work.claim_next``), so that any number of workers share
+the items and each is done once. On SQLite (one writer at a time) the lease holder runs it all.
+
+The lease:
 
 * PostgreSQL: a session-level ``pg_try_advisory_lock`` held on a dedicated connection for the
   life of the worker. The server releases it the moment that connection ends, so a killed
@@ -274,10 +280,14 @@ class Worker:
         lease: Lease | None = None,
         poll_seconds: float = 5,
         check_seconds: float = 10,
+        share_queues: bool | None = None,
     ):
         self.app = app
         self.jobs = tuple(jobs)
         self.lease: Lease = lease if lease is not None else lease_for(app)
+        if share_queues is None:
+            share_queues = make_url(app.config["DATABASE_URL"]).get_backend_name() == "postgresql"
+        self.share_queues = share_queues
         self.poll_seconds = poll_seconds
         self.check_seconds = check_seconds
         self.status = JobStatus()
@@ -292,18 +302,31 @@ class Worker:
         """Run until :meth:`stop` (or SIGTERM/SIGINT via :meth:`run_until_signalled`)."""
         for spec in self.jobs:
             spec.resolve()  # a broken row stops the worker now, not when the job is due
-        while not self.stop_event.is_set():
-            if not wait_for_lease(self.lease, self.stop_event, poll_seconds=self.poll_seconds):
-                break
-            try:
-                self._run_scheduler()
-            finally:
-                self.lease.release()
+        shared = [spec for spec in self.jobs if spec.shared and self.share_queues]
+        leased = [spec for spec in self.jobs if spec not in shared]
+        queues = None
+        if shared:
+            queues = make_scheduler()
+            names = register_jobs(queues, self.app, jobs=shared, status=self.status)
+            queues.start()
+            log.info("worker works the shared queues: %s", ", ".join(names))
+        try:
+            while not self.stop_event.is_set():
+                if not wait_for_lease(self.lease, self.stop_event, poll_seconds=self.poll_seconds):
+                    break
+                try:
+                    self._run_scheduler(leased)
+                finally:
+                    self.lease.release()
+        finally:
+            if queues is not None:
+                # As for the schedule: the running item finishes, no new one starts.
+                queues.shutdown(wait=True)
         log.info("worker stopped")
 
-    def _run_scheduler(self) -> None:
+    def _run_scheduler(self, jobs: Iterable[JobSpec]) -> None:
         scheduler = make_scheduler()
-        names = register_jobs(scheduler, self.app, jobs=self.jobs, status=self.status)
+        names = register_jobs(scheduler, self.app, jobs=jobs, status=self.status)
         scheduler.start()
         self.running.set()
         log.info(

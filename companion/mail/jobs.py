@@ -46,7 +46,7 @@ from flask import Flask
 from sqlalchemy import update
 from sqlalchemy.orm import Session
 
-from .. import work
+from .. import metrics, work
 from ..db import job_session, utcnow
 from . import services
 from .models import MessageStatus, OutboxMessage
@@ -112,6 +112,7 @@ class SendMessage:
         if msg is None:
             return "missing"
         services.mark_sent(msg, now)
+        metrics.mail_sent()
         return "sent"
 
     def failed(
@@ -125,12 +126,15 @@ class SendMessage:
             msg.status = MessageStatus.UNCERTAIN
             msg.claimed_until = None
             log.error("mail %s may have been sent (%s); left for the admin", msg.id, exc)
+            metrics.mail_failed("uncertain")
             return "uncertain"
         # Refused, or never handed over: any transport failure is retried, whatever its type.
         msg.status = MessageStatus.PENDING
         when = work.postpone(msg, OUTBOX, now)
         log.warning("mail %s failed (attempt %s); next try %s", msg.id, msg.attempts, when)
-        return "unavailable" if isinstance(exc, SmtpUnavailable) else "failed"
+        outcome = "unavailable" if isinstance(exc, SmtpUnavailable) else "failed"
+        metrics.mail_failed(outcome)
+        return outcome
 
 
 def give_up_unanswered(session: Session, now: dt.datetime) -> int:
@@ -162,20 +166,25 @@ def deliver_pending(
         return 0
     with job_session(app) as session:
         give_up_unanswered(session, clock())
-        due_ids = work.due_ids(session, OUTBOX, clock(), limit)
-    if not due_ids:
+        anything_due = bool(work.due_ids(session, OUTBOX, clock(), 1))
+    if not anything_due:
         return 0
     counts: dict[str, int] = {}
+    done: list[int] = []
     with make_sender() as smtp:
         step = SendMessage(smtp, app.config["MAIL_FROM"])
-        for done, message_id in enumerate(due_ids, start=1):
-            outcome: Any = work.run_one(app, OUTBOX, step, message_id, now=clock())
+        # One message claimed at a time (work.claim_next: SKIP LOCKED on PostgreSQL), so
+        # several workers sending at once each take the next message nobody holds.
+        while len(done) < limit:
+            with job_session(app) as session:
+                message_id = work.claim_next(session, OUTBOX, clock(), exclude=done)
+            if message_id is None:
+                break
+            done.append(message_id)
+            outcome: Any = work.run_one(app, OUTBOX, step, message_id, now=clock(), claimed=True)
             counts[str(outcome)] = counts.get(str(outcome), 0) + 1
             if outcome == "unavailable":
-                log.warning(
-                    "mail: SMTP unavailable; %d message(s) left for the next run",
-                    len(due_ids) - done,
-                )
+                log.warning("mail: SMTP unavailable; the rest is left for the next run")
                 break
     if counts:
         log.info("mail: %s", ", ".join(f"{n} {what}" for what, n in sorted(counts.items())))

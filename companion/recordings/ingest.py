@@ -59,7 +59,7 @@ from flask import Flask
 from sqlalchemy import and_, exists, select, update
 from sqlalchemy.orm import Session
 
-from .. import work
+from .. import metrics, work
 from ..audit.services import record as audit
 from ..courses.models import ClassSession, Course
 from ..db import changed_rows, job_session, utcnow
@@ -710,6 +710,7 @@ class CopyFile:
             blob.stats.plaintext_bytes,
             blob.seconds,
         )
+        metrics.ingested(blob.stats.plaintext_bytes, blob.seconds)
         return "stored"
 
     def failed(

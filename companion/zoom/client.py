@@ -32,6 +32,7 @@ from urllib.parse import quote, urlsplit
 import requests
 import requests.auth
 
+from .. import metrics
 from . import retry
 from .api import (
     AddedRegistrant,
@@ -672,6 +673,7 @@ class ZoomClient:
                 _log_response(operation, method, template, response, None, attempt, started)
                 return response
             error = error_from_response(response, operation=operation, now=self._clock())
+            metrics.zoom_error(operation, str(response.status_code))
             response.close()
             _log_response(operation, method, template, response, error, attempt, started)
             if response.status_code == 401 and token is None and not refreshed:
@@ -699,6 +701,7 @@ class ZoomClient:
             type(exc).__name__,
             attempt,
         )
+        metrics.zoom_error(operation, "no_answer")
         cls = ZoomConnectionError if isinstance(exc, _NO_ANSWER) else ZoomError
         error = cls(f"no answer from Zoom: {type(exc).__name__}", operation=operation)
         error.__cause__ = exc
@@ -755,6 +758,7 @@ class ZoomClient:
     def _count(self, operation: str) -> None:
         with self._calls_lock:
             self.calls[operation] += 1
+        metrics.zoom_call(operation)
 
     def _paginate(
         self,

@@ -153,6 +153,9 @@ EXPECT: dict[str, str] = {
     "POST /f/sign-out": "p=ok",
     "GET /families/": "t=ok l=ok a=ok",
     "GET /healthz": "all=ok",
+    "GET /readyz": "all=ok",
+    # Off by default; with its token set, only the token opens it (tests/scale/test_metrics.py).
+    "GET /metrics": "all=404",
     "GET /invite/<token>": "all=404",
     "POST /invite/<token>": "all=404",
     "GET /login": "all=ok",
