@@ -150,7 +150,7 @@ def work_queues() -> list[Any]:
         webhooks.QUEUE,
         mail_jobs.OUTBOX,
         ingest.COPY,
-        ingest.ZOOM_DELETE,
+        ingest.ZOOM_PURGE,
     ]
 
 
