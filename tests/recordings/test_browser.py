@@ -59,7 +59,8 @@ def recorded_class(live_server: Any, tmp_path: Any) -> Iterator[dict[str, Any]]:
         # What `companion worker` runs every few seconds.
         handled = webhook_jobs.process_pending(app)
         assert handled.get("done", 0) >= 1 and not handled.get("failed"), handled
-        assert recording_jobs.ingest_pending(app).get("zoom_deleted") == 2
+        # Both files copied and verified, then the whole class deleted from Zoom for good.
+        assert recording_jobs.ingest_pending(app) == {"verified": 2, "zoom_deleted": 1}
         with Session(engine) as session:
             # Read and closed before the test: an open SQLite transaction holds the write lock.
             rec_id = session.scalars(
