@@ -44,12 +44,16 @@ class NotReady(Exception):
 def check_database(app: Flask) -> None:
     from .db import get_session
 
+    session = get_session()
     try:
         # The request's own session: on SQLite it reads without taking the write lock.
-        get_session().execute(text("SELECT 1"))
+        session.execute(text("SELECT 1"))
     except Exception as exc:
         log.warning("readiness: the database is not reachable: %s", _first_line(exc))
         raise NotReady("the database cannot be reached") from exc
+    finally:
+        # The storage check that follows may call an object store: not with a transaction open.
+        session.rollback()
 
 
 def check_storage(app: Flask) -> None:

@@ -73,3 +73,27 @@ def test_a_recordings_key_other_than_the_databases_is_not_ready(
     assert answer.status_code == 503
     assert answer.json["failed"] == ["keys"]
     assert answer.json["checks"]["keys"]["error"].endswith(": recordings")
+
+
+def test_the_storage_is_checked_with_no_database_transaction_open(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The object store's check is a network call: the database check's read has ended first.
+    (An app of its own: the suite's app shares one never-ending test transaction.)"""
+    from companion.db import get_session
+
+    from ..conftest import make_app, own_database_url
+
+    app = make_app(own_database_url(tmp_path, "ready", migrated=True), tmp_path)
+    seen: list[bool] = []
+    storage = vault.storage_for(app)
+    real_check = storage.check
+
+    def check() -> None:
+        seen.append(get_session().in_transaction())
+        real_check()
+
+    monkeypatch.setattr(storage, "check", check)
+    answer = app.test_client().get("/readyz")
+    assert answer.status_code == 200, answer.json
+    assert seen == [False]
