@@ -314,17 +314,7 @@ def run(
             _run_due(app, queue, step, result, now=now, limit=limit)
             return dict(result)
         for item_id in ids:
-            try:
-                outcome = run_one(app, queue, step, item_id, now=now)
-            except CompanionError as exc:
-                log.warning("%s %s: could not run (%s)", queue.name, item_id, exc.code)
-                result["unreachable"] += 1
-                continue
-            except Exception:
-                log.exception("%s %s: failed", queue.name, item_id)
-                result["errors"] += 1
-                continue
-            _count(result, outcome)
+            _run_counted(app, queue, step, item_id, result, now=now, claimed=False)
     return dict(result)
 
 
@@ -346,17 +336,31 @@ def _run_due(
         if item_id is None:
             return
         done.append(item_id)
-        try:
-            outcome = run_one(app, queue, step, item_id, now=now, claimed=True)
-        except CompanionError as exc:
-            log.warning("%s %s: could not run (%s)", queue.name, item_id, exc.code)
-            result["unreachable"] += 1
-            continue
-        except Exception:
-            log.exception("%s %s: failed", queue.name, item_id)
-            result["errors"] += 1
-            continue
-        _count(result, outcome)
+        _run_counted(app, queue, step, item_id, result, now=now, claimed=True)
+
+
+def _run_counted(
+    app: Flask,
+    queue: Queue,
+    step: Step[Any, Any],
+    item_id: Any,
+    result: Counter[str],
+    *,
+    now: dt.datetime | None,
+    claimed: bool,
+) -> None:
+    """One item, its outcome counted; a failure is counted and logged, never raised."""
+    try:
+        outcome = run_one(app, queue, step, item_id, now=now, claimed=claimed)
+    except CompanionError as exc:
+        log.warning("%s %s: could not run (%s)", queue.name, item_id, exc.code)
+        result["unreachable"] += 1
+        return
+    except Exception:
+        log.exception("%s %s: failed", queue.name, item_id)
+        result["errors"] += 1
+        return
+    _count(result, outcome)
 
 
 def _count(result: Counter[str], outcome: Outcome) -> None:
